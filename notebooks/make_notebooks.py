@@ -1,0 +1,107 @@
+"""Writes the notebooks in this folder from the cell sources below (run it after editing).
+
+Notebooks are executed by tests/test_notebooks.py; outputs are not stored in git.
+"""
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).parent
+
+FIND_SHARED = '''import os
+from pathlib import Path
+
+# ../shared/data beside the repository (override with LAKEVEC_SHARED).
+SHARED = Path(os.environ.get("LAKEVEC_SHARED", Path.cwd().resolve().parent.parent / "shared"))
+DATA = SHARED / "data"
+assert DATA.is_dir(), f"shared data not found at {DATA}"'''
+
+nb01 = new_notebook(
+    cells=[
+        new_markdown_cell(
+            "# Reading lake tables into Arrow with lakevec\n\n"
+            "Real data from `../shared/data`: every Debian 12 package description (63,905 rows of "
+            "text) and 12,052 MiniLM sentence embeddings (384-d vectors). lakevec reads Parquet "
+            "files, folders and globs, locally or from object stores, straight into Arrow."
+        ),
+        new_code_cell(FIND_SHARED + "\n\nimport lakevec, pyarrow as pa\nprint(lakevec.__version__)"),
+        new_markdown_cell("## Open a table: schema, rows and files come from the footers"),
+        new_code_cell(
+            'debian = lakevec.Table.open(str(DATA / "text" / "debian_descriptions.parquet"))\n'
+            "print(debian)\n"
+            "print(debian.schema)\n"
+            "debian.files().to_pandas()"
+        ),
+        new_markdown_cell(
+            "## A filtered read\n\n`filter` is a SQL expression: it prunes row groups by "
+            "statistics and is evaluated in Rust; `columns` prunes the read."
+        ),
+        new_code_cell(
+            "games = debian.to_arrow(columns=[\"package\", \"description\"], "
+            "filter=\"section = 'games' AND length(description) > 400\")\n"
+            "print(games.num_rows, 'long game descriptions')\n"
+            "games.slice(0, 5).to_pandas()"
+        ),
+        new_markdown_cell("## SQL over the lake: rows per section"),
+        new_code_cell(
+            "per_section = lakevec.sql(\n"
+            "    \"SELECT section, count(*) AS packages FROM debian \"\n"
+            "    \"WHERE section IS NOT NULL GROUP BY section ORDER BY packages DESC\",\n"
+            "    tables={\"debian\": debian},\n"
+            ").to_pandas()\n"
+            "per_section.head(10)"
+        ),
+        new_code_cell(
+            "import matplotlib.pyplot as plt\n"
+            "%matplotlib inline\n"
+            "top = per_section.head(15)\n"
+            "fig, ax = plt.subplots(figsize=(8, 4))\n"
+            "ax.barh(top.section[::-1], top.packages[::-1])\n"
+            "ax.set_xlabel('packages'); ax.set_title('Debian 12 packages per section (top 15)')\n"
+            "plt.tight_layout(); plt.show()"
+        ),
+        new_markdown_cell(
+            "## Vectors: a FixedSizeList column, streamed in batches\n\n"
+            "`scan()` returns a `pyarrow.RecordBatchReader` with bounded memory; here we "
+            "compare every MiniLM embedding with the first one without holding the table."
+        ),
+        new_code_cell(
+            "import numpy as np\n"
+            'minilm = lakevec.Table.open(str(DATA / "ann" / "minilm_base.parquet"))\n'
+            "print(minilm.schema)\n"
+            "query = None\n"
+            "sims = []\n"
+            "for batch in minilm.scan(columns=[\"vector\"], batch_size=4096):\n"
+            "    v = batch.column(0)\n"
+            "    m = v.values.to_numpy(zero_copy_only=False).reshape(-1, v.type.list_size)\n"
+            "    if query is None:\n"
+            "        query = m[0]\n"
+            "    sims.append(m @ query)  # unit vectors: dot product = cosine similarity\n"
+            "sims = np.concatenate(sims).astype(np.float64)\n"
+            "print(f'{len(sims):,} vectors; cosine to the first: median {np.median(sims):.3f}, '\n"
+            "      f'{(sims > 0.8).sum()} above 0.8')"
+        ),
+        new_code_cell(
+            "fig, ax = plt.subplots(figsize=(6, 3))\n"
+            "ax.hist(sims, bins=60)\n"
+            "ax.set_xlabel('cosine similarity to the first sentence'); ax.set_ylabel('sentences')\n"
+            "ax.set_title('MiniLM embeddings streamed with Table.scan()')\n"
+            "plt.tight_layout(); plt.show()"
+        ),
+        new_markdown_cell("## Zero-copy hand-off to polars and duckdb"),
+        new_code_cell(
+            "import polars as pl, duckdb\n"
+            "pdf = pl.from_arrow(games)\n"
+            "print(pdf.head(3))\n"
+            "arrow_result = games\n"
+            "duckdb.sql(\"SELECT count(*) AS n, avg(length(description)) AS mean_len FROM arrow_result\").df()"
+        ),
+    ],
+    metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+)
+
+if __name__ == "__main__":
+    nbformat.write(nb01, HERE / "01_read_lake_tables.ipynb")
+    print("wrote", HERE / "01_read_lake_tables.ipynb")

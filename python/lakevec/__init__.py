@@ -1,0 +1,45 @@
+"""lakevec: read lake tables into Arrow, index their vector columns in place, dedup and tag
+them in parallel. A Rust core (``lakevec._lakevec``) behind a typed Python API.
+
+Quick start::
+
+    import lakevec
+    t = lakevec.Table.open("s3://bucket/lake/events", storage_options={...})
+    arrow = t.to_arrow(columns=["id", "text"], filter="year >= 2020")
+    counts = lakevec.sql("SELECT section, count(*) FROM t GROUP BY section", tables={"t": t})
+"""
+
+from __future__ import annotations
+
+from lakevec import exceptions
+from lakevec._lakevec import BUILD_PROFILE as _BUILD_PROFILE
+from lakevec._lakevec import __version__
+from lakevec._lakevec import default_num_threads as _default_num_threads
+from lakevec.exceptions import LakevecError
+from lakevec.table import Table, read_table, sql
+
+__all__ = [
+    "Table",
+    "read_table",
+    "sql",
+    "default_num_threads",
+    "exceptions",
+    "LakevecError",
+    "__version__",
+]
+
+
+def default_num_threads() -> int:
+    """Threads lakevec uses when a call gets no ``num_threads``: ``LAKEVEC_NUM_THREADS``,
+    else ``RAYON_NUM_THREADS``, else the CPUs in this process's affinity mask."""
+    return _default_num_threads()
+
+
+if _BUILD_PROFILE == "debug":  # pragma: no cover - depends on how the wheel was built
+    import warnings
+
+    warnings.warn(
+        "lakevec was built in debug mode and will be slow; "
+        "reinstall with `pip install .` (release) for real work.",
+        stacklevel=2,
+    )

@@ -1,0 +1,29 @@
+//! lakevec: read lake tables into Arrow, index their vector columns in place, dedup and tag
+//! them in parallel. The core modules are pure Rust; `python` holds the pyo3 bindings.
+
+pub mod error;
+pub mod listing;
+pub mod parquet_table;
+pub mod runtime;
+pub mod scan;
+pub mod session;
+pub mod storage;
+pub mod table;
+
+#[cfg(feature = "python")]
+mod python;
+
+#[cfg(feature = "python")]
+use pyo3::prelude::*;
+
+/// The native module `lakevec._lakevec`: registration only.
+#[cfg(feature = "python")]
+#[pymodule]
+fn _lakevec(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("BUILD_PROFILE", if cfg!(debug_assertions) { "debug" } else { "release" })?;
+    m.add_class::<python::table::PyLakeTable>()?;
+    m.add_function(wrap_pyfunction!(python::sql::sql, m)?)?;
+    m.add_function(wrap_pyfunction!(python::runtime::default_num_threads, m)?)?;
+    Ok(())
+}

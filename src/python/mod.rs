@@ -1,0 +1,8 @@
+//! pyo3 bindings: thin wrappers that convert arguments, call the core through
+//! [`call::wait_for_future`] and convert results. No logic lives here.
+
+pub mod call;
+pub mod errors;
+pub mod sql;
+pub mod table;
+pub mod runtime;

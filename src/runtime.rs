@@ -1,0 +1,178 @@
+//! Process-wide executors owned by lakevec: a tokio runtime for I/O and a rayon pool for CPU
+//! kernels.
+//!
+//! Nothing is started at import. Both are created on first use and recreated when the
+//! process id changes: after `fork()` the child inherits the parent's data structures but
+//! none of its threads (rayon-rs/rayon#708, delta-rs#2744), so the inherited executors are
+//! leaked, never used or dropped (dropping would wait for threads that do not exist).
+//!
+//! Thread count, in order of precedence: an explicit `num_threads` argument,
+//! `LAKEVEC_NUM_THREADS`, `RAYON_NUM_THREADS`, then the CPUs in this process's affinity mask
+//! (which is what container limits and `taskset` restrict).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::error::{LakeError, Result};
+
+struct Owned<T> {
+    pid: u32,
+    value: Arc<T>,
+}
+
+static RUNTIME: Mutex<Option<Owned<tokio::runtime::Runtime>>> = Mutex::new(None);
+static POOLS: Mutex<Option<(u32, HashMap<usize, Arc<rayon::ThreadPool>>)>> = Mutex::new(None);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding these locks cannot leave the data inconsistent (they only hold
+    // Arcs), so a poisoned lock is taken over rather than propagated.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Number of CPUs this process may run on (its affinity mask), at least 1.
+pub fn available_cpus() -> usize {
+    #[cfg(target_os = "linux")]
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0 {
+            let n = libc::CPU_COUNT(&set);
+            if n > 0 {
+                return n as usize;
+            }
+        }
+    }
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+fn env_threads(name: &str) -> Option<usize> {
+    std::env::var(name).ok()?.trim().parse::<usize>().ok().filter(|n| *n > 0)
+}
+
+/// The default number of worker threads (see the module docs for the order of precedence).
+pub fn default_num_threads() -> usize {
+    env_threads("LAKEVEC_NUM_THREADS")
+        .or_else(|| env_threads("RAYON_NUM_THREADS"))
+        .unwrap_or_else(available_cpus)
+}
+
+/// Resolve an optional user `num_threads` to a positive count.
+pub fn resolve_threads(num_threads: Option<usize>) -> Result<usize> {
+    match num_threads {
+        Some(0) => Err(LakeError::InvalidArgument(
+            "num_threads must be a positive integer".into(),
+        )),
+        Some(n) => Ok(n),
+        None => Ok(default_num_threads()),
+    }
+}
+
+/// The tokio runtime for this process, created on first use and again after a fork.
+pub fn runtime() -> Result<Arc<tokio::runtime::Runtime>> {
+    let pid = std::process::id();
+    let mut guard = lock(&RUNTIME);
+    if let Some(owned) = guard.as_ref() {
+        if owned.pid == pid {
+            return Ok(owned.value.clone());
+        }
+    }
+    if let Some(stale) = guard.take() {
+        // Inherited from the parent across fork: its threads are gone. Never drop it.
+        std::mem::forget(stale.value);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(default_num_threads().max(2))
+        .thread_name("lakevec-io")
+        .enable_all()
+        .build()
+        .map_err(|e| LakeError::Internal(format!("cannot start the tokio runtime: {e}")))?;
+    let rt = Arc::new(rt);
+    *guard = Some(Owned { pid, value: rt.clone() });
+    Ok(rt)
+}
+
+/// A rayon pool with `num_threads` threads (default: [`default_num_threads`]), owned by
+/// lakevec, one per distinct size, created on first use and again after a fork.
+pub fn pool(num_threads: Option<usize>) -> Result<Arc<rayon::ThreadPool>> {
+    let n = resolve_threads(num_threads)?;
+    let pid = std::process::id();
+    let mut guard = lock(&POOLS);
+    let stale = matches!(guard.as_ref(), Some((p, _)) if *p != pid);
+    if stale {
+        if let Some((_, pools)) = guard.take() {
+            std::mem::forget(pools);
+        }
+    }
+    let (_, pools) = guard.get_or_insert_with(|| (pid, HashMap::new()));
+    if let Some(p) = pools.get(&n) {
+        return Ok(p.clone());
+    }
+    let p = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .thread_name(|i| format!("lakevec-cpu-{i}"))
+        .build()
+        .map_err(|e| LakeError::Internal(format!("cannot start a thread pool: {e}")))?;
+    let p = Arc::new(p);
+    pools.insert(n, p.clone());
+    Ok(p)
+}
+
+/// A cancellation flag shared between the caller (which sets it on Ctrl-C) and the work
+/// (which polls it between units of work: row groups, batches, query chunks).
+#[derive(Clone, Default, Debug)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+    /// `Err(Cancelled)` once cancelled: use with `?` inside loops.
+    pub fn check(&self) -> Result<()> {
+        if self.is_cancelled() {
+            Err(LakeError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pools_are_cached_by_size() {
+        let a = pool(Some(2)).unwrap();
+        let b = pool(Some(2)).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(a.current_num_threads(), 2);
+        assert_eq!(pool(Some(1)).unwrap().current_num_threads(), 1);
+    }
+
+    #[test]
+    fn zero_threads_is_rejected() {
+        assert!(matches!(resolve_threads(Some(0)), Err(LakeError::InvalidArgument(_))));
+    }
+
+    #[test]
+    fn runtime_is_reused() {
+        let a = runtime().unwrap();
+        let b = runtime().unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(a.block_on(async { 1 + 1 }), 2);
+    }
+
+    #[test]
+    fn cancel_token() {
+        let t = CancelToken::new();
+        assert!(t.check().is_ok());
+        t.clone().cancel();
+        assert!(matches!(t.check(), Err(LakeError::Cancelled)));
+    }
+}

@@ -1,0 +1,357 @@
+//! Reading a [`LakeTable`] into Arrow: projection, SQL filter, parallel decode, file order.
+//!
+//! The plan is a DataFusion scan of the table's provider. Its output partitions are
+//! contiguous, ordered slices of the table's files (byte-range splits, no round-robin
+//! repartitioning), so concatenating partition outputs in order yields rows in file order,
+//! like `pyarrow.parquet.read_table`. `collect` drives all partitions in parallel;
+//! [`OrderedReader`] streams them in order with a bounded number of buffered batches per
+//! partition, so memory stays bounded however large the table.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::error::ArrowError;
+use arrow::record_batch::{RecordBatch, RecordBatchReader};
+use datafusion::common::DFSchema;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::{execute_stream_partitioned, ExecutionPlan};
+use datafusion::prelude::{DataFrame, SessionContext};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::error::{LakeError, Result};
+use crate::runtime::{resolve_threads, runtime};
+use crate::session::new_session;
+use crate::table::LakeTable;
+
+/// What to read.
+#[derive(Clone, Debug, Default)]
+pub struct ScanOptions {
+    /// Columns to return, in this order (`None`: all).
+    pub columns: Option<Vec<String>>,
+    /// A SQL boolean expression over the table's columns.
+    pub filter: Option<String>,
+    /// Maximum rows per batch.
+    pub batch_size: Option<usize>,
+    /// Decoding parallelism (default: lakevec's thread count).
+    pub num_threads: Option<usize>,
+    /// Stop after this many rows.
+    pub limit: Option<usize>,
+}
+
+/// Check that every column exists, naming the first missing one.
+pub fn check_columns(schema: &SchemaRef, columns: &[String], what: &str) -> Result<()> {
+    for c in columns {
+        if schema.field_with_name(c).is_err() {
+            let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            return Err(LakeError::Schema(format!(
+                "column '{c}' not found in {what}; available columns: {}",
+                names.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Parse `filter` against `schema` and check that it is boolean.
+pub fn parse_filter(ctx: &SessionContext, schema: &DFSchema, filter: &str) -> Result<datafusion::prelude::Expr> {
+    use datafusion::logical_expr::ExprSchemable;
+    let bad = |m: String| LakeError::Filter(format!("invalid filter '{filter}': {m}"));
+    if filter.trim().is_empty() {
+        return Err(bad("the expression is empty".into()));
+    }
+    let expr = ctx.parse_sql_expr(filter, schema).map_err(|e| bad(e.strip_backtrace().to_string()))?;
+    let ty = expr.get_type(schema).map_err(|e| bad(e.strip_backtrace().to_string()))?;
+    if ty != DataType::Boolean && ty != DataType::Null {
+        return Err(bad(format!("it has type {ty}, not boolean")));
+    }
+    Ok(expr)
+}
+
+/// Build the DataFrame for a scan.
+pub async fn plan(table: &LakeTable, opts: &ScanOptions) -> Result<(SessionContext, DataFrame)> {
+    let threads = resolve_threads(opts.num_threads)?;
+    if opts.batch_size == Some(0) {
+        return Err(LakeError::InvalidArgument("batch_size must be positive".into()));
+    }
+    let ctx = new_session(threads, opts.batch_size)?;
+    table.register_store(&ctx);
+    let mut df = ctx.read_table(table.provider())?;
+    if let Some(cols) = &opts.columns {
+        check_columns(&table.schema(), cols, &format!("table '{}'", table.uri))?;
+    }
+    if let Some(f) = &opts.filter {
+        let expr = parse_filter(&ctx, df.schema(), f)?;
+        df = df.filter(expr).map_err(|e| LakeError::Filter(format!("invalid filter '{f}': {e}")))?;
+    }
+    if let Some(cols) = &opts.columns {
+        let refs: Vec<&str> = cols.iter().map(|s| s.as_str()).collect();
+        df = df.select_columns(&refs)?;
+    }
+    if let Some(n) = opts.limit {
+        df = df.limit(0, Some(n))?;
+    }
+    Ok((ctx, df))
+}
+
+async fn partition_streams(ctx: &SessionContext, df: DataFrame) -> Result<(SchemaRef, Vec<SendableRecordBatchStream>)> {
+    let plan: Arc<dyn ExecutionPlan> = df.create_physical_plan().await?;
+    let schema = plan.schema();
+    let streams = execute_stream_partitioned(plan, ctx.task_ctx())?;
+    Ok((schema, streams))
+}
+
+/// Read everything, decoding partitions in parallel; batches in file order.
+pub async fn collect(table: &LakeTable, opts: &ScanOptions) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let (ctx, df) = plan(table, opts).await?;
+    collect_df(&ctx, df).await
+}
+
+/// Collect a DataFrame's partitions in parallel, concatenated in partition order.
+pub async fn collect_df(ctx: &SessionContext, df: DataFrame) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let (schema, streams) = partition_streams(ctx, df).await?;
+    let mut set = JoinSet::new();
+    for (i, mut s) in streams.into_iter().enumerate() {
+        set.spawn(async move {
+            let mut out = Vec::new();
+            while let Some(b) = s.next().await {
+                out.push(b.map_err(LakeError::from)?);
+            }
+            Ok::<_, LakeError>((i, out))
+        });
+    }
+    let mut parts: Vec<(usize, Vec<RecordBatch>)> = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        let r = joined.map_err(|e| LakeError::Internal(format!("scan task failed: {e}")))?;
+        parts.push(r?);
+    }
+    parts.sort_by_key(|(i, _)| *i);
+    let batches = parts.into_iter().flat_map(|(_, b)| b).filter(|b| b.num_rows() > 0).collect();
+    Ok((schema, batches))
+}
+
+/// Batches buffered per partition by [`OrderedReader`].
+const READ_AHEAD: usize = 2;
+
+/// A blocking `RecordBatchReader` over a scan: partitions run concurrently on the tokio
+/// runtime, each with at most [`READ_AHEAD`] decoded batches waiting, and are yielded in order.
+/// Dropping the reader stops the scan.
+pub struct OrderedReader {
+    schema: SchemaRef,
+    receivers: Vec<mpsc::Receiver<Result<RecordBatch>>>,
+    current: usize,
+    _tasks: JoinSet<()>,
+    rt: Arc<tokio::runtime::Runtime>,
+    done: bool,
+}
+
+impl OrderedReader {
+    /// Plan and start the scan (call from outside the runtime).
+    pub async fn start(table: &LakeTable, opts: &ScanOptions) -> Result<Self> {
+        let (ctx, df) = plan(table, opts).await?;
+        Self::from_df(&ctx, df).await
+    }
+
+    pub async fn from_df(ctx: &SessionContext, df: DataFrame) -> Result<Self> {
+        let (schema, streams) = partition_streams(ctx, df).await?;
+        let mut tasks = JoinSet::new();
+        let mut receivers = Vec::with_capacity(streams.len());
+        for mut s in streams {
+            let (tx, rx) = mpsc::channel(READ_AHEAD);
+            receivers.push(rx);
+            tasks.spawn(async move {
+                while let Some(b) = s.next().await {
+                    let item = b.map_err(LakeError::from);
+                    let stop = item.is_err();
+                    if tx.send(item).await.is_err() || stop {
+                        break;
+                    }
+                }
+            });
+        }
+        Ok(OrderedReader { schema, receivers, current: 0, _tasks: tasks, rt: runtime()?, done: false })
+    }
+
+    /// The next batch, waiting for it asynchronously.
+    pub async fn next_async(&mut self) -> Option<Result<RecordBatch>> {
+        if self.done {
+            return None;
+        }
+        while self.current < self.receivers.len() {
+            match self.receivers[self.current].recv().await {
+                Some(Ok(b)) if b.num_rows() == 0 => continue,
+                Some(Ok(b)) => return Some(Ok(b)),
+                Some(Err(e)) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+                None => self.current += 1,
+            }
+        }
+        self.done = true;
+        None
+    }
+}
+
+impl Iterator for OrderedReader {
+    type Item = std::result::Result<RecordBatch, ArrowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rt = self.rt.clone();
+        let item = if tokio::runtime::Handle::try_current().is_ok() {
+            // Called from inside the runtime: block_in_place avoids stalling a worker.
+            tokio::task::block_in_place(|| rt.block_on(self.next_async()))
+        } else {
+            rt.block_on(self.next_async())
+        };
+        item.map(|r| r.map_err(|e| ArrowError::ExternalError(Box::new(e))))
+    }
+}
+
+impl RecordBatchReader for OrderedReader {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+}
+
+/// Run a SQL query over named tables; returns the result batches.
+pub async fn sql(query: &str, tables: &[(String, LakeTable)], num_threads: Option<usize>) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let threads = resolve_threads(num_threads)?;
+    let ctx = new_session(threads, None)?;
+    for (name, t) in tables {
+        t.register_store(&ctx);
+        ctx.register_table(name.as_str(), t.provider())
+            .map_err(|e| LakeError::InvalidArgument(format!("cannot register table '{name}': {e}")))?;
+    }
+    let df = ctx.sql(query).await.map_err(|e| match LakeError::from(e) {
+        LakeError::Internal(m) | LakeError::Sql(m) | LakeError::Schema(m) => {
+            LakeError::Sql(format!("SQL error in query: {m}"))
+        }
+        other => other,
+    })?;
+    collect_df(&ctx, df).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Float32Array, Int64Array, StringArray};
+    use arrow::datatypes::{Field, Schema};
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::properties::WriterProperties;
+
+    fn write_file(path: &std::path::Path, start: i64, n: i64) {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("x", DataType::Float32, false),
+            Field::new("s", DataType::Utf8, true),
+        ]));
+        let ids: Vec<i64> = (start..start + n).collect();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(ids.clone())),
+                Arc::new(Float32Array::from_iter_values(ids.iter().map(|i| *i as f32 * 0.5))),
+                Arc::new(StringArray::from_iter_values(ids.iter().map(|i| format!("r{}", i % 7)))),
+            ],
+        )
+        .unwrap();
+        let f = std::fs::File::create(path).unwrap();
+        let props = WriterProperties::builder().set_max_row_group_row_count(Some(1000)).build();
+        let mut w = ArrowWriter::try_new(f, schema, Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+    }
+
+    fn make_table() -> (tempfile::TempDir, LakeTable) {
+        let dir = tempfile::tempdir().unwrap();
+        for (i, part) in ["a", "b", "c"].iter().enumerate() {
+            let d = dir.path().join(format!("p={part}"));
+            std::fs::create_dir_all(&d).unwrap();
+            write_file(&d.join("f.parquet"), i as i64 * 5000, 5000);
+        }
+        let rt = runtime().unwrap();
+        let t = rt
+            .block_on(LakeTable::open(dir.path().to_str().unwrap(), Default::default(), None))
+            .unwrap();
+        (dir, t)
+    }
+
+    fn ids(batches: &[RecordBatch]) -> Vec<i64> {
+        batches
+            .iter()
+            .flat_map(|b| {
+                let c = b.column_by_name("id").unwrap().as_any().downcast_ref::<Int64Array>().unwrap();
+                c.values().to_vec()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reads_in_file_order_with_partitions() {
+        let (_d, t) = make_table();
+        assert_eq!(t.num_rows(), 15000);
+        assert_eq!(t.schema().field(3).name(), "p");
+        let rt = runtime().unwrap();
+        let opts = ScanOptions { num_threads: Some(3), batch_size: Some(700), ..Default::default() };
+        let (_, batches) = rt.block_on(collect(&t, &opts)).unwrap();
+        assert_eq!(ids(&batches), (0..15000).collect::<Vec<_>>());
+        let reader = rt.block_on(OrderedReader::start(&t, &opts)).unwrap();
+        let streamed: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+        assert!(streamed.iter().all(|b| b.num_rows() <= 700));
+        assert_eq!(ids(&streamed), (0..15000).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn filter_and_projection() {
+        let (_d, t) = make_table();
+        let rt = runtime().unwrap();
+        let opts = ScanOptions {
+            columns: Some(vec!["p".into(), "id".into()]),
+            filter: Some("p = 'b' AND id % 2 = 0".into()),
+            ..Default::default()
+        };
+        let (schema, batches) = rt.block_on(collect(&t, &opts)).unwrap();
+        assert_eq!(schema.field(0).name(), "p");
+        assert_eq!(ids(&batches), (5000..10000).filter(|i| i % 2 == 0).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn bad_filters_and_columns() {
+        let (_d, t) = make_table();
+        let rt = runtime().unwrap();
+        let e = rt
+            .block_on(collect(&t, &ScanOptions { filter: Some("nope > 1".into()), ..Default::default() }))
+            .unwrap_err();
+        assert_eq!(e.kind(), "Filter");
+        assert!(e.to_string().contains("nope"), "{e}");
+        let e = rt
+            .block_on(collect(&t, &ScanOptions { filter: Some("id >".into()), ..Default::default() }))
+            .unwrap_err();
+        assert_eq!(e.kind(), "Filter");
+        let e = rt
+            .block_on(collect(&t, &ScanOptions { filter: Some("id + 1".into()), ..Default::default() }))
+            .unwrap_err();
+        assert!(e.to_string().contains("not boolean"), "{e}");
+        let e = rt
+            .block_on(collect(&t, &ScanOptions { columns: Some(vec!["zz".into()]), ..Default::default() }))
+            .unwrap_err();
+        assert_eq!(e.kind(), "Schema");
+        assert!(e.to_string().contains("'zz'"));
+    }
+
+    #[test]
+    fn sql_over_tables() {
+        let (_d, t) = make_table();
+        let rt = runtime().unwrap();
+        let (_, b) = rt
+            .block_on(sql("SELECT p, count(*) AS n FROM t GROUP BY p ORDER BY p", &[("t".into(), t)], None))
+            .unwrap();
+        let n: Vec<i64> = b
+            .iter()
+            .flat_map(|b| b.column(1).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())
+            .collect();
+        assert_eq!(n, vec![5000, 5000, 5000]);
+    }
+}

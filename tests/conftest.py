@@ -1,0 +1,132 @@
+"""Shared fixtures: paths to ../shared/data, generated tables and a moto S3 server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("LAKEVEC_SHARED", ROOT.parent / "shared")).resolve()
+DATA = SHARED / "data"
+
+
+def require_shared() -> Path:
+    if not DATA.is_dir():
+        pytest.skip(f"shared data not found at {DATA} (CI always has it)")
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    return require_shared()
+
+
+def make_vector_table(
+    path: Path, rows: int, dim: int = 16, seed: int = 0, row_group_size: int | None = None
+) -> pa.Table:
+    """Write a Parquet file with id, label, text and a fixed_size_list<float32> vector."""
+    rng = np.random.default_rng(seed)
+    vecs = rng.standard_normal((rows, dim)).astype(np.float32)
+    t = pa.table(
+        {
+            "id": np.arange(rows, dtype=np.int64),
+            "label": pa.array([f"l{i % 10}" for i in range(rows)]),
+            "x": rng.random(rows),
+            "text": pa.array([f"row {i} " + "w" * (i % 13) for i in range(rows)]),
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(vecs.ravel()), dim),
+        }
+    )
+    pq.write_table(t, path, row_group_size=row_group_size)
+    return t
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MotoS3:
+    """A moto S3 server on 127.0.0.1 that checks credentials (INITIAL_NO_AUTH_ACTION_COUNT)."""
+
+    def __init__(self) -> None:
+        import boto3
+
+        self.port = _free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="3")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        deadline = time.time() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    break
+            except OSError:
+                if time.time() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError("moto server did not start")
+                time.sleep(0.1)
+        # The first 3 actions run unauthenticated: make a user with S3 rights and a key.
+        iam = boto3.client(
+            "iam", endpoint_url=self.endpoint, region_name="us-east-1",
+            aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap",
+        )
+        iam.create_user(UserName="lakevec")
+        iam.put_user_policy(
+            UserName="lakevec",
+            PolicyName="s3all",
+            PolicyDocument='{"Version":"2012-10-17","Statement":[{"Effect":"Allow",'
+            '"Action":"s3:*","Resource":"*"}]}',
+        )
+        key = iam.create_access_key(UserName="lakevec")["AccessKey"]
+        self.key_id = key["AccessKeyId"]
+        self.secret = key["SecretAccessKey"]
+        self.s3 = boto3.client(
+            "s3", endpoint_url=self.endpoint, region_name="us-east-1",
+            aws_access_key_id=self.key_id, aws_secret_access_key=self.secret,
+        )
+
+    def options(self, key_id: str | None = None, secret: str | None = None) -> dict:
+        return {
+            "aws_access_key_id": key_id or self.key_id,
+            "aws_secret_access_key": secret or self.secret,
+            "aws_endpoint": self.endpoint,
+            "aws_region": "us-east-1",
+            "aws_allow_http": "true",
+        }
+
+    def upload_dir(self, bucket: str, local: Path, prefix: str) -> None:
+        for p in sorted(local.rglob("*")):
+            if p.is_file():
+                rel = p.relative_to(local).as_posix()
+                self.s3.upload_file(str(p), bucket, f"{prefix}/{rel}".strip("/"))
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@pytest.fixture(scope="session")
+def moto_s3():
+    pytest.importorskip("moto")
+    server = MotoS3()
+    try:
+        yield server
+    finally:
+        server.close()

@@ -1,0 +1,77 @@
+"""The `lakevec demo` console script, pickled tables and runtime settings."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+
+import lakevec
+from conftest import make_vector_table
+
+
+def test_demo_runs_and_prints_steps(tmp_path):
+    exe = shutil.which("lakevec") or ""
+    cmd = [exe, "demo", "--rows", "3000"] if exe else [sys.executable, "-m", "lakevec", "demo", "--rows", "3000"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    lines = [l for l in out.stdout.splitlines() if l.startswith("[lakevec demo]")]
+    assert len(lines) >= 7, out.stdout
+    assert "read all 3,000 rows" in out.stdout
+    assert "SQL" in out.stdout
+
+
+def test_table_pickles_as_small_handle(tmp_path):
+    make_vector_table(tmp_path / "t.parquet", rows=1000)
+    t = lakevec.Table.open(str(tmp_path / "t.parquet"), {"aws_region": "eu-west-1"})
+    blob = pickle.dumps(t)
+    assert len(blob) < 1000
+    back = pickle.loads(blob)
+    assert back.to_arrow().equals(t.to_arrow())
+    # ...and in a fresh interpreter.
+    code = (
+        "import pickle,sys; t = pickle.loads(sys.stdin.buffer.read()); "
+        "print(t.num_rows)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], input=blob, capture_output=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.decode().strip() == "1000"
+
+
+def test_secret_options_are_not_pickled(tmp_path):
+    make_vector_table(tmp_path / "t.parquet", rows=10)
+    secret = "SENTINEL-secret-Value-9f8e7d"
+    t = lakevec.Table.open(
+        str(tmp_path / "t.parquet"),
+        {"aws_secret_access_key": secret, "aws_access_key_id": "SENTINELKEYID", "aws_region": "x"},
+    )
+    blob = pickle.dumps(t)
+    assert secret.encode() not in blob and b"SENTINELKEYID" not in blob
+    assert secret not in repr(t)
+
+
+def test_num_threads_from_environment():
+    code = "import lakevec; print(lakevec.default_num_threads())"
+    env = dict(os.environ, RAYON_NUM_THREADS="3")
+    env.pop("LAKEVEC_NUM_THREADS", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "3", out.stderr
+    env["LAKEVEC_NUM_THREADS"] = "5"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "5", out.stderr
+
+
+def test_no_threads_at_import():
+    # numpy/pyarrow may start threads of their own (BLAS pools): count around lakevec only.
+    code = (
+        "import os, threading, numpy, pyarrow; "
+        "before = len(os.listdir('/proc/self/task')); "
+        "import lakevec; "
+        "print(before, len(os.listdir('/proc/self/task')), threading.active_count())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    before, after, py_threads = map(int, out.stdout.split())
+    assert after == before, "importing lakevec started native threads"
+    assert py_threads == 1
