@@ -16,6 +16,12 @@ mod python;
 #[cfg(feature = "python")]
 use pyo3::prelude::*;
 
+/// mimalloc for the extension module (see Cargo.toml): Arrow buffers handed to Python are
+/// freed through their release callbacks, i.e. by this same allocator.
+#[cfg(feature = "python")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The native module `lakevec._lakevec`: registration only.
 #[cfg(feature = "python")]
 #[pymodule]

@@ -79,6 +79,8 @@ pub struct ParquetTable {
     pub partition_fields: Vec<FieldRef>,
     /// `file_schema` + `partition_fields`.
     pub schema: SchemaRef,
+    /// Uncompressed bytes per top-level column over all files (from the footers).
+    pub column_bytes: std::collections::HashMap<String, u64>,
 }
 
 async fn read_footer(store: Arc<dyn ObjectStore>, file: &ListedFile, display: String) -> Result<Arc<ParquetMetaData>> {
@@ -122,6 +124,15 @@ impl ParquetTable {
         let mut footers = footers;
         footers.sort_by_key(|(i, _)| *i);
 
+        let mut column_bytes: std::collections::HashMap<String, u64> = Default::default();
+        for (_, md) in &footers {
+            for rg in md.row_groups() {
+                for c in rg.columns() {
+                    let top = c.column_path().parts().first().cloned().unwrap_or_default();
+                    *column_bytes.entry(top).or_default() += c.uncompressed_size().max(0) as u64;
+                }
+            }
+        }
         let mut schemas = Vec::with_capacity(footers.len());
         let mut files = Vec::with_capacity(footers.len());
         for ((_, md), lf) in footers.iter().zip(&listing.files) {
@@ -175,7 +186,22 @@ impl ParquetTable {
             file_schema: Arc::new(file_schema),
             partition_fields,
             schema,
+            column_bytes,
         })
+    }
+
+    /// Rows per batch so that a batch of `columns` (default: all) holds about `target_bytes`
+    /// of decoded data, between 1,024 and 65,536 rows, a multiple of 1,024. Small batches of
+    /// wide rows (embeddings) keep decode buffers in cache and reusable by the allocator.
+    pub fn batch_size_for(&self, columns: Option<&[String]>, target_bytes: u64) -> usize {
+        let rows = self.num_rows().max(1);
+        let bytes: u64 = match columns {
+            Some(cols) => cols.iter().filter_map(|c| self.column_bytes.get(c)).sum(),
+            None => self.column_bytes.values().sum(),
+        };
+        let per_row = (bytes / rows).max(1);
+        let n = (target_bytes / per_row).clamp(1024, 65_536) as usize;
+        n / 1024 * 1024
     }
 
     /// Total rows over all files (from the footers).

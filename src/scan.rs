@@ -69,13 +69,25 @@ pub fn parse_filter(ctx: &SessionContext, schema: &DFSchema, filter: &str) -> Re
     Ok(expr)
 }
 
-/// Build the DataFrame for a scan.
-pub async fn plan(table: &LakeTable, opts: &ScanOptions) -> Result<(SessionContext, DataFrame)> {
+/// Decoded bytes per batch when `batch_size` is not given.
+const TARGET_BATCH_BYTES: u64 = 8 * 1024 * 1024;
+/// Decoded bytes a streaming scan may buffer per partition.
+const READ_AHEAD_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Build the DataFrame for a scan with `partitions_per_thread` output partitions per thread.
+pub async fn plan(
+    table: &LakeTable,
+    opts: &ScanOptions,
+    partitions_per_thread: usize,
+) -> Result<(SessionContext, DataFrame)> {
     let threads = resolve_threads(opts.num_threads)?;
     if opts.batch_size == Some(0) {
         return Err(LakeError::InvalidArgument("batch_size must be positive".into()));
     }
-    let ctx = new_session(threads, opts.batch_size)?;
+    let batch_size = opts
+        .batch_size
+        .unwrap_or_else(|| table.parquet.batch_size_for(opts.columns.as_deref(), TARGET_BATCH_BYTES));
+    let ctx = new_session(threads * partitions_per_thread.max(1), Some(batch_size))?;
     table.register_store(&ctx);
     let mut df = ctx.read_table(table.provider())?;
     if let Some(cols) = &opts.columns {
@@ -104,7 +116,7 @@ async fn partition_streams(ctx: &SessionContext, df: DataFrame) -> Result<(Schem
 
 /// Read everything, decoding partitions in parallel; batches in file order.
 pub async fn collect(table: &LakeTable, opts: &ScanOptions) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    let (ctx, df) = plan(table, opts).await?;
+    let (ctx, df) = plan(table, opts, 1).await?;
     collect_df(&ctx, df).await
 }
 
@@ -131,12 +143,13 @@ pub async fn collect_df(ctx: &SessionContext, df: DataFrame) -> Result<(SchemaRe
     Ok((schema, batches))
 }
 
-/// Batches buffered per partition by [`OrderedReader`].
-const READ_AHEAD: usize = 2;
+/// Output partitions per thread of a streaming scan: finer ordered slices let the threads
+/// decode ahead of the consumer instead of waiting behind one long partition.
+const STREAM_PARTITIONS_PER_THREAD: usize = 2;
 
 /// A blocking `RecordBatchReader` over a scan: partitions run concurrently on the tokio
-/// runtime, each with at most [`READ_AHEAD`] decoded batches waiting, and are yielded in order.
-/// Dropping the reader stops the scan.
+/// runtime, each with a bounded number of decoded batches waiting (about 16 MiB, at least
+/// 2 batches), and are yielded in order. Dropping the reader stops the scan.
 pub struct OrderedReader {
     schema: SchemaRef,
     receivers: Vec<mpsc::Receiver<Result<RecordBatch>>>,
@@ -149,16 +162,27 @@ pub struct OrderedReader {
 impl OrderedReader {
     /// Plan and start the scan (call from outside the runtime).
     pub async fn start(table: &LakeTable, opts: &ScanOptions) -> Result<Self> {
-        let (ctx, df) = plan(table, opts).await?;
-        Self::from_df(&ctx, df).await
+        let (ctx, df) = plan(table, opts, STREAM_PARTITIONS_PER_THREAD).await?;
+        let batch_rows = ctx.copied_config().batch_size() as u64;
+        let row_bytes = {
+            let rows = table.num_rows().max(1);
+            let cols = opts.columns.as_deref();
+            let bytes: u64 = match cols {
+                Some(c) => c.iter().filter_map(|n| table.parquet.column_bytes.get(n)).sum(),
+                None => table.parquet.column_bytes.values().sum(),
+            };
+            (bytes / rows).max(1)
+        };
+        let read_ahead = (READ_AHEAD_BYTES / (batch_rows * row_bytes).max(1)).clamp(2, 16) as usize;
+        Self::from_df(&ctx, df, read_ahead).await
     }
 
-    pub async fn from_df(ctx: &SessionContext, df: DataFrame) -> Result<Self> {
+    pub async fn from_df(ctx: &SessionContext, df: DataFrame, read_ahead: usize) -> Result<Self> {
         let (schema, streams) = partition_streams(ctx, df).await?;
         let mut tasks = JoinSet::new();
         let mut receivers = Vec::with_capacity(streams.len());
         for mut s in streams {
-            let (tx, rx) = mpsc::channel(READ_AHEAD);
+            let (tx, rx) = mpsc::channel(read_ahead.max(1));
             receivers.push(rx);
             tasks.spawn(async move {
                 while let Some(b) = s.next().await {

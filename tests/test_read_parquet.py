@@ -177,3 +177,19 @@ def test_glob(tmp_path):
     t = lakevec.Table.open(str(tmp_path / "d*" / "*.parquet"))
     assert t.num_rows == 300
     assert t.files()["path"].to_pylist() == [f"d{i}/part.parquet" for i in range(3)]
+
+
+def test_percent_encoded_and_null_partitions(tmp_path):
+    import pyarrow as pa
+
+    for folder, x in (("s=a%20b", 1), ("s=plain", 2), ("s=__HIVE_DEFAULT_PARTITION__", 3)):
+        (tmp_path / folder).mkdir()
+        pq.write_table(pa.table({"x": [x]}), tmp_path / folder / "x.parquet")
+    got = lakevec.read_table(str(tmp_path))
+    assert got.to_pylist() == [
+        {"x": 3, "s": None},
+        {"x": 1, "s": "a b"},
+        {"x": 2, "s": "plain"},
+    ]
+    ref = _plain(pq.read_table(tmp_path))
+    assert sorted(ref["s"].to_pylist(), key=str) == sorted(got["s"].to_pylist(), key=str)
