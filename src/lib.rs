@@ -1,6 +1,7 @@
 //! lakevec: read lake tables into Arrow, index their vector columns in place, dedup and tag
 //! them in parallel. The core modules are pure Rust; `python` holds the pyo3 bindings.
 
+pub mod delta;
 pub mod error;
 pub mod listing;
 pub mod parquet_table;

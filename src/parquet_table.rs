@@ -190,18 +190,14 @@ impl ParquetTable {
         })
     }
 
-    /// Rows per batch so that a batch of `columns` (default: all) holds about `target_bytes`
-    /// of decoded data, between 1,024 and 65,536 rows, a multiple of 1,024. Small batches of
-    /// wide rows (embeddings) keep decode buffers in cache and reusable by the allocator.
-    pub fn batch_size_for(&self, columns: Option<&[String]>, target_bytes: u64) -> usize {
+    /// Average decoded (uncompressed) bytes per row of `columns` (default: all).
+    pub fn row_bytes(&self, columns: Option<&[String]>) -> u64 {
         let rows = self.num_rows().max(1);
         let bytes: u64 = match columns {
             Some(cols) => cols.iter().filter_map(|c| self.column_bytes.get(c)).sum(),
             None => self.column_bytes.values().sum(),
         };
-        let per_row = (bytes / rows).max(1);
-        let n = (target_bytes / per_row).clamp(1024, 65_536) as usize;
-        n / 1024 * 1024
+        (bytes / rows).max(1)
     }
 
     /// Total rows over all files (from the footers).

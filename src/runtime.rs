@@ -6,13 +6,21 @@
 //! none of its threads (rayon-rs/rayon#708, delta-rs#2744), so the inherited executors are
 //! leaked, never used or dropped (dropping would wait for threads that do not exist).
 //!
+//! Before a `fork()` the runtime is shut down (a `pthread_atfork` prepare handler, registered
+//! when the runtime is first built): its parked worker threads would otherwise stay queued in
+//! `parking_lot`'s process-wide park table, which the child inherits and then walks when its
+//! own threads park (observed: SIGSEGV in a forked child's tokio worker). The parent rebuilds
+//! the runtime on next use. The shutdown is skipped while a lakevec call is running or a
+//! stream holds the runtime; a fork at that moment is unsafe, as with any threaded library.
+//!
 //! Thread count, in order of precedence: an explicit `num_threads` argument,
 //! `LAKEVEC_NUM_THREADS`, `RAYON_NUM_THREADS`, then the CPUs in this process's affinity mask
 //! (which is what container limits and `taskset` restrict).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::time::Duration;
 
 use crate::error::{LakeError, Result};
 
@@ -67,8 +75,54 @@ pub fn resolve_threads(num_threads: Option<usize>) -> Result<usize> {
     }
 }
 
+/// Calls currently running on the runtime (see [`enter`]).
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// Marks a call in progress for its lifetime, so a concurrent fork leaves the runtime alone.
+pub struct InFlight(());
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Mark the start of a call that uses the runtime.
+pub fn enter() -> InFlight {
+    IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+    InFlight(())
+}
+
+extern "C" fn shutdown_before_fork() {
+    if IN_FLIGHT.load(Ordering::SeqCst) > 0 {
+        return;
+    }
+    let Ok(mut guard) = RUNTIME.try_lock() else { return };
+    let pid = std::process::id();
+    let Some(owned) = guard.take() else { return };
+    if owned.pid != pid {
+        std::mem::forget(owned.value);
+        return;
+    }
+    match Arc::try_unwrap(owned.value) {
+        // Joins the workers (bounded): none is left parked when the process forks.
+        Ok(rt) => rt.shutdown_timeout(Duration::from_secs(2)),
+        // Still referenced (an open stream): keep it.
+        Err(shared) => *guard = Some(Owned { pid, value: shared }),
+    }
+}
+
+fn register_fork_handler() {
+    static ONCE: Once = Once::new();
+    #[cfg(unix)]
+    ONCE.call_once(|| unsafe {
+        libc::pthread_atfork(Some(shutdown_before_fork), None, None);
+    });
+}
+
 /// The tokio runtime for this process, created on first use and again after a fork.
 pub fn runtime() -> Result<Arc<tokio::runtime::Runtime>> {
+    register_fork_handler();
     let pid = std::process::id();
     let mut guard = lock(&RUNTIME);
     if let Some(owned) = guard.as_ref() {

@@ -74,6 +74,14 @@ const TARGET_BATCH_BYTES: u64 = 8 * 1024 * 1024;
 /// Decoded bytes a streaming scan may buffer per partition.
 const READ_AHEAD_BYTES: u64 = 16 * 1024 * 1024;
 
+/// Rows per batch so that a batch holds about [`TARGET_BATCH_BYTES`] of decoded data, between
+/// 1,024 and 65,536 rows, a multiple of 1,024. Small batches of wide rows (embeddings) keep
+/// decode buffers reusable by the allocator instead of mapping fresh pages for each batch.
+pub fn batch_size_for(row_bytes: u64) -> usize {
+    let n = (TARGET_BATCH_BYTES / row_bytes.max(1)).clamp(1024, 65_536) as usize;
+    n / 1024 * 1024
+}
+
 /// Build the DataFrame for a scan with `partitions_per_thread` output partitions per thread.
 pub async fn plan(
     table: &LakeTable,
@@ -84,9 +92,7 @@ pub async fn plan(
     if opts.batch_size == Some(0) {
         return Err(LakeError::InvalidArgument("batch_size must be positive".into()));
     }
-    let batch_size = opts
-        .batch_size
-        .unwrap_or_else(|| table.parquet.batch_size_for(opts.columns.as_deref(), TARGET_BATCH_BYTES));
+    let batch_size = opts.batch_size.unwrap_or_else(|| batch_size_for(table.row_bytes(opts.columns.as_deref())));
     let ctx = new_session(threads * partitions_per_thread.max(1), Some(batch_size))?;
     table.register_store(&ctx);
     let mut df = ctx.read_table(table.provider())?;
@@ -164,15 +170,7 @@ impl OrderedReader {
     pub async fn start(table: &LakeTable, opts: &ScanOptions) -> Result<Self> {
         let (ctx, df) = plan(table, opts, STREAM_PARTITIONS_PER_THREAD).await?;
         let batch_rows = ctx.copied_config().batch_size() as u64;
-        let row_bytes = {
-            let rows = table.num_rows().max(1);
-            let cols = opts.columns.as_deref();
-            let bytes: u64 = match cols {
-                Some(c) => c.iter().filter_map(|n| table.parquet.column_bytes.get(n)).sum(),
-                None => table.parquet.column_bytes.values().sum(),
-            };
-            (bytes / rows).max(1)
-        };
+        let row_bytes = table.row_bytes(opts.columns.as_deref());
         let read_ahead = (READ_AHEAD_BYTES / (batch_rows * row_bytes).max(1)).clamp(2, 16) as usize;
         Self::from_df(&ctx, df, read_ahead).await
     }
@@ -297,7 +295,7 @@ mod tests {
         }
         let rt = runtime().unwrap();
         let t = rt
-            .block_on(LakeTable::open(dir.path().to_str().unwrap(), Default::default(), None))
+            .block_on(LakeTable::open(dir.path().to_str().unwrap(), Default::default(), None, Default::default()))
             .unwrap();
         (dir, t)
     }

@@ -256,7 +256,16 @@ pub fn store_for(loc: &Location, opts: &StorageOptions) -> Result<Arc<dyn Object
     );
     let mut guard = STORES.lock().unwrap_or_else(|p| p.into_inner());
     let map = guard.get_or_insert_with(HashMap::new);
-    map.retain(|k, _| k.3 == key.3);
+    if map.keys().any(|k| k.3 != key.3) {
+        // Inherited across fork: their HTTP clients belong to the parent's runtime. Leak them
+        // rather than run their destructors in the child.
+        let stale: Vec<StoreKey> = map.keys().filter(|k| k.3 != key.3).cloned().collect();
+        for k in stale {
+            if let Some(s) = map.remove(&k) {
+                std::mem::forget(s);
+            }
+        }
+    }
     if let Some(s) = map.get(&key) {
         return Ok(s.clone());
     }
@@ -269,6 +278,25 @@ fn bad_key(scheme: &str, key: &str) -> LakeError {
     LakeError::InvalidArgument(format!("unknown storage option '{key}' for {scheme}:// URIs"))
 }
 
+/// Apply `opts` to an object-store builder: each key is parsed as the service's config key
+/// (`K`), else as a generic HTTP client key (`client` wraps it into `K`).
+fn apply_options<B, K: FromStr>(
+    mut builder: B,
+    opts: &StorageOptions,
+    scheme: &str,
+    client: impl Fn(ClientConfigKey) -> K,
+    set: impl Fn(B, K, &str) -> B,
+) -> Result<B> {
+    for (k, v) in opts.iter() {
+        let key = K::from_str(k)
+            .ok()
+            .or_else(|| ClientConfigKey::from_str(k).ok().map(&client))
+            .ok_or_else(|| bad_key(scheme, k))?;
+        builder = set(builder, key, v);
+    }
+    Ok(builder)
+}
+
 fn build_store(loc: &Location, opts: &StorageOptions) -> Result<Arc<dyn ObjectStore>> {
     register_env_secrets();
     let url = loc.store_url.as_str();
@@ -277,36 +305,18 @@ fn build_store(loc: &Location, opts: &StorageOptions) -> Result<Arc<dyn ObjectSt
         "memory" => Arc::new(object_store::memory::InMemory::new()),
         "s3" => {
             use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey as K};
-            let mut b = AmazonS3Builder::from_env().with_url(url);
-            for (k, v) in opts.iter() {
-                let key = K::from_str(k)
-                    .or_else(|_| ClientConfigKey::from_str(k).map(K::Client))
-                    .map_err(|_| bad_key("s3", k))?;
-                b = b.with_config(key, v);
-            }
-            Arc::new(b.build()?)
+            let b = AmazonS3Builder::from_env().with_url(url);
+            Arc::new(apply_options(b, opts, "s3", K::Client, |b, k, v| b.with_config(k, v))?.build()?)
         }
         "gs" => {
             use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey as K};
-            let mut b = GoogleCloudStorageBuilder::from_env().with_url(url);
-            for (k, v) in opts.iter() {
-                let key = K::from_str(k)
-                    .or_else(|_| ClientConfigKey::from_str(k).map(K::Client))
-                    .map_err(|_| bad_key("gs", k))?;
-                b = b.with_config(key, v);
-            }
-            Arc::new(b.build()?)
+            let b = GoogleCloudStorageBuilder::from_env().with_url(url);
+            Arc::new(apply_options(b, opts, "gs", K::Client, |b, k, v| b.with_config(k, v))?.build()?)
         }
         "az" | "azure" | "abfs" | "abfss" => {
             use object_store::azure::{AzureConfigKey as K, MicrosoftAzureBuilder};
-            let mut b = MicrosoftAzureBuilder::from_env().with_url(url);
-            for (k, v) in opts.iter() {
-                let key = K::from_str(k)
-                    .or_else(|_| ClientConfigKey::from_str(k).map(K::Client))
-                    .map_err(|_| bad_key("azure", k))?;
-                b = b.with_config(key, v);
-            }
-            Arc::new(b.build()?)
+            let b = MicrosoftAzureBuilder::from_env().with_url(url);
+            Arc::new(apply_options(b, opts, "azure", K::Client, |b, k, v| b.with_config(k, v))?.build()?)
         }
         other => {
             return Err(LakeError::InvalidArgument(format!("unsupported URI scheme '{other}'")))

@@ -90,9 +90,9 @@ def test_bad_arguments(good):
         lakevec.Table.open("s3://bucket/x", {"no_such_option": "1"})
 
 
-def test_delta_folder_is_refused_without_format(shared_data):
-    path = shared_data / "tables" / "delta" / "table-with-dv-small"
-    with pytest.raises(E.UnsupportedFeatureError, match="delta"):
+def test_iceberg_folder_is_refused_without_format(shared_data):
+    path = shared_data / "tables" / "iceberg" / "lineitem_iceberg"
+    with pytest.raises(E.UnsupportedFeatureError, match="Iceberg"):
         lakevec.Table.open(str(path))
 
 

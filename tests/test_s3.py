@@ -24,6 +24,8 @@ def s3(moto_s3, shared_data):
         BUCKET, shared_data / "tables" / "delta" / "delta-0.8.0-partitioned", "partitioned"
     )
     moto_s3.upload_dir(BUCKET, shared_data / "tables" / "delta" / "COVID-19_NYT", "covid")
+    moto_s3.upload_dir(BUCKET, shared_data / "tables" / "delta" / "table-with-dv-small", "dv")
+    moto_s3.upload_dir(BUCKET, shared_data / "tables" / "delta" / "simple_table", "simple")
     return moto_s3
 
 
@@ -82,3 +84,15 @@ def test_wrong_credentials_never_leak(s3):
 def test_missing_object_is_not_found(s3):
     with pytest.raises(FileNotFoundError):
         lakevec.read_table(f"s3://{BUCKET}/no/such/table", storage_options=s3.options())
+
+
+def test_delta_tables_on_s3(s3, shared_data):
+    local_dv = lakevec.read_table(str(shared_data / "tables" / "delta" / "table-with-dv-small"))
+    dv = lakevec.Table.open(f"s3://{BUCKET}/dv", s3.options())
+    assert dv.format == "delta" and dv.num_rows == 8
+    assert sorted(map(repr, dv.to_arrow().to_pylist())) == sorted(map(repr, local_dv.to_pylist()))
+    simple = str(shared_data / "tables" / "delta" / "simple_table")
+    for v in (0, 2, 4):
+        got = lakevec.read_table(f"s3://{BUCKET}/simple", version=v, storage_options=s3.options())
+        ref = lakevec.read_table(simple, version=v)
+        assert sorted(got["id"].to_pylist()) == sorted(ref["id"].to_pylist()), v

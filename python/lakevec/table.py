@@ -26,7 +26,8 @@ def _columns(columns: Sequence[str] | str | None) -> list[str] | None:
 
 
 class Table:
-    """A lake table opened for reading: a Parquet file, a folder of Parquet files or a glob.
+    """A lake table opened for reading: a Delta Lake table, a Parquet file, a folder of
+    Parquet files or a glob.
 
     Open with :meth:`Table.open` (or :func:`lakevec.read_table` for a one-line read). Reads
     return Arrow data through the Arrow PyCapsule interface, so pyarrow, polars and duckdb
@@ -46,9 +47,14 @@ class Table:
     reopens the table in the receiving process; credentials are never pickled and must come
     from that process's environment.
 
-    Folders holding ``_delta_log/`` (Delta Lake) or Iceberg ``metadata/`` are refused with
-    :class:`~lakevec.exceptions.UnsupportedFeatureError` unless ``format="parquet"`` is
-    given, because reading their data files without the log returns removed and deleted rows.
+    A folder holding ``_delta_log/`` is read as a Delta table through delta-rs: the current
+    version or the one pinned by ``version=``/``timestamp=``, checkpoints, column mapping,
+    partition columns, and deletion vectors applied (deleted rows are never returned). A
+    table whose protocol needs a reader feature delta-rs does not implement is refused with
+    :class:`~lakevec.exceptions.UnsupportedFeatureError` naming it. Iceberg tables (a
+    ``metadata/`` folder or a ``*.metadata.json``) are refused the same way for now;
+    ``format="parquet"`` reads any table's data files as plain Parquet, ignoring its log.
+    A pickled Delta table carries the version it was opened at.
     """
 
     __slots__ = ("_inner", "_format_arg")
@@ -64,6 +70,8 @@ class Table:
         storage_options: StorageOptions | None = None,
         *,
         format: str | None = None,
+        version: int | None = None,
+        timestamp: str | None = None,
     ) -> "Table":
         """Open the table at ``uri``.
 
@@ -76,20 +84,27 @@ class Table:
                 ``aws_region``, ``aws_allow_http``, ``google_service_account``,
                 ``azure_storage_account_name``, ...); the standard ``AWS_*``, ``GOOGLE_*``
                 and ``AZURE_*`` environment variables are read too.
-            format: ``"parquet"`` forces a plain Parquet read; default: detected.
+            format: ``"delta"`` or ``"parquet"``; default: detected (``_delta_log/`` means
+                Delta). ``"parquet"`` reads a Delta table's data files without its log.
+            version: Delta version to read (default: the latest).
+            timestamp: RFC 3339 time (``"2024-05-01T00:00:00Z"``): read the latest Delta
+                version committed at or before it.
 
         Raises:
             TableNotFoundError: the path does not exist, or a folder holds no Parquet file.
             CorruptFileError: a file is not valid Parquet (named in the message).
             StoragePermissionError: the store refused the credentials.
             StorageError: any other storage failure.
-            UnsupportedFeatureError: a Delta or Iceberg table (not read by this version).
-            InvalidArgumentError: a malformed URI or an unknown storage option.
+            UnsupportedFeatureError: a Delta table needing an unsupported reader feature, or
+                an Iceberg table (not read by this version).
+            InvalidArgumentError: a malformed URI, an unknown storage option, a bad
+                timestamp, or ``version``/``timestamp`` for a non-Delta table.
         """
         if isinstance(uri, Table):
             return uri
         opts = {str(k): str(v) for k, v in (storage_options or {}).items()}
-        return cls(_lakevec.Table.open(str(uri), opts, format), format)
+        inner = _lakevec.Table.open(str(uri), opts, format, version, timestamp)
+        return cls(inner, format)
 
     # ---------------------------------------------------------------- metadata
     @property
@@ -109,16 +124,34 @@ class Table:
 
     @property
     def num_rows(self) -> int:
-        """Total rows in the table (from the file footers; no data is read)."""
+        """Live rows in the table, from metadata (Parquet footers; the Delta log's record
+        counts minus deletion-vector cardinalities); no data is read."""
         return self._inner.num_rows
 
+    @property
+    def version(self) -> int | None:
+        """The Delta version read (``None`` for plain Parquet)."""
+        return self._inner.version
+
+    def history(self) -> pa.Table:
+        """The Delta commit history, newest first: ``version`` (int64), ``timestamp``
+        (int64, ms since the epoch), ``operation`` and ``operation_parameters`` (JSON text).
+
+        Raises:
+            InvalidArgumentError: the table is plain Parquet (no history).
+        """
+        return self._inner.history()
+
     def files(self) -> pa.Table:
-        """The data files, one row each, in read order.
+        """The live data files, one row each.
 
         Returns:
-            ``pyarrow.Table`` with ``path`` (string, relative to the table root; the file name
-            for a single-file table), ``size`` (int64, bytes), ``num_records`` (int64),
-            ``num_row_groups`` (int32) and one ``partition.<key>`` column per partition key.
+            ``pyarrow.Table``. Parquet: ``path`` (string, relative to the table root; the
+            file name for a single-file table), ``size`` (int64, bytes), ``num_records``
+            (int64), ``num_row_groups`` (int32) and one ``partition.<key>`` column per
+            partition key, in read order. Delta: ``path``, ``size``, ``num_records`` (before
+            deletes, null without log statistics), ``num_deleted`` (rows removed by the
+            file's deletion vector) and ``partition`` (JSON object of raw partition values).
         """
         return self._inner.files()
 
@@ -205,14 +238,20 @@ class Table:
         return self.num_rows
 
     def __reduce__(self):
+        # A small handle: URI, format, the version read, options without credentials.
         return (
             _reopen,
-            (self.uri, dict(self._inner.public_storage_options()), self._format_arg),
+            (
+                self.uri,
+                dict(self._inner.public_storage_options()),
+                self._format_arg,
+                self.version,
+            ),
         )
 
 
-def _reopen(uri: str, storage_options: dict, format: str | None) -> Table:
-    return Table.open(uri, storage_options, format=format)
+def _reopen(uri: str, storage_options: dict, format: str | None, version: int | None = None) -> Table:
+    return Table.open(uri, storage_options, format=format, version=version)
 
 
 def read_table(
@@ -222,16 +261,19 @@ def read_table(
     *,
     storage_options: StorageOptions | None = None,
     format: str | None = None,
+    version: int | None = None,
+    timestamp: str | None = None,
     num_threads: int | None = None,
 ) -> pa.Table:
     """Read a lake table into a ``pyarrow.Table`` in one call.
 
-    Equivalent to ``Table.open(uri, storage_options, format=format).to_arrow(columns,
-    filter, num_threads=num_threads)``; see :class:`Table` for the arguments and errors.
+    Equivalent to ``Table.open(uri, storage_options, format=format, version=version,
+    timestamp=timestamp).to_arrow(columns, filter, num_threads=num_threads)``; see
+    :class:`Table` for the arguments and errors.
     """
-    return Table.open(uri, storage_options, format=format).to_arrow(
-        columns, filter, num_threads=num_threads
-    )
+    return Table.open(
+        uri, storage_options, format=format, version=version, timestamp=timestamp
+    ).to_arrow(columns, filter, num_threads=num_threads)
 
 
 TableLike = Union[str, Table, Any]

@@ -32,6 +32,7 @@ where
     F: Future<Output = Result<T>> + Send,
     T: Send,
 {
+    let _in_flight = crate::runtime::enter();
     let rt = runtime()?;
     let outcome = py.detach(|| {
         catch_unwind(AssertUnwindSafe(|| {

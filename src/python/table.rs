@@ -9,6 +9,7 @@ use pyo3_arrow::{PyRecordBatchReader, PySchema, PyTable};
 
 use crate::python::call::{guarded, wait_for_future};
 use crate::scan::{collect, OrderedReader, ScanOptions};
+use crate::delta::DeltaPin;
 use crate::storage::StorageOptions;
 use crate::table::{Format, LakeTable};
 
@@ -32,16 +33,19 @@ fn scan_options(
 impl PyLakeTable {
     /// Open the table at `uri` (see `lakevec.Table.open`).
     #[staticmethod]
-    #[pyo3(signature = (uri, storage_options=None, format=None))]
+    #[pyo3(signature = (uri, storage_options=None, format=None, version=None, timestamp=None))]
     fn open(
         py: Python<'_>,
         uri: String,
         storage_options: Option<HashMap<String, String>>,
         format: Option<String>,
+        version: Option<u64>,
+        timestamp: Option<String>,
     ) -> PyResult<Self> {
         let options = StorageOptions::new(storage_options.unwrap_or_default());
         let format = format.map(|f| Format::parse(&f)).transpose()?;
-        let t = wait_for_future(py, async move { LakeTable::open(&uri, options, format).await })?;
+        let pin = DeltaPin { version, timestamp };
+        let t = wait_for_future(py, async move { LakeTable::open(&uri, options, format, pin).await })?;
         Ok(PyLakeTable { inner: Arc::new(t) })
     }
 
@@ -58,6 +62,19 @@ impl PyLakeTable {
     #[getter]
     fn num_rows(&self) -> u64 {
         self.inner.num_rows()
+    }
+
+    #[getter]
+    fn version(&self) -> Option<u64> {
+        self.inner.version()
+    }
+
+    /// Commit history as a `pyarrow.Table` (Delta).
+    fn history<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let t = self.inner.clone();
+        let batch = wait_for_future(py, async move { t.history().await })?;
+        let schema = batch.schema();
+        PyTable::try_new(vec![batch], schema)?.into_pyarrow(py)
     }
 
     /// Storage options without credentials (what a pickle may carry).
@@ -127,11 +144,12 @@ impl PyLakeTable {
 
     fn __repr__(&self) -> String {
         format!(
-            "Table(uri='{}', format='{}', files={}, rows={})",
+            "Table(uri='{}', format='{}', files={}, rows={}{})",
             crate::storage::redact(&self.inner.uri),
             self.inner.format.as_str(),
-            self.inner.parquet.files.len(),
-            self.inner.num_rows()
+            self.inner.num_files(),
+            self.inner.num_rows(),
+            self.inner.version().map(|v| format!(", version={v}")).unwrap_or_default()
         )
     }
 }
