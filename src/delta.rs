@@ -11,7 +11,7 @@
 use std::sync::{Arc, Once};
 
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::TableProvider;
 use deltalake::errors::DeltaTableError;
 use deltalake::logstore::{
@@ -38,7 +38,6 @@ pub struct DeltaPin {
 pub struct DeltaSource {
     pub table: DeltaTable,
     pub provider: Arc<dyn TableProvider>,
-    pub schema: SchemaRef,
 }
 
 struct PlainLogStore;
@@ -88,16 +87,21 @@ pub fn map_delta_error(e: DeltaTableError, display: &str) -> LakeError {
         D::InvalidJsonLog { .. } | D::InvalidStatsJson { .. } => {
             LakeError::CorruptFile(format!("Delta table '{display}': corrupt log: {msg}"))
         }
-        _ if msg.contains("Unsupported") && msg.contains("feature") => {
-            LakeError::Unsupported(format!("Delta table '{display}': {msg}"))
+        _ if is_unsupported_feature(&msg) => {
+            LakeError::Unsupported(format!("Delta table '{display}' needs reader features lakevec cannot honour: {msg}"))
         }
         _ => LakeError::Storage(format!("Delta table '{display}': {msg}")),
     }
 }
 
+/// delta-rs reports protocol features it cannot read only in message text.
+fn is_unsupported_feature(msg: &str) -> bool {
+    msg.contains("Unsupported") && msg.contains("feature")
+}
+
 fn unsupported_or(e: LakeError, display: &str) -> LakeError {
     let msg = e.to_string();
-    if msg.contains("Unsupported table features") || msg.contains("Unsupported reader feature") {
+    if is_unsupported_feature(&msg) {
         LakeError::Unsupported(format!("Delta table '{display}' needs reader features lakevec cannot honour: {msg}"))
     } else {
         e.context(format!("Delta table '{display}'"))
@@ -127,9 +131,7 @@ impl DeltaSource {
             .build()
             .await
             .map_err(|e| unsupported_or(LakeError::from(e), display))?;
-        let provider: Arc<dyn TableProvider> = Arc::new(scan);
-        let schema = provider.schema();
-        Ok(DeltaSource { table, provider, schema })
+        Ok(DeltaSource { table, provider: Arc::new(scan) })
     }
 
     /// The loaded version.
@@ -144,10 +146,8 @@ impl DeltaSource {
             let deleted = f.deletion_vector_descriptor().map(|d| d.cardinality).unwrap_or(0);
             #[allow(deprecated)]
             let add = f.add_action();
-            let mut parts: Vec<(String, Option<String>)> = add.partition_values.into_iter().collect();
-            parts.sort();
-            let partition = serde_json::to_string(&parts.into_iter().collect::<std::collections::BTreeMap<_, _>>())
-                .unwrap_or_default();
+            let parts: std::collections::BTreeMap<_, _> = add.partition_values.into_iter().collect();
+            let partition = serde_json::to_string(&parts).unwrap_or_default();
             out.push((f.path().to_string(), f.size(), f.num_records().map(|n| n as i64), deleted, partition));
         }
         Ok(out)

@@ -125,17 +125,13 @@ impl ParquetTable {
         footers.sort_by_key(|(i, _)| *i);
 
         let mut column_bytes: std::collections::HashMap<String, u64> = Default::default();
-        for (_, md) in &footers {
-            for rg in md.row_groups() {
-                for c in rg.columns() {
-                    let top = c.column_path().parts().first().cloned().unwrap_or_default();
-                    *column_bytes.entry(top).or_default() += c.uncompressed_size().max(0) as u64;
-                }
-            }
-        }
         let mut schemas = Vec::with_capacity(footers.len());
         let mut files = Vec::with_capacity(footers.len());
         for ((_, md), lf) in footers.iter().zip(&listing.files) {
+            for c in md.row_groups().iter().flat_map(|rg| rg.columns()) {
+                let top = c.column_path().parts().first().cloned().unwrap_or_default();
+                *column_bytes.entry(top).or_default() += c.uncompressed_size().max(0) as u64;
+            }
             let fm = md.file_metadata();
             let schema = parquet::arrow::parquet_to_arrow_schema(fm.schema_descr(), fm.key_value_metadata())
                 .map_err(|e| {

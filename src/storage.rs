@@ -256,15 +256,11 @@ pub fn store_for(loc: &Location, opts: &StorageOptions) -> Result<Arc<dyn Object
     );
     let mut guard = STORES.lock().unwrap_or_else(|p| p.into_inner());
     let map = guard.get_or_insert_with(HashMap::new);
-    if map.keys().any(|k| k.3 != key.3) {
-        // Inherited across fork: their HTTP clients belong to the parent's runtime. Leak them
-        // rather than run their destructors in the child.
-        let stale: Vec<StoreKey> = map.keys().filter(|k| k.3 != key.3).cloned().collect();
-        for k in stale {
-            if let Some(s) = map.remove(&k) {
-                std::mem::forget(s);
-            }
-        }
+    // Inherited across fork: their HTTP clients belong to the parent's runtime. Leak them
+    // rather than run their destructors in the child.
+    let stale: Vec<StoreKey> = map.keys().filter(|k| k.3 != key.3).cloned().collect();
+    for k in stale {
+        std::mem::forget(map.remove(&k));
     }
     if let Some(s) = map.get(&key) {
         return Ok(s.clone());

@@ -163,7 +163,7 @@ impl LakeTable {
     pub fn schema(&self) -> SchemaRef {
         match &self.source {
             Source::Parquet(p) => p.schema.clone(),
-            Source::Delta(d) => d.schema.clone(),
+            Source::Delta(d) => d.provider.schema(),
         }
     }
 
