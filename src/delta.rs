@@ -17,18 +17,24 @@ use deltalake::errors::DeltaTableError;
 use deltalake::logstore::{
     default_logstore, logstore_factories, LogStore, LogStoreFactory, ObjectStoreRef, StorageConfig,
 };
+use deltalake::delta_datafusion::DeltaScanNext;
 use deltalake::{DeltaTable, DeltaTableBuilder};
 use object_store::ObjectStore;
 use url::Url;
 
+use std::collections::HashMap;
+
+use object_store::path::Path;
+
+use crate::datafiles::{DataFileEntry, Deleted};
 use crate::error::{LakeError, Result};
 use crate::session::new_session;
-use crate::storage::Location;
+use crate::storage::{decode_partition_value, Location};
 
-/// How to pin a Delta table.
+/// How to pin a table version: a Delta version or an Iceberg snapshot id, or a timestamp.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DeltaPin {
-    pub version: Option<u64>,
+pub struct TablePin {
+    pub version: Option<i64>,
     /// RFC 3339 timestamp: the latest version committed at or before it.
     pub timestamp: Option<String>,
 }
@@ -37,6 +43,7 @@ pub struct DeltaPin {
 #[derive(Debug)]
 pub struct DeltaSource {
     pub table: DeltaTable,
+    pub scan: Arc<DeltaScanNext>,
     pub provider: Arc<dyn TableProvider>,
 }
 
@@ -110,7 +117,7 @@ fn unsupported_or(e: LakeError, display: &str) -> LakeError {
 
 impl DeltaSource {
     /// Open the Delta table at `loc` (store root `store`), pinned by `pin`.
-    pub async fn open(loc: &Location, store: Arc<dyn ObjectStore>, pin: &DeltaPin) -> Result<Self> {
+    pub async fn open(loc: &Location, store: Arc<dyn ObjectStore>, pin: &TablePin) -> Result<Self> {
         register_log_stores();
         let url = table_url(loc)?;
         let display = loc.display.as_str();
@@ -118,6 +125,8 @@ impl DeltaSource {
             .map_err(|e| map_delta_error(e, display))?
             .with_storage_backend(store, url);
         if let Some(v) = pin.version {
+            let v = u64::try_from(v)
+                .map_err(|_| LakeError::InvalidArgument(format!("Delta versions are >= 0, got {v}")))?;
             b = b.with_version(v);
         }
         if let Some(ts) = &pin.timestamp {
@@ -131,7 +140,8 @@ impl DeltaSource {
             .build()
             .await
             .map_err(|e| unsupported_or(LakeError::from(e), display))?;
-        Ok(DeltaSource { table, provider: Arc::new(scan) })
+        let scan = Arc::new(scan);
+        Ok(DeltaSource { table, provider: scan.clone(), scan })
     }
 
     /// The loaded version.
@@ -139,55 +149,102 @@ impl DeltaSource {
         self.table.version()
     }
 
-    fn file_rows(&self) -> Result<Vec<(String, i64, Option<i64>, i64, String)>> {
-        let state = self.table.snapshot().map_err(|e| map_delta_error(e, "table"))?;
-        let mut out = Vec::new();
-        for f in state.log_data() {
-            let deleted = f.deletion_vector_descriptor().map(|d| d.cardinality).unwrap_or(0);
+    /// The live data files with their deletion vectors read (positions of deleted rows).
+    pub async fn entries(&self, loc: &Location, store: &Arc<dyn ObjectStore>) -> Result<Vec<DataFileEntry>> {
+        let display = loc.display.as_str();
+        let state = self.table.snapshot().map_err(|e| map_delta_error(e, display))?;
+        let root = self.table.table_url().clone();
+        let files: Vec<_> = state.log_data().into_iter().collect();
+        let mut masks: HashMap<String, Vec<u64>> = HashMap::new();
+        if files.iter().any(|f| f.deletion_vector_descriptor().is_some()) {
+            let ctx = new_session(1, None)?;
+            crate::session::register_store(&ctx, &loc.store_url, store.clone());
+            let dvs = self
+                .scan
+                .deletion_vectors(&ctx.state())
+                .await
+                .map_err(|e| LakeError::from(e).context(format!("reading deletion vectors of '{display}'")))?;
+            for d in dvs {
+                let rows = d.keep_mask.iter().enumerate().filter(|(_, k)| !**k).map(|(i, _)| i as u64).collect();
+                masks.insert(decode_partition_value(&d.filepath), rows);
+            }
+        }
+        let partition_cols = state.metadata().partition_columns().to_vec();
+        // Under column mapping the log keys partition values by physical name.
+        let physical = self.physical_names()?;
+        let mut out = Vec::with_capacity(files.len());
+        for f in files {
+            let rel = f.path().to_string();
+            let url = if rel.contains("://") {
+                rel.clone()
+            } else {
+                root.join(&rel).map(|u| u.to_string()).unwrap_or_else(|_| format!("{root}{rel}"))
+            };
+            let url = decode_partition_value(&url);
+            let (fstore, object) = if rel.contains("://") {
+                let l = crate::storage::parse_object_uri(&rel)?;
+                (crate::storage::store_for(&l, &Default::default())?, l.path)
+            } else {
+                (store.clone(), Path::from(format!("{}/{}", loc.path.as_ref(), rel).trim_start_matches('/')))
+            };
             #[allow(deprecated)]
             let add = f.add_action();
-            let parts: std::collections::BTreeMap<_, _> = add.partition_values.into_iter().collect();
-            let partition = serde_json::to_string(&parts).unwrap_or_default();
-            out.push((f.path().to_string(), f.size(), f.num_records().map(|n| n as i64), deleted, partition));
+            let partition = partition_cols
+                .iter()
+                .map(|c| {
+                    let key = physical.get(c).unwrap_or(c);
+                    (c.clone(), add.partition_values.get(key).or_else(|| add.partition_values.get(c)).cloned().flatten())
+                })
+                .collect();
+            let deleted = match f.deletion_vector_descriptor() {
+                Some(_) => Deleted::from_positions(masks.remove(&url).ok_or_else(|| {
+                    LakeError::Internal(format!("no deletion vector read for '{url}' of '{display}'"))
+                })?),
+                None => Deleted::None,
+            };
+            out.push(DataFileEntry {
+                path: rel,
+                store: fstore,
+                object,
+                size: f.size() as u64,
+                num_records: f.num_records().map(|n| n as u64),
+                partition,
+                deleted,
+            });
         }
         Ok(out)
     }
 
-    /// Live rows from the log: records of the live files minus the rows their deletion
-    /// vectors remove; `None` when some file has no record count in the log.
-    pub fn num_rows_from_log(&self) -> Result<Option<u64>> {
-        let rows = self.file_rows()?;
-        if rows.iter().any(|r| r.2.is_none()) {
-            return Ok(None);
+    /// Logical -> physical top-level column names under column mapping (empty without it).
+    pub fn physical_names(&self) -> Result<HashMap<String, String>> {
+        let state = self.table.snapshot().map_err(|e| map_delta_error(e, "table"))?;
+        let mode = state.metadata().configuration().get("delta.columnMapping.mode").cloned();
+        if matches!(mode.as_deref(), None | Some("none")) {
+            return Ok(HashMap::new());
         }
-        Ok(Some(rows.iter().map(|r| r.2.unwrap_or(0) - r.3).sum::<i64>().max(0) as u64))
+        let mut out = HashMap::new();
+        for f in state.schema().fields() {
+            if let Some(p) = f.metadata_with_string_values().get("delta.columnMapping.physicalName") {
+                out.insert(f.name().clone(), p.clone());
+            }
+        }
+        Ok(out)
     }
 
     pub fn num_files(&self) -> usize {
         self.table.snapshot().map(|s| s.log_data().num_files()).unwrap_or(0)
     }
 
-    /// One row per live data file: `path` (relative to the table root), `size` (bytes),
-    /// `num_records` (before deletes; null when the log has no statistics), `num_deleted`
-    /// (rows removed by the file's deletion vector) and `partition` (JSON object of the raw
-    /// partition values).
-    pub fn files_batch(&self) -> Result<RecordBatch> {
-        let rows = self.file_rows()?;
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("path", DataType::Utf8, false),
-            Field::new("size", DataType::Int64, false),
-            Field::new("num_records", DataType::Int64, true),
-            Field::new("num_deleted", DataType::Int64, false),
-            Field::new("partition", DataType::Utf8, false),
-        ]));
-        let cols: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.as_str()))),
-            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
-            Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.2))),
-            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.3))),
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.4.as_str()))),
-        ];
-        Ok(RecordBatch::try_new(schema, cols)?)
+    /// Live rows from the log, when every file has a record count: records minus the
+    /// cardinality of each file's deletion vector.
+    pub fn num_rows_from_log(&self) -> Result<Option<u64>> {
+        let state = self.table.snapshot().map_err(|e| map_delta_error(e, "table"))?;
+        let mut n: i64 = 0;
+        for f in state.log_data() {
+            let Some(r) = f.num_records() else { return Ok(None) };
+            n += r as i64 - f.deletion_vector_descriptor().map(|d| d.cardinality).unwrap_or(0);
+        }
+        Ok(Some(n.max(0) as u64))
     }
 
     /// The commit history, newest first: `version`, `timestamp` (ms since the epoch),

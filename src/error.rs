@@ -111,9 +111,23 @@ impl From<object_store::Error> for LakeError {
             E::NotSupported { .. } | E::NotImplemented { .. } => {
                 LakeError::Unsupported(e.to_string())
             }
+            // List requests report a refused signature or key only as a generic error.
+            _ if is_auth_failure(&e.to_string()) => LakeError::PermissionDenied(format!("access denied: {e}")),
             _ => LakeError::Storage(e.to_string()),
         }
     }
+}
+
+/// Whether an error message is object_store's "not found" for an object.
+fn is_missing_object(msg: &str) -> bool {
+    msg.contains("Object at location") && msg.contains("not found")
+}
+
+/// Whether a storage error message is an authentication or authorization refusal.
+fn is_auth_failure(msg: &str) -> bool {
+    ["403 Forbidden", "SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied", "AuthorizationFailure"]
+        .iter()
+        .any(|k| msg.contains(k))
 }
 
 impl From<parquet::errors::ParquetError> for LakeError {
@@ -125,6 +139,8 @@ impl From<parquet::errors::ParquetError> for LakeError {
                 Err(other) => LakeError::Storage(other.to_string()),
             },
             P::NYI(m) => LakeError::Unsupported(format!("Parquet feature not supported: {m}")),
+            // DataFusion's footer fetch flattens a missing object into text.
+            other if is_missing_object(&other.to_string()) => LakeError::NotFound(other.to_string()),
             other => LakeError::CorruptFile(format!("invalid Parquet data: {other}")),
         }
     }
@@ -201,6 +217,7 @@ impl LakeError {
                 | object_store::Error::Unauthenticated { .. } => LakeError::PermissionDenied(msg),
                 _ => LakeError::Storage(msg),
             },
+            D::ParquetError(_) if is_missing_object(&msg) => LakeError::NotFound(msg),
             D::ParquetError(_) => LakeError::CorruptFile(msg),
             D::SchemaError(..) => LakeError::Schema(msg),
             _ => LakeError::Internal(msg),

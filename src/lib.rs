@@ -1,10 +1,16 @@
 //! lakevec: read lake tables into Arrow, index their vector columns in place, dedup and tag
 //! them in parallel. The core modules are pure Rust; `python` holds the pyo3 bindings.
 
+pub mod changes;
+pub mod container;
+pub mod datafiles;
 pub mod delta;
 pub mod error;
+pub mod iceberg;
+pub mod iceberg_io;
 pub mod listing;
 pub mod parquet_table;
+pub mod rowaddr;
 pub mod runtime;
 pub mod scan;
 pub mod session;

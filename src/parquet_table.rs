@@ -11,8 +11,8 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
+use arrow::array::{Array, RecordBatch};
+use arrow::datatypes::{Field, FieldRef, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::common::{DFSchema, Result as DFResult, ScalarValue};
@@ -33,6 +33,7 @@ use object_store::{ObjectMeta, ObjectStore};
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetObjectReader};
 use parquet::file::metadata::ParquetMetaData;
 
+use crate::datafiles::{DataFileEntry, Deleted};
 use crate::error::{LakeError, Result};
 use crate::listing::{list_files, ListedFile};
 use crate::storage::Location;
@@ -206,27 +207,25 @@ impl ParquetTable {
         ObjectStoreUrl::parse(self.location.store_url.as_str()).map_err(LakeError::from)
     }
 
-    /// One row per data file: `path` (relative to the table root), `size` (bytes),
-    /// `num_records`, `num_row_groups`, then one column per partition key.
-    pub fn files_batch(&self) -> Result<RecordBatch> {
-        let mut fields = vec![
-            Field::new("path", DataType::Utf8, false),
-            Field::new("size", DataType::Int64, false),
-            Field::new("num_records", DataType::Int64, false),
-            Field::new("num_row_groups", DataType::Int32, false),
-        ];
-        let mut cols: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from_iter_values(self.files.iter().map(|f| f.relative_path.as_str()))),
-            Arc::new(Int64Array::from_iter_values(self.files.iter().map(|f| f.meta.size as i64))),
-            Arc::new(Int64Array::from_iter_values(self.files.iter().map(|f| f.num_rows as i64))),
-            Arc::new(Int32Array::from_iter_values(self.files.iter().map(|f| f.num_row_groups as i32))),
-        ];
-        for (i, pf) in self.partition_fields.iter().enumerate() {
-            fields.push(Field::new(format!("partition.{}", pf.name()), pf.data_type().clone(), true));
-            let arr = ScalarValue::iter_to_array(self.files.iter().map(|f| f.partition_values[i].clone()))?;
-            cols.push(arr);
-        }
-        Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
+    /// The data files as format-neutral entries (no deletes; hive partition values as text).
+    pub fn entries(&self) -> Vec<DataFileEntry> {
+        self.files
+            .iter()
+            .map(|f| DataFileEntry {
+                path: f.relative_path.clone(),
+                store: self.store.clone(),
+                object: f.meta.location.clone(),
+                size: f.meta.size,
+                num_records: Some(f.num_rows),
+                partition: self
+                    .partition_fields
+                    .iter()
+                    .zip(&f.partition_values)
+                    .map(|(pf, v)| (pf.name().clone(), (!v.is_null()).then(|| v.to_string())))
+                    .collect(),
+                deleted: Deleted::None,
+            })
+            .collect()
     }
 
     /// Indices of files whose partition values can satisfy every partition-only filter.

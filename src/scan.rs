@@ -38,6 +38,8 @@ pub struct ScanOptions {
     pub num_threads: Option<usize>,
     /// Stop after this many rows.
     pub limit: Option<usize>,
+    /// Add `_file` and `_row` (see `rowaddr`).
+    pub with_row_address: bool,
 }
 
 /// Check that every column exists, naming the first missing one.
@@ -122,8 +124,40 @@ async fn partition_streams(ctx: &SessionContext, df: DataFrame) -> Result<(Schem
 
 /// Read everything, decoding partitions in parallel; batches in file order.
 pub async fn collect(table: &LakeTable, opts: &ScanOptions) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    if opts.with_row_address {
+        let (scan, threads) = address_scan(table, opts).await?;
+        let schema = scan.schema.clone();
+        let mut out = Vec::new();
+        let mut left = opts.limit.unwrap_or(usize::MAX);
+        let mut s = std::pin::pin!(scan.stream(threads));
+        while let Some(group) = s.next().await {
+            for b in group? {
+                if left == 0 {
+                    break;
+                }
+                let b = if b.num_rows() > left { b.slice(0, left) } else { b };
+                left -= b.num_rows();
+                out.push(b);
+            }
+            if left == 0 {
+                break;
+            }
+        }
+        return Ok((schema, out));
+    }
     let (ctx, df) = plan(table, opts, 1).await?;
     collect_df(&ctx, df).await
+}
+
+async fn address_scan(table: &LakeTable, opts: &ScanOptions) -> Result<(Arc<crate::rowaddr::AddressScan>, usize)> {
+    let threads = resolve_threads(opts.num_threads)?;
+    if opts.batch_size == Some(0) {
+        return Err(LakeError::InvalidArgument("batch_size must be positive".into()));
+    }
+    let batch_size = opts.batch_size.unwrap_or_else(|| batch_size_for(table.row_bytes(opts.columns.as_deref())));
+    let scan =
+        crate::rowaddr::AddressScan::new(table, opts.columns.as_deref(), opts.filter.as_deref(), batch_size).await?;
+    Ok((Arc::new(scan), threads))
 }
 
 /// Collect a DataFrame's partitions in parallel, concatenated in partition order.
@@ -168,6 +202,11 @@ pub struct OrderedReader {
 impl OrderedReader {
     /// Plan and start the scan (call from outside the runtime).
     pub async fn start(table: &LakeTable, opts: &ScanOptions) -> Result<Self> {
+        if opts.with_row_address {
+            let (scan, threads) = address_scan(table, opts).await?;
+            let schema = scan.schema.clone();
+            return Self::from_stream(schema, scan.stream(threads), 2, opts.limit);
+        }
         let (ctx, df) = plan(table, opts, STREAM_PARTITIONS_PER_THREAD).await?;
         let batch_rows = ctx.copied_config().batch_size() as u64;
         let row_bytes = table.row_bytes(opts.columns.as_deref());
@@ -193,6 +232,42 @@ impl OrderedReader {
             });
         }
         Ok(OrderedReader { schema, receivers, current: 0, _tasks: tasks, rt: runtime()?, done: false })
+    }
+
+    /// Stream the batches of `stream` (file-sized groups, in order) through one bounded channel.
+    pub fn from_stream<S>(schema: SchemaRef, stream: S, read_ahead: usize, limit: Option<usize>) -> Result<Self>
+    where
+        S: futures::Stream<Item = Result<Vec<RecordBatch>>> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel(read_ahead.max(1));
+        let mut tasks = JoinSet::new();
+        tasks.spawn_on(
+            async move {
+                let mut stream = std::pin::pin!(stream);
+                let mut left = limit.unwrap_or(usize::MAX);
+                while let Some(group) = stream.next().await {
+                    let batches = match group {
+                        Ok(b) => b,
+                        Err(e) => {
+                            let _ = tx.send(Err(e)).await;
+                            return;
+                        }
+                    };
+                    for b in batches {
+                        if left == 0 {
+                            return;
+                        }
+                        let b = if b.num_rows() > left { b.slice(0, left) } else { b };
+                        left -= b.num_rows();
+                        if tx.send(Ok(b)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            },
+            runtime()?.handle(),
+        );
+        Ok(OrderedReader { schema, receivers: vec![rx], current: 0, _tasks: tasks, rt: runtime()?, done: false })
     }
 
     /// The next batch, waiting for it asynchronously.

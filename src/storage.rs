@@ -146,8 +146,8 @@ fn has_glob(s: &str) -> bool {
 }
 
 /// Split a store path at its first segment containing a glob character.
-fn split_glob(path: &str) -> (String, Option<String>) {
-    if !has_glob(path) {
+fn split_glob(path: &str, globs: bool) -> (String, Option<String>) {
+    if !globs || !has_glob(path) {
         return (path.to_string(), None);
     }
     let segs: Vec<&str> = path.split('/').collect();
@@ -155,8 +155,17 @@ fn split_glob(path: &str) -> (String, Option<String>) {
     (segs[..first].join("/"), Some(path.trim_start_matches('/').to_string()))
 }
 
-/// Parse a user URI or path into a [`Location`].
+/// Parse a user URI or path into a [`Location`] (`*`, `?` and `[` start a glob).
 pub fn parse_uri(uri: &str) -> Result<Location> {
+    parse(uri, true)
+}
+
+/// Parse the URI of one object (a file named by table metadata): no glob characters.
+pub fn parse_object_uri(uri: &str) -> Result<Location> {
+    parse(uri, false)
+}
+
+fn parse(uri: &str, globs: bool) -> Result<Location> {
     let uri = uri.trim();
     if uri.is_empty() {
         return Err(LakeError::InvalidArgument("empty table URI".into()));
@@ -166,7 +175,7 @@ pub fn parse_uri(uri: &str) -> Result<Location> {
         let p = std::path::absolute(uri)
             .map_err(|e| LakeError::InvalidArgument(format!("bad path '{uri}': {e}")))?;
         let s = p.to_string_lossy().replace('\\', "/");
-        return local_location(s.trim_start_matches('/'), uri);
+        return local_location(s.trim_start_matches('/'), uri, globs);
     }
     let url = Url::parse(uri)
         .map_err(|e| LakeError::InvalidArgument(format!("cannot parse URI '{uri}': {e}")))?;
@@ -180,7 +189,7 @@ pub fn parse_uri(uri: &str) -> Result<Location> {
     match url.scheme() {
         "file" => {
             let decoded = percent_decode(url.path());
-            local_location(decoded.trim_start_matches('/'), &display)
+            local_location(decoded.trim_start_matches('/'), &display, globs)
         }
         "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" | "memory" => {
             let host = url.host_str().unwrap_or("");
@@ -193,7 +202,7 @@ pub fn parse_uri(uri: &str) -> Result<Location> {
             let store_url = Url::parse(&format!("{scheme}://{host}/"))
                 .map_err(|e| LakeError::InvalidArgument(format!("bad URI '{display}': {e}")))?;
             let raw_path = percent_decode(url.path().trim_start_matches('/'));
-            let (prefix, glob) = split_glob(raw_path.trim_end_matches('/'));
+            let (prefix, glob) = split_glob(raw_path.trim_end_matches('/'), globs);
             Ok(Location { store_url, path: Path::from(prefix.as_str()), glob, display })
         }
         other => Err(LakeError::InvalidArgument(format!(
@@ -203,8 +212,8 @@ pub fn parse_uri(uri: &str) -> Result<Location> {
     }
 }
 
-fn local_location(abs_no_leading_slash: &str, display: &str) -> Result<Location> {
-    let (prefix, glob) = split_glob(abs_no_leading_slash.trim_end_matches('/'));
+fn local_location(abs_no_leading_slash: &str, display: &str, globs: bool) -> Result<Location> {
+    let (prefix, glob) = split_glob(abs_no_leading_slash.trim_end_matches('/'), globs);
     Ok(Location {
         store_url: Url::parse("file:///").expect("static URL"),
         path: Path::from(prefix.as_str()),

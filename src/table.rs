@@ -3,8 +3,7 @@
 //! Format detection: a folder holding `_delta_log/` is Delta, a folder holding `metadata/`
 //! with `*.metadata.json` (or a path to such a file) is Iceberg, anything else is Parquet.
 //! `format="parquet"` forces a plain Parquet read of the data files (e.g. a Delta table's
-//! files without its log: superseded files and deleted rows included). Iceberg tables are
-//! detected and refused with `Unsupported` until their reader lands.
+//! files without its log: superseded files and deleted rows included).
 
 use std::sync::Arc;
 
@@ -14,7 +13,9 @@ use datafusion::datasource::TableProvider;
 use futures::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt};
 
-use crate::delta::{DeltaPin, DeltaSource};
+use crate::datafiles::DataFileEntry;
+use crate::delta::{DeltaSource, TablePin};
+use crate::iceberg::IcebergSource;
 use crate::error::{LakeError, Result};
 use crate::parquet_table::{ParquetProvider, ParquetTable};
 use crate::storage::{parse_uri, store_for, Location, StorageOptions};
@@ -52,6 +53,7 @@ impl Format {
 pub enum Source {
     Parquet(Arc<ParquetTable>),
     Delta(Arc<DeltaSource>),
+    Iceberg(Arc<IcebergSource>),
 }
 
 /// An opened table.
@@ -64,6 +66,7 @@ pub struct LakeTable {
     pub store: Arc<dyn ObjectStore>,
     pub source: Source,
     num_rows: u64,
+    entries: Arc<tokio::sync::OnceCell<Arc<Vec<DataFileEntry>>>>,
 }
 
 async fn has_child(store: &Arc<dyn ObjectStore>, loc: &Location, child: &str) -> Result<bool> {
@@ -119,17 +122,18 @@ async fn count_rows(provider: Arc<dyn TableProvider>, location: &Location, store
 }
 
 impl LakeTable {
-    /// Open `uri` with `options`; `format` overrides detection; `pin` selects a Delta version.
-    pub async fn open(uri: &str, options: StorageOptions, format: Option<Format>, pin: DeltaPin) -> Result<Self> {
+    /// Open `uri` with `options`; `format` overrides detection; `pin` selects a Delta version
+    /// or an Iceberg snapshot.
+    pub async fn open(uri: &str, options: StorageOptions, format: Option<Format>, pin: TablePin) -> Result<Self> {
         let location = parse_uri(uri)?;
         let store = store_for(&location, &options)?;
         let format = match format {
             Some(f) => f,
             None => detect_format(&store, &location).await?,
         };
-        if format != Format::Delta && pin != DeltaPin::default() {
+        if format == Format::Parquet && pin != TablePin::default() {
             return Err(LakeError::InvalidArgument(format!(
-                "version/timestamp pinning needs a Delta table; '{}' is {}",
+                "version/timestamp pinning needs a Delta or Iceberg table; '{}' is {}",
                 location.display,
                 format.as_str()
             )));
@@ -149,21 +153,33 @@ impl LakeTable {
                 (Source::Delta(Arc::new(d)), n)
             }
             Format::Iceberg => {
-                return Err(LakeError::Unsupported(format!(
-                    "'{}' is an Iceberg table; reading Iceberg tables is not implemented in this \
-                     version of lakevec. Pass format='parquet' to read its data files as plain \
-                     Parquet (this ignores the table metadata: deleted rows are returned).",
-                    location.display
-                )))
+                let i =
+                    IcebergSource::open(&location, store.clone(), &options, pin.version, pin.timestamp.as_deref())
+                        .await?;
+                let n = match i.num_rows() {
+                    Some(n) => n,
+                    None => count_rows(i.provider.clone(), &location, store.clone()).await?,
+                };
+                (Source::Iceberg(Arc::new(i)), n)
             }
         };
-        Ok(LakeTable { uri: location.display.clone(), location, options, format, store, source, num_rows })
+        Ok(LakeTable {
+            uri: location.display.clone(),
+            location,
+            options,
+            format,
+            store,
+            source,
+            num_rows,
+            entries: Default::default(),
+        })
     }
 
     pub fn schema(&self) -> SchemaRef {
         match &self.source {
             Source::Parquet(p) => p.schema.clone(),
             Source::Delta(d) => d.provider.schema(),
+            Source::Iceberg(i) => i.provider.schema(),
         }
     }
 
@@ -176,29 +192,45 @@ impl LakeTable {
         match &self.source {
             Source::Parquet(p) => p.files.len(),
             Source::Delta(d) => d.num_files(),
+            Source::Iceberg(i) => i.entries.len(),
         }
     }
 
-    /// The table version: Delta's version; `None` for plain Parquet.
-    pub fn version(&self) -> Option<u64> {
+    /// The table version: Delta's version, Iceberg's snapshot id; `None` for plain Parquet
+    /// (and an Iceberg table without snapshots).
+    pub fn version(&self) -> Option<i64> {
         match &self.source {
             Source::Parquet(_) => None,
-            Source::Delta(d) => d.version(),
+            Source::Delta(d) => d.version().map(|v| v as i64),
+            Source::Iceberg(i) => i.snapshot_id(),
         }
     }
 
-    /// The table's live data files (format-specific columns, see each source).
-    pub fn files(&self) -> Result<RecordBatch> {
-        match &self.source {
-            Source::Parquet(p) => p.files_batch(),
-            Source::Delta(d) => d.files_batch(),
-        }
+    /// The live data files with their deletes (computed once per opened table).
+    pub async fn entries(&self) -> Result<Arc<Vec<DataFileEntry>>> {
+        self.entries
+            .get_or_try_init(|| async {
+                let v = match &self.source {
+                    Source::Parquet(p) => p.entries(),
+                    Source::Delta(d) => d.entries(&self.location, &self.store).await?,
+                    Source::Iceberg(i) => i.entries.clone(),
+                };
+                Ok::<_, LakeError>(Arc::new(v))
+            })
+            .await
+            .cloned()
     }
 
-    /// Commit history as Arrow (Delta only).
+    /// `Table.files()` (see [`crate::datafiles::files_batch`]).
+    pub async fn files(&self) -> Result<RecordBatch> {
+        crate::datafiles::files_batch(&self.entries().await?)
+    }
+
+    /// Commit (Delta) or snapshot (Iceberg) history as Arrow, newest first.
     pub async fn history(&self) -> Result<RecordBatch> {
         match &self.source {
             Source::Delta(d) => d.history().await,
+            Source::Iceberg(i) => i.history(),
             Source::Parquet(_) => Err(LakeError::InvalidArgument(format!(
                 "'{}' is a plain Parquet table: it has no history",
                 self.location.display
@@ -211,6 +243,7 @@ impl LakeTable {
         match &self.source {
             Source::Parquet(p) => Arc::new(ParquetProvider::new(p.clone())),
             Source::Delta(d) => d.provider.clone(),
+            Source::Iceberg(i) => i.provider.clone(),
         }
     }
 
@@ -220,11 +253,11 @@ impl LakeTable {
     }
 
     /// Average decoded bytes per row of `columns` (default: all), from Parquet footers; a
-    /// nominal 256 bytes for Delta tables.
+    /// nominal 256 bytes for Delta and Iceberg tables.
     pub fn row_bytes(&self, columns: Option<&[String]>) -> u64 {
         match &self.source {
             Source::Parquet(p) => p.row_bytes(columns),
-            Source::Delta(_) => 256,
+            Source::Delta(_) | Source::Iceberg(_) => 256,
         }
     }
 }

@@ -90,10 +90,14 @@ def test_bad_arguments(good):
         lakevec.Table.open("s3://bucket/x", {"no_such_option": "1"})
 
 
-def test_iceberg_folder_is_refused_without_format(shared_data):
-    path = shared_data / "tables" / "iceberg" / "lineitem_iceberg"
-    with pytest.raises(E.UnsupportedFeatureError, match="Iceberg"):
-        lakevec.Table.open(str(path))
+def test_iceberg_folder_without_metadata_file(tmp_path):
+    (tmp_path / "t" / "metadata").mkdir(parents=True)
+    (tmp_path / "t" / "metadata" / "version-hint.text").write_text("3")
+    with pytest.raises(E.TableNotFoundError, match="metadata"):
+        lakevec.Table.open(str(tmp_path / "t"))
+    (tmp_path / "t" / "metadata" / "v3.metadata.json").write_text("{not json")
+    with pytest.raises(E.CorruptFileError, match="v3.metadata.json"):
+        lakevec.Table.open(str(tmp_path / "t"))
 
 
 def test_sql_errors(good):

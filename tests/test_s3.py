@@ -91,6 +91,11 @@ def test_delta_tables_on_s3(s3, shared_data):
     dv = lakevec.Table.open(f"s3://{BUCKET}/dv", s3.options())
     assert dv.format == "delta" and dv.num_rows == 8
     assert sorted(map(repr, dv.to_arrow().to_pylist())) == sorted(map(repr, local_dv.to_pylist()))
+    files = dv.files().to_pylist()
+    assert files[0]["num_deleted"] == 2 and len(files[0]["deleted_rows"]) == 2
+    a = dv.to_arrow(with_row_address=True)
+    assert a.num_rows == 8 and set(a["_row"].to_pylist()).isdisjoint(files[0]["deleted_rows"])
+    assert dv.take(a.take([5, 1]))["value"].to_pylist() == a.take([5, 1])["value"].to_pylist()
     simple = str(shared_data / "tables" / "delta" / "simple_table")
     for v in (0, 2, 4):
         got = lakevec.read_table(f"s3://{BUCKET}/simple", version=v, storage_options=s3.options())

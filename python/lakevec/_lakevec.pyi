@@ -32,6 +32,7 @@ class Table:
         batch_size: int | None = None,
         num_threads: int | None = None,
         limit: int | None = None,
+        with_row_address: bool = False,
     ) -> Any: ...
     def scan(
         self,
@@ -40,7 +41,17 @@ class Table:
         batch_size: int | None = None,
         num_threads: int | None = None,
         limit: int | None = None,
+        with_row_address: bool = False,
     ) -> Any: ...
+    def take(
+        self,
+        files: Sequence[str],
+        rows: Sequence[int],
+        columns: Sequence[str] | None = None,
+        num_threads: int | None = None,
+    ) -> Any: ...
+    def at_version(self, version: int) -> Table: ...
+    def changes_since(self, other: Table) -> Any: ...
     def __arrow_c_stream__(self, requested_schema: object | None = None) -> object: ...
 
 def sql(

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence, Union
 import pyarrow as pa
 
 from lakevec import _lakevec
+from lakevec.exceptions import InvalidArgumentError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
@@ -26,8 +27,8 @@ def _columns(columns: Sequence[str] | str | None) -> list[str] | None:
 
 
 class Table:
-    """A lake table opened for reading: a Delta Lake table, a Parquet file, a folder of
-    Parquet files or a glob.
+    """A lake table opened for reading: a Delta Lake or Apache Iceberg table, a Parquet
+    file, a folder of Parquet files or a glob.
 
     Open with :meth:`Table.open` (or :func:`lakevec.read_table` for a one-line read). Reads
     return Arrow data through the Arrow PyCapsule interface, so pyarrow, polars and duckdb
@@ -51,10 +52,22 @@ class Table:
     version or the one pinned by ``version=``/``timestamp=``, checkpoints, column mapping,
     partition columns, and deletion vectors applied (deleted rows are never returned). A
     table whose protocol needs a reader feature delta-rs does not implement is refused with
-    :class:`~lakevec.exceptions.UnsupportedFeatureError` naming it. Iceberg tables (a
-    ``metadata/`` folder or a ``*.metadata.json``) are refused the same way for now;
+    :class:`~lakevec.exceptions.UnsupportedFeatureError` naming it.
+
+    A folder holding ``metadata/`` with ``*.metadata.json`` (or the path of such a file, or a
+    name in an Iceberg catalog) is read as an Iceberg table through iceberg-rust: the current
+    snapshot or the one pinned by ``snapshot_id=``/``timestamp=``, columns matched by field
+    id (renamed and added columns), partition pruning, position and equality deletes
+    applied. Its :attr:`version` is the snapshot id. Paths under a relative or moved table
+    ``location`` are read under the folder the table was opened from.
+
     ``format="parquet"`` reads any table's data files as plain Parquet, ignoring its log.
-    A pickled Delta table carries the version it was opened at.
+    A pickled table carries the version it was opened at.
+
+    Every row has an address (``_file``, ``_row``): its data file's ``path`` as listed by
+    :meth:`files` and its 0-based position in that file (the position deletion vectors and
+    position deletes use). ``to_arrow(with_row_address=True)`` adds those columns and
+    :meth:`take` fetches rows by address.
     """
 
     __slots__ = ("_inner", "_format_arg")
@@ -72,6 +85,8 @@ class Table:
         format: str | None = None,
         version: int | None = None,
         timestamp: str | None = None,
+        snapshot_id: int | None = None,
+        catalog: Mapping[str, str] | None = None,
     ) -> "Table":
         """Open the table at ``uri``.
 
@@ -84,11 +99,18 @@ class Table:
                 ``aws_region``, ``aws_allow_http``, ``google_service_account``,
                 ``azure_storage_account_name``, ...); the standard ``AWS_*``, ``GOOGLE_*``
                 and ``AZURE_*`` environment variables are read too.
-            format: ``"delta"`` or ``"parquet"``; default: detected (``_delta_log/`` means
-                Delta). ``"parquet"`` reads a Delta table's data files without its log.
-            version: Delta version to read (default: the latest).
-            timestamp: RFC 3339 time (``"2024-05-01T00:00:00Z"``): read the latest Delta
-                version committed at or before it.
+            format: ``"delta"``, ``"iceberg"`` or ``"parquet"``; default: detected
+                (``_delta_log/`` means Delta, ``metadata/*.metadata.json`` Iceberg).
+                ``"parquet"`` reads a table's data files without its log.
+            version: Delta version, or Iceberg snapshot id, to read (default: the latest).
+            timestamp: RFC 3339 time (``"2024-05-01T00:00:00Z"``): read the latest version
+                (snapshot) committed at or before it.
+            snapshot_id: Iceberg snapshot id (same as ``version`` for Iceberg).
+            catalog: resolve ``uri`` (``"catalog_name.namespace.table"``) in an Iceberg
+                catalog instead of opening a path: ``{"type": "sql", "uri":
+                "sqlite:///catalog.db"}`` (the SQL catalog of pyiceberg and Java Iceberg,
+                table ``iceberg_tables``; other SQLAlchemy URIs need SQLAlchemy). See
+                :func:`lakevec.catalog.resolve`.
 
         Raises:
             TableNotFoundError: the path does not exist, or a folder holds no Parquet file.
@@ -98,10 +120,19 @@ class Table:
             UnsupportedFeatureError: a Delta table needing an unsupported reader feature, or
                 an Iceberg table (not read by this version).
             InvalidArgumentError: a malformed URI, an unknown storage option, a bad
-                timestamp, or ``version``/``timestamp`` for a non-Delta table.
+                timestamp, or ``version``/``timestamp`` for a plain Parquet table.
         """
         if isinstance(uri, Table):
             return uri
+        if snapshot_id is not None:
+            if version is not None and version != snapshot_id:
+                raise InvalidArgumentError("pass version or snapshot_id, not both")
+            version = snapshot_id
+        if catalog is not None:
+            from lakevec.catalog import resolve
+
+            uri = resolve(str(uri), catalog)
+            format = format or "iceberg"
         opts = {str(k): str(v) for k, v in (storage_options or {}).items()}
         inner = _lakevec.Table.open(str(uri), opts, format, version, timestamp)
         return cls(inner, format)
@@ -130,12 +161,15 @@ class Table:
 
     @property
     def version(self) -> int | None:
-        """The Delta version read (``None`` for plain Parquet)."""
+        """The version read: the Delta version or the Iceberg snapshot id (``None`` for
+        plain Parquet and for an Iceberg table without snapshots)."""
         return self._inner.version
 
     def history(self) -> pa.Table:
-        """The Delta commit history, newest first: ``version`` (int64), ``timestamp``
-        (int64, ms since the epoch), ``operation`` and ``operation_parameters`` (JSON text).
+        """The commit (Delta) or snapshot (Iceberg) history, newest first: ``version``
+        (int64; the Iceberg snapshot id), ``timestamp`` (int64, ms since the epoch),
+        ``operation`` and ``operation_parameters`` (JSON text: Delta's operation parameters,
+        Iceberg's snapshot summary); Iceberg adds ``parent_version``.
 
         Raises:
             InvalidArgumentError: the table is plain Parquet (no history).
@@ -146,14 +180,78 @@ class Table:
         """The live data files, one row each.
 
         Returns:
-            ``pyarrow.Table``. Parquet: ``path`` (string, relative to the table root; the
-            file name for a single-file table), ``size`` (int64, bytes), ``num_records``
-            (int64), ``num_row_groups`` (int32) and one ``partition.<key>`` column per
-            partition key, in read order. Delta: ``path``, ``size``, ``num_records`` (before
-            deletes, null without log statistics), ``num_deleted`` (rows removed by the
-            file's deletion vector) and ``partition`` (JSON object of raw partition values).
+            ``pyarrow.Table``, same columns for every format: ``path`` (string, relative to
+            the table root when the file lies under it; the file name for a single-file
+            Parquet table), ``size`` (int64, bytes), ``num_records`` (int64, rows before
+            deletes; null when the Delta log has no statistics), ``num_deleted`` (int64),
+            ``deleted_rows`` (list<int64>: sorted 0-based positions removed by deletion
+            vectors or position deletes) and ``partition`` (string, JSON object of the raw
+            partition values). For a file with Iceberg equality deletes, ``num_deleted``
+            and ``deleted_rows`` are null: its deleted rows are known only by value.
         """
         return self._inner.files()
+
+    def take(
+        self,
+        addresses: Any,
+        columns: Sequence[str] | None = None,
+        *,
+        num_threads: int | None = None,
+    ) -> pa.Table:
+        """Fetch rows by address, in the order given.
+
+        Each data file is read once, with a row selection: only the row groups (and pages,
+        when the file has a page index) holding the wanted rows are fetched.
+
+        Args:
+            addresses: anything with ``_file`` and ``_row`` columns (a ``pyarrow.Table`` or
+                ``RecordBatch``, a pandas or polars DataFrame, a dict of lists, e.g. the
+                output of ``to_arrow(with_row_address=True)`` or of an index search), or a
+                list of ``(file, row)`` pairs.
+            columns: columns to return (default: all), followed by ``_file`` and ``_row``.
+            num_threads: files read concurrently (x2).
+
+        Returns:
+            ``pyarrow.Table`` with one row per address, in input order.
+
+        Raises:
+            InvalidArgumentError: a file is not a live data file of this version, a row is
+                out of range, or a row is deleted in this version (each named).
+            UnsupportedFeatureError: a file has Iceberg equality deletes.
+            SchemaError: an unknown column.
+        """
+        files, rows = _addresses(addresses)
+        return self._inner.take(files, rows, _columns(columns), num_threads)
+
+    def changes(self, from_version: int, to_version: int | None = None) -> pa.Table:
+        """Data files that changed between two versions of this table.
+
+        The two versions' live files (with their deletes) are compared: for Delta this
+        equals replaying the log's add/remove actions, for Iceberg it is a snapshot diff.
+
+        Args:
+            from_version: the older Delta version or Iceberg snapshot id.
+            to_version: the newer one (default: the version this table was opened at).
+
+        Returns:
+            ``pyarrow.Table``: ``path`` (string), ``change`` (``"added"``, ``"removed"`` or
+            ``"deletes_changed"``), ``num_records`` (int64), ``newly_deleted``
+            (list<int64>: positions deleted in ``to_version`` but not in ``from_version``;
+            for an added file, its deleted positions; null under equality deletes).
+
+        Raises:
+            InvalidArgumentError: a plain Parquet table (no versions).
+            TableNotFoundError: a version that does not exist (or was vacuumed).
+        """
+        if self.format == "parquet":
+            raise InvalidArgumentError(f"{self.uri!r} is a plain Parquet table: it has no versions")
+        old = self._inner.at_version(from_version)
+        new = (
+            self._inner
+            if to_version is None or to_version == self.version
+            else self._inner.at_version(to_version)
+        )
+        return new.changes_since(old)
 
     # ---------------------------------------------------------------- reads
     def to_arrow(
@@ -163,6 +261,7 @@ class Table:
         *,
         num_threads: int | None = None,
         limit: int | None = None,
+        with_row_address: bool = False,
     ) -> pa.Table:
         """Read the table (or the selected columns and rows) into a ``pyarrow.Table``.
 
@@ -177,13 +276,20 @@ class Table:
                 then the expression is evaluated on the rows.
             num_threads: decoding parallelism.
             limit: return at most this many rows.
+            with_row_address: add ``_file`` (string) and ``_row`` (int64) after the
+                columns: each row's data file and 0-based position in it. Files are then
+                read whole, one per thread, in file order, and ``filter`` is applied after
+                positions are assigned (no statistics pruning). Iceberg files with equality
+                deletes cannot be addressed (``UnsupportedFeatureError``).
 
         Raises:
             SchemaError: a column in ``columns`` does not exist (named in the message).
             FilterError: ``filter`` does not parse, names an unknown column or is not boolean.
             CorruptFileError, StorageError, TableNotFoundError: as for :meth:`open`.
         """
-        return self._inner.to_arrow(_columns(columns), filter, None, num_threads, limit)
+        return self._inner.to_arrow(
+            _columns(columns), filter, None, num_threads, limit, with_row_address
+        )
 
     def scan(
         self,
@@ -193,6 +299,7 @@ class Table:
         *,
         num_threads: int | None = None,
         limit: int | None = None,
+        with_row_address: bool = False,
     ) -> pa.RecordBatchReader:
         """Stream the table as a ``pyarrow.RecordBatchReader``, in file order, with bounded
         memory: each decoding thread keeps about 16 MiB of batches ahead of the consumer,
@@ -207,7 +314,9 @@ class Table:
         The reader is also an Arrow PyCapsule stream (``__arrow_c_stream__``). Other arguments
         and errors as in :meth:`to_arrow`.
         """
-        return self._inner.scan(_columns(columns), filter, batch_size, num_threads, limit)
+        return self._inner.scan(
+            _columns(columns), filter, batch_size, num_threads, limit, with_row_address
+        )
 
     def to_pandas(
         self,
@@ -248,6 +357,23 @@ class Table:
                 self.version,
             ),
         )
+
+
+def _addresses(addresses: Any) -> tuple[list[str], list[int]]:
+    """(files, rows) from an address table, a mapping or (file, row) pairs."""
+    if isinstance(addresses, Mapping):
+        return [str(f) for f in addresses["_file"]], [int(r) for r in addresses["_row"]]
+    if hasattr(addresses, "__arrow_c_stream__") or hasattr(addresses, "__arrow_c_array__"):
+        t = pa.table(addresses) if not isinstance(addresses, (pa.Table, pa.RecordBatch)) else addresses
+        if "_file" not in t.column_names or "_row" not in t.column_names:
+            raise InvalidArgumentError(
+                f"addresses need '_file' and '_row' columns, got {t.column_names}"
+            )
+        return t.column("_file").to_pylist(), t.column("_row").to_pylist()
+    if hasattr(addresses, "columns") and hasattr(addresses, "__getitem__"):  # pandas
+        return [str(f) for f in addresses["_file"]], [int(r) for r in addresses["_row"]]
+    pairs = list(addresses)
+    return [str(f) for f, _ in pairs], [int(r) for _, r in pairs]
 
 
 def _reopen(uri: str, storage_options: dict, format: str | None, version: int | None = None) -> Table:

@@ -58,6 +58,7 @@ where
 }
 
 /// Run a short synchronous core call, turning a panic into `InternalError`.
+#[allow(dead_code)]
 pub fn guarded<T>(f: impl FnOnce() -> Result<T>) -> PyResult<T> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r.map_err(PyErr::from),

@@ -7,9 +7,9 @@ use pyo3::prelude::*;
 use pyo3::types::PyCapsule;
 use pyo3_arrow::{PyRecordBatchReader, PySchema, PyTable};
 
-use crate::python::call::{guarded, wait_for_future};
+use crate::python::call::wait_for_future;
 use crate::scan::{collect, OrderedReader, ScanOptions};
-use crate::delta::DeltaPin;
+use crate::delta::TablePin;
 use crate::storage::StorageOptions;
 use crate::table::{Format, LakeTable};
 
@@ -25,8 +25,9 @@ fn scan_options(
     batch_size: Option<usize>,
     num_threads: Option<usize>,
     limit: Option<usize>,
+    with_row_address: bool,
 ) -> ScanOptions {
-    ScanOptions { columns, filter, batch_size, num_threads, limit }
+    ScanOptions { columns, filter, batch_size, num_threads, limit, with_row_address }
 }
 
 #[pymethods]
@@ -39,12 +40,12 @@ impl PyLakeTable {
         uri: String,
         storage_options: Option<HashMap<String, String>>,
         format: Option<String>,
-        version: Option<u64>,
+        version: Option<i64>,
         timestamp: Option<String>,
     ) -> PyResult<Self> {
         let options = StorageOptions::new(storage_options.unwrap_or_default());
         let format = format.map(|f| Format::parse(&f)).transpose()?;
-        let pin = DeltaPin { version, timestamp };
+        let pin = TablePin { version, timestamp };
         let t = wait_for_future(py, async move { LakeTable::open(&uri, options, format, pin).await })?;
         Ok(PyLakeTable { inner: Arc::new(t) })
     }
@@ -65,7 +66,7 @@ impl PyLakeTable {
     }
 
     #[getter]
-    fn version(&self) -> Option<u64> {
+    fn version(&self) -> Option<i64> {
         self.inner.version()
     }
 
@@ -87,15 +88,17 @@ impl PyLakeTable {
         PySchema::new(self.inner.schema()).into_pyarrow(py)
     }
 
-    /// The data files as a `pyarrow.Table`.
+    /// The live data files as a `pyarrow.Table`.
     fn files<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let batch = guarded(|| self.inner.files())?;
+        let t = self.inner.clone();
+        let batch = wait_for_future(py, async move { t.files().await })?;
         let schema = batch.schema();
         PyTable::try_new(vec![batch], schema)?.into_pyarrow(py)
     }
 
     /// Read into a `pyarrow.Table` (GIL released, interruptible).
-    #[pyo3(signature = (columns=None, filter=None, batch_size=None, num_threads=None, limit=None))]
+    #[pyo3(signature = (columns=None, filter=None, batch_size=None, num_threads=None, limit=None, with_row_address=false))]
+    #[allow(clippy::too_many_arguments)]
     fn to_arrow<'py>(
         &self,
         py: Python<'py>,
@@ -104,15 +107,17 @@ impl PyLakeTable {
         batch_size: Option<usize>,
         num_threads: Option<usize>,
         limit: Option<usize>,
+        with_row_address: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let t = self.inner.clone();
-        let opts = scan_options(columns, filter, batch_size, num_threads, limit);
+        let opts = scan_options(columns, filter, batch_size, num_threads, limit, with_row_address);
         let (schema, batches) = wait_for_future(py, async move { collect(&t, &opts).await })?;
         PyTable::try_new(batches, schema)?.into_pyarrow(py)
     }
 
     /// Start a streaming read; returns a `pyarrow.RecordBatchReader`.
-    #[pyo3(signature = (columns=None, filter=None, batch_size=None, num_threads=None, limit=None))]
+    #[pyo3(signature = (columns=None, filter=None, batch_size=None, num_threads=None, limit=None, with_row_address=false))]
+    #[allow(clippy::too_many_arguments)]
     fn scan<'py>(
         &self,
         py: Python<'py>,
@@ -121,9 +126,10 @@ impl PyLakeTable {
         batch_size: Option<usize>,
         num_threads: Option<usize>,
         limit: Option<usize>,
+        with_row_address: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let t = self.inner.clone();
-        let opts = scan_options(columns, filter, batch_size, num_threads, limit);
+        let opts = scan_options(columns, filter, batch_size, num_threads, limit, with_row_address);
         let reader = wait_for_future(py, async move { OrderedReader::start(&t, &opts).await })?;
         PyRecordBatchReader::new(Box::new(reader)).into_pyarrow(py)
     }
@@ -140,6 +146,42 @@ impl PyLakeTable {
         let reader = wait_for_future(py, async move { OrderedReader::start(&t, &opts).await })?;
         let r = Bound::new(py, PyRecordBatchReader::new(Box::new(reader)))?;
         r.call_method1("__arrow_c_stream__", (requested_schema,))
+    }
+
+    /// Rows at (`files[i]`, `rows[i]`) as a `pyarrow.Table`, in input order.
+    #[pyo3(signature = (files, rows, columns=None, num_threads=None))]
+    fn take<'py>(
+        &self,
+        py: Python<'py>,
+        files: Vec<String>,
+        rows: Vec<i64>,
+        columns: Option<Vec<String>>,
+        num_threads: Option<usize>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let t = self.inner.clone();
+        let (schema, batch) = wait_for_future(py, async move {
+            let threads = crate::runtime::resolve_threads(num_threads)?;
+            crate::rowaddr::take(&t, &files, &rows, columns.as_deref(), threads * 2).await
+        })?;
+        PyTable::try_new(vec![batch], schema)?.into_pyarrow(py)
+    }
+
+    /// The same table (same storage options, credentials included) at another version.
+    fn at_version(&self, py: Python<'_>, version: i64) -> PyResult<Self> {
+        let t = self.inner.clone();
+        let pin = TablePin { version: Some(version), timestamp: None };
+        let opened = wait_for_future(py, async move {
+            LakeTable::open(&t.uri, t.options.clone(), Some(t.format), pin).await
+        })?;
+        Ok(PyLakeTable { inner: Arc::new(opened) })
+    }
+
+    /// File-level changes from `other` (an older version of this table) to this one.
+    fn changes_since<'py>(&self, py: Python<'py>, other: &PyLakeTable) -> PyResult<Bound<'py, PyAny>> {
+        let (new, old) = (self.inner.clone(), other.inner.clone());
+        let batch = wait_for_future(py, async move { crate::changes::changes(&old, &new).await })?;
+        let schema = batch.schema();
+        PyTable::try_new(vec![batch], schema)?.into_pyarrow(py)
     }
 
     fn __repr__(&self) -> String {
