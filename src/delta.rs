@@ -29,7 +29,7 @@ use object_store::path::Path;
 use crate::datafiles::{DataFileEntry, Deleted};
 use crate::error::{LakeError, Result};
 use crate::session::new_session;
-use crate::storage::{decode_partition_value, Location};
+use crate::storage::{parse_object_uri, percent_decode, store_for, Location, StorageOptions};
 
 /// How to pin a table version: a Delta version or an Iceberg snapshot id, or a timestamp.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -150,7 +150,12 @@ impl DeltaSource {
     }
 
     /// The live data files with their deletion vectors read (positions of deleted rows).
-    pub async fn entries(&self, loc: &Location, store: &Arc<dyn ObjectStore>) -> Result<Vec<DataFileEntry>> {
+    pub async fn entries(
+        &self,
+        loc: &Location,
+        store: &Arc<dyn ObjectStore>,
+        options: &StorageOptions,
+    ) -> Result<Vec<DataFileEntry>> {
         let display = loc.display.as_str();
         let state = self.table.snapshot().map_err(|e| map_delta_error(e, display))?;
         let root = self.table.table_url().clone();
@@ -166,7 +171,7 @@ impl DeltaSource {
                 .map_err(|e| LakeError::from(e).context(format!("reading deletion vectors of '{display}'")))?;
             for d in dvs {
                 let rows = d.keep_mask.iter().enumerate().filter(|(_, k)| !**k).map(|(i, _)| i as u64).collect();
-                masks.insert(decode_partition_value(&d.filepath), rows);
+                masks.insert(percent_decode(&d.filepath), rows);
             }
         }
         let partition_cols = state.metadata().partition_columns().to_vec();
@@ -180,10 +185,10 @@ impl DeltaSource {
             } else {
                 root.join(&rel).map(|u| u.to_string()).unwrap_or_else(|_| format!("{root}{rel}"))
             };
-            let url = decode_partition_value(&url);
+            let url = percent_decode(&url);
             let (fstore, object) = if rel.contains("://") {
-                let l = crate::storage::parse_object_uri(&rel)?;
-                (crate::storage::store_for(&l, &Default::default())?, l.path)
+                let l = parse_object_uri(&rel)?;
+                (store_for(&l, options)?, l.path)
             } else {
                 (store.clone(), Path::from(format!("{}/{}", loc.path.as_ref(), rel).trim_start_matches('/')))
             };

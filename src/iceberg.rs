@@ -41,9 +41,9 @@ pub struct IcebergSource {
 
 /// Map an iceberg error, naming the table.
 pub fn map_iceberg_error(e: iceberg::Error, display: &str) -> LakeError {
-    let msg = format!("{e:#}");
-    let msg = msg.replace(NOT_FOUND_MARK, "").replace("  ", " ");
-    if format!("{e:#}").contains(NOT_FOUND_MARK) {
+    let full = format!("{e:#}");
+    let msg = full.replace(NOT_FOUND_MARK, "").replace("  ", " ");
+    if full.contains(NOT_FOUND_MARK) {
         return LakeError::NotFound(format!("Iceberg table '{display}': a file it references is missing: {msg}"));
     }
     match e.kind() {

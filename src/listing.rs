@@ -15,7 +15,7 @@ use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 
 use crate::error::{LakeError, Result};
-use crate::storage::{decode_partition_value, Location};
+use crate::storage::{percent_decode, Location};
 
 /// A data file found by listing, with its hive partition values (aligned to
 /// [`Listing::partition_fields`]).
@@ -177,9 +177,9 @@ fn with_partitions(root: Path, metas: Vec<ObjectMeta>) -> Listing {
 
 fn infer_type<'a>(values: impl Iterator<Item = &'a str> + Clone) -> DataType {
     let non_null = values.filter(|v| *v != HIVE_NULL);
-    if non_null.clone().all(|v| decode_partition_value(v).parse::<i32>().is_ok()) {
+    if non_null.clone().all(|v| percent_decode(v).parse::<i32>().is_ok()) {
         DataType::Int32
-    } else if non_null.clone().all(|v| decode_partition_value(v).parse::<i64>().is_ok()) {
+    } else if non_null.clone().all(|v| percent_decode(v).parse::<i64>().is_ok()) {
         DataType::Int64
     } else {
         DataType::Utf8
@@ -190,7 +190,7 @@ fn typed_value(raw: &str, t: &DataType) -> ScalarValue {
     if raw == HIVE_NULL {
         return ScalarValue::try_from(t).unwrap_or(ScalarValue::Null);
     }
-    let v = decode_partition_value(raw);
+    let v = percent_decode(raw);
     match t {
         DataType::Int32 => ScalarValue::Int32(v.parse().ok()),
         DataType::Int64 => ScalarValue::Int64(v.parse().ok()),

@@ -275,7 +275,8 @@ impl AddressScan {
             let rs = DFSchema::try_from(read_schema.as_ref().clone())?;
             phys = Some(ctx.create_physical_expr(expr, &rs).map_err(|e| LakeError::Filter(format!("invalid filter '{f}': {e}")))?);
         }
-        if let Some(e) = table.entries().await?.iter().find(|e| matches!(e.deleted, Deleted::ByValue { .. })) {
+        let entries = table.entries().await?;
+        if let Some(e) = entries.iter().find(|e| matches!(e.deleted, Deleted::ByValue { .. })) {
             return Err(LakeError::Unsupported(format!(
                 "row addresses need deleted rows by position, but data file '{}' of '{}' has Iceberg \
                  equality deletes; read without with_row_address, or compact the table first",
@@ -283,7 +284,7 @@ impl AddressScan {
             )));
         }
         Ok(AddressScan {
-            entries: table.entries().await?,
+            entries,
             matcher: matcher(table)?,
             schema: address_schema(&table_schema, &out_cols)?,
             table_schema,

@@ -130,23 +130,24 @@ pub async fn collect(table: &LakeTable, opts: &ScanOptions) -> Result<(SchemaRef
         let mut out = Vec::new();
         let mut left = opts.limit.unwrap_or(usize::MAX);
         let mut s = std::pin::pin!(scan.stream(threads));
-        while let Some(group) = s.next().await {
-            for b in group? {
-                if left == 0 {
-                    break;
-                }
-                let b = if b.num_rows() > left { b.slice(0, left) } else { b };
-                left -= b.num_rows();
-                out.push(b);
-            }
-            if left == 0 {
-                break;
-            }
+        while left > 0 {
+            let Some(group) = s.next().await else { break };
+            out.extend(group?.into_iter().map_while(|b| within_limit(b, &mut left)));
         }
         return Ok((schema, out));
     }
     let (ctx, df) = plan(table, opts, 1).await?;
     collect_df(&ctx, df).await
+}
+
+/// `b` cut to the `left` rows still wanted (`None` once none are), counting them off.
+fn within_limit(b: RecordBatch, left: &mut usize) -> Option<RecordBatch> {
+    if *left == 0 {
+        return None;
+    }
+    let b = if b.num_rows() > *left { b.slice(0, *left) } else { b };
+    *left -= b.num_rows();
+    Some(b)
 }
 
 async fn address_scan(table: &LakeTable, opts: &ScanOptions) -> Result<(Arc<crate::rowaddr::AddressScan>, usize)> {
@@ -254,11 +255,7 @@ impl OrderedReader {
                         }
                     };
                     for b in batches {
-                        if left == 0 {
-                            return;
-                        }
-                        let b = if b.num_rows() > left { b.slice(0, left) } else { b };
-                        left -= b.num_rows();
+                        let Some(b) = within_limit(b, &mut left) else { return };
                         if tx.send(Ok(b)).await.is_err() {
                             return;
                         }

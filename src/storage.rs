@@ -222,7 +222,8 @@ fn local_location(abs_no_leading_slash: &str, display: &str, globs: bool) -> Res
     })
 }
 
-fn percent_decode(s: &str) -> String {
+/// Percent-decode `s` (`a%20b` -> `a b`): hive partition values, URLs from table logs.
+pub fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -239,11 +240,6 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Percent-decode a hive partition value (`a%20b` -> `a b`).
-pub fn decode_partition_value(s: &str) -> String {
-    percent_decode(s)
 }
 
 type StoreKey = (String, String, u64, u32);
@@ -383,7 +379,7 @@ mod tests {
 
     #[test]
     fn percent_decoding() {
-        assert_eq!(decode_partition_value("a%20b"), "a b");
-        assert_eq!(decode_partition_value("100%"), "100%");
+        assert_eq!(percent_decode("a%20b"), "a b");
+        assert_eq!(percent_decode("100%"), "100%");
     }
 }
