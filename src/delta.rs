@@ -80,10 +80,15 @@ pub fn table_url(loc: &Location) -> Result<Url> {
     Url::parse(&s).map_err(|e| LakeError::InvalidArgument(format!("bad table URL '{}': {e}", loc.display)))
 }
 
+/// An error message without the backtrace delta-kernel appends when `RUST_BACKTRACE` is set.
+fn without_backtrace(msg: &str) -> String {
+    msg.split("\n   0: ").next().unwrap_or(msg).trim_end().to_string()
+}
+
 /// Map delta-rs errors, naming the table.
 pub fn map_delta_error(e: DeltaTableError, display: &str) -> LakeError {
     use DeltaTableError as D;
-    let msg = e.to_string();
+    let msg = without_backtrace(&e.to_string());
     match e {
         D::NotATable(_) => LakeError::NotFound(format!("'{display}' is not a Delta table: {msg}")),
         D::InvalidVersion(v) => {
@@ -107,12 +112,42 @@ fn is_unsupported_feature(msg: &str) -> bool {
 }
 
 fn unsupported_or(e: LakeError, display: &str) -> LakeError {
-    let msg = e.to_string();
+    let msg = without_backtrace(&e.to_string());
     if is_unsupported_feature(&msg) {
         LakeError::Unsupported(format!("Delta table '{display}' needs reader features lakevec cannot honour: {msg}"))
     } else {
         e.context(format!("Delta table '{display}'"))
     }
+}
+
+/// The first commit file under `_delta_log/` with a line that is not JSON, named with its
+/// line number (called only after a load failed, to say which file is corrupt).
+async fn find_bad_commit(store: &Arc<dyn ObjectStore>, loc: &Location) -> Option<String> {
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    let log = Path::from(format!("{}/_delta_log", loc.path.as_ref()).trim_start_matches('/'));
+    let mut commits: Vec<Path> = store
+        .list(Some(&log))
+        .try_collect::<Vec<_>>()
+        .await
+        .ok()?
+        .into_iter()
+        .map(|m| m.location)
+        .filter(|p| p.filename().is_some_and(|n| n.ends_with(".json") && n.len() == 25))
+        .collect();
+    commits.sort();
+    for c in commits {
+        let bytes = store.get(&c).await.ok()?.bytes().await.ok()?;
+        for (i, line) in String::from_utf8_lossy(&bytes).lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            if let Err(e) = serde_json::from_str::<serde_json::Value>(line) {
+                return Some(format!("corrupt log: commit file '{}' line {} is not valid JSON ({e})", loc.url_of(&c), i + 1));
+            }
+        }
+    }
+    None
 }
 
 impl DeltaSource {
@@ -123,7 +158,8 @@ impl DeltaSource {
         let display = loc.display.as_str();
         let mut b = DeltaTableBuilder::from_url(url.clone())
             .map_err(|e| map_delta_error(e, display))?
-            .with_storage_backend(store, url);
+            .with_storage_backend(store.clone(), url);
+        let store_for_log = store;
         if let Some(v) = pin.version {
             let v = u64::try_from(v)
                 .map_err(|_| LakeError::InvalidArgument(format!("Delta versions are >= 0, got {v}")))?;
@@ -132,7 +168,16 @@ impl DeltaSource {
         if let Some(ts) = &pin.timestamp {
             b = b.with_datestring(ts).map_err(|e| map_delta_error(e, display))?;
         }
-        let table = b.load().await.map_err(|e| map_delta_error(e, display))?;
+        let table = match b.load().await {
+            Ok(t) => t,
+            Err(e) => {
+                let err = map_delta_error(e, display);
+                return Err(match find_bad_commit(&store_for_log, loc).await {
+                    Some(bad) => LakeError::CorruptFile(format!("Delta table '{display}': {bad}")),
+                    None => err,
+                });
+            }
+        };
         let state = new_session(1, None)?.state();
         let scan = table
             .table_provider()
