@@ -7,7 +7,7 @@
 //! sections:           the payloads, at their offsets
 //! ```
 //! All integers are little-endian and fixed width. Reading checks, in order: the length of
-//! the header, the magic, the version, the section count (at most [`MAX_SECTIONS`]), the
+//! the header, the magic, the version, the reserved word (0), the section count (at most [`MAX_SECTIONS`]), the
 //! table's checksum, that every section lies inside the file after the table without overflow,
 //! and each section's CRC-32 (IEEE, via `crc32fast`) when it is first read. Nothing is allocated
 //! from a size read in the file before that size has been checked against the file's length.
@@ -87,6 +87,9 @@ impl<'a> Container<'a> {
                 "index file '{name}' has format version {version}; this lakevec reads version {FORMAT_VERSION}"
             )));
         }
+        if u32_at(bytes, 20) != 0 {
+            return Err(bad("reserved header bytes are not zero".into()));
+        }
         let count = u32_at(bytes, 12);
         if count > MAX_SECTIONS {
             return Err(bad(format!("{count} sections (at most {MAX_SECTIONS})")));
@@ -115,6 +118,11 @@ impl<'a> Container<'a> {
             entries.push(Entry { tag, start: off as usize, end: end as usize, crc: u32_at(e, 24) });
         }
         Ok(Container { bytes, entries, name: name.to_string() })
+    }
+
+    /// Whether the container has a section `tag`.
+    pub fn has(&self, tag: &Tag) -> bool {
+        self.entries.iter().any(|e| &e.tag == tag)
     }
 
     /// The payload of section `tag`, checksum verified.
@@ -188,10 +196,7 @@ mod tests {
                 c.section(b"VECTORS\0")?;
                 c.section(b"META\0\0\0\0")
             });
-            // Bytes 20..24 are reserved and not checked.
-            if !(20..24).contains(&i) {
-                assert!(ok.is_err(), "bit flip at byte {i} not detected");
-            }
+            assert!(ok.is_err(), "bit flip at byte {i} not detected");
         }
     }
 

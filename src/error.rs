@@ -47,6 +47,12 @@ pub enum LakeError {
     /// A bad argument value (Python: `InvalidArgumentError`, a `ValueError`).
     #[error("{0}")]
     InvalidArgument(String),
+    /// An index that does not cover the searched table version, with `stale="error"`.
+    #[error("{0}")]
+    StaleIndex(String),
+    /// Another writer committed an index version first.
+    #[error("{0}")]
+    CommitConflict(String),
     /// The call was cancelled (Ctrl-C); the Python layer raises `KeyboardInterrupt`.
     #[error("operation cancelled")]
     Cancelled,
@@ -74,6 +80,8 @@ impl LakeError {
             Unsupported(m) => Unsupported(format!("{ctx}: {m}")),
             Vector(m) => Vector(format!("{ctx}: {m}")),
             InvalidArgument(m) => InvalidArgument(format!("{ctx}: {m}")),
+            StaleIndex(m) => StaleIndex(format!("{ctx}: {m}")),
+            CommitConflict(m) => CommitConflict(format!("{ctx}: {m}")),
             Cancelled => Cancelled,
             Internal(m) => Internal(format!("{ctx}: {m}")),
         }
@@ -94,6 +102,8 @@ impl LakeError {
             Unsupported(_) => "Unsupported",
             Vector(_) => "Vector",
             InvalidArgument(_) => "InvalidArgument",
+            StaleIndex(_) => "StaleIndex",
+            CommitConflict(_) => "CommitConflict",
             Cancelled => "Cancelled",
             Internal(_) => "Internal",
         }

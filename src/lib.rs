@@ -1,21 +1,31 @@
 //! lakevec: read lake tables into Arrow, index their vector columns in place, dedup and tag
 //! them in parallel. The core modules are pure Rust; `python` holds the pyo3 bindings.
 
+pub mod ann;
 pub mod changes;
 pub mod container;
 pub mod datafiles;
 pub mod delta;
+pub mod distance;
 pub mod error;
+pub mod hnsw_build;
 pub mod iceberg;
 pub mod iceberg_io;
+pub mod index;
+pub mod index_info;
+pub mod index_read;
+pub mod index_search;
 pub mod listing;
+pub mod manifest;
 pub mod parquet_table;
 pub mod rowaddr;
 pub mod runtime;
 pub mod scan;
+pub mod segment;
 pub mod session;
 pub mod storage;
 pub mod table;
+pub mod vectors;
 
 #[cfg(feature = "python")]
 mod python;
@@ -36,6 +46,7 @@ fn _lakevec(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("BUILD_PROFILE", if cfg!(debug_assertions) { "debug" } else { "release" })?;
     m.add_class::<python::table::PyLakeTable>()?;
+    m.add_class::<python::index::PyVectorIndex>()?;
     m.add_function(wrap_pyfunction!(python::sql::sql, m)?)?;
     m.add_function(wrap_pyfunction!(python::runtime::default_num_threads, m)?)?;
     Ok(())

@@ -196,6 +196,40 @@ impl CancelToken {
     }
 }
 
+/// Run CPU work `f` on `pool` and await its result from async code (the tokio worker is not
+/// blocked). When the awaiting future is dropped (Ctrl-C drops it, see `wait_for_future`),
+/// `cancel` is set, so work that polls it stops early. A panic in `f` becomes `Internal`.
+pub async fn run_cpu<T, F>(pool: Arc<rayon::ThreadPool>, cancel: CancelToken, f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    struct CancelOnDrop(Option<CancelToken>);
+    impl Drop for CancelOnDrop {
+        fn drop(&mut self) {
+            if let Some(c) = self.0.take() {
+                c.cancel();
+            }
+        }
+    }
+    let mut guard = CancelOnDrop(Some(cancel));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    pool.spawn(move || {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(LakeError::Internal(format!("panic: {msg}")))
+        });
+        let _ = tx.send(r);
+    });
+    let r = rx.await.map_err(|_| LakeError::Internal("a worker thread vanished".into()))?;
+    guard.0 = None;
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

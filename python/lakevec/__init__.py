@@ -16,10 +16,14 @@ from lakevec._lakevec import BUILD_PROFILE as _BUILD_PROFILE
 from lakevec._lakevec import __version__
 from lakevec._lakevec import default_num_threads as _default_num_threads
 from lakevec.exceptions import LakevecError
+from lakevec.index import VectorIndex, build_index, open_index
 from lakevec.table import Table, read_table, sql
 
 __all__ = [
     "Table",
+    "VectorIndex",
+    "build_index",
+    "open_index",
     "read_table",
     "sql",
     "default_num_threads",

@@ -25,6 +25,8 @@ __all__ = [
     "UnsupportedFeatureError",
     "VectorError",
     "InvalidArgumentError",
+    "StaleIndexError",
+    "CommitConflictError",
     "InternalError",
 ]
 
@@ -75,6 +77,15 @@ class VectorError(LakevecError, ValueError):
 
 class InvalidArgumentError(LakevecError, ValueError):
     """An argument with a bad value (e.g. ``num_threads=0``, an unknown storage option)."""
+
+
+class StaleIndexError(LakevecError):
+    """A search with ``stale="error"`` on a table version the index does not fully cover
+    (files added or rows deleted since the index's table version): call ``refresh()``."""
+
+
+class CommitConflictError(LakevecError):
+    """Another writer published the same index version first; reopen the index and retry."""
 
 
 class InternalError(LakevecError):

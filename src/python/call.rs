@@ -32,6 +32,15 @@ where
     F: Future<Output = Result<T>> + Send,
     T: Send,
 {
+    wait_for_future_with(py, fut, |_| Ok(()))
+}
+
+/// [`wait_for_future`] that also calls `tick` with the GIL held at every poll (progress bars).
+pub fn wait_for_future_with<F, T>(py: Python<'_>, fut: F, mut tick: impl FnMut(Python<'_>) -> PyResult<()> + Send) -> PyResult<T>
+where
+    F: Future<Output = Result<T>> + Send,
+    T: Send,
+{
     let _in_flight = crate::runtime::enter();
     let rt = runtime()?;
     let outcome = py.detach(|| {
@@ -42,7 +51,10 @@ where
                     tokio::select! {
                         r = &mut fut => return Ok(r),
                         _ = tokio::time::sleep(SIGNAL_POLL) => {
-                            Python::attach(|py| py.check_signals())?;
+                            Python::attach(|py| {
+                                py.check_signals()?;
+                                tick(py)
+                            })?;
                         }
                     }
                 }

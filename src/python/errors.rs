@@ -27,6 +27,8 @@ pub fn class_name(e: &LakeError) -> &'static str {
         Unsupported(_) => "UnsupportedFeatureError",
         Vector(_) => "VectorError",
         InvalidArgument(_) => "InvalidArgumentError",
+        StaleIndex(_) => "StaleIndexError",
+        CommitConflict(_) => "CommitConflictError",
         Cancelled => "KeyboardInterrupt",
         Internal(_) => "InternalError",
     }

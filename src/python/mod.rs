@@ -3,6 +3,7 @@
 
 pub mod call;
 pub mod errors;
+pub mod index;
 pub mod sql;
 pub mod table;
 pub mod runtime;

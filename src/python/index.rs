@@ -1,0 +1,232 @@
+//! `lakevec._lakevec.VectorIndex`: the native half of `lakevec.VectorIndex`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3_arrow::{PyArray, PyTable};
+
+use crate::distance::Metric;
+use crate::hnsw_build::BuildParams;
+use crate::index::{default_index_uri, BuildSpec, IndexAt, Progress, VectorIndex};
+use crate::index_search::{SearchParams, Stale};
+use crate::python::call::{wait_for_future, wait_for_future_with};
+use crate::python::table::PyLakeTable;
+use crate::runtime::CancelToken;
+use crate::storage::StorageOptions;
+use crate::vectors::OnInvalid;
+
+/// An opened vector index (native). Use `lakevec.VectorIndex` from Python.
+#[pyclass(frozen, module = "lakevec._lakevec", name = "VectorIndex")]
+pub struct PyVectorIndex {
+    inner: Arc<VectorIndex>,
+}
+
+/// Calls `progress(phase, done, total)` (phase: "read", "graph", "write") at each poll.
+fn ticker(progress: Option<Py<PyAny>>, state: Arc<Progress>) -> impl FnMut(Python<'_>) -> PyResult<()> + Send {
+    move |py| {
+        if let Some(cb) = &progress {
+            let phase = ["read", "graph", "write"][state.phase.load(Ordering::Relaxed).min(2)];
+            cb.call1(py, (phase, state.done.load(Ordering::Relaxed), state.total.load(Ordering::Relaxed)))?;
+        }
+        Ok(())
+    }
+}
+
+fn table_of<'py>(py: Python<'py>, batch: arrow::record_batch::RecordBatch) -> PyResult<Bound<'py, PyAny>> {
+    let schema = batch.schema();
+    PyTable::try_new(vec![batch], schema)?.into_pyarrow(py)
+}
+
+#[pymethods]
+impl PyVectorIndex {
+    /// Build an index over `table` (see `lakevec.build_index`).
+    #[staticmethod]
+    #[pyo3(signature = (table, column, metric, name, index_uri, key, m, ef_construction, num_threads, on_invalid, progress=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        py: Python<'_>,
+        table: &PyLakeTable,
+        column: String,
+        metric: &str,
+        name: String,
+        index_uri: Option<String>,
+        key: Option<String>,
+        m: usize,
+        ef_construction: usize,
+        num_threads: Option<usize>,
+        on_invalid: &str,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<Self> {
+        let t = table.inner.clone();
+        let uri = index_uri.unwrap_or_else(|| default_index_uri(&t, &name));
+        let at = IndexAt::new(&uri, t.options.clone())?;
+        let spec = BuildSpec {
+            name,
+            column,
+            key,
+            metric: Metric::parse(metric)?,
+            params: BuildParams { m, ef_construction },
+            on_invalid: OnInvalid::parse(on_invalid)?,
+        };
+        let state = Arc::new(Progress::default());
+        let s2 = state.clone();
+        let idx = wait_for_future_with(
+            py,
+            async move { VectorIndex::build(&t, at, spec, num_threads, &CancelToken::new(), &s2).await },
+            ticker(progress, state),
+        )?;
+        Ok(PyVectorIndex { inner: Arc::new(idx) })
+    }
+
+    /// Open the newest version of the index at `index_uri`.
+    #[staticmethod]
+    #[pyo3(signature = (index_uri, storage_options=None))]
+    fn open(py: Python<'_>, index_uri: String, storage_options: Option<HashMap<String, String>>) -> PyResult<Self> {
+        let at = IndexAt::new(&index_uri, StorageOptions::new(storage_options.unwrap_or_default()))?;
+        let idx = wait_for_future(py, async move { VectorIndex::open(at).await })?;
+        Ok(PyVectorIndex { inner: Arc::new(idx) })
+    }
+
+    /// Open index `name` at `table`'s default location with the table's storage options.
+    #[staticmethod]
+    fn open_for_table(py: Python<'_>, table: &PyLakeTable, name: &str) -> PyResult<Self> {
+        let t = table.inner.clone();
+        let at = IndexAt::new(&default_index_uri(&t, name), t.options.clone())?;
+        let idx = wait_for_future(py, async move { VectorIndex::open(at).await })?;
+        Ok(PyVectorIndex { inner: Arc::new(idx) })
+    }
+
+    /// The default index location of `table` for index `name`.
+    #[staticmethod]
+    fn default_uri(table: &PyLakeTable, name: &str) -> String {
+        default_index_uri(&table.inner, name)
+    }
+
+    /// Search (see `lakevec.VectorIndex.search`); `queries` is a list array of vectors.
+    #[pyo3(signature = (queries, k, ef=None, filter=None, exact=false, version=None, stale="exact", columns=None, num_threads=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn search<'py>(
+        &self,
+        py: Python<'py>,
+        queries: PyArray,
+        k: usize,
+        ef: Option<usize>,
+        filter: Option<String>,
+        exact: bool,
+        version: Option<i64>,
+        stale: &str,
+        columns: Option<Vec<String>>,
+        num_threads: Option<usize>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let idx = self.inner.clone();
+        let m = idx.state();
+        let (q, nq) = crate::index_search::queries(queries.array(), m.manifest.dim, m.manifest.metric)?;
+        let p = SearchParams { k, ef, filter, exact, version, stale: Stale::parse(stale)?, columns, num_threads };
+        let batch = wait_for_future(py, async move {
+            crate::index_search::search(&idx, Arc::new(q), nq, p, &CancelToken::new()).await
+        })?;
+        table_of(py, batch)
+    }
+
+    /// The k-nearest-neighbour graph of the indexed rows.
+    #[pyo3(signature = (k=10, ef=None, num_threads=None))]
+    fn knn_graph<'py>(&self, py: Python<'py>, k: usize, ef: Option<usize>, num_threads: Option<usize>) -> PyResult<Bound<'py, PyAny>> {
+        let idx = self.inner.clone();
+        let batch =
+            wait_for_future(py, async move { crate::index_search::knn_graph(&idx, k, ef, num_threads, &CancelToken::new()).await })?;
+        table_of(py, batch)
+    }
+
+    /// Bring the index to the table's latest version; returns whether a version was committed.
+    #[pyo3(signature = (num_threads=None, progress=None))]
+    fn refresh(&self, py: Python<'_>, num_threads: Option<usize>, progress: Option<Py<PyAny>>) -> PyResult<bool> {
+        let idx = self.inner.clone();
+        let state = Arc::new(Progress::default());
+        let s2 = state.clone();
+        wait_for_future_with(py, async move { idx.refresh(num_threads, &CancelToken::new(), &s2).await }, ticker(progress, state))
+    }
+
+    /// Merge segments and drop deleted rows; returns whether a version was committed.
+    #[pyo3(signature = (num_threads=None, progress=None))]
+    fn compact(&self, py: Python<'_>, num_threads: Option<usize>, progress: Option<Py<PyAny>>) -> PyResult<bool> {
+        let idx = self.inner.clone();
+        let state = Arc::new(Progress::default());
+        let s2 = state.clone();
+        wait_for_future_with(py, async move { idx.compact(num_threads, &CancelToken::new(), &s2).await }, ticker(progress, state))
+    }
+
+    /// (table version, per-file coverage table) for the table's latest version.
+    fn coverage<'py>(&self, py: Python<'py>) -> PyResult<(Option<i64>, Bound<'py, PyAny>)> {
+        let idx = self.inner.clone();
+        let (v, batch) = wait_for_future(py, async move { crate::index_info::coverage(&idx).await })?;
+        Ok((v, table_of(py, batch)?))
+    }
+
+    /// Statistics as a JSON string.
+    fn stats_json(&self) -> String {
+        crate::index_info::stats(&self.inner).to_string()
+    }
+
+    /// Reload the newest committed version.
+    fn reload(&self, py: Python<'_>) -> PyResult<()> {
+        let idx = self.inner.clone();
+        wait_for_future(py, async move { idx.reload().await })
+    }
+
+    #[getter]
+    fn uri(&self) -> String {
+        self.inner.at.uri.clone()
+    }
+    #[getter]
+    fn version(&self) -> u64 {
+        self.inner.state().manifest.version
+    }
+    #[getter]
+    fn table_version(&self) -> Option<i64> {
+        self.inner.state().manifest.table_version
+    }
+    #[getter]
+    fn table_uri(&self) -> String {
+        crate::storage::redact(&self.inner.state().manifest.table_uri)
+    }
+    #[getter]
+    fn table_format(&self) -> String {
+        self.inner.state().manifest.table_format.clone()
+    }
+    #[getter]
+    fn column(&self) -> String {
+        self.inner.state().manifest.column.clone()
+    }
+    #[getter]
+    fn key(&self) -> Option<String> {
+        self.inner.state().manifest.key.clone()
+    }
+    #[getter]
+    fn metric(&self) -> &'static str {
+        self.inner.state().manifest.metric.as_str()
+    }
+    #[getter]
+    fn dim(&self) -> usize {
+        self.inner.state().manifest.dim
+    }
+    #[getter]
+    fn name(&self) -> String {
+        self.inner.state().manifest.name.clone()
+    }
+
+    /// Storage options without credentials (what a pickle may carry).
+    fn public_storage_options(&self) -> BTreeMap<String, String> {
+        self.inner.at.options.public()
+    }
+
+    /// The indexed table at `version` (latest when None), opened with the index's options.
+    #[pyo3(signature = (version=None))]
+    fn table(&self, py: Python<'_>, version: Option<i64>) -> PyResult<PyLakeTable> {
+        let idx = self.inner.clone();
+        let pin = crate::delta::TablePin { version, timestamp: None };
+        let t = wait_for_future(py, async move { idx.open_table(pin).await })?;
+        Ok(PyLakeTable { inner: Arc::new(t) })
+    }
+}
