@@ -21,11 +21,22 @@ const MAX_LAYERS: usize = 16;
 /// Points inserted per `parallel_insert` call between cancel checks.
 const CHUNK: usize = 2048;
 
-struct LakeDistance(Metric);
+/// The distance hnsw_rs builds with: lakevec's, made non-negative (hnsw_rs asserts
+/// distances >= 0). For `dot`, `1 - a·b` is shifted to `max|v|² - a·b >= 0`, which orders
+/// neighbours the same way.
+struct LakeDistance {
+    metric: Metric,
+    /// For `dot`: the largest squared norm of the data (else unused).
+    shift: f32,
+}
 
 impl Distance<f32> for LakeDistance {
     fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        self.0.distance(a, b)
+        let d = self.metric.distance(a, b);
+        match self.metric {
+            Metric::Dot => (self.shift - (1.0 - d)).max(0.0),
+            _ => d.max(0.0),
+        }
     }
 }
 
@@ -72,8 +83,12 @@ pub fn build(
     if n > u32::MAX as usize - 1 {
         return Err(LakeError::InvalidArgument(format!("a segment holds at most {} rows, got {n}", u32::MAX - 1)));
     }
+    let shift = match metric {
+        Metric::Dot => vectors.chunks_exact(dim).map(|r| r.iter().map(|x| x * x).sum::<f32>()).fold(0f32, f32::max) * 1.001,
+        _ => 0.0,
+    };
     let hnsw: Hnsw<f32, LakeDistance> =
-        Hnsw::new(params.m, n, MAX_LAYERS, params.ef_construction, LakeDistance(metric));
+        Hnsw::new(params.m, n, MAX_LAYERS, params.ef_construction, LakeDistance { metric, shift });
     let rows: Vec<(&[f32], usize)> = vectors.chunks_exact(dim).enumerate().map(|(i, r)| (r, i)).collect();
     pool.install(|| -> Result<()> {
         for chunk in rows.chunks(CHUNK) {

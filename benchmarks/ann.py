@@ -1,0 +1,209 @@
+"""ANN search: lakevec vs hnswlib vs faiss (IndexHNSWFlat), same HNSW parameters, real data.
+
+Two sets from ../shared/data/ann: MiniLM sentence embeddings (12,052 x 384, cosine) and MNIST
+(9,000 x 784, L2), each with 1,000 held-out queries and exact top-100 ground truth. For each:
+
+* the base is written as a Delta table in a temp folder and lakevec indexes it from the lake
+  (key="id"); hnswlib and faiss get the same vectors in memory; all three build with
+  M=16, ef_construction=200 on all threads: build time (s);
+* for ef in 10, 16, 24, 32, 48, 64, 128: recall@10 against the ground truth's first 10 ids,
+  QPS with one query thread (one batch call of all queries) and QPS of the same batch on all
+  threads; best of --repeat runs. lakevec searches with stale="ignore" (the index as built,
+  no table access);
+* lakevec's sidecar size vs the raw vector bytes (rows * dim * 4) and exact=True recall;
+* "lakevec QPS at recall>=0.95 / hnswlib QPS at recall>=0.95", each at the lowest ef of the
+  sweep reaching recall@10 >= 0.95, 1-thread QPS.
+
+hnswlib and faiss are optional (pip install hnswlib faiss-cpu); a missing one is skipped with
+a note.
+
+    python benchmarks/ann.py [--repeat 3] [--data ../shared/data/ann]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+import lakevec
+
+ROOT = Path(__file__).resolve().parent.parent
+EFS = [10, 16, 24, 32, 48, 64, 128]
+K, M, EFC = 10, 16, 200
+SETS = [("minilm", "cosine"), ("mnist", "l2")]
+
+try:
+    import hnswlib
+except ImportError:  # pragma: no cover - optional
+    hnswlib = None
+    print("note: hnswlib not installed (pip install hnswlib): skipped")
+try:
+    import faiss
+except ImportError:  # pragma: no cover - optional
+    faiss = None
+    print("note: faiss not installed (pip install faiss-cpu): skipped")
+
+
+def load(data: Path, name: str):
+    base = pq.read_table(data / f"{name}_base.parquet")
+    query = pq.read_table(data / f"{name}_query.parquet")
+    gt = pq.read_table(data / f"{name}_groundtruth.parquet")
+
+    def mat(t):
+        v = t.column("vector").combine_chunks()
+        return v.values.to_numpy().reshape(len(v), v.type.list_size).astype(np.float32)
+
+    qids = query.column("id").to_numpy()
+    truth = dict(zip(gt.column("query_id").to_pylist(), gt.column("neighbors").to_pylist()))
+    gt10 = np.array([truth[int(q)][:K] for q in qids], dtype=np.int64)
+    return base, mat(base), base.column("id").to_numpy(), mat(query), gt10
+
+
+def recall(found: np.ndarray, gt10: np.ndarray) -> float:
+    return float(np.mean([len(set(f) & set(g)) / K for f, g in zip(found.tolist(), gt10.tolist())]))
+
+
+def best_of(repeat: int, fn):
+    """(result of the last run, best seconds)."""
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return out, best
+
+
+def lakevec_ids(res, nq: int) -> np.ndarray:
+    ids = np.full((nq, K), -1, dtype=np.int64)
+    ids[res.column("query").to_numpy(), res.column("rank").to_numpy() - 1] = res.column("id").to_numpy()
+    return ids
+
+
+class Lakevec:
+    name = "lakevec"
+
+    def __init__(self, table_uri, metric, *_):
+        self.idx = lakevec.build_index(table_uri, "vector", metric=metric, key="id", m=M,
+                                       ef_construction=EFC, num_threads=None, progress=False)
+
+    def search(self, q, ef, threads):
+        res = self.idx.search(q, k=K, ef=ef, stale="ignore", num_threads=threads)
+        return lakevec_ids(res, len(q))
+
+
+class Hnswlib:
+    name = "hnswlib"
+
+    def __init__(self, _uri, metric, X, ids):
+        self.p = hnswlib.Index(space=metric, dim=X.shape[1])
+        self.p.init_index(max_elements=len(X), M=M, ef_construction=EFC)
+        self.p.set_num_threads(os.cpu_count() or 1)
+        self.p.add_items(X, ids)
+
+    def search(self, q, ef, threads):
+        self.p.set_ef(max(ef, K))
+        self.p.set_num_threads(threads or os.cpu_count() or 1)
+        labels, _ = self.p.knn_query(q, k=K)
+        return labels.astype(np.int64)
+
+
+class Faiss:
+    name = "faiss"
+
+    def __init__(self, _uri, metric, X, ids):
+        self.cos = metric == "cosine"
+        X = self._prep(X)
+        mt = faiss.METRIC_INNER_PRODUCT if self.cos else faiss.METRIC_L2
+        self.ix = faiss.IndexHNSWFlat(X.shape[1], M, mt)
+        self.ix.hnsw.efConstruction = EFC
+        self.ix.add(X)
+        self.ids = ids
+
+    def _prep(self, X):
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        return X / np.linalg.norm(X, axis=1, keepdims=True) if self.cos else X
+
+    def search(self, q, ef, threads):
+        faiss.omp_set_num_threads(threads or FAISS_THREADS)
+        self.ix.hnsw.efSearch = ef
+        _, labels = self.ix.search(self._prep(q), K)
+        return self.ids[labels]
+
+
+FAISS_THREADS = faiss.omp_get_max_threads() if faiss else 1
+
+
+def run_set(data: Path, name: str, metric: str, repeat: int) -> None:
+    base, X, ids, Q, gt10 = load(data, name)
+    print(f"\n## {name}: {len(X):,} x {X.shape[1]} base, {len(Q):,} queries, metric {metric}, "
+          f"M={M}, ef_construction={EFC}, {os.cpu_count()} cores\n")
+    libs = [Lakevec] + ([Hnswlib] if hnswlib else []) + ([Faiss] if faiss else [])
+    rows, one_thread = [], {}
+    with tempfile.TemporaryDirectory(prefix=f"ann_{name}_") as tmp:
+        from deltalake import write_deltalake
+
+        uri = os.path.join(tmp, name)
+        write_deltalake(uri, base)
+        for cls in libs:
+            try:
+                t0 = time.perf_counter()
+                lib = cls(uri, metric, X, ids)
+                print(f"build {cls.name:8s} {time.perf_counter() - t0:7.2f} s")
+            except Exception as e:  # report and go on with the others
+                print(f"build {cls.name}: FAILED: {type(e).__name__}: {e}")
+                continue
+            if cls is Lakevec:
+                st = lib.idx.stats()
+                raw = len(X) * X.shape[1] * 4
+                print(f"lakevec sidecar {st['sidecar_bytes']:,} bytes vs vector column "
+                      f"{raw:,} bytes (rows*dim*4) = {st['sidecar_bytes'] / raw:.2f}x; "
+                      f"stats vector_bytes {st['vector_bytes']:,}; recall_estimate "
+                      f"{st['recall_estimate']}")
+                res, secs = best_of(repeat, lambda: lib.idx.search(Q, k=K, exact=True, stale="ignore"))
+                rows.append((cls.name, "exact", recall(lakevec_ids(res, len(Q)), gt10),
+                             None, len(Q) / secs))
+            for ef in EFS:
+                found, s1 = best_of(repeat, lambda: lib.search(Q, ef, 1))
+                r = recall(found, gt10)
+                _, sn = best_of(repeat, lambda: lib.search(Q, ef, None))
+                rows.append((cls.name, ef, r, len(Q) / s1, len(Q) / sn))
+                one_thread.setdefault(cls.name, []).append((ef, r, len(Q) / s1))
+            del lib
+    print("\n| library | ef | recall@10 | QPS 1 thread | QPS batch |")
+    print("|---|---:|---:|---:|---:|")
+    for lib, ef, r, q1, qn in rows:
+        q1s = "-" if q1 is None else f"{q1:,.0f}"
+        print(f"| {lib} | {ef} | {r:.4f} | {q1s} | {qn:,.0f} |")
+
+    def at95(lib):
+        return next(((ef, q) for ef, r, q in one_thread.get(lib, []) if r >= 0.95), None)
+
+    a, b = at95("lakevec"), at95("hnswlib")
+    if a and b:
+        print(f"\n{name}: lakevec QPS at recall>=0.95 / hnswlib QPS at recall>=0.95 = "
+              f"{a[1]:,.0f} (ef={a[0]}) / {b[1]:,.0f} (ef={b[0]}) = {a[1] / b[1]:.2f}")
+    else:
+        print(f"\n{name}: lakevec/hnswlib ratio at recall>=0.95 not available "
+              f"(lakevec: {a}, hnswlib: {b})")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "ann")
+    args = ap.parse_args()
+    print(f"lakevec {lakevec.__version__}, hnswlib {getattr(hnswlib, '__version__', '-') if hnswlib else '-'}, "
+          f"faiss {faiss.__version__ if faiss else '-'}, default threads: lakevec "
+          f"{lakevec.default_num_threads()}, faiss {FAISS_THREADS}")
+    for name, metric in SETS:
+        run_set(args.data, name, metric, args.repeat)
+
+
+if __name__ == "__main__":
+    main()
