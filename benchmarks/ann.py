@@ -198,7 +198,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "ann")
     args = ap.parse_args()
-    print(f"lakevec {lakevec.__version__}, hnswlib {getattr(hnswlib, '__version__', '-') if hnswlib else '-'}, "
+    from importlib.metadata import version
+
+    print(f"lakevec {lakevec.__version__}, hnswlib {version('hnswlib') if hnswlib else '-'}, "
           f"faiss {faiss.__version__ if faiss else '-'}, default threads: lakevec "
           f"{lakevec.default_num_threads()}, faiss {FAISS_THREADS}")
     for name, metric in SETS:

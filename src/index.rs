@@ -67,9 +67,18 @@ impl IndexAt {
     }
 }
 
-/// The full URL of a table's root, as stored in manifests.
+/// The full URL of a table's root, as stored in manifests. An Iceberg table opened from a
+/// `metadata/*.metadata.json` file is recorded by its folder, so that reopening it finds
+/// the newest metadata (refresh follows new snapshots).
 pub fn table_url(table: &LakeTable) -> String {
-    table.location.url_of(&table.location.path)
+    let url = table.location.url_of(&table.location.path);
+    if table.format == Format::Iceberg && url.ends_with(".metadata.json") {
+        let parts: Vec<&str> = url.rsplitn(3, '/').collect();
+        if parts.len() == 3 && parts[1] == "metadata" {
+            return parts[2].to_string();
+        }
+    }
+    url
 }
 
 /// The default index folder of `table`: `_lakevec_index/<name>` inside a Delta or Parquet
@@ -87,12 +96,7 @@ pub fn default_index_uri(table: &LakeTable, name: &str) -> String {
     };
     match table.format {
         Format::Iceberg => {
-            let mut root = url.clone();
-            if root.ends_with(".json") {
-                // .../table/metadata/v3.metadata.json -> .../table
-                root = split(&split(&root).0).0;
-            }
-            let (parent, leaf) = split(&root);
+            let (parent, leaf) = split(&url);
             format!("{parent}/{leaf}_lakevec_index/{name}")
         }
         _ => {
