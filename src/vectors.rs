@@ -174,7 +174,7 @@ mod tests {
     fn fixed_size_list_f64_and_sliced() {
         let vals = Arc::new(Float64Array::from(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]));
         let f = Arc::new(Field::new("item", DataType::Float64, true));
-        let a: ArrayRef = Arc::new(FixedSizeListArray::new(f, 2, vals, None)).slice(1, 2);
+        let a: ArrayRef = Arc::new(FixedSizeListArray::new(f, 2, vals, None).slice(1, 2));
         let mut s = VectorSink::new("v", None, OnInvalid::Error);
         assert_eq!(s.append(&a, &|i| format!("row {i}")).unwrap(), vec![true, true]);
         assert_eq!(s.data, vec![3.0, 4.0, 5.0, 6.0]);

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,12 @@ def test_demo_runs_and_prints_steps(tmp_path):
     assert len(lines) >= 7, out.stdout
     assert "read all 3,000 rows" in out.stdout
     assert "SQL" in out.stdout
+    assert "built an HNSW index over 'embedding'" in out.stdout
+    ranks = [l for l in out.stdout.splitlines() if l.strip().startswith("rank ")]
+    assert len(ranks) == 5
+    # the query is a row's own vector: that row comes back first, at distance 0
+    qid = re.search(r"nearest to the vector of id (\d+)", out.stdout).group(1)
+    assert ranks[0].split()[3] == qid and "distance 0.0000" in ranks[0]
 
 
 def test_table_pickles_as_small_handle(tmp_path):
