@@ -142,7 +142,7 @@ FAISS_THREADS = faiss.omp_get_max_threads() if faiss else 1
 def run_set(data: Path, name: str, metric: str, repeat: int) -> None:
     base, X, ids, Q, gt10 = load(data, name)
     print(f"\n## {name}: {len(X):,} x {X.shape[1]} base, {len(Q):,} queries, metric {metric}, "
-          f"M={M}, ef_construction={EFC}, {os.cpu_count()} cores\n")
+          f"M={M}, ef_construction={EFC}, {os.cpu_count()} cores, load avg {os.getloadavg()[0]:.2f}\n")
     libs = [Lakevec] + ([Hnswlib] if hnswlib else []) + ([Faiss] if faiss else [])
     rows, one_thread = [], {}
     with tempfile.TemporaryDirectory(prefix=f"ann_{name}_") as tmp:
@@ -175,6 +175,7 @@ def run_set(data: Path, name: str, metric: str, repeat: int) -> None:
                 rows.append((cls.name, ef, r, len(Q) / s1, len(Q) / sn))
                 one_thread.setdefault(cls.name, []).append((ef, r, len(Q) / s1))
             del lib
+    print(f"(1-min load average after the runs: {os.getloadavg()[0]:.2f}; other processes skew QPS)")
     print("\n| library | ef | recall@10 | QPS 1 thread | QPS batch |")
     print("|---|---:|---:|---:|---:|")
     for lib, ef, r, q1, qn in rows:

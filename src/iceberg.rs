@@ -63,7 +63,7 @@ fn metadata_version(name: &str) -> Option<u64> {
 }
 
 /// Find the metadata file of the table at `loc`: returns (metadata path, table root path).
-async fn find_metadata(store: &Arc<dyn ObjectStore>, loc: &Location) -> Result<(Path, Path)> {
+pub async fn find_metadata(store: &Arc<dyn ObjectStore>, loc: &Location) -> Result<(Path, Path)> {
     let p = loc.path.as_ref();
     if p.ends_with(".metadata.json") {
         let parts: Vec<&str> = p.split('/').collect();

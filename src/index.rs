@@ -195,10 +195,20 @@ pub async fn load(at: &IndexAt, version: Option<u64>) -> Result<IndexState> {
     Ok(IndexState { manifest: m, segments, manifest_bytes })
 }
 
+/// The indexed table at its latest version, with the fingerprint it was opened at.
+pub struct LatestTable {
+    pub fingerprint: String,
+    pub table: Arc<LakeTable>,
+}
+
 /// An opened index.
 pub struct VectorIndex {
     pub at: IndexAt,
     state: RwLock<Arc<IndexState>>,
+    /// The table's latest version as last opened (reused while its fingerprint holds).
+    latest: std::sync::Mutex<Option<Arc<LatestTable>>>,
+    /// Search sources computed for (index version, table fingerprint), unfiltered.
+    pub(crate) sources_cache: std::sync::Mutex<Option<(u64, String, Arc<Vec<crate::index_search::Source>>)>>,
 }
 
 /// What to build.
@@ -304,7 +314,16 @@ impl VectorIndex {
     /// Open the newest version of the index at `at`.
     pub async fn open(at: IndexAt) -> Result<Self> {
         let state = load(&at, None).await?;
-        Ok(VectorIndex { at, state: RwLock::new(Arc::new(state)) })
+        Ok(Self::with_state(at, state))
+    }
+
+    fn with_state(at: IndexAt, state: IndexState) -> Self {
+        VectorIndex {
+            at,
+            state: RwLock::new(Arc::new(state)),
+            latest: Default::default(),
+            sources_cache: Default::default(),
+        }
     }
 
     /// The current state (one version, whole).
@@ -314,6 +333,26 @@ impl VectorIndex {
 
     fn set_state(&self, s: IndexState) {
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(s);
+    }
+
+    /// The indexed table at its latest version: one LIST request checks the table's
+    /// fingerprint ([`crate::table::latest_fingerprint`]); the table is reopened only when it
+    /// changed.
+    pub async fn latest_table(&self) -> Result<Arc<LatestTable>> {
+        let m = &self.state().manifest;
+        let loc = parse_uri(&m.table_uri)?;
+        let store = store_for(&loc, &self.at.options)?;
+        let format = Format::parse(&m.table_format)?;
+        let fingerprint = crate::table::latest_fingerprint(&store, &loc, format).await?;
+        if let Some(l) = self.latest.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            if l.fingerprint == fingerprint {
+                return Ok(l.clone());
+            }
+        }
+        let table = Arc::new(self.open_table(TablePin::default()).await?);
+        let l = Arc::new(LatestTable { fingerprint, table });
+        *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(l.clone());
+        Ok(l)
     }
 
     /// Open the indexed table at `pin` with this index's storage options.
@@ -389,7 +428,7 @@ impl VectorIndex {
         manifest::commit(&at.store, at.root(), &m).await?;
         let manifest_bytes = manifest::encode(&m)?.len() as u64;
         let state = IndexState { segments: vec![Arc::new(LoadedSegment::new(r, seg, &[]))], manifest: m, manifest_bytes };
-        Ok(VectorIndex { at, state: RwLock::new(Arc::new(state)) })
+        Ok(Self::with_state(at, state))
     }
 
     /// Bring the index to the table's latest version: new data files become a new segment,
@@ -542,5 +581,50 @@ impl VectorIndex {
         let st = load(&self.at, None).await?;
         self.set_state(st);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datafiles::Deleted;
+
+    fn entry(path: &str, size: u64, deleted: Vec<u64>) -> DataFileEntry {
+        DataFileEntry {
+            path: path.into(),
+            store: Arc::new(object_store::memory::InMemory::new()),
+            object: Path::from(path),
+            size,
+            num_records: Some(10),
+            partition: vec![],
+            deleted: Deleted::from_positions(deleted),
+        }
+    }
+
+    #[test]
+    fn deleted_positions_removed_files_and_rewrites_become_tombstones() {
+        // file a: rows 0, 2, 5 indexed (1, 3, 4 were invalid and skipped); file b: rows 0..3
+        let seg = Segment {
+            dim: 1,
+            files: vec!["a".into(), "b".into()],
+            file_sizes: vec![100, 200],
+            fstart: vec![0, 3, 6],
+            rows: vec![0, 2, 5, 0, 1, 2],
+            vectors: vec![0.0; 6],
+            graph: Default::default(),
+            keys: None,
+        };
+        // deletion vector / position deletes on a: rows 2 and 3 (3 was never indexed)
+        let a = entry("a", 100, vec![2, 3]);
+        let b = entry("b", 200, vec![]);
+        let by_path: HashMap<&str, &DataFileEntry> = [("a", &a), ("b", &b)].into_iter().collect();
+        assert_eq!(deleted_nodes(&seg, &by_path), vec![1]);
+        // b removed from the table: all its nodes go
+        let by_path: HashMap<&str, &DataFileEntry> = [("a", &a)].into_iter().collect();
+        assert_eq!(deleted_nodes(&seg, &by_path), vec![1, 3, 4, 5]);
+        // b rewritten in place (Parquet folder, same path, new size): all its nodes go too
+        let b2 = entry("b", 201, vec![]);
+        let by_path: HashMap<&str, &DataFileEntry> = [("a", &a), ("b", &b2)].into_iter().collect();
+        assert_eq!(deleted_nodes(&seg, &by_path), vec![1, 3, 4, 5]);
     }
 }

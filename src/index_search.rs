@@ -59,7 +59,7 @@ pub struct SearchParams {
 }
 
 /// One searchable source: an index segment or the rows of unindexed files.
-struct Source {
+pub struct Source {
     seg: Arc<SegmentRef>,
     /// None: every node allowed.
     allowed: Option<Bits>,
@@ -67,7 +67,7 @@ struct Source {
 }
 
 /// Either an index segment (shared) or a freshly read one.
-enum SegmentRef {
+pub enum SegmentRef {
     Shared(Arc<crate::index::LoadedSegment>),
     Own(Segment),
 }
@@ -238,14 +238,36 @@ pub async fn search(idx: &VectorIndex, qs: Arc<Vec<f32>>, nq: usize, p: SearchPa
     }
     let ef = p.ef.unwrap_or(DEFAULT_EF.max(p.k)).max(p.k);
     let needs_table = p.filter.is_some() || p.version.is_some() || p.stale != Stale::Ignore || p.columns.is_some();
-    let table = if needs_table {
-        let pin_version = p.version.or(if p.stale == Stale::Ignore { m.table_version } else { None });
-        let pin = TablePin { version: if m.table_format == "parquet" { None } else { pin_version }, timestamp: None };
-        Some(idx.open_table(pin).await?)
-    } else {
-        None
+    let pin_version = p.version.or(if p.stale == Stale::Ignore { m.table_version } else { None });
+    let pin_version = if m.table_format == "parquet" { None } else { pin_version };
+    // The latest table comes from a cache checked by fingerprint; so do the sources
+    // computed for it (unfiltered), so repeated searches do not re-read unindexed files.
+    let (table, fingerprint): (Option<Arc<LakeTable>>, Option<String>) = match (needs_table, pin_version) {
+        (false, _) => (None, None),
+        (true, None) => {
+            let l = idx.latest_table().await?;
+            (Some(l.table.clone()), Some(l.fingerprint.clone()))
+        }
+        (true, Some(v)) => (Some(Arc::new(idx.open_table(TablePin { version: Some(v), timestamp: None }).await?)), None),
     };
-    let srcs = Arc::new(sources(idx, &st, table.as_ref(), &p, cancel).await?);
+    let cache_key = match (&fingerprint, &p.filter) {
+        (Some(f), None) => Some((m.version, format!("{f}|{:?}", p.stale))),
+        _ => None,
+    };
+    let cached = cache_key.as_ref().and_then(|(v, f)| {
+        let g = idx.sources_cache.lock().unwrap_or_else(|p| p.into_inner());
+        g.as_ref().filter(|(cv, cf, _)| cv == v && cf == f).map(|(_, _, s)| s.clone())
+    });
+    let srcs = match cached {
+        Some(s) => s,
+        None => {
+            let s = Arc::new(sources(idx, &st, table.as_deref(), &p, cancel).await?);
+            if let Some((v, f)) = cache_key {
+                *idx.sources_cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((v, f, s.clone()));
+            }
+            s
+        }
+    };
     let (k, exact, metric, dim) = (p.k, p.exact, m.metric, m.dim);
     let c = cancel.clone();
     let s2 = srcs.clone();
@@ -266,7 +288,7 @@ pub async fn search(idx: &VectorIndex, qs: Arc<Vec<f32>>, nq: usize, p: SearchPa
             .collect()
     })
     .await?;
-    assemble(&srcs, &hits, &m, table.as_ref(), p.columns.as_deref(), p.num_threads).await
+    assemble(&srcs, &hits, &m, table.as_deref(), p.columns.as_deref(), p.num_threads).await
 }
 
 async fn assemble(

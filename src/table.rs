@@ -81,6 +81,41 @@ async fn has_child(store: &Arc<dyn ObjectStore>, loc: &Location, child: &str) ->
     }
 }
 
+/// A cheap fingerprint of the table's latest state (one LIST request): the newest Delta
+/// commit number, the Iceberg metadata file, or the Parquet files with their sizes. Equal
+/// fingerprints mean an open at the latest version would read the same table.
+pub async fn latest_fingerprint(store: &Arc<dyn ObjectStore>, loc: &Location, format: Format) -> Result<String> {
+    match format {
+        Format::Delta => {
+            let log = loc.path.clone().join("_delta_log");
+            let mut list = store.list(Some(&log));
+            let mut best: Option<u64> = None;
+            while let Some(item) = list.next().await {
+                let meta = item.map_err(|e| LakeError::from(e).context(&loc.display))?;
+                let name = meta.location.filename().unwrap_or_default();
+                if let Some(v) = name.strip_suffix(".json").and_then(|s| s.parse::<u64>().ok()) {
+                    best = best.max(Some(v));
+                }
+            }
+            Ok(format!("delta:{best:?}"))
+        }
+        Format::Iceberg => {
+            let (meta, _) = crate::iceberg::find_metadata(store, loc).await?;
+            Ok(format!("iceberg:{meta}"))
+        }
+        Format::Parquet => {
+            let listing = crate::listing::list_files(store, loc).await?;
+            let mut h = crc32fast::Hasher::new();
+            for f in &listing.files {
+                h.update(f.meta.location.as_ref().as_bytes());
+                h.update(&f.meta.size.to_le_bytes());
+                h.update(&f.meta.last_modified.timestamp_micros().to_le_bytes());
+            }
+            Ok(format!("parquet:{}:{:08x}", listing.files.len(), h.finalize()))
+        }
+    }
+}
+
 /// Detect the format of the table at `loc`.
 pub async fn detect_format(store: &Arc<dyn ObjectStore>, loc: &Location) -> Result<Format> {
     if loc.glob.is_some() {

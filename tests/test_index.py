@@ -319,3 +319,98 @@ def test_s3_index_with_columns(moto_s3, tmp_path):
     assert again.search(v[:10], k=1).column("id").to_pylist() == list(range(10))
     with pytest.raises(E.StoragePermissionError):
         lakevec.open_index(again.uri, storage_options=moto_s3.options(secret="wrong"))
+
+
+@pytest.fixture(scope="module")
+def open_moto():
+    """A moto S3 server that does not check signatures (the fault proxy rewrites the Host
+    header, which would break SigV4)."""
+    pytest.importorskip("moto")
+    import socket
+    import time
+
+    import boto3
+
+    from conftest import _free_port
+
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            if time.time() > deadline:
+                proc.kill()
+                raise RuntimeError("moto server did not start")
+            time.sleep(0.1)
+
+    class M:
+        pass
+
+    m = M()
+    m.port = port
+    m.s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                        aws_access_key_id="k", aws_secret_access_key="s")
+
+    def upload_dir(bucket, local, prefix):
+        for f in sorted(local.rglob("*")):
+            if f.is_file():
+                m.s3.upload_file(str(f), bucket, f"{prefix}/{f.relative_to(local).as_posix()}")
+
+    m.upload_dir = upload_dir
+    yield m
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def _fault_proxy(moto_s3):
+    import importlib.util
+
+    from conftest import SHARED, _free_port
+
+    spec = importlib.util.spec_from_file_location("s3_fault_proxy", SHARED / "tools" / "s3_fault_proxy.py")
+    if spec is None or not (SHARED / "tools" / "s3_fault_proxy.py").exists():
+        pytest.skip("../shared/tools/s3_fault_proxy.py not found")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    port = _free_port()
+    return mod.FaultProxy(upstream_port=moto_s3.port, listen_port=port).start(), port
+
+
+@pytest.mark.parametrize("action", ["ack_then_drop", "status:409:ConditionalRequestConflict", "503_slowdown"])
+def test_ambiguous_manifest_commit_on_s3(open_moto, tmp_path, action):
+    """The manifest PUT lands but its answer is lost (or a 409/503 comes back): the commit
+    reads the manifest back, finds its own writer id and succeeds; the index is whole."""
+    t, v = _vec_table(200, dim=8, seed=6)
+    local = tmp_path / "t"
+    deltalake.write_deltalake(str(local), t)
+    moto_s3 = open_moto
+    bucket = "amb" + str(abs(hash(action)) % 10_000)
+    moto_s3.s3.create_bucket(Bucket=bucket)
+    moto_s3.upload_dir(bucket, local, "t")
+    proxy, port = _fault_proxy(moto_s3)
+    try:
+        opts = {
+            "aws_access_key_id": "k", "aws_secret_access_key": "s", "aws_region": "us-east-1",
+            "aws_endpoint": f"http://127.0.0.1:{port}", "aws_allow_http": "true",
+        }
+        table = lakevec.Table.open(f"s3://{bucket}/t", opts)
+        proxy.rules.append({"method": "PUT", "path_substr": "/manifests/", "action": action, "times": 1})
+        idx = lakevec.build_index(table, "vector", key="id", progress=False)
+        assert any(a == action for _, _, a in proxy.log), proxy.log
+        again = lakevec.open_index(idx.uri, storage_options=opts)
+        assert again.version == idx.version == 1
+        assert again.search(v[:5], k=1).column("id").to_pylist() == [0, 1, 2, 3, 4]
+        # the same for a refresh commit
+        deltalake.write_deltalake(str(local), _vec_table(50, dim=8, seed=7)[0], mode="append")
+        moto_s3.upload_dir(bucket, local, "t")
+        proxy.rules.append({"method": "PUT", "path_substr": "/manifests/", "action": action, "times": 1})
+        assert again.refresh() is True
+        assert lakevec.open_index(idx.uri, storage_options=opts).version == 2
+    finally:
+        proxy.stop()
