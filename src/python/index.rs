@@ -34,6 +34,19 @@ fn ticker(progress: Option<Py<PyAny>>, state: Arc<Progress>) -> impl FnMut(Pytho
     }
 }
 
+impl PyVectorIndex {
+    /// Run a maintenance call (refresh, compact) with progress reporting.
+    fn maintain<F, Fut>(&self, py: Python<'_>, progress: Option<Py<PyAny>>, f: F) -> PyResult<bool>
+    where
+        F: FnOnce(Arc<VectorIndex>, CancelToken, Arc<Progress>) -> Fut,
+        Fut: std::future::Future<Output = crate::error::Result<bool>> + Send,
+    {
+        let state = Arc::new(Progress::default());
+        let fut = f(self.inner.clone(), CancelToken::new(), state.clone());
+        wait_for_future_with(py, fut, ticker(progress, state))
+    }
+}
+
 fn table_of<'py>(py: Python<'py>, batch: arrow::record_batch::RecordBatch) -> PyResult<Bound<'py, PyAny>> {
     let schema = batch.schema();
     PyTable::try_new(vec![batch], schema)?.into_pyarrow(py)
@@ -142,19 +155,13 @@ impl PyVectorIndex {
     /// Bring the index to the table's latest version; returns whether a version was committed.
     #[pyo3(signature = (num_threads=None, progress=None))]
     fn refresh(&self, py: Python<'_>, num_threads: Option<usize>, progress: Option<Py<PyAny>>) -> PyResult<bool> {
-        let idx = self.inner.clone();
-        let state = Arc::new(Progress::default());
-        let s2 = state.clone();
-        wait_for_future_with(py, async move { idx.refresh(num_threads, &CancelToken::new(), &s2).await }, ticker(progress, state))
+        self.maintain(py, progress, move |idx, cancel, state| async move { idx.refresh(num_threads, &cancel, &state).await })
     }
 
     /// Merge segments and drop deleted rows; returns whether a version was committed.
     #[pyo3(signature = (num_threads=None, progress=None))]
     fn compact(&self, py: Python<'_>, num_threads: Option<usize>, progress: Option<Py<PyAny>>) -> PyResult<bool> {
-        let idx = self.inner.clone();
-        let state = Arc::new(Progress::default());
-        let s2 = state.clone();
-        wait_for_future_with(py, async move { idx.compact(num_threads, &CancelToken::new(), &s2).await }, ticker(progress, state))
+        self.maintain(py, progress, move |idx, cancel, state| async move { idx.compact(num_threads, &cancel, &state).await })
     }
 
     /// (table version, per-file coverage table) for the table's latest version.
