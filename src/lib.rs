@@ -5,8 +5,10 @@ pub mod ann;
 pub mod changes;
 pub mod container;
 pub mod datafiles;
+pub mod dedup;
 pub mod delta;
 pub mod distance;
+pub mod embed;
 pub mod error;
 pub mod hnsw_build;
 pub mod iceberg;
@@ -17,6 +19,7 @@ pub mod index_read;
 pub mod index_search;
 pub mod listing;
 pub mod manifest;
+pub mod minhash;
 pub mod parquet_table;
 pub mod rowaddr;
 pub mod runtime;
@@ -25,6 +28,7 @@ pub mod segment;
 pub mod session;
 pub mod storage;
 pub mod table;
+pub mod text;
 pub mod vectors;
 
 #[cfg(feature = "python")]
@@ -49,5 +53,10 @@ fn _lakevec(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<python::index::PyVectorIndex>()?;
     m.add_function(wrap_pyfunction!(python::sql::sql, m)?)?;
     m.add_function(wrap_pyfunction!(python::runtime::default_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(python::dedup::exact_clusters, m)?)?;
+    m.add_function(wrap_pyfunction!(python::dedup::minhash_signatures, m)?)?;
+    m.add_function(wrap_pyfunction!(python::dedup::minhash_lsh_params, m)?)?;
+    m.add_function(wrap_pyfunction!(python::dedup::minhash_clusters, m)?)?;
+    m.add_function(wrap_pyfunction!(python::dedup::hashing_embed, m)?)?;
     Ok(())
 }

@@ -11,7 +11,7 @@ Quick start::
 
 from __future__ import annotations
 
-from lakevec import exceptions
+from lakevec import dedup, embed, exceptions
 from lakevec._lakevec import BUILD_PROFILE as _BUILD_PROFILE
 from lakevec._lakevec import __version__
 from lakevec._lakevec import default_num_threads as _default_num_threads
@@ -28,6 +28,8 @@ __all__ = [
     "sql",
     "default_num_threads",
     "exceptions",
+    "dedup",
+    "embed",
     "LakevecError",
     "__version__",
 ]

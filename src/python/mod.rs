@@ -2,6 +2,7 @@
 //! [`call::wait_for_future`] and convert results. No logic lives here.
 
 pub mod call;
+pub mod dedup;
 pub mod errors;
 pub mod index;
 pub mod sql;

@@ -1,0 +1,76 @@
+"""Input handling shared by the dedup and tagging entry points.
+
+Every entry point takes a :class:`lakevec.Table` or a table URI (results then carry ``_file``
+and ``_row``), or in-memory data: a ``pyarrow.Table``/``RecordBatch``, a pandas or polars
+DataFrame, or anything with ``__arrow_c_stream__`` (results then carry ``row``, the 0-based
+input position). For a pandas input the result is a DataFrame aligned to its index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import pyarrow as pa
+
+from lakevec.exceptions import SchemaError
+from lakevec.table import Table
+
+
+@dataclass
+class Input:
+    data: pa.Table  # the requested columns
+    ids: pa.Table  # ("row",) or ("_file", "_row")
+    pandas_index: Any = None
+
+
+def load(data: Any, columns: Sequence[str], storage_options=None) -> Input:
+    """Read ``columns`` of ``data`` (see the module docs)."""
+    columns = list(columns)
+    if isinstance(data, str) or hasattr(data, "__fspath__"):
+        data = Table.open(str(data), storage_options)
+    if isinstance(data, Table):
+        t = data.to_arrow(columns=columns, with_row_address=True)
+        return Input(t.select(columns), t.select(["_file", "_row"]))
+    index = None
+    if _is_pandas(data):
+        index = data.index
+        t = pa.Table.from_pandas(data, preserve_index=False)
+    elif isinstance(data, pa.RecordBatch):
+        t = pa.Table.from_batches([data])
+    elif isinstance(data, pa.Table):
+        t = data
+    elif hasattr(data, "__arrow_c_stream__"):
+        t = pa.table(data)
+    elif isinstance(data, dict):
+        t = pa.table(data)
+    else:
+        raise TypeError(
+            f"data must be a lakevec.Table, a URI, or Arrow/pandas/polars data, not {type(data).__name__}"
+        )
+    missing = [c for c in columns if c not in t.column_names]
+    if missing:
+        raise SchemaError(f"column(s) {missing} not found (columns: {t.column_names})")
+    return Input(t.select(columns), pa.table({"row": pa.array(range(t.num_rows), pa.int64())}), index)
+
+
+def _is_pandas(x: Any) -> bool:
+    mod = type(x).__module__
+    return mod.startswith("pandas") and hasattr(x, "index") and hasattr(x, "columns")
+
+
+def array(t: pa.Table, column: str) -> pa.Array:
+    col = t.column(column)
+    return col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+
+
+def finish(inp: Input, result: pa.Table):
+    """Prepend the row ids; a pandas input gets a DataFrame on its own index."""
+    out = pa.Table.from_arrays(
+        list(inp.ids.columns) + list(result.columns), names=inp.ids.column_names + result.column_names
+    )
+    if inp.pandas_index is not None:
+        df = out.to_pandas()
+        df.index = inp.pandas_index
+        return df
+    return out

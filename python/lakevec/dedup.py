@@ -1,0 +1,248 @@
+"""Dedup kernels: exact (hash of normalised values) and MinHash-LSH near-duplicates.
+
+Every function takes a :class:`lakevec.Table` or URI (results carry ``_file``, ``_row``) or
+in-memory Arrow/pandas/polars data (results carry ``row``, the 0-based input position; a
+pandas input gets a DataFrame on its own index). Work runs in Rust on lakevec's thread
+pool with the GIL released; results are identical for any thread count.
+
+Cluster columns: ``cluster_id`` (int64: the smallest row position in the cluster, in input
+order), ``cluster_size`` (int64), ``is_representative`` (bool: the one row per cluster to
+keep, by the ``keep`` policy). ``t.filter(t["is_representative"])`` is the deduplicated set.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence, Union
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lakevec import _inputs, _lakevec
+from lakevec.exceptions import InvalidArgumentError
+
+__all__ = ["exact", "minhash", "minhash_signatures", "minhash_clusters", "lsh_params"]
+
+NormalizeArg = Union[bool, str, Sequence[str], None]
+_STEPS = ("nfkc", "lower", "whitespace")
+
+
+def _normalize(normalize: NormalizeArg) -> tuple[bool, bool, bool]:
+    """(nfkc, lowercase, whitespace) from ``True`` (all three), ``False``/``None`` (none), or
+    a step name / list of them: ``"nfkc"`` (Unicode NFKC), ``"lower"`` (case-fold),
+    ``"whitespace"`` (trim and collapse whitespace runs)."""
+    if normalize is True:
+        return True, True, True
+    if normalize is False or normalize is None:
+        return False, False, False
+    steps = [normalize] if isinstance(normalize, str) else list(normalize)
+    bad = [s for s in steps if s not in _STEPS]
+    if bad:
+        raise InvalidArgumentError(f"unknown normalize step(s) {bad}; use {list(_STEPS)}")
+    return "nfkc" in steps, "lower" in steps, "whitespace" in steps
+
+
+def _scores(inp: _inputs.Input, keep: str, text_columns: Sequence[str], data: Any, storage_options) -> list | None:
+    """Per-row scores for the keep policy (highest wins, ties to the first row)."""
+    n = inp.data.num_rows
+    if keep == "first":
+        return None
+    if keep == "last":
+        return [float(i) for i in range(n)]
+    if keep == "longest":
+        total = [0.0] * n
+        for c in text_columns:
+            lens = pc.fill_null(pc.utf8_length(pc.cast(inp.data.column(c), pa.string())), 0)
+            total = [a + b for a, b in zip(total, lens.to_pylist())]
+        return total
+    col = _inputs.load(data, [keep], storage_options).data.column(keep)
+    vals = pc.cast(col, pa.float64()).to_pylist()
+    return [float("-inf") if v is None else v for v in vals]
+
+
+def exact(
+    data: Any,
+    columns: str | Sequence[str],
+    *,
+    normalize: NormalizeArg = False,
+    keep: str = "first",
+    num_threads: int | None = None,
+    storage_options=None,
+):
+    """Exact duplicates: rows whose ``columns`` are equal after normalisation.
+
+    Rows are grouped by a 128-bit hash (two independent 64-bit FNV-1a/SplitMix64 hashes) of
+    the normalised values of ``columns`` (nulls equal each other, as in pandas); string and
+    binary (UTF-8) columns.
+
+    Args:
+        data: see the module docs.
+        columns: one column name or several.
+        normalize: ``False`` (compare as is), ``True`` (NFKC + case-fold + whitespace), or
+            steps ``"nfkc"``, ``"lower"``, ``"whitespace"``.
+        keep: representative per cluster: ``"first"``, ``"last"``, ``"longest"`` (most
+            characters over ``columns``), or a numeric column name (highest value wins).
+
+    Returns:
+        Row ids + ``cluster_id``, ``cluster_size``, ``is_representative``.
+
+    Raises:
+        SchemaError: a missing or non-text column. InvalidArgumentError: bad bytes
+        (non-UTF-8 in a binary column, naming the row), a bad ``normalize`` or ``keep``.
+    """
+    cols = [columns] if isinstance(columns, str) else list(columns)
+    inp = _inputs.load(data, cols, storage_options)
+    nfkc, lower, ws = _normalize(normalize)
+    score = _scores(inp, keep, cols, data, storage_options)
+    arrays = [(c, _inputs.array(inp.data, c)) for c in cols]
+    res = _lakevec.exact_clusters(arrays, nfkc, lower, ws, score, num_threads)
+    return _inputs.finish(inp, res)
+
+
+def lsh_params(
+    threshold: float,
+    num_perm: int,
+    bands: int | None = None,
+    rows: int | None = None,
+    weights: tuple[float, float] = (0.5, 0.5),
+) -> tuple[int, int]:
+    """(bands, rows) of the LSH: as given, or datasketch's choice (``_optimal_param``):
+    ``bands * rows <= num_perm`` minimising ``weights[0]`` x the false-positive area plus
+    ``weights[1]`` x the false-negative area of the S-curve ``1 - (1 - s^rows)^bands``
+    around ``threshold``. A larger false-negative weight finds more pairs near the threshold
+    at the cost of more candidates to verify."""
+    return _lakevec.minhash_lsh_params(float(threshold), int(num_perm), bands, rows, tuple(map(float, weights)))
+
+
+def minhash_signatures(
+    batch: Any,
+    column: str,
+    *,
+    num_perm: int = 128,
+    ngram: int = 5,
+    shingle: str = "word",
+    seed: int = 1,
+    normalize: NormalizeArg = True,
+    num_threads: int | None = None,
+) -> pa.Table:
+    """Step 1 of distributed MinHash dedup: ``batch`` (Arrow/pandas/polars data) with a
+    ``signature`` column appended (``FixedSizeList<uint32, num_perm>``; null for null or
+    empty texts). A pure function of each row: run it per batch anywhere (Ray
+    ``map_batches``, Spark ``mapInArrow``), then :func:`minhash_clusters` on the collected
+    signatures.
+
+    Shingles: ``"word"`` n-grams of ``\\w+`` tokens or ``"char"`` n-grams, after
+    ``normalize`` (default: NFKC, case-fold, whitespace). Hash family: 64-bit FNV-1a +
+    SplitMix64 per shingle, then ``num_perm`` permutations ``(a x + b) mod (2^61 - 1)``
+    (datasketch's universal family; Broder 1997), minima truncated to 32 bits.
+    """
+    t = _as_table(batch)
+    nfkc, lower, ws = _normalize(normalize)
+    sig = _lakevec.minhash_signatures(
+        _inputs.array(t, column), column, int(num_perm), int(ngram), shingle, int(seed), nfkc, lower, ws, num_threads
+    )
+    return t.append_column("signature", sig)
+
+
+def minhash_clusters(
+    signatures: Any,
+    *,
+    threshold: float = 0.8,
+    bands: int | None = None,
+    rows: int | None = None,
+    weights: tuple[float, float] = (0.5, 0.5),
+    signature_column: str = "signature",
+    keep: str = "first",
+    pairs: bool = False,
+    num_threads: int | None = None,
+):
+    """Step 2: clusters from signatures (a table, or a list of tables/batches in input
+    order, from :func:`minhash_signatures`). Returns the input's other columns plus
+    ``cluster_id`` (smallest position in the concatenated input), ``cluster_size``,
+    ``is_representative``; with ``pairs=True`` also the verified pairs ``a``, ``b``
+    (positions) and ``jaccard`` (estimated). Identical for any split into batches."""
+    if isinstance(signatures, (list, tuple)):
+        parts = [_as_table(s) for s in signatures]
+        t = pa.concat_tables(parts) if parts else pa.table({signature_column: []})
+    else:
+        t = _as_table(signatures)
+    sig = _inputs.array(t, signature_column)
+    num_perm = sig.type.list_size
+    b, r = lsh_params(threshold, num_perm, bands, rows, weights)
+    score = None
+    if keep == "last":
+        score = [float(i) for i in range(t.num_rows)]
+    elif keep != "first":
+        score = pc.cast(t.column(keep), pa.float64()).to_pylist()
+        score = [float("-inf") if v is None else v for v in score]
+    clusters, pair_table = _lakevec.minhash_clusters(sig, float(threshold), b, r, score, None, num_threads)
+    out = t.drop_columns([signature_column])
+    for name in clusters.column_names:
+        out = out.append_column(name, clusters.column(name))
+    return (out, pair_table) if pairs else out
+
+
+def minhash(
+    data: Any,
+    column: str,
+    *,
+    threshold: float = 0.8,
+    num_perm: int = 128,
+    ngram: int = 5,
+    shingle: str = "word",
+    bands: int | None = None,
+    rows: int | None = None,
+    weights: tuple[float, float] = (0.5, 0.5),
+    verify: str = "estimate",
+    seed: int = 1,
+    normalize: NormalizeArg = True,
+    keep: str = "first",
+    pairs: bool = False,
+    num_threads: int | None = None,
+    storage_options=None,
+):
+    """Near-duplicates by MinHash-LSH (see :func:`minhash_signatures` for shingles and the
+    hash family, :func:`lsh_params` for the banding).
+
+    Candidate pairs (same bucket in any band) are kept when their Jaccard similarity is
+    >= ``threshold``: estimated from the signatures (``verify="estimate"``, the share of equal
+    values) or computed exactly from the two texts' shingle sets (``verify="exact"``: no
+    false positives; combine with ``weights=(0.1, 0.9)`` to also miss fewer pairs). Clusters
+    are the connected components of the kept pairs (union-find). Null and empty texts are
+    never duplicates.
+
+    Returns:
+        Row ids + ``cluster_id``, ``cluster_size``, ``is_representative``; with
+        ``pairs=True`` a tuple (that table, pairs table ``a``, ``b`` (row positions),
+        ``jaccard``).
+
+    Raises:
+        InvalidArgumentError: ``threshold`` outside (0, 1], ``num_perm`` not divisible by
+        a given ``bands``/``rows``, bad ``shingle``/``ngram``.
+        SchemaError: a missing or non-text column.
+    """
+    if verify not in ("estimate", "exact"):
+        raise InvalidArgumentError(f"verify must be 'estimate' or 'exact', not {verify!r}")
+    b, r = lsh_params(threshold, num_perm, bands, rows, weights)
+    inp = _inputs.load(data, [column], storage_options)
+    nfkc, lower, ws = _normalize(normalize)
+    texts = _inputs.array(inp.data, column)
+    sig = _lakevec.minhash_signatures(
+        texts, column, int(num_perm), int(ngram), shingle, int(seed), nfkc, lower, ws, num_threads
+    )
+    score = _scores(inp, keep, [column], data, storage_options)
+    exact = (texts, int(ngram), shingle, nfkc, lower, ws) if verify == "exact" else None
+    clusters, pair_table = _lakevec.minhash_clusters(sig, float(threshold), b, r, score, exact, num_threads)
+    out = _inputs.finish(inp, clusters)
+    return (out, pair_table) if pairs else out
+
+
+def _as_table(x: Any) -> pa.Table:
+    if isinstance(x, pa.Table):
+        return x
+    if isinstance(x, pa.RecordBatch):
+        return pa.Table.from_batches([x])
+    if _inputs._is_pandas(x):
+        return pa.Table.from_pandas(x, preserve_index=False)
+    if hasattr(x, "__arrow_c_stream__") or isinstance(x, dict):
+        return pa.table(x)
+    raise TypeError(f"expected Arrow, pandas or polars data, not {type(x).__name__}")

@@ -1,0 +1,347 @@
+//! MinHash signatures and LSH banding for near-duplicate detection.
+//!
+//! - Shingles: word n-grams (tokens `\w+` after normalisation, joined by one space) or
+//!   character n-grams; a text shorter than one n-gram is one shingle; an empty or null text
+//!   has no signature and is never a duplicate.
+//! - Hash family (Broder, "On the resemblance and containment of documents", 1997; the
+//!   universal family of datasketch's `MinHash`): each shingle is hashed to 64 bits with
+//!   [`hash64`], then permuted `num_perm` times by `h_i(x) = (a_i x + b_i) mod (2^61 - 1)`
+//!   with `a_i, b_i` drawn from SplitMix64 seeded by `seed`; the signature keeps each
+//!   permutation's minimum, truncated to 32 bits (as datasketch does).
+//! - LSH (Leskovec, Rajaraman, Ullman, "Mining of Massive Datasets", ch. 3.4): the signature
+//!   is cut into `bands` bands of `rows` values; two texts whose band agrees anywhere are a
+//!   candidate pair. `bands`/`rows` default to datasketch's choice: the pair minimising
+//!   0.5 x false-positive area + 0.5 x false-negative area of the S-curve `1-(1-s^r)^b`
+//!   around the threshold (`_optimal_param` in datasketch/lsh.py).
+//! - Candidates are kept when their estimated Jaccard similarity (the fraction of equal
+//!   signature values) is at least the threshold, then joined into clusters (union-find).
+//!   Every step is a pure function of the signatures: clusters do not depend on threads or
+//!   on how the input was split into batches.
+
+use rayon::prelude::*;
+
+use crate::error::{LakeError, Result};
+use crate::text::{char_ngrams, hash64, mix64, Normalize};
+
+const MERSENNE61: u64 = (1 << 61) - 1;
+
+/// Shingle kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shingle {
+    Word,
+    Char,
+}
+
+impl Shingle {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "word" => Ok(Shingle::Word),
+            "char" => Ok(Shingle::Char),
+            o => Err(LakeError::InvalidArgument(format!("shingle must be 'word' or 'char', not '{o}'"))),
+        }
+    }
+}
+
+/// Signature parameters.
+#[derive(Clone, Debug)]
+pub struct MinHasher {
+    pub num_perm: usize,
+    pub ngram: usize,
+    pub shingle: Shingle,
+    pub normalize: Normalize,
+    a: Vec<u64>,
+    b: Vec<u64>,
+}
+
+fn word_tokens(s: &str) -> Vec<&str> {
+    use std::sync::OnceLock;
+    static R: OnceLock<regex::Regex> = OnceLock::new();
+    R.get_or_init(|| regex::Regex::new(r"\w+").expect("valid regex")).find_iter(s).map(|m| m.as_str()).collect()
+}
+
+#[inline]
+fn mod61(x: u128) -> u64 {
+    // x mod (2^61 - 1) for x < 2^122
+    let lo = (x as u64) & MERSENNE61;
+    let hi = (x >> 61) as u64;
+    let s = lo + (hi & MERSENNE61) + (hi >> 61);
+    let s = (s & MERSENNE61) + (s >> 61);
+    if s >= MERSENNE61 {
+        s - MERSENNE61
+    } else {
+        s
+    }
+}
+
+impl MinHasher {
+    pub fn new(num_perm: usize, ngram: usize, shingle: Shingle, normalize: Normalize, seed: u64) -> Result<Self> {
+        if num_perm == 0 || num_perm > 4096 {
+            return Err(LakeError::InvalidArgument(format!("num_perm must be in 1..=4096, got {num_perm}")));
+        }
+        if ngram == 0 || ngram > 64 {
+            return Err(LakeError::InvalidArgument(format!("ngram must be in 1..=64, got {ngram}")));
+        }
+        let mut state = mix64(seed ^ 0x6c61_6b65_7665_6321);
+        let mut next = || {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            mix64(state)
+        };
+        let a = (0..num_perm).map(|_| 1 + next() % (MERSENNE61 - 1)).collect();
+        let b = (0..num_perm).map(|_| next() % MERSENNE61).collect();
+        Ok(MinHasher { num_perm, ngram, shingle, normalize, a, b })
+    }
+
+    /// The 64-bit hashes of the shingles of `text` (sorted, unique).
+    pub fn shingle_hashes(&self, text: &str) -> Vec<u64> {
+        let text = self.normalize.apply(text);
+        let mut out = Vec::new();
+        match self.shingle {
+            Shingle::Word => {
+                let toks = word_tokens(&text);
+                if toks.is_empty() {
+                    return out;
+                }
+                let n = self.ngram.min(toks.len());
+                let mut buf = String::new();
+                for w in toks.windows(n) {
+                    buf.clear();
+                    for (i, t) in w.iter().enumerate() {
+                        if i > 0 {
+                            buf.push(' ');
+                        }
+                        buf.push_str(t);
+                    }
+                    out.push(hash64(buf.as_bytes(), 0));
+                }
+            }
+            Shingle::Char => {
+                let len = text.chars().count();
+                if len == 0 || text.trim().is_empty() {
+                    return out;
+                }
+                let n = self.ngram.min(len);
+                char_ngrams(&text, n, n, |g| out.push(hash64(g.as_bytes(), 0)));
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The signature of `text` into `sig` (`num_perm` values); false when it has no shingles.
+    pub fn signature(&self, text: &str, sig: &mut [u32]) -> bool {
+        let hashes = self.shingle_hashes(text);
+        if hashes.is_empty() {
+            sig.iter_mut().for_each(|s| *s = u32::MAX);
+            return false;
+        }
+        for (i, s) in sig.iter_mut().enumerate() {
+            let (a, b) = (self.a[i] as u128, self.b[i] as u128);
+            let mut m = u64::MAX;
+            for &h in &hashes {
+                let v = mod61(a * (h as u128 & MERSENNE61 as u128) + b);
+                m = m.min(v);
+            }
+            *s = m as u32;
+        }
+        true
+    }
+}
+
+/// Estimated Jaccard similarity of two signatures.
+#[inline]
+pub fn jaccard_estimate(a: &[u32], b: &[u32]) -> f64 {
+    let eq = a.iter().zip(b).filter(|(x, y)| x == y).count();
+    eq as f64 / a.len().max(1) as f64
+}
+
+/// Exact Jaccard similarity of two sorted, unique hash sets.
+pub fn jaccard_exact(a: &[u64], b: &[u64]) -> f64 {
+    let (mut i, mut j, mut inter) = (0, 0, 0usize);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                inter += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    let union = a.len() + b.len() - inter;
+    if union == 0 {
+        0.0
+    } else {
+        inter as f64 / union as f64
+    }
+}
+
+fn integrate(f: impl Fn(f64) -> f64, a: f64, b: f64) -> f64 {
+    // composite Simpson, 200 intervals (the integrands are smooth polynomials)
+    let n = 200;
+    let h = (b - a) / n as f64;
+    let mut s = f(a) + f(b);
+    for i in 1..n {
+        let x = a + i as f64 * h;
+        s += if i % 2 == 1 { 4.0 * f(x) } else { 2.0 * f(x) };
+    }
+    s * h / 3.0
+}
+
+/// datasketch's `_optimal_param`: (bands, rows) with bands * rows <= num_perm minimising
+/// `weights.0` x false-positive area + `weights.1` x false-negative area (datasketch's
+/// default weights are (0.5, 0.5)).
+pub fn optimal_bands(threshold: f64, num_perm: usize, weights: (f64, f64)) -> (usize, usize) {
+    let mut best = (1, 1);
+    let mut min_err = f64::INFINITY;
+    for b in 1..=num_perm {
+        for r in 1..=num_perm / b {
+            let (bf, rf) = (b as f64, r as f64);
+            let fp = integrate(|s| 1.0 - (1.0 - s.powf(rf)).powf(bf), 0.0, threshold);
+            let fneg = integrate(|s| 1.0 - (1.0 - (1.0 - s.powf(rf)).powf(bf)), threshold, 1.0);
+            let err = weights.0 * fp + weights.1 * fneg;
+            if err < min_err {
+                min_err = err;
+                best = (b, r);
+            }
+        }
+    }
+    best
+}
+
+/// Check the LSH arguments; returns (bands, rows).
+pub fn lsh_params(
+    threshold: f64,
+    num_perm: usize,
+    bands: Option<usize>,
+    rows: Option<usize>,
+    weights: (f64, f64),
+) -> Result<(usize, usize)> {
+    if !(threshold > 0.0 && threshold <= 1.0) {
+        return Err(LakeError::InvalidArgument(format!("threshold must be in (0, 1], got {threshold}")));
+    }
+    if !(weights.0 >= 0.0 && weights.1 >= 0.0 && (weights.0 + weights.1 - 1.0).abs() < 1e-9) {
+        return Err(LakeError::InvalidArgument(format!("weights must be two non-negative numbers summing to 1, got {weights:?}")));
+    }
+    match (bands, rows) {
+        (None, None) => Ok(optimal_bands(threshold, num_perm, weights)),
+        (Some(b), Some(r)) if b > 0 && r > 0 && b * r <= num_perm => Ok((b, r)),
+        (Some(b), None) if b > 0 && num_perm % b == 0 => Ok((b, num_perm / b)),
+        (None, Some(r)) if r > 0 && num_perm % r == 0 => Ok((num_perm / r, r)),
+        (b, r) => Err(LakeError::InvalidArgument(format!(
+            "bands={b:?} and rows={r:?} do not fit num_perm={num_perm}: bands * rows must be <= num_perm, \
+             and a single one given must divide num_perm"
+        ))),
+    }
+}
+
+/// Candidate pairs (i < j) of `n` signatures (`sigs` is `n * num_perm`, `valid[i]` false for
+/// texts without shingles) that share a band, sorted and unique.
+pub fn candidate_pairs(sigs: &[u32], num_perm: usize, valid: &[bool], bands: usize, rows: usize) -> Vec<(u32, u32)> {
+    let n = valid.len();
+    let mut pairs: Vec<(u32, u32)> = (0..bands)
+        .into_par_iter()
+        .flat_map_iter(|band| {
+            let mut keys: Vec<(u64, u32)> = (0..n)
+                .filter(|&i| valid[i])
+                .map(|i| {
+                    let s = &sigs[i * num_perm + band * rows..i * num_perm + (band + 1) * rows];
+                    let bytes: Vec<u8> = s.iter().flat_map(|x| x.to_le_bytes()).collect();
+                    (hash64(&bytes, band as u64), i as u32)
+                })
+                .collect();
+            keys.sort_unstable();
+            let mut out = Vec::new();
+            let mut start = 0;
+            while start < keys.len() {
+                let mut end = start + 1;
+                while end < keys.len() && keys[end].0 == keys[start].0 {
+                    end += 1;
+                }
+                for x in start..end {
+                    for y in x + 1..end {
+                        out.push((keys[x].1, keys[y].1));
+                    }
+                }
+                start = end;
+            }
+            out.into_iter()
+        })
+        .collect();
+    pairs.par_sort_unstable();
+    pairs.dedup();
+    pairs
+}
+
+/// Union-find over `n` items; `find` returns the smallest member of a set as its root.
+pub struct UnionFind {
+    parent: Vec<u32>,
+}
+
+impl UnionFind {
+    pub fn new(n: usize) -> Self {
+        UnionFind { parent: (0..n as u32).collect() }
+    }
+    pub fn find(&mut self, mut x: u32) -> u32 {
+        while self.parent[x as usize] != x {
+            let p = self.parent[x as usize];
+            self.parent[x as usize] = self.parent[p as usize];
+            x = p;
+        }
+        x
+    }
+    pub fn union(&mut self, a: u32, b: u32) {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra != rb {
+            let (lo, hi) = if ra < rb { (ra, rb) } else { (rb, ra) };
+            self.parent[hi as usize] = lo;
+        }
+    }
+    /// Root (smallest member) of every item.
+    pub fn roots(&mut self) -> Vec<u32> {
+        (0..self.parent.len() as u32).map(|i| self.find(i)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn similar_texts_have_similar_signatures() {
+        let h = MinHasher::new(256, 1, Shingle::Word, Normalize::all(), 1).unwrap();
+        let mut a = vec![0u32; 256];
+        let mut b = vec![0u32; 256];
+        let base: Vec<String> = (0..100).map(|i| format!("w{i}")).collect();
+        let t1 = base.join(" ");
+        let t2 = base[..80].join(" ") + " " + &(0..20).map(|i| format!("x{i}")).collect::<Vec<_>>().join(" ");
+        assert!(h.signature(&t1, &mut a) && h.signature(&t2, &mut b));
+        // true Jaccard = 80 / 120
+        let est = jaccard_estimate(&a, &b);
+        assert!((est - 80.0 / 120.0).abs() < 0.1, "{est}");
+        assert!(!h.signature("  ", &mut a));
+    }
+
+    #[test]
+    fn optimal_params_match_datasketch() {
+        // datasketch MinHashLSH(threshold=0.8, num_perm=128).b, .r == 9, 13
+        assert_eq!(optimal_bands(0.8, 128, (0.5, 0.5)), (9, 13));
+        assert_eq!(optimal_bands(0.8, 128, (0.1, 0.9)), (14, 9));
+        // (datasketch.lsh._optimal_param(t, 128, 0.5, 0.5) for t = 0.5, 0.7)
+        assert_eq!(optimal_bands(0.5, 128, (0.5, 0.5)), (25, 5));
+        assert_eq!(optimal_bands(0.7, 128, (0.5, 0.5)), (14, 9));
+        assert!(lsh_params(0.0, 128, None, None, (0.5, 0.5)).is_err());
+        assert!(lsh_params(0.8, 128, Some(7), None, (0.5, 0.5)).is_err());
+        assert_eq!(lsh_params(0.8, 128, Some(16), None, (0.5, 0.5)).unwrap(), (16, 8));
+    }
+
+    #[test]
+    fn union_find_roots_are_minimums() {
+        let mut u = UnionFind::new(6);
+        u.union(5, 3);
+        u.union(3, 4);
+        u.union(1, 2);
+        assert_eq!(u.roots(), vec![0, 1, 1, 3, 3, 3]);
+    }
+}
