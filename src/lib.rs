@@ -17,11 +17,13 @@ pub mod index;
 pub mod index_info;
 pub mod index_read;
 pub mod index_search;
+pub mod knn;
 pub mod listing;
 pub mod manifest;
 pub mod minhash;
 pub mod parquet_table;
 pub mod rowaddr;
+pub mod rules;
 pub mod runtime;
 pub mod scan;
 pub mod segment;
@@ -58,5 +60,8 @@ fn _lakevec(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(python::dedup::minhash_lsh_params, m)?)?;
     m.add_function(wrap_pyfunction!(python::dedup::minhash_clusters, m)?)?;
     m.add_function(wrap_pyfunction!(python::dedup::hashing_embed, m)?)?;
+    m.add_function(wrap_pyfunction!(python::tag::rule_tags, m)?)?;
+    m.add_function(wrap_pyfunction!(python::tag::knn_arrays, m)?)?;
+    m.add_function(wrap_pyfunction!(python::dedup::clusters_from_pairs, m)?)?;
     Ok(())
 }

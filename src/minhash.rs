@@ -3,11 +3,13 @@
 //! - Shingles: word n-grams (tokens `\w+` after normalisation, joined by one space) or
 //!   character n-grams; a text shorter than one n-gram is one shingle; an empty or null text
 //!   has no signature and is never a duplicate.
-//! - Hash family (Broder, "On the resemblance and containment of documents", 1997; the
-//!   universal family of datasketch's `MinHash`): each shingle is hashed to 64 bits with
-//!   [`hash64`], then permuted `num_perm` times by `h_i(x) = (a_i x + b_i) mod (2^61 - 1)`
-//!   with `a_i, b_i` drawn from SplitMix64 seeded by `seed`; the signature keeps each
-//!   permutation's minimum, truncated to 32 bits (as datasketch does).
+//! - Hash family (Broder, "On the resemblance and containment of documents", 1997, with
+//!   the Carter-Wegman universal family datasketch's `MinHash` also uses): each shingle is
+//!   hashed to 64 bits with [`hash64`] and reduced to `x < p = 2^31 - 1`, then permuted
+//!   `num_perm` times by `h_i(x) = (a_i x + b_i) mod p` with `a_i in [1, p)`, `b_i in [0, p)`
+//!   drawn from SplitMix64 seeded by `seed`; the signature keeps each permutation's
+//!   minimum. (datasketch uses `p = 2^61 - 1` over 32-bit hashes; the 31-bit prime keeps
+//!   every product in 64 bits, so the loop over permutations vectorises.)
 //! - LSH (Leskovec, Rajaraman, Ullman, "Mining of Massive Datasets", ch. 3.4): the signature
 //!   is cut into `bands` bands of `rows` values; two texts whose band agrees anywhere are a
 //!   candidate pair. `bands`/`rows` default to datasketch's choice: the pair minimising
@@ -23,7 +25,7 @@ use rayon::prelude::*;
 use crate::error::{LakeError, Result};
 use crate::text::{char_ngrams, hash64, mix64, Normalize};
 
-const MERSENNE61: u64 = (1 << 61) - 1;
+const MERSENNE31: u64 = (1 << 31) - 1;
 
 /// Shingle kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,8 +51,8 @@ pub struct MinHasher {
     pub ngram: usize,
     pub shingle: Shingle,
     pub normalize: Normalize,
-    a: Vec<u64>,
-    b: Vec<u64>,
+    a: Vec<u32>,
+    b: Vec<u32>,
 }
 
 fn word_tokens(s: &str) -> Vec<&str> {
@@ -59,18 +61,14 @@ fn word_tokens(s: &str) -> Vec<&str> {
     R.get_or_init(|| regex::Regex::new(r"\w+").expect("valid regex")).find_iter(s).map(|m| m.as_str()).collect()
 }
 
-#[inline]
-fn mod61(x: u128) -> u64 {
-    // x mod (2^61 - 1) for x < 2^122
-    let lo = (x as u64) & MERSENNE61;
-    let hi = (x >> 61) as u64;
-    let s = lo + (hi & MERSENNE61) + (hi >> 61);
-    let s = (s & MERSENNE61) + (s >> 61);
-    if s >= MERSENNE61 {
-        s - MERSENNE61
-    } else {
-        s
-    }
+/// `x mod (2^31 - 1)` for any `x < 2^63`, branch-free (vectorises).
+#[inline(always)]
+fn mod31(x: u64) -> u32 {
+    let s = (x & MERSENNE31) + (x >> 31); // < 2^32 + 2^31
+    let s = (s & MERSENNE31) + (s >> 31); // <= 2^31 + 1
+    let s = s as u32;
+    let p = MERSENNE31 as u32;
+    s - if s >= p { p } else { 0 }
 }
 
 impl MinHasher {
@@ -86,8 +84,8 @@ impl MinHasher {
             state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
             mix64(state)
         };
-        let a = (0..num_perm).map(|_| 1 + next() % (MERSENNE61 - 1)).collect();
-        let b = (0..num_perm).map(|_| next() % MERSENNE61).collect();
+        let a = (0..num_perm).map(|_| (1 + next() % (MERSENNE31 - 1)) as u32).collect();
+        let b = (0..num_perm).map(|_| (next() % MERSENNE31) as u32).collect();
         Ok(MinHasher { num_perm, ngram, shingle, normalize, a, b })
     }
 
@@ -135,14 +133,14 @@ impl MinHasher {
             sig.iter_mut().for_each(|s| *s = u32::MAX);
             return false;
         }
-        for (i, s) in sig.iter_mut().enumerate() {
-            let (a, b) = (self.a[i] as u128, self.b[i] as u128);
-            let mut m = u64::MAX;
-            for &h in &hashes {
-                let v = mod61(a * (h as u128 & MERSENNE61 as u128) + b);
-                m = m.min(v);
+        sig.iter_mut().for_each(|s| *s = u32::MAX);
+        let (a, b) = (&self.a[..sig.len()], &self.b[..sig.len()]);
+        for &h in &hashes {
+            let x = mod31(h >> 3) as u64;
+            for i in 0..sig.len() {
+                let v = mod31(a[i] as u64 * x + b[i] as u64);
+                sig[i] = sig[i].min(v);
             }
-            *s = m as u32;
         }
         true
     }
@@ -321,6 +319,13 @@ mod tests {
         let est = jaccard_estimate(&a, &b);
         assert!((est - 80.0 / 120.0).abs() < 0.1, "{est}");
         assert!(!h.signature("  ", &mut a));
+    }
+
+    #[test]
+    fn mod31_is_exact() {
+        for x in [0u64, 1, MERSENNE31 - 1, MERSENNE31, MERSENNE31 + 1, 1 << 40, u64::MAX >> 1, 0x7fff_ffff_ffff_fffe] {
+            assert_eq!(mod31(x) as u64, x % MERSENNE31, "{x}");
+        }
     }
 
     #[test]

@@ -28,6 +28,9 @@ def test_demo_runs_and_prints_steps(tmp_path):
     # the query is a row's own vector: that row comes back first, at distance 0
     qid = re.search(r"nearest to the vector of id (\d+)", out.stdout).group(1)
     assert ranks[0].split()[3] == qid and "distance 0.0000" in ranks[0]
+    # every 50th row repeats its predecessor's text: 3,000 rows -> 59 exact duplicates
+    assert "dedup 'text': 59 exact duplicates" in out.stdout
+    assert "rule tags over 'text': {" in out.stdout
 
 
 def test_table_pickles_as_small_handle(tmp_path):

@@ -11,7 +11,7 @@ Quick start::
 
 from __future__ import annotations
 
-from lakevec import dedup, embed, exceptions
+from lakevec import dedup, embed, exceptions, tag
 from lakevec._lakevec import BUILD_PROFILE as _BUILD_PROFILE
 from lakevec._lakevec import __version__
 from lakevec._lakevec import default_num_threads as _default_num_threads
@@ -30,6 +30,7 @@ __all__ = [
     "exceptions",
     "dedup",
     "embed",
+    "tag",
     "LakevecError",
     "__version__",
 ]

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from lakevec import _inputs, _lakevec
 from lakevec.exceptions import InvalidArgumentError
 
-__all__ = ["exact", "minhash", "minhash_signatures", "minhash_clusters", "lsh_params"]
+__all__ = ["exact", "minhash", "minhash_signatures", "minhash_clusters", "lsh_params", "semantic"]
 
 NormalizeArg = Union[bool, str, Sequence[str], None]
 _STEPS = ("nfkc", "lower", "whitespace")
@@ -246,3 +246,83 @@ def _as_table(x: Any) -> pa.Table:
     if hasattr(x, "__arrow_c_stream__") or isinstance(x, dict):
         return pa.table(x)
     raise TypeError(f"expected Arrow, pandas or polars data, not {type(x).__name__}")
+
+
+def semantic(
+    index_or_data: Any,
+    threshold: float,
+    column: str | None = None,
+    k: int = 10,
+    *,
+    keep: str = "first",
+    ef: int | None = None,
+    num_threads: int | None = None,
+    storage_options=None,
+):
+    """Semantic (embedding) duplicates: rows whose vectors have cosine similarity >=
+    ``threshold`` with one of their ``k`` nearest neighbours, joined into clusters
+    (union-find over those edges).
+
+    ``index_or_data`` is a :class:`lakevec.VectorIndex` (cosine or dot metric; edges from
+    its :meth:`~lakevec.VectorIndex.knn_graph`, similarity ``1 - distance``) or data with a
+    vector ``column`` (an exact all-rows kNN pass in Rust: for in-memory data up to ~10^5
+    rows).
+
+    Args:
+        keep: ``"first"`` (smallest position) or ``"closest_to_centroid"`` (the member
+            whose vector is most similar to its cluster's mean direction).
+
+    Returns:
+        Row ids (``_file``/``_row`` for an index or table, else ``row``) + ``cluster_id``,
+        ``cluster_size``, ``is_representative``.
+    """
+    import numpy as np
+
+    from lakevec.index import VectorIndex
+
+    if not (0.0 < threshold <= 1.0):
+        raise InvalidArgumentError(f"threshold must be in (0, 1], got {threshold}")
+    if keep not in ("first", "closest_to_centroid"):
+        raise InvalidArgumentError(f"keep must be 'first' or 'closest_to_centroid', not {keep!r}")
+    if isinstance(index_or_data, VectorIndex):
+        idx = index_or_data
+        if idx.metric not in ("cosine", "dot"):
+            raise InvalidArgumentError(f"semantic dedup needs a cosine or dot index, this one is {idx.metric!r}")
+        g = idx.knn_graph(k=k, ef=ef, num_threads=num_threads)
+        src = list(zip(g.column("src_file").to_pylist(), g.column("src_row").to_pylist()))
+        dst = list(zip(g.column("dst_file").to_pylist(), g.column("dst_row").to_pylist()))
+        pos: dict = {}
+        for a in src:
+            pos.setdefault(a, len(pos))
+        sim = 1.0 - g.column("distance").to_numpy()
+        sel = np.nonzero(sim >= threshold)[0]
+        a = [pos[src[i]] for i in sel]
+        b = [pos.setdefault(dst[i], len(pos)) for i in sel]
+        addrs = list(pos)
+        ids = pa.table({"_file": [x[0] for x in addrs], "_row": pa.array([x[1] for x in addrs], pa.int64())})
+        vec_fn = (lambda: idx.table().take(ids, [idx.column]).column(idx.column)) if keep != "first" else None
+        inp = _inputs.Input(pa.table({}), ids)
+    else:
+        if column is None:
+            raise InvalidArgumentError("column= names the vector column of the data")
+        inp = _inputs.load(index_or_data, [column], storage_options)
+        vec = _inputs.array(inp.data, column)
+        fi, fd = _lakevec.knn_arrays(vec, None, int(k), "cosine", num_threads)
+        n = inp.data.num_rows
+        fi = np.asarray(fi, np.int64).reshape(n, -1) if n else np.zeros((0, k), np.int64)
+        fd = np.asarray(fd, np.float64).reshape(n, -1) if n else np.zeros((0, k))
+        rows, cols = np.nonzero((fi >= 0) & (1.0 - fd >= threshold))
+        a, b = rows.tolist(), fi[rows, cols].tolist()
+        vec_fn = (lambda: vec) if keep != "first" else None
+    n = inp.ids.num_rows
+    score = None
+    if vec_fn is not None:
+        first = _lakevec.clusters_from_pairs(n, a, b, None)
+        v = np.stack(vec_fn().to_numpy(zero_copy_only=False)).astype(np.float64)
+        v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-30)
+        cid = first.column("cluster_id").to_numpy()
+        cent = np.zeros_like(v)
+        np.add.at(cent, cid, v)
+        score = (v * cent[cid]).sum(axis=1).tolist()
+    res = _lakevec.clusters_from_pairs(n, a, b, score)
+    return _inputs.finish(inp, res)

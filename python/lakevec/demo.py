@@ -121,6 +121,23 @@ def run_demo(rows: int = 20_000, dim: int = 64, keep: str | None = None) -> None
                 f"    rank {r['rank']}  id {r['id']:>6}  distance {r['distance']:.4f}  "
                 f"{r['section']:<8} {r['text'][:40]!r}  <- {r['_file']}#{r['_row']}"
             )
+        t = time.perf_counter()
+        ex = lakevec.dedup.exact(table, "text", normalize=True)
+        near = lakevec.dedup.minhash(table, "text", threshold=0.8, ngram=3)
+        n_ex = ex.num_rows - sum(ex.column("is_representative").to_pylist())
+        n_near = near.num_rows - sum(near.column("is_representative").to_pylist())
+        step(
+            f"dedup 'text': {n_ex:,} exact duplicates (normalised), {n_near:,} near duplicates "
+            f"(MinHash, Jaccard >= 0.8) in {time.perf_counter() - t:.2f}s"
+        )
+        tags = lakevec.tag.rules(
+            table, "text", regex={"formats": r"\b(parquet|delta|iceberg|arrow)\b"}, keywords={"search": ["search", "query"]}
+        )
+        counts: dict = {}
+        for ts in tags.column("tags").to_pylist():
+            for tg in ts:
+                counts[tg] = counts.get(tg, 0) + 1
+        step(f"rule tags over 'text': {counts} (each match with its rule and byte span in 'matches')")
         step(f"done in {time.perf_counter() - t0:.2f}s")
     finally:
         if tmp is not None:

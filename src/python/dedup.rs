@@ -163,3 +163,26 @@ pub fn hashing_embed<'py>(
     })?;
     array_to_pyarrow(py, out)
 }
+
+/// Clusters of `n` rows from pairs (`a[i]`, `b[i]`) (connected components).
+#[pyfunction]
+#[pyo3(signature = (n, a, b, score=None))]
+pub fn clusters_from_pairs<'py>(
+    py: Python<'py>,
+    n: usize,
+    a: Vec<u32>,
+    b: Vec<u32>,
+    score: Option<Vec<f64>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    if a.len() != b.len() || a.iter().chain(&b).any(|&x| x as usize >= n) {
+        return Err(LakeError::InvalidArgument(format!("pairs must be equal-length lists of rows < {n}")).into());
+    }
+    if score.as_ref().is_some_and(|s| s.len() != n) {
+        return Err(LakeError::InvalidArgument(format!("score must have {n} values")).into());
+    }
+    let mut uf = crate::minhash::UnionFind::new(n);
+    for (&x, &y) in a.iter().zip(&b) {
+        uf.union(x, y);
+    }
+    table(py, dedup::cluster_batch(&uf.roots(), score.as_deref())?)
+}

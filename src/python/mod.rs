@@ -7,4 +7,5 @@ pub mod errors;
 pub mod index;
 pub mod sql;
 pub mod table;
+pub mod tag;
 pub mod runtime;

@@ -1,0 +1,92 @@
+//! Tagging kernels for `lakevec.tag`.
+
+use pyo3::prelude::*;
+use pyo3_arrow::PyArray;
+
+use crate::dedup::strings;
+use crate::distance::Metric;
+use crate::python::call::wait_for_future;
+use crate::rules::Rules;
+use crate::runtime::{pool, run_cpu, CancelToken};
+use crate::vectors::{OnInvalid, VectorSink};
+
+fn array_to_pyarrow(py: Python<'_>, a: arrow::array::ArrayRef) -> PyResult<Bound<'_, PyAny>> {
+    let obj = PyArray::from_array_ref(a).into_pyobject(py)?;
+    py.import("pyarrow")?.getattr("array")?.call1((obj,))
+}
+
+/// (`tags`, `matches`) arrays for a text array.
+#[pyfunction]
+#[pyo3(signature = (texts, column, regex, keywords, case_sensitive=false, num_threads=None))]
+pub fn rule_tags<'py>(
+    py: Python<'py>,
+    texts: PyArray,
+    column: String,
+    regex: Vec<(String, Vec<String>)>,
+    keywords: Vec<(String, Vec<String>)>,
+    case_sensitive: bool,
+    num_threads: Option<usize>,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    let rules = Rules::new(&regex, &keywords, case_sensitive)?;
+    let a = texts.array().clone();
+    let (tags, matches) = wait_for_future(py, async move {
+        let cancel = CancelToken::new();
+        let c = cancel.clone();
+        run_cpu(pool(num_threads)?, cancel, move || {
+            let t = strings(&a, &column)?;
+            rules.tag(&t, &c)
+        })
+        .await
+    })?;
+    Ok((array_to_pyarrow(py, tags)?, array_to_pyarrow(py, matches)?))
+}
+
+fn flat(a: &arrow::array::ArrayRef, what: &str, dim: Option<usize>, metric: Metric) -> crate::error::Result<(Vec<f32>, usize)> {
+    let mut sink = VectorSink::new(what, dim, OnInvalid::Error);
+    sink.zero_invalid = metric == Metric::Cosine;
+    sink.hint = "";
+    sink.append(a, &|i| format!("row {i}"))?;
+    let d = sink.dim.unwrap_or(0);
+    let mut v = sink.data;
+    if d > 0 {
+        metric.prepare(&mut v, d).map_err(|i| crate::error::LakeError::Vector(format!("{what}: row {i} cannot be normalised")))?;
+    }
+    Ok((v, d))
+}
+
+/// Exact kNN of `queries` among `base` (list arrays of vectors): (indices, distances) as
+/// flat int64 / float32 numpy-ready lists of `n * k`. `base=None`: queries against
+/// themselves, a row not its own neighbour.
+#[pyfunction]
+#[pyo3(signature = (queries, base, k, metric, num_threads=None))]
+pub fn knn_arrays(
+    py: Python<'_>,
+    queries: PyArray,
+    base: Option<PyArray>,
+    k: usize,
+    metric: &str,
+    num_threads: Option<usize>,
+) -> PyResult<(Vec<i64>, Vec<f32>)> {
+    let metric = Metric::parse(metric)?;
+    let q = queries.array().clone();
+    let b = base.map(|b| b.array().clone());
+    Ok(wait_for_future(py, async move {
+        let cancel = CancelToken::new();
+        let c = cancel.clone();
+        run_cpu(pool(num_threads)?, cancel, move || {
+            let (bv, dim) = match &b {
+                Some(b) => flat(b, "exemplars", None, metric)?,
+                None => flat(&q, "vectors", None, metric)?,
+            };
+            let (qv, _) = match &b {
+                Some(_) => flat(&q, "vectors", Some(dim), metric)?,
+                None => (bv.clone(), dim),
+            };
+            if dim == 0 {
+                return Ok((Vec::new(), Vec::new()));
+            }
+            crate::knn::knn(&qv, &bv, dim, metric, k, b.is_none(), &c)
+        })
+        .await
+    })?)
+}
