@@ -89,30 +89,32 @@ impl MinHasher {
         Ok(MinHasher { num_perm, ngram, shingle, normalize, a, b })
     }
 
-    /// The 64-bit hashes of the shingles of `text` (sorted, unique).
+    /// The 64-bit hashes of the shingles of `text` (sorted, unique). A word n-gram's hash
+    /// chains its tokens' [`hash64`]s through [`mix64`] (no n-gram string is built); a
+    /// character n-gram is hashed as bytes.
     pub fn shingle_hashes(&self, text: &str) -> Vec<u64> {
-        let text = self.normalize.apply(text);
         let mut out = Vec::new();
         match self.shingle {
             Shingle::Word => {
-                let toks = word_tokens(&text);
+                // Tokens are `\w+` runs, so whitespace normalisation cannot change them.
+                let norm = Normalize { whitespace: false, ..self.normalize };
+                let text = norm.apply(text);
+                let toks: Vec<u64> = word_tokens(&text).into_iter().map(|t| hash64(t.as_bytes(), 0)).collect();
                 if toks.is_empty() {
                     return out;
                 }
                 let n = self.ngram.min(toks.len());
-                let mut buf = String::new();
+                out.reserve(toks.len() + 1 - n);
                 for w in toks.windows(n) {
-                    buf.clear();
-                    for (i, t) in w.iter().enumerate() {
-                        if i > 0 {
-                            buf.push(' ');
-                        }
-                        buf.push_str(t);
+                    let mut h = 0x9e37_79b9_7f4a_7c15u64 ^ n as u64;
+                    for &x in w {
+                        h = mix64(h.rotate_left(23) ^ x);
                     }
-                    out.push(hash64(buf.as_bytes(), 0));
+                    out.push(h);
                 }
             }
             Shingle::Char => {
+                let text = self.normalize.apply(text);
                 let len = text.chars().count();
                 if len == 0 || text.trim().is_empty() {
                     return out;
@@ -245,8 +247,11 @@ pub fn candidate_pairs(sigs: &[u32], num_perm: usize, valid: &[bool], bands: usi
                 .filter(|&i| valid[i])
                 .map(|i| {
                     let s = &sigs[i * num_perm + band * rows..i * num_perm + (band + 1) * rows];
-                    let bytes: Vec<u8> = s.iter().flat_map(|x| x.to_le_bytes()).collect();
-                    (hash64(&bytes, band as u64), i as u32)
+                    let mut h = mix64(band as u64 ^ 0x6c6b_7662_616e_6473);
+                    for &x in s {
+                        h = mix64(h ^ x as u64);
+                    }
+                    (h, i as u32)
                 })
                 .collect();
             keys.sort_unstable();

@@ -179,3 +179,34 @@ def test_semantic_dedup_minilm(shared_data, tmp_path):
     assert reps.sum() == len(set(mc.tolist())) and sizes.max() > 1
     with pytest.raises(E.InvalidArgumentError, match="threshold"):
         lakevec.dedup.semantic(base, 1.5, column="vector")
+
+
+def test_knn_over_an_index_polars_and_bad_vectors(debian, tmp_path):
+    deltalake = pytest.importorskip("deltalake")
+    t = debian.filter(pa.compute.is_valid(debian.column("section"))).slice(0, 3000)
+    t = t.filter(lakevec.dedup.exact(t, "description").column("is_representative"))
+    ex = pa.table({"v": lakevec.embed.hashing(t.column("description").slice(0, 2500), dim=256),
+                   "section": t.column("section").slice(0, 2500)})
+    q = pa.table({"v": lakevec.embed.hashing(t.column("description").slice(2500), dim=256)})
+    p = str(tmp_path / "ex")
+    deltalake.write_deltalake(p, ex)
+    idx = lakevec.build_index(p, "v", metric="l2", progress=False)
+    by_table = lakevec.tag.knn(q, "v", ex, "section", k=5)
+    by_index = lakevec.tag.knn(q, "v", idx, "section", k=5)
+    agree = np.mean(np.asarray(by_table.column("label").to_pylist()) == np.asarray(by_index.column("label").to_pylist()))
+    assert agree >= 0.95, agree
+    assert by_index.column_names == ["row", "label", "confidence", "neighbor_files", "neighbor_rows"]
+    # min_confidence: low-confidence labels become null
+    strict = lakevec.tag.knn(q, "v", ex, "section", k=5, min_confidence=0.99)
+    conf = np.asarray(strict.column("confidence").to_pylist())
+    assert all((lab is None) == (c < 0.99) for lab, c in zip(strict.column("label").to_pylist(), conf))
+    # polars input
+    pl = pytest.importorskip("polars")
+    res = lakevec.tag.rules(pl.DataFrame({"s": ["a python lib", None]}), "s", regex={"py": r"python"})
+    assert res.column("tags").to_pylist() == [["py"], []]
+    # a vector column with mixed lengths is a clear error naming the row
+    mixed = pa.table({"v": pa.array([[1.0, 2.0], [1.0, 2.0, 3.0]], pa.list_(pa.float32()))})
+    with pytest.raises(E.VectorError, match="column 'v', row 0: the vector has dimension 2, expected 256"):
+        lakevec.tag.knn(mixed, "v", ex, "section")
+    with pytest.raises(E.VectorError, match="column 'v', row 1: the vector has dimension 3, expected 2"):
+        lakevec.dedup.semantic(mixed, 0.9, column="v")

@@ -112,3 +112,35 @@ class VectorIndex:
     def dim(self) -> int: ...
     @property
     def name(self) -> str: ...
+
+def exact_clusters(
+    columns: Sequence[tuple[str, Any]], nfkc: bool, lowercase: bool, whitespace: bool,
+    score: Sequence[float] | None = None, num_threads: int | None = None,
+) -> pa.Table: ...
+def minhash_signatures(
+    array: Any, column: str, num_perm: int, ngram: int, shingle: str, seed: int,
+    nfkc: bool, lowercase: bool, whitespace: bool, num_threads: int | None = None,
+) -> pa.Array: ...
+def minhash_lsh_params(
+    threshold: float, num_perm: int, bands: int | None = None, rows: int | None = None,
+    weights: tuple[float, float] = (0.5, 0.5),
+) -> tuple[int, int]: ...
+def minhash_clusters(
+    signatures: Any, threshold: float, bands: int, rows: int, score: Sequence[float] | None = None,
+    exact: tuple[Any, int, str, bool, bool, bool] | None = None, num_threads: int | None = None,
+) -> tuple[pa.Table, pa.Table]: ...
+def clusters_from_pairs(
+    n: int, a: Sequence[int], b: Sequence[int], score: Sequence[float] | None = None
+) -> pa.Table: ...
+def hashing_embed(
+    array: Any, column: str, dim: int, ngram_lo: int, ngram_hi: int, analyzer: str,
+    norm: str | None, lowercase: bool = True, alternate_sign: bool = True, num_threads: int | None = None,
+) -> pa.Array: ...
+def rule_tags(
+    texts: Any, column: str, regex: Sequence[tuple[str, Sequence[str]]],
+    keywords: Sequence[tuple[str, Sequence[str]]], case_sensitive: bool = False, num_threads: int | None = None,
+) -> tuple[pa.Array, pa.Array]: ...
+def knn_arrays(
+    queries: Any, base: Any | None, k: int, metric: str, num_threads: int | None = None,
+    query_name: str = "vectors", base_name: str = "exemplars",
+) -> tuple[list[int], list[float]]: ...

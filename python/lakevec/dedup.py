@@ -307,7 +307,7 @@ def semantic(
             raise InvalidArgumentError("column= names the vector column of the data")
         inp = _inputs.load(index_or_data, [column], storage_options)
         vec = _inputs.array(inp.data, column)
-        fi, fd = _lakevec.knn_arrays(vec, None, int(k), "cosine", num_threads)
+        fi, fd = _lakevec.knn_arrays(vec, None, int(k), "cosine", num_threads, column)
         n = inp.data.num_rows
         fi = np.asarray(fi, np.int64).reshape(n, -1) if n else np.zeros((0, k), np.int64)
         fd = np.asarray(fd, np.float64).reshape(n, -1) if n else np.zeros((0, k))

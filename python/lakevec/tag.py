@@ -143,7 +143,9 @@ def knn(
         ex_vec = _vectors(ex, exemplar_column or column)
         # float32 candidates (k + 8) from the Rust scan, re-ranked by float64 distances
         kk = k + 8
-        flat_i, _ = _lakevec.knn_arrays(queries, ex_vec, int(kk), metric, num_threads)
+        flat_i, _ = _lakevec.knn_arrays(
+            queries, ex_vec, int(kk), metric, num_threads, column, f"exemplars.{exemplar_column or column}"
+        )
         cand = np.asarray(flat_i, np.int64).reshape(n, -1) if n else np.zeros((0, kk), np.int64)
         idx, d = _rerank(queries, ex_vec, cand, k, metric)
         lab_index = np.where(idx >= 0, codes[np.maximum(idx, 0)], -1)
@@ -268,7 +270,7 @@ def concepts(
     arr = _vectors(inp.data, column)
     n = inp.data.num_rows
     qarr = pa.FixedSizeListArray.from_arrays(pa.array(q.ravel()), q.shape[1])
-    flat_i, flat_d = _lakevec.knn_arrays(qarr, arr, max(n, 1), metric, num_threads)
+    flat_i, flat_d = _lakevec.knn_arrays(qarr, arr, max(n, 1), metric, num_threads, "concepts", column)
     idx_m = np.asarray(flat_i, np.int64).reshape(len(q), -1)
     d_m = np.asarray(flat_d, np.float64).reshape(len(q), -1)
     tags: list[set] = [set() for _ in range(n)]

@@ -58,7 +58,8 @@ fn flat(a: &arrow::array::ArrayRef, what: &str, dim: Option<usize>, metric: Metr
 /// flat int64 / float32 numpy-ready lists of `n * k`. `base=None`: queries against
 /// themselves, a row not its own neighbour.
 #[pyfunction]
-#[pyo3(signature = (queries, base, k, metric, num_threads=None))]
+#[pyo3(signature = (queries, base, k, metric, num_threads=None, query_name="vectors".to_string(), base_name="exemplars".to_string()))]
+#[allow(clippy::too_many_arguments)]
 pub fn knn_arrays(
     py: Python<'_>,
     queries: PyArray,
@@ -66,6 +67,8 @@ pub fn knn_arrays(
     k: usize,
     metric: &str,
     num_threads: Option<usize>,
+    query_name: String,
+    base_name: String,
 ) -> PyResult<(Vec<i64>, Vec<f32>)> {
     let metric = Metric::parse(metric)?;
     let q = queries.array().clone();
@@ -75,11 +78,11 @@ pub fn knn_arrays(
         let c = cancel.clone();
         run_cpu(pool(num_threads)?, cancel, move || {
             let (bv, dim) = match &b {
-                Some(b) => flat(b, "exemplars", None, metric)?,
-                None => flat(&q, "vectors", None, metric)?,
+                Some(b) => flat(b, &base_name, None, metric)?,
+                None => flat(&q, &query_name, None, metric)?,
             };
             let (qv, _) = match &b {
-                Some(_) => flat(&q, "vectors", Some(dim), metric)?,
+                Some(_) => flat(&q, &query_name, Some(dim), metric)?,
                 None => (bv.clone(), dim),
             };
             if dim == 0 {
