@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 import lakevec
+from _common import best_of
 
 ROOT = Path(__file__).resolve().parent.parent
 EFS = [10, 16, 24, 32, 48, 64, 128]
@@ -67,16 +68,6 @@ def load(data: Path, name: str):
 
 def recall(found: np.ndarray, gt10: np.ndarray) -> float:
     return float(np.mean([len(set(f) & set(g)) / K for f, g in zip(found.tolist(), gt10.tolist())]))
-
-
-def best_of(repeat: int, fn):
-    """(result of the last run, best seconds)."""
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return out, best
 
 
 def lakevec_ids(res, nq: int) -> np.ndarray:

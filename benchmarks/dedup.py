@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+from _common import best_of
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("LAKEVEC_SHARED", ROOT.parent / "shared"))
@@ -68,16 +69,6 @@ KEYWORDS = {
     "dev": ["debugger", "profiler", "ide", "linter", "header files", "development files",
             "static analysis", "build system", "bindings", "api"],
 }
-
-
-def best_of(repeat: int, fn):
-    """(result of the last run, best seconds)."""
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return out, best
 
 
 def load(path: Path, rows: int | None = None):

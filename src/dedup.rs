@@ -14,35 +14,32 @@ use crate::text::{hash64, Normalize};
 /// and Binary/LargeBinary/BinaryView holding UTF-8 are accepted; invalid UTF-8 is an error
 /// naming the row.
 pub fn strings<'a>(array: &'a ArrayRef, column: &str) -> Result<Vec<Option<&'a str>>> {
-    let bad_utf8 = |i: usize| LakeError::InvalidArgument(format!("column '{column}', row {i}: bytes are not valid UTF-8"));
     Ok(match array.data_type() {
         DataType::Utf8 => array.as_string::<i32>().iter().collect(),
         DataType::LargeUtf8 => array.as_string::<i64>().iter().collect(),
         DataType::Utf8View => array.as_string_view().iter().collect(),
-        DataType::Binary => array
-            .as_binary::<i32>()
-            .iter()
-            .enumerate()
-            .map(|(i, b)| b.map(|b| std::str::from_utf8(b).map_err(|_| bad_utf8(i))).transpose())
-            .collect::<Result<_>>()?,
-        DataType::LargeBinary => array
-            .as_binary::<i64>()
-            .iter()
-            .enumerate()
-            .map(|(i, b)| b.map(|b| std::str::from_utf8(b).map_err(|_| bad_utf8(i))).transpose())
-            .collect::<Result<_>>()?,
-        DataType::BinaryView => array
-            .as_binary_view()
-            .iter()
-            .enumerate()
-            .map(|(i, b)| b.map(|b| std::str::from_utf8(b).map_err(|_| bad_utf8(i))).transpose())
-            .collect::<Result<_>>()?,
+        DataType::Binary => utf8_rows(array.as_binary::<i32>().iter(), column)?,
+        DataType::LargeBinary => utf8_rows(array.as_binary::<i64>().iter(), column)?,
+        DataType::BinaryView => utf8_rows(array.as_binary_view().iter(), column)?,
         other => {
             return Err(LakeError::Schema(format!(
                 "column '{column}' is not a text column (type {other}); expected string or binary"
             )))
         }
     })
+}
+
+fn utf8_rows<'a>(rows: impl Iterator<Item = Option<&'a [u8]>>, column: &str) -> Result<Vec<Option<&'a str>>> {
+    rows.enumerate()
+        .map(|(i, b)| {
+            b.map(|b| {
+                std::str::from_utf8(b).map_err(|_| {
+                    LakeError::InvalidArgument(format!("column '{column}', row {i}: bytes are not valid UTF-8"))
+                })
+            })
+            .transpose()
+        })
+        .collect()
 }
 
 /// Per-row cluster columns from union-find roots: `cluster_id` (the cluster's smallest row
@@ -164,14 +161,15 @@ pub fn signatures(array: &ArrayRef, column: &str, h: &MinHasher, cancel: &Cancel
 /// candidates verified by estimated Jaccard >= `threshold`, joined by union-find. Returns
 /// the roots and the verified pairs `(a, b, jaccard_estimate)`.
 /// With `exact: Some((texts, hasher))` candidates are verified by the exact Jaccard
-/// similarity of their shingle sets instead (the returned similarity is then exact).
+/// similarity of their shingle sets instead. Pairs are `(a, b, estimate, exact)` (`exact`
+/// NaN unless computed).
 pub fn minhash_roots(
     sigs: &ArrayRef,
     threshold: f64,
     bands: usize,
     rows: usize,
     exact: Option<(&ArrayRef, &MinHasher)>,
-) -> Result<(Vec<u32>, Vec<(u32, u32, f32)>)> {
+) -> Result<(Vec<u32>, Vec<Pair>)> {
     let list = match sigs.data_type() {
         DataType::FixedSizeList(f, _) if f.data_type() == &DataType::UInt32 => sigs.as_fixed_size_list(),
         other => {
@@ -205,39 +203,42 @@ pub fn minhash_roots(
         }
         None => None,
     };
-    let verified: Vec<(u32, u32, f32)> = cands
+    let verified: Vec<Pair> = cands
         .par_iter()
         .filter_map(|&(a, b)| {
-            let j = match &shingles {
-                Some(sh) => jaccard_exact(&sh[a as usize], &sh[b as usize]),
-                None => jaccard_estimate(&flat[a as usize * p..(a as usize + 1) * p], &flat[b as usize * p..(b as usize + 1) * p]),
-            };
-            (j >= threshold - 1e-12).then_some((a, b, j as f32))
+            let est = jaccard_estimate(&flat[a as usize * p..(a as usize + 1) * p], &flat[b as usize * p..(b as usize + 1) * p]);
+            let exact = shingles.as_ref().map(|sh| jaccard_exact(&sh[a as usize], &sh[b as usize]));
+            (exact.unwrap_or(est) >= threshold - 1e-12).then_some((a, b, est as f32, exact.map_or(f32::NAN, |x| x as f32)))
         })
         .collect();
     let mut uf = UnionFind::new(n);
-    for &(a, b, _) in &verified {
+    for &(a, b, _, _) in &verified {
         uf.union(a, b);
     }
     Ok((uf.roots(), verified))
 }
 
-/// The pairs table: `a`, `b` (row indices, a < b), `jaccard` (float32; estimated from the
-/// signatures, or exact with exact verification).
-pub fn pairs_batch(pairs: &[(u32, u32, f32)]) -> Result<RecordBatch> {
-    let schema = Arc::new(Schema::new(vec![
+/// A verified pair: (a, b, estimated Jaccard, exact Jaccard or NaN).
+pub type Pair = (u32, u32, f32, f32);
+
+/// The pairs table: `a`, `b` (row indices, a < b), `jaccard_estimate` (float32, from the
+/// signatures) and, when computed (`exact`), `jaccard` (float32, of the shingle sets).
+pub fn pairs_batch(pairs: &[Pair], exact: bool) -> Result<RecordBatch> {
+    let mut fields = vec![
         Field::new("a", DataType::Int64, false),
         Field::new("b", DataType::Int64, false),
-        Field::new("jaccard", DataType::Float32, false),
-    ]));
-    Ok(RecordBatch::try_new(
-        schema,
-        vec![
-            Arc::new(Int64Array::from_iter_values(pairs.iter().map(|p| p.0 as i64))),
-            Arc::new(Int64Array::from_iter_values(pairs.iter().map(|p| p.1 as i64))),
-            Arc::new(Float32Array::from_iter_values(pairs.iter().map(|p| p.2))),
-        ],
-    )?)
+        Field::new("jaccard_estimate", DataType::Float32, false),
+    ];
+    let mut cols: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from_iter_values(pairs.iter().map(|p| p.0 as i64))),
+        Arc::new(Int64Array::from_iter_values(pairs.iter().map(|p| p.1 as i64))),
+        Arc::new(Float32Array::from_iter_values(pairs.iter().map(|p| p.2))),
+    ];
+    if exact {
+        fields.push(Field::new("jaccard", DataType::Float32, false));
+        cols.push(Arc::new(Float32Array::from_iter_values(pairs.iter().map(|p| p.3))));
+    }
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
 }
 
 #[cfg(test)]

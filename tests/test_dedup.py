@@ -81,6 +81,7 @@ def test_debian_pairs_against_exact_jaccard(debian_sample):
     print(f"Debian 5,000 rows, threshold 0.8: precision {precision:.3f}, recall {recall:.3f} ({len(truth)} true pairs)")
     assert recall >= 0.90 and precision >= 0.95
     # every reported Jaccard is the exact one
+    assert pairs.column_names == ["a", "b", "jaccard_estimate", "jaccard"]
     for a, b, j in itertools.islice(zip(*(pairs.column(c).to_pylist() for c in ("a", "b", "jaccard"))), 50):
         assert abs(j - len(sh[a] & sh[b]) / len(sh[a] | sh[b])) < 1e-6
     # clusters are the connected components of the pairs

@@ -159,7 +159,7 @@ def minhash_clusters(
     order, from :func:`minhash_signatures`). Returns the input's other columns plus
     ``cluster_id`` (smallest position in the concatenated input), ``cluster_size``,
     ``is_representative``; with ``pairs=True`` also the verified pairs ``a``, ``b``
-    (positions) and ``jaccard`` (estimated). Identical for any split into batches."""
+    (positions) and ``jaccard_estimate``. Identical for any split into batches."""
     if isinstance(signatures, (list, tuple)):
         parts = [_as_table(s) for s in signatures]
         t = pa.concat_tables(parts) if parts else pa.table({signature_column: []})
@@ -213,7 +213,8 @@ def minhash(
     Returns:
         Row ids + ``cluster_id``, ``cluster_size``, ``is_representative``; with
         ``pairs=True`` a tuple (that table, pairs table ``a``, ``b`` (row positions),
-        ``jaccard``).
+        ``jaccard_estimate`` (from the signatures) and, with ``verify="exact"``,
+        ``jaccard`` (exact)).
 
     Raises:
         InvalidArgumentError: ``threshold`` outside (0, 1], ``num_perm`` not divisible by

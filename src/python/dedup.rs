@@ -1,25 +1,16 @@
 //! Dedup and hashing-vectorizer kernels for `lakevec.dedup` and `lakevec.embed`.
 
 use pyo3::prelude::*;
-use pyo3_arrow::{PyArray, PyTable};
+use pyo3_arrow::PyArray;
 
 use crate::dedup;
 use crate::embed::{self, Analyzer, HashingParams, Norm};
 use crate::error::LakeError;
 use crate::minhash::{lsh_params, MinHasher, Shingle};
 use crate::python::call::wait_for_future;
+use crate::python::out::{array as array_to_pyarrow, table};
 use crate::runtime::{pool, run_cpu, CancelToken};
 use crate::text::Normalize;
-
-fn table<'py>(py: Python<'py>, batch: arrow::record_batch::RecordBatch) -> PyResult<Bound<'py, PyAny>> {
-    let schema = batch.schema();
-    PyTable::try_new(vec![batch], schema)?.into_pyarrow(py)
-}
-
-fn array_to_pyarrow(py: Python<'_>, a: arrow::array::ArrayRef) -> PyResult<Bound<'_, PyAny>> {
-    let obj = PyArray::from_array_ref(a).into_pyobject(py)?;
-    py.import("pyarrow")?.getattr("array")?.call1((obj,))
-}
 
 /// Run CPU work on lakevec's pool, GIL released and interruptible.
 fn cpu<T: Send + 'static>(
@@ -121,7 +112,7 @@ pub fn minhash_clusters<'py>(
     let (clusters, pairs) = cpu(py, num_threads, move |_| {
         let ex = exact.as_ref().map(|(t, h)| (t, h));
         let (roots, pairs) = dedup::minhash_roots(&s, threshold, bands, rows, ex)?;
-        Ok((dedup::cluster_batch(&roots, score.as_deref())?, dedup::pairs_batch(&pairs)?))
+        Ok((dedup::cluster_batch(&roots, score.as_deref())?, dedup::pairs_batch(&pairs, ex.is_some())?))
     })?;
     Ok((table(py, clusters)?, table(py, pairs)?))
 }

@@ -5,13 +5,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
-use pyo3_arrow::{PyArray, PyTable};
+use pyo3_arrow::PyArray;
 
 use crate::distance::Metric;
 use crate::hnsw_build::BuildParams;
 use crate::index::{default_index_uri, BuildSpec, IndexAt, Progress, VectorIndex};
 use crate::index_search::{SearchParams, Stale};
 use crate::python::call::{wait_for_future, wait_for_future_with};
+use crate::python::out::table as table_of;
 use crate::python::table::PyLakeTable;
 use crate::runtime::CancelToken;
 use crate::storage::StorageOptions;
@@ -47,10 +48,6 @@ impl PyVectorIndex {
     }
 }
 
-fn table_of<'py>(py: Python<'py>, batch: arrow::record_batch::RecordBatch) -> PyResult<Bound<'py, PyAny>> {
-    let schema = batch.schema();
-    PyTable::try_new(vec![batch], schema)?.into_pyarrow(py)
-}
 
 #[pymethods]
 impl PyVectorIndex {

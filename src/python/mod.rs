@@ -5,6 +5,7 @@ pub mod call;
 pub mod dedup;
 pub mod errors;
 pub mod index;
+pub mod out;
 pub mod sql;
 pub mod table;
 pub mod tag;

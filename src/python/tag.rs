@@ -6,14 +6,10 @@ use pyo3_arrow::PyArray;
 use crate::dedup::strings;
 use crate::distance::Metric;
 use crate::python::call::wait_for_future;
+use crate::python::out::array as array_to_pyarrow;
 use crate::rules::Rules;
 use crate::runtime::{pool, run_cpu, CancelToken};
 use crate::vectors::{OnInvalid, VectorSink};
-
-fn array_to_pyarrow(py: Python<'_>, a: arrow::array::ArrayRef) -> PyResult<Bound<'_, PyAny>> {
-    let obj = PyArray::from_array_ref(a).into_pyobject(py)?;
-    py.import("pyarrow")?.getattr("array")?.call1((obj,))
-}
 
 /// (`tags`, `matches`) arrays for a text array.
 #[pyfunction]
