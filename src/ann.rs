@@ -209,8 +209,9 @@ pub fn search(
         visited.reset(g.n);
         let ok = |i: u32| allowed.is_none_or(|a| a.get(i as usize));
         // candidates: min-heap; top: max-heap of the best `ef` allowed nodes.
-        let mut cand: BinaryHeap<Reverse<Hit>> = BinaryHeap::with_capacity(ef * 4);
-        let mut top: BinaryHeap<Hit> = BinaryHeap::with_capacity(ef + 1);
+        let cap = ef.min(g.n) + 1;
+        let mut cand: BinaryHeap<Reverse<Hit>> = BinaryHeap::with_capacity(cap * 4);
+        let mut top: BinaryHeap<Hit> = BinaryHeap::with_capacity(cap);
         visited.visit(cur);
         cand.push(Reverse(Hit(cur_d, cur)));
         if ok(cur) {
@@ -250,7 +251,7 @@ pub fn search(
 /// The `k` nearest allowed nodes to `q` by scanning every allowed node, nearest first.
 pub fn exact(vectors: &[f32], dim: usize, metric: Metric, q: &[f32], k: usize, allowed: Option<&Bits>) -> Vec<Hit> {
     let n = if dim == 0 { 0 } else { vectors.len() / dim };
-    let mut top: BinaryHeap<Hit> = BinaryHeap::with_capacity(k + 1);
+    let mut top: BinaryHeap<Hit> = BinaryHeap::with_capacity(k.min(n) + 1);
     let mut consider = |i: usize| {
         let d = metric.distance(q, &vectors[i * dim..(i + 1) * dim]);
         if top.len() < k {

@@ -69,6 +69,11 @@ pub fn cluster_columns(roots: &[u32], score: Option<&[f64]>) -> (Vec<i64>, Vec<i
 
 /// The cluster table: `cluster_id`, `cluster_size`, `is_representative`.
 pub fn cluster_batch(roots: &[u32], score: Option<&[f64]>) -> Result<RecordBatch> {
+    if let Some(s) = score {
+        if s.len() != roots.len() {
+            return Err(LakeError::InvalidArgument(format!("{} scores for {} rows", s.len(), roots.len())));
+        }
+    }
     let (id, size, rep) = cluster_columns(roots, score);
     let schema = Arc::new(Schema::new(vec![
         Field::new("cluster_id", DataType::Int64, false),
@@ -179,14 +184,42 @@ pub fn minhash_roots(
         }
     };
     let p = list.value_length() as usize;
-    if bands * rows > p {
-        return Err(LakeError::InvalidArgument(format!("bands * rows = {} exceeds num_perm = {p}", bands * rows)));
+    if bands == 0 || rows == 0 || bands.checked_mul(rows).is_none_or(|x| x > p) {
+        return Err(LakeError::InvalidArgument(format!("bands={bands} x rows={rows} does not fit num_perm = {p}")));
     }
     let n = list.len();
     let vals = list.values().as_primitive::<arrow::datatypes::UInt32Type>();
     let start = list.offset() * p;
     let flat = &vals.values()[start..start + n * p];
-    let valid: Vec<bool> = (0..n).map(|i| list.is_valid(i)).collect();
+    let mut valid: Vec<bool> = (0..n).map(|i| list.is_valid(i)).collect();
+    // Rows with identical signatures (boilerplate, exact copies) are joined directly by star
+    // edges to their first row, which alone enters the banding: a bucket of m copies would
+    // otherwise emit m(m-1)/2 pairs in every band.
+    let mut copies: Vec<(u32, u32)> = Vec::new();
+    if exact.is_none() {
+        let sig = |i: usize| &flat[i * p..(i + 1) * p];
+        let mut keyed: Vec<(u64, u32)> = (0..n)
+            .into_par_iter()
+            .filter(|&i| valid[i])
+            .map(|i| (sig(i).iter().fold(0x5157_u64, |h, &x| crate::text::mix64(h ^ x as u64)), i as u32))
+            .collect();
+        keyed.par_sort_unstable();
+        let mut start = 0;
+        while start < keyed.len() {
+            let mut end = start + 1;
+            while end < keyed.len() && keyed[end].0 == keyed[start].0 {
+                end += 1;
+            }
+            let first = keyed[start].1;
+            for &(_, j) in &keyed[start + 1..end] {
+                if sig(j as usize) == sig(first as usize) {
+                    copies.push((first, j));
+                    valid[j as usize] = false;
+                }
+            }
+            start = end;
+        }
+    }
     let cands = candidate_pairs(flat, p, &valid, bands, rows);
     let shingles: Option<Vec<Vec<u64>>> = match exact {
         Some((texts, h)) => {
@@ -211,6 +244,9 @@ pub fn minhash_roots(
             (exact.unwrap_or(est) >= threshold - 1e-12).then_some((a, b, est as f32, exact.map_or(f32::NAN, |x| x as f32)))
         })
         .collect();
+    let mut verified = verified;
+    verified.extend(copies.iter().map(|&(a, b)| (a, b, 1.0f32, f32::NAN)));
+    verified.sort_unstable_by_key(|p| (p.0, p.1));
     let mut uf = UnionFind::new(n);
     for &(a, b, _, _) in &verified {
         uf.union(a, b);

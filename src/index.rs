@@ -292,12 +292,20 @@ async fn write_tombstones(at: &IndexAt, deleted: &[u64]) -> Result<Option<FileRe
 }
 
 /// Nodes of `seg` deleted in a table version with live files `by_path`.
-pub fn deleted_nodes(seg: &Segment, by_path: &HashMap<&str, &DataFileEntry>) -> Vec<u64> {
+/// An indexed file with Iceberg equality deletes is `Unsupported` (its deleted positions
+/// are unknown without a scan).
+pub fn deleted_nodes(seg: &Segment, by_path: &HashMap<&str, &DataFileEntry>) -> Result<Vec<u64>> {
     let mut out = Vec::new();
     for (f, path) in seg.files.iter().enumerate() {
         let (a, b) = (seg.fstart[f] as usize, seg.fstart[f + 1] as usize);
         match by_path.get(path.as_str()) {
             Some(e) if e.size == seg.file_sizes[f] => {
+                if matches!(e.deleted, crate::datafiles::Deleted::ByValue { .. }) {
+                    return Err(LakeError::Unsupported(format!(
+                        "indexed data file '{path}' now has Iceberg equality deletes: the index needs deleted rows \
+                         by position; rewrite the table's data files (compaction) and rebuild the index"
+                    )));
+                }
                 for &r in e.deleted.positions() {
                     if let Ok(j) = seg.rows[a..b].binary_search(&r) {
                         out.push((a + j) as u64);
@@ -307,7 +315,7 @@ pub fn deleted_nodes(seg: &Segment, by_path: &HashMap<&str, &DataFileEntry>) -> 
             _ => out.extend((a..b).map(|i| i as u64)),
         }
     }
-    out
+    Ok(out)
 }
 
 impl VectorIndex {
@@ -371,6 +379,12 @@ impl VectorIndex {
         progress: &Arc<Progress>,
     ) -> Result<Self> {
         spec.params.check()?;
+        if table.location.glob.is_some() {
+            return Err(LakeError::Unsupported(format!(
+                "an index over a glob ('{}') is not supported: index the folder, or one file",
+                table.uri
+            )));
+        }
         let dim = check_columns(table, &spec.column, spec.key.as_deref())?;
         let entries = table.entries().await?;
         progress.total.store(table.num_rows() as usize, Ordering::Relaxed);
@@ -446,7 +460,7 @@ impl VectorIndex {
         let mut changed = false;
         let mut removed = 0u64;
         for s in &st.segments {
-            let deleted = deleted_nodes(&s.seg, &by_path);
+            let deleted = deleted_nodes(&s.seg, &by_path)?;
             let any_file_live = s.seg.files.iter().zip(&s.seg.file_sizes).any(|(f, sz)| by_path.get(f.as_str()).is_some_and(|e| e.size == *sz));
             if !any_file_live {
                 changed = true;
@@ -618,13 +632,13 @@ mod tests {
         let a = entry("a", 100, vec![2, 3]);
         let b = entry("b", 200, vec![]);
         let by_path: HashMap<&str, &DataFileEntry> = [("a", &a), ("b", &b)].into_iter().collect();
-        assert_eq!(deleted_nodes(&seg, &by_path), vec![1]);
+        assert_eq!(deleted_nodes(&seg, &by_path).unwrap(), vec![1]);
         // b removed from the table: all its nodes go
         let by_path: HashMap<&str, &DataFileEntry> = [("a", &a)].into_iter().collect();
-        assert_eq!(deleted_nodes(&seg, &by_path), vec![1, 3, 4, 5]);
+        assert_eq!(deleted_nodes(&seg, &by_path).unwrap(), vec![1, 3, 4, 5]);
         // b rewritten in place (Parquet folder, same path, new size): all its nodes go too
         let b2 = entry("b", 201, vec![]);
         let by_path: HashMap<&str, &DataFileEntry> = [("a", &a), ("b", &b2)].into_iter().collect();
-        assert_eq!(deleted_nodes(&seg, &by_path), vec![1, 3, 4, 5]);
+        assert_eq!(deleted_nodes(&seg, &by_path).unwrap(), vec![1, 3, 4, 5]);
     }
 }

@@ -23,7 +23,7 @@ pub async fn coverage(idx: &VectorIndex) -> Result<(Option<i64>, RecordBatch)> {
     // path -> (indexed live rows, whether the table's deletes match the index's)
     let mut state: HashMap<&str, (i64, bool)> = HashMap::new();
     for s in &st.segments {
-        let now: Vec<u64> = deleted_nodes(&s.seg, &by_path);
+        let now: Vec<u64> = deleted_nodes(&s.seg, &by_path)?;
         let mut now_dead = crate::ann::Bits::new(s.seg.len(), false);
         for d in now {
             now_dead.set(d as usize, true);

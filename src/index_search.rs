@@ -24,6 +24,21 @@ use crate::segment::Segment;
 use crate::table::{Format, LakeTable};
 use crate::vectors::{OnInvalid, VectorSink};
 
+/// Largest `k` and `ef` accepted (a result of k rows per query is materialised).
+pub const MAX_K: usize = 100_000;
+
+fn check_k_ef(k: usize, ef: Option<usize>) -> Result<()> {
+    if k == 0 || k > MAX_K {
+        return Err(LakeError::InvalidArgument(format!("k must be in 1..={MAX_K}, got {k}")));
+    }
+    if let Some(ef) = ef {
+        if ef == 0 || ef > MAX_K {
+            return Err(LakeError::InvalidArgument(format!("ef must be in 1..={MAX_K}, got {ef}")));
+        }
+    }
+    Ok(())
+}
+
 /// What a search does with table files the index does not cover.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stale {
@@ -146,7 +161,7 @@ async fn sources(
             live.push(s.live.clone());
         } else {
             let mut b = Bits::new(s.seg.len(), true);
-            for d in deleted_nodes(&s.seg, &by_path) {
+            for d in deleted_nodes(&s.seg, &by_path)? {
                 b.set(d as usize, false);
             }
             stale_rows |= b != s.live;
@@ -217,7 +232,7 @@ fn search_source(src: &Source, metric: Metric, q: &[f32], k: usize, ef: usize, e
     let s = src.allowed_count as f64 / n as f64;
     // Exact when the allowed rows are fewer than the distance computations a filtered graph
     // walk would make (about ef * m0 / selectivity, a quarter of them new).
-    let graph_cost = (ef * seg.graph.m0) as f64 / (4.0 * s);
+    let graph_cost = (ef as f64) * (seg.graph.m0 as f64) / (4.0 * s);
     if exact || seg.graph.n != n || (src.allowed_count as f64) <= graph_cost {
         return ann::exact(&seg.vectors, seg.dim, metric, q, k, allowed);
     }
@@ -230,12 +245,17 @@ fn search_source(src: &Source, metric: Metric, q: &[f32], k: usize, ef: usize, e
 
 /// Search: returns the result batch (`query`, `rank`, `distance`, `_file`, `_row`, key,
 /// requested columns).
-pub async fn search(idx: &VectorIndex, qs: Arc<Vec<f32>>, nq: usize, p: SearchParams, cancel: &CancelToken) -> Result<RecordBatch> {
-    let st = idx.state();
+/// `st` is the index state the queries were prepared for (one version for the whole call).
+pub async fn search(
+    idx: &VectorIndex,
+    st: Arc<IndexState>,
+    qs: Arc<Vec<f32>>,
+    nq: usize,
+    p: SearchParams,
+    cancel: &CancelToken,
+) -> Result<RecordBatch> {
     let m = st.manifest.clone();
-    if p.k == 0 {
-        return Err(LakeError::InvalidArgument("k must be at least 1".into()));
-    }
+    check_k_ef(p.k, p.ef)?;
     let ef = p.ef.unwrap_or(DEFAULT_EF.max(p.k)).max(p.k);
     let needs_table = p.filter.is_some() || p.version.is_some() || p.stale != Stale::Ignore || p.columns.is_some();
     let pin_version = p.version.or(if p.stale == Stale::Ignore { m.table_version } else { None });
@@ -357,9 +377,7 @@ async fn assemble(
 /// `k` nearest other rows. Columns `src_file`, `src_row`, `dst_file`, `dst_row`,
 /// `distance`, `rank` (1 = nearest).
 pub async fn knn_graph(idx: &VectorIndex, k: usize, ef: Option<usize>, threads: Option<usize>, cancel: &CancelToken) -> Result<RecordBatch> {
-    if k == 0 {
-        return Err(LakeError::InvalidArgument("k must be at least 1".into()));
-    }
+    check_k_ef(k, ef)?;
     let st = idx.state();
     let srcs = Arc::new(sources(idx, &st, None, &SearchParams {
         k, ef, filter: None, exact: false, version: None, stale: Stale::Ignore, columns: None, num_threads: threads,

@@ -87,10 +87,11 @@ def test_debian_pairs_against_exact_jaccard(debian_sample):
     # clusters are the connected components of the pairs
     comp = _pairs_from_clusters(res.column("cluster_id").to_pylist(), range(len(texts)))
     assert pred <= comp
-    # estimated verification (default) still finds most pairs, with few false positives
+    # estimated verification (default): most reported pairs are true ones (pairs near the
+    # threshold are estimation noise; copies with identical signatures come as star edges)
     _, est = lakevec.dedup.minhash(debian_sample, "description", threshold=0.8, pairs=True)
     est_pairs = set(zip(est.column("a").to_pylist(), est.column("b").to_pylist()))
-    assert len(est_pairs & truth) / len(est_pairs) >= 0.9
+    assert len(est_pairs & truth) / len(est_pairs) >= 0.85
 
 
 def test_determinism_threads_and_batches(debian_sample):
@@ -172,3 +173,17 @@ def test_bad_input(tmp_path):
         lakevec.dedup.exact(t, "s", normalize=["upper"])
     with pytest.raises(E.InvalidArgumentError, match="dim"):
         lakevec.embed.hashing(["a"], dim=0)
+
+
+def test_review_regressions_dedup():
+    """Huge bands/rows, k=0, and many identical texts are errors or handled, never a panic
+    or a quadratic blow-up."""
+    t = pa.table({"s": ["same boilerplate text here"] * 3000 + ["other words entirely"]})
+    res, pairs = lakevec.dedup.minhash(t, "s", threshold=0.8, ngram=2, pairs=True)
+    assert res.column("cluster_size").to_pylist()[:3] == [3000] * 3
+    assert pairs.num_rows == 2999  # star edges to the first copy, not 3000*2999/2
+    with pytest.raises(E.InvalidArgumentError, match="bands"):
+        lakevec.dedup.minhash(t, "s", bands=2**32, rows=2**32)
+    v = pa.table({"v": pa.FixedSizeListArray.from_arrays(pa.array(np.ones(8, np.float32)), 4)})
+    with pytest.raises(E.InvalidArgumentError, match="k must be"):
+        lakevec.dedup.semantic(v, 0.9, column="v", k=0)

@@ -414,3 +414,15 @@ def test_ambiguous_manifest_commit_on_s3(open_moto, tmp_path, action):
         assert lakevec.open_index(idx.uri, storage_options=opts).version == 2
     finally:
         proxy.stop()
+
+
+def test_review_regressions_index(ann_sets, tmp_path):
+    """Absurd k/ef are argument errors (they aborted the process), globs are refused."""
+    path, idx, queries, truth, base = ann_sets[("mnist", "parquet")]
+    for kw in ({"k": 10**14}, {"k": 3, "ef": 2**62}, {"k": 0}):
+        with pytest.raises(E.InvalidArgumentError):
+            idx.search(queries[:1], stale="ignore", **kw)
+    with pytest.raises(E.InvalidArgumentError):
+        idx.knn_graph(k=2**63)
+    with pytest.raises(E.UnsupportedFeatureError, match="glob"):
+        lakevec.build_index(str(path) + "/part-0*.parquet", "vector", progress=False)

@@ -131,11 +131,11 @@ impl PyVectorIndex {
         num_threads: Option<usize>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let idx = self.inner.clone();
-        let m = idx.state();
-        let (q, nq) = crate::index_search::queries(queries.array(), m.manifest.dim, m.manifest.metric)?;
+        let st = idx.state();
+        let (q, nq) = crate::index_search::queries(queries.array(), st.manifest.dim, st.manifest.metric)?;
         let p = SearchParams { k, ef, filter, exact, version, stale: Stale::parse(stale)?, columns, num_threads };
         let batch = wait_for_future(py, async move {
-            crate::index_search::search(&idx, Arc::new(q), nq, p, &CancelToken::new()).await
+            crate::index_search::search(&idx, st, Arc::new(q), nq, p, &CancelToken::new()).await
         })?;
         table_of(py, batch)
     }

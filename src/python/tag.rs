@@ -67,6 +67,9 @@ pub fn knn_arrays(
     base_name: String,
 ) -> PyResult<(Vec<i64>, Vec<f32>)> {
     let metric = Metric::parse(metric)?;
+    if k == 0 || k > crate::index_search::MAX_K {
+        return Err(crate::error::LakeError::InvalidArgument(format!("k must be in 1..={}, got {k}", crate::index_search::MAX_K)).into());
+    }
     let q = queries.array().clone();
     let b = base.map(|b| b.array().clone());
     Ok(wait_for_future(py, async move {
