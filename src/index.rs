@@ -291,6 +291,21 @@ async fn write_tombstones(at: &IndexAt, deleted: &[u64]) -> Result<Option<FileRe
     Ok(Some(manifest::put_file(&at.store, at.root(), &path, tombstone_bytes(deleted)).await?))
 }
 
+/// The live entry of segment file `f`, if the table version still has it (same path and
+/// size; a Parquet file rewritten in place at another size is a different file).
+pub fn live_entry<'a>(seg: &Segment, f: usize, by_path: &HashMap<&str, &'a DataFileEntry>) -> Option<&'a DataFileEntry> {
+    by_path.get(seg.files[f].as_str()).copied().filter(|e| e.size == seg.file_sizes[f])
+}
+
+/// Indices of `entries` (a table version's live files) that no segment holds.
+pub fn missing_files(segments: &[Arc<LoadedSegment>], entries: &[DataFileEntry]) -> Vec<usize> {
+    let indexed: std::collections::HashSet<(&str, u64)> = segments
+        .iter()
+        .flat_map(|s| s.seg.files.iter().map(|f| f.as_str()).zip(s.seg.file_sizes.iter().copied()))
+        .collect();
+    (0..entries.len()).filter(|&i| !indexed.contains(&(entries[i].path.as_str(), entries[i].size))).collect()
+}
+
 /// Nodes of `seg` deleted in a table version with live files `by_path`.
 /// An indexed file with Iceberg equality deletes is `Unsupported` (its deleted positions
 /// are unknown without a scan).
@@ -298,8 +313,8 @@ pub fn deleted_nodes(seg: &Segment, by_path: &HashMap<&str, &DataFileEntry>) -> 
     let mut out = Vec::new();
     for (f, path) in seg.files.iter().enumerate() {
         let (a, b) = (seg.fstart[f] as usize, seg.fstart[f + 1] as usize);
-        match by_path.get(path.as_str()) {
-            Some(e) if e.size == seg.file_sizes[f] => {
+        match live_entry(seg, f, by_path) {
+            Some(e) => {
                 if matches!(e.deleted, crate::datafiles::Deleted::ByValue { .. }) {
                     return Err(LakeError::Unsupported(format!(
                         "indexed data file '{path}' now has Iceberg equality deletes: the index needs deleted rows \
@@ -312,7 +327,7 @@ pub fn deleted_nodes(seg: &Segment, by_path: &HashMap<&str, &DataFileEntry>) -> 
                     }
                 }
             }
-            _ => out.extend((a..b).map(|i| i as u64)),
+            None => out.extend((a..b).map(|i| i as u64)),
         }
     }
     Ok(out)
@@ -456,19 +471,14 @@ impl VectorIndex {
         let by_path: HashMap<&str, &DataFileEntry> = entries.iter().map(|e| (e.path.as_str(), e)).collect();
         let mut segments = Vec::new();
         let mut loaded = Vec::new();
-        let mut indexed: HashMap<&str, u64> = HashMap::new();
         let mut changed = false;
         let mut removed = 0u64;
         for s in &st.segments {
             let deleted = deleted_nodes(&s.seg, &by_path)?;
-            let any_file_live = s.seg.files.iter().zip(&s.seg.file_sizes).any(|(f, sz)| by_path.get(f.as_str()).is_some_and(|e| e.size == *sz));
-            if !any_file_live {
+            if !(0..s.seg.files.len()).any(|f| live_entry(&s.seg, f, &by_path).is_some()) {
                 changed = true;
                 removed += 1;
                 continue;
-            }
-            for (f, sz) in s.seg.files.iter().zip(&s.seg.file_sizes) {
-                indexed.insert(f.as_str(), *sz);
             }
             if deleted.len() as u64 == s.r.num_tombstones && deleted.iter().all(|&d| !s.live.get(d as usize)) {
                 segments.push(s.r.clone());
@@ -482,8 +492,8 @@ impl VectorIndex {
                 segments.push(r);
             }
         }
-        let new_files: Vec<usize> =
-            (0..entries.len()).filter(|&i| indexed.get(entries[i].path.as_str()) != Some(&entries[i].size)).collect();
+        // (a dropped segment holds none of the live files, so its files never hide one)
+        let new_files = missing_files(&st.segments, &entries);
         let mut info = CommitInfo { operation: "refresh".into(), timestamp_ms: now_ms(), segments_removed: removed, ..Default::default() };
         if !new_files.is_empty() {
             changed = true;

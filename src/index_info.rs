@@ -9,7 +9,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use crate::datafiles::DataFileEntry;
 use crate::delta::TablePin;
 use crate::error::Result;
-use crate::index::{deleted_nodes, VectorIndex};
+use crate::index::{deleted_nodes, live_entry, VectorIndex};
 
 /// Per live data file of the table's latest version: `path`, `status` (`indexed`: every
 /// live row is searchable in the index; `stale`: indexed, but rows were deleted since;
@@ -32,7 +32,7 @@ pub async fn coverage(idx: &VectorIndex) -> Result<(Option<i64>, RecordBatch)> {
             let (a, b) = (s.seg.fstart[f] as usize, s.seg.fstart[f + 1] as usize);
             let live = (a..b).filter(|&i| s.live.get(i)).count() as i64;
             let same = (a..b).all(|i| s.live.get(i) != now_dead.get(i));
-            if by_path.get(path.as_str()).is_some_and(|e| e.size == s.seg.file_sizes[f]) {
+            if live_entry(&s.seg, f, &by_path).is_some() {
                 state.insert(path.as_str(), (live, same));
             }
         }

@@ -16,13 +16,13 @@ use crate::datafiles::DataFileEntry;
 use crate::delta::TablePin;
 use crate::distance::Metric;
 use crate::error::{LakeError, Result};
-use crate::index::{deleted_nodes, IndexState, VectorIndex, DEFAULT_EF};
+use crate::index::{deleted_nodes, missing_files, IndexState, VectorIndex, DEFAULT_EF};
 use crate::index_read::{read_segment, ReadSpec};
 use crate::rowaddr::AddressScan;
 use crate::runtime::{pool, run_cpu, CancelToken};
 use crate::segment::Segment;
 use crate::table::{Format, LakeTable};
-use crate::vectors::{OnInvalid, VectorSink};
+use crate::vectors::prepared_rows;
 
 /// Largest `k` and `ef` accepted (a result of k rows per query is materialised).
 pub const MAX_K: usize = 100_000;
@@ -96,15 +96,10 @@ impl SegmentRef {
     }
 }
 
-/// Parse query vectors (a list array) into prepared rows of `dim`.
+/// Parse query vectors (a list array) into prepared rows of `dim`: `(rows, count)`.
 pub fn queries(array: &ArrayRef, dim: usize, metric: Metric) -> Result<(Vec<f32>, usize)> {
-    let mut sink = VectorSink::new("queries", Some(dim), OnInvalid::Error);
-    sink.zero_invalid = metric == Metric::Cosine;
-    sink.hint = "";
-    sink.append(array, &|i| format!("query {i}"))?;
-    let n = sink.rows();
-    let mut data = sink.data;
-    metric.prepare(&mut data, dim).map_err(|i| LakeError::Vector(format!("query {i} cannot be normalised")))?;
+    let (data, _) = prepared_rows(array, "queries", Some(dim), metric, &|i| format!("query {i}"))?;
+    let n = data.len() / dim;
     Ok((data, n))
 }
 
@@ -152,11 +147,7 @@ async fn sources(
     let covered = table.format != Format::Parquet && table.version() == m.table_version;
     let mut live: Vec<Bits> = Vec::with_capacity(st.segments.len());
     let mut stale_rows = false;
-    let mut indexed: HashMap<&str, u64> = HashMap::new();
     for s in &st.segments {
-        for (f, sz) in s.seg.files.iter().zip(&s.seg.file_sizes) {
-            indexed.insert(f.as_str(), *sz);
-        }
         if covered {
             live.push(s.live.clone());
         } else {
@@ -168,7 +159,7 @@ async fn sources(
             live.push(b);
         }
     }
-    let missing: Vec<usize> = (0..entries.len()).filter(|&i| indexed.get(entries[i].path.as_str()) != Some(&entries[i].size)).collect();
+    let missing = missing_files(&st.segments, &entries);
     if p.stale == Stale::Error && (!missing.is_empty() || stale_rows) {
         return Err(LakeError::StaleIndex(format!(
             "the index at '{}' covers table version {:?}, but the searched version {:?} has {} unindexed data files{}; \

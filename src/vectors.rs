@@ -153,14 +153,30 @@ impl<'a> VectorSink<'a> {
         }
         Ok(kept)
     }
+}
 
-    /// Number of rows held.
-    pub fn rows(&self) -> usize {
-        match self.dim {
-            Some(d) if d > 0 => self.data.len() / d,
-            _ => 0,
-        }
+/// Vectors of a list array (queries, in-memory data) as flat rows prepared for `metric`
+/// (normalised for cosine): `(rows, dim)`. Every invalid row is an error naming `column`
+/// and `name_row(i)`; `dim` (when known) fixes the dimension.
+pub fn prepared_rows(
+    array: &ArrayRef,
+    column: &str,
+    dim: Option<usize>,
+    metric: crate::distance::Metric,
+    name_row: &dyn Fn(usize) -> String,
+) -> Result<(Vec<f32>, usize)> {
+    let mut sink = VectorSink::new(column, dim, OnInvalid::Error);
+    sink.zero_invalid = metric == crate::distance::Metric::Cosine;
+    sink.hint = "";
+    sink.append(array, name_row)?;
+    let d = sink.dim.unwrap_or(0);
+    let mut data = sink.data;
+    if d > 0 {
+        metric
+            .prepare(&mut data, d)
+            .map_err(|i| LakeError::Vector(format!("column '{column}', {}: cannot be normalised", name_row(i))))?;
     }
+    Ok((data, d))
 }
 
 #[cfg(test)]
@@ -178,7 +194,6 @@ mod tests {
         let mut s = VectorSink::new("v", None, OnInvalid::Error);
         assert_eq!(s.append(&a, &|i| format!("row {i}")).unwrap(), vec![true, true]);
         assert_eq!(s.data, vec![3.0, 4.0, 5.0, 6.0]);
-        assert_eq!(s.rows(), 2);
     }
 
     #[test]

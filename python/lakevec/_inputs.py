@@ -32,26 +32,28 @@ def load(data: Any, columns: Sequence[str], storage_options=None) -> Input:
     if isinstance(data, Table):
         t = data.to_arrow(columns=columns, with_row_address=True)
         return Input(t.select(columns), t.select(["_file", "_row"]))
-    index = None
-    if _is_pandas(data):
-        index = data.index
-        t = pa.Table.from_pandas(data, preserve_index=False)
-    elif isinstance(data, pa.RecordBatch):
-        t = pa.Table.from_batches([data])
-    elif isinstance(data, pa.Table):
-        t = data
-    elif hasattr(data, "__arrow_c_stream__"):
-        t = pa.table(data)
-    elif isinstance(data, dict):
-        t = pa.table(data)
-    else:
-        raise TypeError(
-            f"data must be a lakevec.Table, a URI, or Arrow/pandas/polars data, not {type(data).__name__}"
-        )
+    index = data.index if _is_pandas(data) else None
+    t = to_table(data)
     missing = [c for c in columns if c not in t.column_names]
     if missing:
         raise SchemaError(f"column(s) {missing} not found (columns: {t.column_names})")
     return Input(t.select(columns), pa.table({"row": pa.array(range(t.num_rows), pa.int64())}), index)
+
+
+def to_table(data: Any) -> pa.Table:
+    """In-memory data (pyarrow Table/RecordBatch, pandas, polars, an Arrow stream, a dict of
+    columns) as a ``pyarrow.Table``."""
+    if _is_pandas(data):
+        return pa.Table.from_pandas(data, preserve_index=False)
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    if isinstance(data, pa.Table):
+        return data
+    if hasattr(data, "__arrow_c_stream__") or isinstance(data, dict):
+        return pa.table(data)
+    raise TypeError(
+        f"data must be a lakevec.Table, a URI, or Arrow/pandas/polars data, not {type(data).__name__}"
+    )
 
 
 def _is_pandas(x: Any) -> bool:

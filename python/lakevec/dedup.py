@@ -41,21 +41,31 @@ def _normalize(normalize: NormalizeArg) -> tuple[bool, bool, bool]:
     return "nfkc" in steps, "lower" in steps, "whitespace" in steps
 
 
-def _scores(inp: _inputs.Input, keep: str, text_columns: Sequence[str], data: Any, storage_options) -> list | None:
-    """Per-row scores for the keep policy (highest wins, ties to the first row)."""
-    n = inp.data.num_rows
+def _with_keep_column(columns: Sequence[str], keep: str) -> list[str]:
+    """The columns to read: ``columns`` plus the ``keep`` column when keep names one."""
+    cols = list(columns)
+    if keep not in ("first", "last", "longest") and keep not in cols:
+        cols.append(keep)
+    return cols
+
+
+def _scores(t: pa.Table, keep: str, text_columns: Sequence[str]) -> list | None:
+    """Per-row scores for the keep policy (highest wins, ties to the first row); ``t`` holds
+    the text columns and, when ``keep`` names a column, that column."""
+    n = t.num_rows
     if keep == "first":
         return None
     if keep == "last":
         return [float(i) for i in range(n)]
     if keep == "longest":
+        if not text_columns:
+            raise InvalidArgumentError("keep='longest' needs the text column; use 'first', 'last' or a column")
         total = [0.0] * n
         for c in text_columns:
-            lens = pc.fill_null(pc.utf8_length(pc.cast(inp.data.column(c), pa.string())), 0)
+            lens = pc.fill_null(pc.utf8_length(pc.cast(t.column(c), pa.string())), 0)
             total = [a + b for a, b in zip(total, lens.to_pylist())]
         return total
-    col = _inputs.load(data, [keep], storage_options).data.column(keep)
-    vals = pc.cast(col, pa.float64()).to_pylist()
+    vals = pc.cast(t.column(keep), pa.float64()).to_pylist()
     return [float("-inf") if v is None else v for v in vals]
 
 
@@ -90,9 +100,9 @@ def exact(
         (non-UTF-8 in a binary column, naming the row), a bad ``normalize`` or ``keep``.
     """
     cols = [columns] if isinstance(columns, str) else list(columns)
-    inp = _inputs.load(data, cols, storage_options)
+    inp = _inputs.load(data, _with_keep_column(cols, keep), storage_options)
     nfkc, lower, ws = _normalize(normalize)
-    score = _scores(inp, keep, cols, data, storage_options)
+    score = _scores(inp.data, keep, cols)
     arrays = [(c, _inputs.array(inp.data, c)) for c in cols]
     res = _lakevec.exact_clusters(arrays, nfkc, lower, ws, score, num_threads)
     return _inputs.finish(inp, res)
@@ -135,7 +145,7 @@ def minhash_signatures(
     SplitMix64 per shingle, then ``num_perm`` permutations ``(a x + b) mod (2^61 - 1)``
     (datasketch's universal family; Broder 1997), minima truncated to 32 bits.
     """
-    t = _as_table(batch)
+    t = _inputs.to_table(batch)
     nfkc, lower, ws = _normalize(normalize)
     sig = _lakevec.minhash_signatures(
         _inputs.array(t, column), column, int(num_perm), int(ngram), shingle, int(seed), nfkc, lower, ws, num_threads
@@ -161,19 +171,14 @@ def minhash_clusters(
     ``is_representative``; with ``pairs=True`` also the verified pairs ``a``, ``b``
     (positions) and ``jaccard_estimate``. Identical for any split into batches."""
     if isinstance(signatures, (list, tuple)):
-        parts = [_as_table(s) for s in signatures]
+        parts = [_inputs.to_table(s) for s in signatures]
         t = pa.concat_tables(parts) if parts else pa.table({signature_column: []})
     else:
-        t = _as_table(signatures)
+        t = _inputs.to_table(signatures)
     sig = _inputs.array(t, signature_column)
     num_perm = sig.type.list_size
     b, r = lsh_params(threshold, num_perm, bands, rows, weights)
-    score = None
-    if keep == "last":
-        score = [float(i) for i in range(t.num_rows)]
-    elif keep != "first":
-        score = pc.cast(t.column(keep), pa.float64()).to_pylist()
-        score = [float("-inf") if v is None else v for v in score]
+    score = _scores(t, keep, [])
     clusters, pair_table = _lakevec.minhash_clusters(sig, float(threshold), b, r, score, None, num_threads)
     out = t.drop_columns([signature_column])
     for name in clusters.column_names:
@@ -224,29 +229,17 @@ def minhash(
     if verify not in ("estimate", "exact"):
         raise InvalidArgumentError(f"verify must be 'estimate' or 'exact', not {verify!r}")
     b, r = lsh_params(threshold, num_perm, bands, rows, weights)
-    inp = _inputs.load(data, [column], storage_options)
+    inp = _inputs.load(data, _with_keep_column([column], keep), storage_options)
     nfkc, lower, ws = _normalize(normalize)
     texts = _inputs.array(inp.data, column)
     sig = _lakevec.minhash_signatures(
         texts, column, int(num_perm), int(ngram), shingle, int(seed), nfkc, lower, ws, num_threads
     )
-    score = _scores(inp, keep, [column], data, storage_options)
+    score = _scores(inp.data, keep, [column])
     exact = (texts, int(ngram), shingle, nfkc, lower, ws) if verify == "exact" else None
     clusters, pair_table = _lakevec.minhash_clusters(sig, float(threshold), b, r, score, exact, num_threads)
     out = _inputs.finish(inp, clusters)
     return (out, pair_table) if pairs else out
-
-
-def _as_table(x: Any) -> pa.Table:
-    if isinstance(x, pa.Table):
-        return x
-    if isinstance(x, pa.RecordBatch):
-        return pa.Table.from_batches([x])
-    if _inputs._is_pandas(x):
-        return pa.Table.from_pandas(x, preserve_index=False)
-    if hasattr(x, "__arrow_c_stream__") or isinstance(x, dict):
-        return pa.table(x)
-    raise TypeError(f"expected Arrow, pandas or polars data, not {type(x).__name__}")
 
 
 def semantic(

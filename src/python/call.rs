@@ -8,7 +8,7 @@ use std::time::Duration;
 use pyo3::prelude::*;
 
 use crate::error::{LakeError, Result};
-use crate::runtime::runtime;
+use crate::runtime::{pool, run_cpu, runtime, CancelToken};
 
 /// How often a waiting call checks for Ctrl-C (and other Python signals).
 const SIGNAL_POLL: Duration = Duration::from_millis(100);
@@ -67,6 +67,19 @@ where
         Ok(Err(signal)) => Err(signal),
         Err(p) => Err(PyErr::from(LakeError::Internal(format!("panic: {}", panic_message(p))))),
     }
+}
+
+/// Run CPU work on lakevec's pool, GIL released and interruptible.
+pub fn cpu<T: Send + 'static>(
+    py: Python<'_>,
+    num_threads: Option<usize>,
+    f: impl FnOnce(CancelToken) -> Result<T> + Send + 'static,
+) -> PyResult<T> {
+    wait_for_future(py, async move {
+        let cancel = CancelToken::new();
+        let c = cancel.clone();
+        run_cpu(pool(num_threads)?, cancel, move || f(c)).await
+    })
 }
 
 /// Run a short synchronous core call, turning a panic into `InternalError`.

@@ -7,23 +7,9 @@ use crate::dedup;
 use crate::embed::{self, Analyzer, HashingParams, Norm};
 use crate::error::LakeError;
 use crate::minhash::{lsh_params, MinHasher, Shingle};
-use crate::python::call::wait_for_future;
+use crate::python::call::cpu;
 use crate::python::out::{array as array_to_pyarrow, table};
-use crate::runtime::{pool, run_cpu, CancelToken};
 use crate::text::Normalize;
-
-/// Run CPU work on lakevec's pool, GIL released and interruptible.
-fn cpu<T: Send + 'static>(
-    py: Python<'_>,
-    num_threads: Option<usize>,
-    f: impl FnOnce(CancelToken) -> crate::error::Result<T> + Send + 'static,
-) -> PyResult<T> {
-    wait_for_future(py, async move {
-        let cancel = CancelToken::new();
-        let c = cancel.clone();
-        run_cpu(pool(num_threads)?, cancel, move || f(c)).await
-    })
-}
 
 /// Exact-dedup clusters of the rows of `columns` (name, array) pairs.
 #[pyfunction]

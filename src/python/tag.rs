@@ -5,11 +5,10 @@ use pyo3_arrow::PyArray;
 
 use crate::dedup::strings;
 use crate::distance::Metric;
-use crate::python::call::wait_for_future;
+use crate::python::call::cpu;
 use crate::python::out::array as array_to_pyarrow;
 use crate::rules::Rules;
-use crate::runtime::{pool, run_cpu, CancelToken};
-use crate::vectors::{OnInvalid, VectorSink};
+use crate::vectors::prepared_rows;
 
 /// (`tags`, `matches`) arrays for a text array.
 #[pyfunction]
@@ -25,29 +24,11 @@ pub fn rule_tags<'py>(
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
     let rules = Rules::new(&regex, &keywords, case_sensitive)?;
     let a = texts.array().clone();
-    let (tags, matches) = wait_for_future(py, async move {
-        let cancel = CancelToken::new();
-        let c = cancel.clone();
-        run_cpu(pool(num_threads)?, cancel, move || {
-            let t = strings(&a, &column)?;
-            rules.tag(&t, &c)
-        })
-        .await
+    let (tags, matches) = cpu(py, num_threads, move |c| {
+        let t = strings(&a, &column)?;
+        rules.tag(&t, &c)
     })?;
     Ok((array_to_pyarrow(py, tags)?, array_to_pyarrow(py, matches)?))
-}
-
-fn flat(a: &arrow::array::ArrayRef, what: &str, dim: Option<usize>, metric: Metric) -> crate::error::Result<(Vec<f32>, usize)> {
-    let mut sink = VectorSink::new(what, dim, OnInvalid::Error);
-    sink.zero_invalid = metric == Metric::Cosine;
-    sink.hint = "";
-    sink.append(a, &|i| format!("row {i}"))?;
-    let d = sink.dim.unwrap_or(0);
-    let mut v = sink.data;
-    if d > 0 {
-        metric.prepare(&mut v, d).map_err(|i| crate::error::LakeError::Vector(format!("{what}: row {i} cannot be normalised")))?;
-    }
-    Ok((v, d))
 }
 
 /// Exact kNN of `queries` among `base` (list arrays of vectors): (indices, distances) as
@@ -72,23 +53,19 @@ pub fn knn_arrays(
     }
     let q = queries.array().clone();
     let b = base.map(|b| b.array().clone());
-    Ok(wait_for_future(py, async move {
-        let cancel = CancelToken::new();
-        let c = cancel.clone();
-        run_cpu(pool(num_threads)?, cancel, move || {
-            let (bv, dim) = match &b {
-                Some(b) => flat(b, &base_name, None, metric)?,
-                None => flat(&q, &query_name, None, metric)?,
-            };
-            let (qv, _) = match &b {
-                Some(_) => flat(&q, &query_name, Some(dim), metric)?,
-                None => (bv.clone(), dim),
-            };
-            if dim == 0 {
-                return Ok((Vec::new(), Vec::new()));
-            }
-            crate::knn::knn(&qv, &bv, dim, metric, k, b.is_none(), &c)
-        })
-        .await
-    })?)
+    let row = |i: usize| format!("row {i}");
+    cpu(py, num_threads, move |c| {
+        let (bv, dim) = match &b {
+            Some(b) => prepared_rows(b, &base_name, None, metric, &row)?,
+            None => prepared_rows(&q, &query_name, None, metric, &row)?,
+        };
+        let (qv, _) = match &b {
+            Some(_) => prepared_rows(&q, &query_name, Some(dim), metric, &row)?,
+            None => (bv.clone(), dim),
+        };
+        if dim == 0 {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        crate::knn::knn(&qv, &bv, dim, metric, k, b.is_none(), &c)
+    })
 }
