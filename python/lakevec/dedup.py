@@ -119,7 +119,12 @@ def lsh_params(
     ``bands * rows <= num_perm`` minimising ``weights[0]`` x the false-positive area plus
     ``weights[1]`` x the false-negative area of the S-curve ``1 - (1 - s^rows)^bands``
     around ``threshold``. A larger false-negative weight finds more pairs near the threshold
-    at the cost of more candidates to verify."""
+    at the cost of more candidates to verify.
+
+    Raises:
+        InvalidArgumentError: ``threshold`` outside (0, 1], weights not summing to 1, or
+        ``bands``/``rows`` that do not fit ``num_perm``.
+    """
     return _lakevec.minhash_lsh_params(float(threshold), int(num_perm), bands, rows, tuple(map(float, weights)))
 
 
@@ -143,7 +148,11 @@ def minhash_signatures(
     Shingles: ``"word"`` n-grams of ``\\w+`` tokens or ``"char"`` n-grams, after
     ``normalize`` (default: NFKC, case-fold, whitespace). Hash family: 64-bit FNV-1a +
     SplitMix64 per shingle, then ``num_perm`` permutations ``(a x + b) mod (2^61 - 1)``
-    (datasketch's universal family; Broder 1997), minima truncated to 32 bits.
+    (Carter-Wegman universal family, p = 2^31 - 1; Broder 1997).
+
+    Raises:
+        SchemaError: ``column`` missing or not text. InvalidArgumentError: bad ``num_perm``
+        (1..4096), ``ngram`` (1..64), ``shingle`` or ``normalize``; non-UTF-8 bytes.
     """
     t = _inputs.to_table(batch)
     nfkc, lower, ws = _normalize(normalize)
@@ -169,7 +178,12 @@ def minhash_clusters(
     order, from :func:`minhash_signatures`). Returns the input's other columns plus
     ``cluster_id`` (smallest position in the concatenated input), ``cluster_size``,
     ``is_representative``; with ``pairs=True`` also the verified pairs ``a``, ``b``
-    (positions) and ``jaccard_estimate``. Identical for any split into batches."""
+    (positions) and ``jaccard_estimate``. Identical for any split into batches.
+
+    Raises:
+        InvalidArgumentError: signatures that are not FixedSizeList<uint32>, a bad
+        ``threshold``/``bands``/``rows``, ``keep="longest"`` (no text here).
+    """
     if isinstance(signatures, (list, tuple)):
         parts = [_inputs.to_table(s) for s in signatures]
         t = pa.concat_tables(parts) if parts else pa.table({signature_column: []})
@@ -269,6 +283,11 @@ def semantic(
     Returns:
         Row ids (``_file``/``_row`` for an index or table, else ``row``) + ``cluster_id``,
         ``cluster_size``, ``is_representative``.
+
+    Raises:
+        InvalidArgumentError: ``threshold`` outside (0, 1], a bad ``keep``, ``k`` outside
+        1..100000, an ``l2`` index. VectorError: a vector of the wrong dimension, NaN/inf or
+        all zeros (naming the column and row).
     """
     import numpy as np
 

@@ -132,26 +132,32 @@ class VectorIndex:
 
     @property
     def table_uri(self) -> str:
+        """The indexed table's URI (credentials never stored)."""
         return self._inner.table_uri
 
     @property
     def column(self) -> str:
+        """The indexed vector column."""
         return self._inner.column
 
     @property
     def key(self) -> str | None:
+        """The key column stored with every row, or ``None``."""
         return self._inner.key
 
     @property
     def metric(self) -> str:
+        """``"l2"``, ``"cosine"`` or ``"dot"``."""
         return self._inner.metric
 
     @property
     def dim(self) -> int:
+        """The vector dimension (float32 values per row)."""
         return self._inner.dim
 
     @property
     def name(self) -> str:
+        """The index name."""
         return self._inner.name
 
     def table(self, version: int | None = None) -> Table:
@@ -228,7 +234,11 @@ class VectorIndex:
         version): ``src_file``, ``src_row``, ``dst_file``, ``dst_row``, ``distance``
         (float32, as in :meth:`search`), ``rank`` (int32, 1 = nearest), ``k`` edges per
         row (fewer when the index holds fewer rows). A row is never its own neighbour.
-        The building block of semantic dedup and graph construction."""
+        The building block of semantic dedup and graph construction.
+
+        Raises:
+            InvalidArgumentError: ``k`` or ``ef`` outside 1..100000.
+        """
         return self._inner.knn_graph(int(k), ef, num_threads)
 
     # --------------------------------------------------------------- maintain
@@ -249,7 +259,11 @@ class VectorIndex:
     def compact(self, *, num_threads: int | None = None, progress: Any = False) -> bool:
         """Merge all segments into one and drop deleted rows, rebuilding the graph from the
         index's own vectors (nothing is read from the lake). Returns whether a new version
-        was committed."""
+        was committed.
+
+        Raises:
+            CommitConflictError: another writer committed the same index version first.
+        """
         return _run_with_progress(
             progress, "compact", lambda cb: self._inner.compact(num_threads, cb)
         )
@@ -259,7 +273,12 @@ class VectorIndex:
         (``"indexed"``: all its live rows are searchable in the index; ``"stale"``: indexed,
         but rows were deleted since; ``"missing"``: not in the index), ``rows`` (before
         deletes), ``deleted_rows``, ``indexed_rows``. The table version is in the schema
-        metadata (``table_version``)."""
+        metadata (``table_version``).
+
+        Raises:
+            UnsupportedFeatureError: an indexed file now has Iceberg equality deletes.
+            TableNotFoundError / StoragePermissionError: the table cannot be opened.
+        """
         v, t = self._inner.coverage()
         return t.replace_schema_metadata({"table_version": "" if v is None else str(v)})
 

@@ -227,6 +227,10 @@ def concepts(
     lists the matched rows only (``_file``, ``_row``, the key, ``tags``). Over in-memory
     data or a table (``column`` names the vector column) every row is compared exactly and
     every row is returned with its (possibly empty) ``tags``.
+
+    Raises:
+        InvalidArgumentError: empty ``concepts``, no ``column`` for data. VectorError: a
+        concept or row vector of the wrong dimension or holding NaN/inf.
     """
     from lakevec.index import VectorIndex
 
