@@ -162,19 +162,9 @@ pub fn signatures(array: &ArrayRef, column: &str, h: &MinHasher, cancel: &Cancel
     Ok(Arc::new(FixedSizeListArray::try_new(field, p as i32, Arc::new(UInt32Array::from(values)), Some(nulls))?))
 }
 
-/// Clusters from signatures (a FixedSizeList<uint32> array, nulls = no signature): LSH
-/// candidates verified by estimated Jaccard >= `threshold`, joined by union-find. Returns
-/// the roots and the verified pairs `(a, b, jaccard_estimate)`.
-/// With `exact: Some((texts, hasher))` candidates are verified by the exact Jaccard
-/// similarity of their shingle sets instead. Pairs are `(a, b, estimate, exact)` (`exact`
-/// NaN unless computed).
-pub fn minhash_roots(
-    sigs: &ArrayRef,
-    threshold: f64,
-    bands: usize,
-    rows: usize,
-    exact: Option<(&ArrayRef, &MinHasher)>,
-) -> Result<(Vec<u32>, Vec<Pair>)> {
+/// A signature column as one row-major `n x num_perm` slice, `num_perm`, and each row's
+/// validity; checks that `bands x rows` fits.
+pub fn signature_matrix(sigs: &ArrayRef, bands: usize, rows: usize) -> Result<(&[u32], usize, Vec<bool>)> {
     let list = match sigs.data_type() {
         DataType::FixedSizeList(f, _) if f.data_type() == &DataType::UInt32 => sigs.as_fixed_size_list(),
         other => {
@@ -190,8 +180,25 @@ pub fn minhash_roots(
     let n = list.len();
     let vals = list.values().as_primitive::<arrow::datatypes::UInt32Type>();
     let start = list.offset() * p;
-    let flat = &vals.values()[start..start + n * p];
-    let mut valid: Vec<bool> = (0..n).map(|i| list.is_valid(i)).collect();
+    let valid = (0..n).map(|i| list.is_valid(i)).collect();
+    Ok((&vals.values()[start..start + n * p], p, valid))
+}
+
+/// Clusters from signatures (a FixedSizeList<uint32> array, nulls = no signature): LSH
+/// candidates verified by estimated Jaccard >= `threshold`, joined by union-find. Returns
+/// the roots and the verified pairs `(a, b, jaccard_estimate)`.
+/// With `exact: Some((texts, hasher))` candidates are verified by the exact Jaccard
+/// similarity of their shingle sets instead. Pairs are `(a, b, estimate, exact)` (`exact`
+/// NaN unless computed).
+pub fn minhash_roots(
+    sigs: &ArrayRef,
+    threshold: f64,
+    bands: usize,
+    rows: usize,
+    exact: Option<(&ArrayRef, &MinHasher)>,
+) -> Result<(Vec<u32>, Vec<Pair>)> {
+    let (flat, p, mut valid) = signature_matrix(sigs, bands, rows)?;
+    let n = valid.len();
     // Rows with identical signatures (boilerplate, exact copies) are joined directly by star
     // edges to their first row, which alone enters the banding: a bucket of m copies would
     // otherwise emit m(m-1)/2 pairs in every band.

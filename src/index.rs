@@ -155,7 +155,7 @@ fn tombstone_bytes(deleted: &[u64]) -> Vec<u8> {
     container::write(&[(TOMB_TAG, &b)])
 }
 
-async fn load_segment(at: &IndexAt, m: &Manifest, r: &SegmentRef) -> Result<LoadedSegment> {
+pub(crate) async fn load_segment(at: &IndexAt, m: &Manifest, r: &SegmentRef) -> Result<LoadedSegment> {
     let bytes = manifest::get_file(&at.store, at.root(), &r.file).await?;
     let name = manifest::child(at.root(), &r.file.path).to_string();
     let seg = Segment::decode(&bytes, &name)?;
@@ -222,12 +222,12 @@ pub struct BuildSpec {
     pub on_invalid: OnInvalid,
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// Build the graph of a read segment on lakevec's pool; returns it with a recall estimate.
-async fn build_graph(
+pub(crate) async fn build_graph(
     mut seg: Segment,
     metric: Metric,
     params: BuildParams,
@@ -269,7 +269,7 @@ fn recall_estimate(seg: &Segment, metric: Metric) -> f64 {
     hit as f64 / total.max(1) as f64
 }
 
-async fn write_segment(at: &IndexAt, seg: &Segment, deleted: &[u64]) -> Result<SegmentRef> {
+pub(crate) async fn write_segment(at: &IndexAt, seg: &Segment, deleted: &[u64]) -> Result<SegmentRef> {
     let id = manifest::new_id();
     let file = manifest::put_file(&at.store, at.root(), &format!("segments/{id}.lkv"), seg.encode()?).await?;
     let tombstones = write_tombstones(at, deleted).await?;
@@ -336,11 +336,16 @@ pub fn deleted_nodes(seg: &Segment, by_path: &HashMap<&str, &DataFileEntry>) -> 
 impl VectorIndex {
     /// Open the newest version of the index at `at`.
     pub async fn open(at: IndexAt) -> Result<Self> {
-        let state = load(&at, None).await?;
+        Self::open_version(at, None).await
+    }
+
+    /// Open index version `version` (the newest when `None`).
+    pub async fn open_version(at: IndexAt, version: Option<u64>) -> Result<Self> {
+        let state = load(&at, version).await?;
         Ok(Self::with_state(at, state))
     }
 
-    fn with_state(at: IndexAt, state: IndexState) -> Self {
+    pub(crate) fn with_state(at: IndexAt, state: IndexState) -> Self {
         VectorIndex {
             at,
             state: RwLock::new(Arc::new(state)),
@@ -452,7 +457,7 @@ impl VectorIndex {
                 segments_added: 1,
                 segments_removed: 0,
             },
-            recall_estimate: recall,
+            recall_estimate: recall.map(manifest::round_estimate),
         };
         manifest::commit(&at.store, at.root(), &m).await?;
         let manifest_bytes = manifest::encode(&m)?.len() as u64;
@@ -464,9 +469,37 @@ impl VectorIndex {
     /// removed files and newly deleted rows become tombstones. Returns whether a new index
     /// version was committed.
     pub async fn refresh(&self, threads: Option<usize>, cancel: &CancelToken, progress: &Arc<Progress>) -> Result<bool> {
+        let table = self.open_table(TablePin::default()).await?;
+        self.refresh_with(&table, None, threads, cancel, progress).await
+    }
+
+    /// The live data files of `table` that no segment holds (what a refresh to it encodes).
+    pub async fn pending_files(&self, table: &LakeTable) -> Result<Vec<String>> {
+        let entries = table.entries().await?;
+        Ok(missing_files(&self.state().segments, &entries).into_iter().map(|i| entries[i].path.clone()).collect())
+    }
+
+    /// [`refresh`](Self::refresh) to `table` (a pinned version of the indexed table). With
+    /// `parts`, its new files come as segments built elsewhere ([`crate::index_dist`]), which
+    /// must hold exactly [`pending_files`](Self::pending_files); without, they are read and
+    /// built here.
+    pub async fn refresh_with(
+        &self,
+        table: &LakeTable,
+        parts: Option<Vec<crate::index_dist::BuiltSegment>>,
+        threads: Option<usize>,
+        cancel: &CancelToken,
+        progress: &Arc<Progress>,
+    ) -> Result<bool> {
         let st = self.state();
         let m = &st.manifest;
-        let table = self.open_table(TablePin::default()).await?;
+        if crate::index::table_url(table) != m.table_uri {
+            return Err(LakeError::InvalidArgument(format!(
+                "table '{}' is not the indexed table '{}'",
+                table.uri,
+                crate::storage::redact(&m.table_uri)
+            )));
+        }
         let entries = table.entries().await?;
         let by_path: HashMap<&str, &DataFileEntry> = entries.iter().map(|e| (e.path.as_str(), e)).collect();
         let mut segments = Vec::new();
@@ -495,7 +528,19 @@ impl VectorIndex {
         // (a dropped segment holds none of the live files, so its files never hide one)
         let new_files = missing_files(&st.segments, &entries);
         let mut info = CommitInfo { operation: "refresh".into(), timestamp_ms: now_ms(), segments_removed: removed, ..Default::default() };
-        if !new_files.is_empty() {
+        if let Some(parts) = parts {
+            let paths: Vec<&str> = new_files.iter().map(|&i| entries[i].path.as_str()).collect();
+            let built = crate::index_dist::load_refresh_parts(&self.at, m, table, &paths, parts).await?;
+            changed |= !paths.is_empty();
+            info.files_encoded = paths.len() as u64;
+            for (p, l) in built {
+                info.rows_encoded += p.segment.rows;
+                info.rows_skipped += p.rows_skipped;
+                info.segments_added += 1;
+                segments.push(p.segment);
+                loaded.push(l);
+            }
+        } else if !new_files.is_empty() {
             changed = true;
             progress.total.store(new_files.iter().filter_map(|&i| entries[i].live_rows()).sum::<u64>() as usize, Ordering::Relaxed);
             let read = ReadSpec {
@@ -507,7 +552,7 @@ impl VectorIndex {
                 filter: None,
                 concurrency: crate::runtime::resolve_threads(threads)? * 2,
             };
-            let (seg, skipped) = read_segment(&table, &new_files, &read, cancel, &progress.done).await?;
+            let (seg, skipped) = read_segment(table, &new_files, &read, cancel, &progress.done).await?;
             info.files_encoded = new_files.len() as u64;
             info.rows_encoded = seg.len() as u64;
             info.rows_skipped = skipped as u64;

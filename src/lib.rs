@@ -6,6 +6,7 @@ pub mod changes;
 pub mod container;
 pub mod datafiles;
 pub mod dedup;
+pub mod dedup_dist;
 pub mod delta;
 pub mod distance;
 pub mod embed;
@@ -14,6 +15,7 @@ pub mod hnsw_build;
 pub mod iceberg;
 pub mod iceberg_io;
 pub mod index;
+pub mod index_dist;
 pub mod index_info;
 pub mod index_read;
 pub mod index_search;
@@ -28,6 +30,7 @@ pub mod runtime;
 pub mod scan;
 pub mod segment;
 pub mod session;
+pub mod split;
 pub mod storage;
 pub mod table;
 pub mod text;
@@ -63,5 +66,8 @@ fn _lakevec(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(python::tag::rule_tags, m)?)?;
     m.add_function(wrap_pyfunction!(python::tag::knn_arrays, m)?)?;
     m.add_function(wrap_pyfunction!(python::dedup::clusters_from_pairs, m)?)?;
+    m.add_function(wrap_pyfunction!(python::dedup_dist::minhash_band_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(python::dedup_dist::minhash_bucket_edges, m)?)?;
+    m.add_class::<python::dedup_dist::PyComponents>()?;
     Ok(())
 }

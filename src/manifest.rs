@@ -87,8 +87,16 @@ pub struct Manifest {
     pub on_invalid: OnInvalid,
     pub segments: Vec<SegmentRef>,
     pub commit: CommitInfo,
-    /// recall@10 of graph search vs exact search on a sample of indexed rows, at build.
+    /// recall@10 of graph search vs exact search on a sample of indexed rows, at build
+    /// (rounded by [`round_estimate`]).
     pub recall_estimate: Option<f64>,
+}
+
+/// `x` rounded to 6 decimals. Floats in a manifest are kept this short because the CRC is
+/// checked on the re-serialised parse: serde_json (without `float_roundtrip`) may parse a
+/// 17-digit float 1 ulp off, which would print differently and fail the check.
+pub fn round_estimate(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -276,6 +284,17 @@ mod tests {
             if let Ok(d) = decode(&c, "m") {
                 assert_eq!(d, m, "flip at {i} changed the manifest silently");
             }
+        }
+    }
+
+    #[test]
+    fn rounded_estimates_survive_the_checksum() {
+        let mut m = sample();
+        for i in 0..5000u32 {
+            // weighted means like a distributed build's: arbitrary 17-digit floats
+            let x = (i as f64 * 0.618_033_988_749_895).fract() * 0.37 + 0.63;
+            m.recall_estimate = Some(round_estimate(x));
+            assert_eq!(decode(&encode(&m).unwrap(), "m").unwrap(), m, "estimate {x}");
         }
     }
 

@@ -236,6 +236,17 @@ pub fn lsh_params(
     }
 }
 
+/// The LSH bucket key of band `band` (`rows` values) of signature `sig`: a SplitMix64 chain
+/// over the band's values, seeded by the band number. Single-process and distributed dedup
+/// both bucket by this key.
+pub fn band_key(sig: &[u32], band: usize, rows: usize) -> u64 {
+    let mut h = mix64(band as u64 ^ 0x6c6b_7662_616e_6473);
+    for &x in &sig[band * rows..(band + 1) * rows] {
+        h = mix64(h ^ x as u64);
+    }
+    h
+}
+
 /// Candidate pairs (i < j) of `n` signatures (`sigs` is `n * num_perm`, `valid[i]` false for
 /// texts without shingles) that share a band, sorted and unique.
 pub fn candidate_pairs(sigs: &[u32], num_perm: usize, valid: &[bool], bands: usize, rows: usize) -> Vec<(u32, u32)> {
@@ -245,14 +256,7 @@ pub fn candidate_pairs(sigs: &[u32], num_perm: usize, valid: &[bool], bands: usi
         .flat_map_iter(|band| {
             let mut keys: Vec<(u64, u32)> = (0..n)
                 .filter(|&i| valid[i])
-                .map(|i| {
-                    let s = &sigs[i * num_perm + band * rows..i * num_perm + (band + 1) * rows];
-                    let mut h = mix64(band as u64 ^ 0x6c6b_7662_616e_6473);
-                    for &x in s {
-                        h = mix64(h ^ x as u64);
-                    }
-                    (h, i as u32)
-                })
+                .map(|i| (band_key(&sigs[i * num_perm..(i + 1) * num_perm], band, rows), i as u32))
                 .collect();
             keys.sort_unstable();
             let mut out = Vec::new();

@@ -70,6 +70,8 @@ pub enum Rows<'a> {
     Live,
     /// These sorted, unique positions.
     At(&'a [u64]),
+    /// Every row not deleted whose position lies in this range (one part of a split read).
+    LiveIn(std::ops::Range<u64>),
 }
 
 /// The schema of address reads: the chosen table columns, then `_file`, `_row`.
@@ -87,7 +89,7 @@ pub fn address_schema(table_schema: &SchemaRef, columns: &[String]) -> Result<Sc
 fn selection(rows: &Rows, deleted: &Deleted, n: u64) -> (Vec<std::ops::Range<u64>>, RowSelection) {
     let mut ranges = Vec::new();
     match rows {
-        Rows::Live => {
+        Rows::Live | Rows::LiveIn(_) => {
             let mut start = 0;
             for &d in deleted.positions() {
                 if d >= n {
@@ -100,6 +102,13 @@ fn selection(rows: &Rows, deleted: &Deleted, n: u64) -> (Vec<std::ops::Range<u64
             }
             if start < n {
                 ranges.push(start..n);
+            }
+            if let Rows::LiveIn(part) = rows {
+                ranges = ranges
+                    .into_iter()
+                    .map(|r| r.start.max(part.start)..r.end.min(part.end))
+                    .filter(|r| r.start < r.end)
+                    .collect();
             }
         }
         Rows::At(pos) => {
@@ -297,8 +306,13 @@ impl AddressScan {
 
     /// Read, filter and project file `i`.
     pub async fn read(&self, i: usize) -> Result<Vec<RecordBatch>> {
+        self.read_rows(i, Rows::Live).await
+    }
+
+    /// Read, filter and project the live rows of file `i` selected by `rows`.
+    pub async fn read_rows(&self, i: usize, rows: Rows<'_>) -> Result<Vec<RecordBatch>> {
         let e = &self.entries[i];
-        let batches = read_file(e, &self.matcher, &self.table_schema, &self.read_cols, Rows::Live, self.batch_size).await?;
+        let batches = read_file(e, &self.matcher, &self.table_schema, &self.read_cols, rows, self.batch_size).await?;
         let mut out = Vec::with_capacity(batches.len());
         for b in batches {
             let b = match &self.filter {
@@ -447,6 +461,16 @@ mod tests {
         let (ranges, sel) = selection(&Rows::Live, &d, 10);
         assert_eq!(ranges, vec![1..3, 5..9]);
         assert_eq!(sel.row_count(), 6);
+    }
+
+    #[test]
+    fn live_part_selection_clips_to_its_range() {
+        let d = Deleted::from_positions(vec![0, 3, 4, 9]);
+        let (ranges, sel) = selection(&Rows::LiveIn(2..6), &d, 10);
+        assert_eq!(ranges, vec![2..3, 5..6]);
+        assert_eq!(sel.row_count(), 2);
+        let (ranges, _) = selection(&Rows::LiveIn(8..100), &d, 10);
+        assert_eq!(ranges, vec![8..9]);
     }
 
     #[test]

@@ -212,8 +212,25 @@ fn parse(uri: &str, globs: bool) -> Result<Location> {
     }
 }
 
+/// `a/./b/../c` -> `a/c` (lexically, as `os.path.normpath`; object-store paths reject `.`
+/// and `..` segments).
+fn normalize_segments(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for seg in path.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+    }
+    out.join("/")
+}
+
 fn local_location(abs_no_leading_slash: &str, display: &str, globs: bool) -> Result<Location> {
-    let (prefix, glob) = split_glob(abs_no_leading_slash.trim_end_matches('/'), globs);
+    let normal = normalize_segments(abs_no_leading_slash);
+    let (prefix, glob) = split_glob(&normal, globs);
     Ok(Location {
         store_url: Url::parse("file:///").expect("static URL"),
         path: Path::from(prefix.as_str()),
@@ -329,6 +346,14 @@ fn build_store(loc: &Location, opts: &StorageOptions) -> Result<Arc<dyn ObjectSt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_paths_drop_dot_segments() {
+        assert_eq!(normalize_segments("work/main/../shared/./data/"), "work/shared/data");
+        assert_eq!(normalize_segments("../x"), "x");
+        let loc = parse_uri("/tmp/a/../b/t.parquet").unwrap();
+        assert_eq!(loc.path.as_ref(), "tmp/b/t.parquet");
+    }
 
     #[test]
     fn parses_plain_and_file_paths() {

@@ -106,3 +106,46 @@ def test_child_processes_can_read(big, method):
         assert p.exitcode == 0, f"child started with {method} died: {p.exitcode}"
         assert q.get(timeout=5) == (n, n, n)
         t.to_arrow(num_threads=2)  # the parent keeps working between forks
+
+
+def _child_kernels(args, q) -> None:
+    """Every kind of lakevec work in one child: rayon kernels (MinHash, rules, hashing
+    vectors), an index build and search (hnsw_rs in lakevec's pool), and a lake read."""
+    import lakevec as lv
+
+    texts, index_uri, table_uri, vec = args
+    t = pa.table({"text": texts})
+    clusters = lv.dedup.minhash(t, "text", threshold=0.5, num_threads=2)
+    tags = lv.tag.rules(t, "text", {"x": r"\bfox\b"}, num_threads=2)
+    emb = lv.embed.hashing(t.column("text"), dim=16, num_threads=2)
+    hits = lv.open_index(index_uri).search(vec, k=3, num_threads=2)
+    n = lv.read_table(table_uri, num_threads=2).num_rows
+    q.put((clusters.column("cluster_id").to_pylist(), tags.column("tags").to_pylist(), len(emb),
+           hits.column("_row").to_pylist(), n))
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+def test_child_processes_run_every_kernel(tmp_path, method):
+    if method not in mp.get_all_start_methods():
+        pytest.skip(f"{method} not available")
+    rng = np.random.default_rng(3)
+    vecs = rng.random((500, 8), dtype=np.float32)
+    pq.write_table(pa.table({"v": pa.FixedSizeListArray.from_arrays(pa.array(vecs.ravel()), 8)}), tmp_path / "v.parquet")
+    idx = lakevec.build_index(str(tmp_path / "v.parquet"), "v", progress=False, num_threads=2)
+    texts = ["the quick brown fox jumps", "the quick brown fox jumps!", "a lazy dog sleeps all day", None] * 20
+    args = (texts, idx.uri, str(tmp_path / "v.parquet"), vecs[0])
+    q0 = mp.get_context("spawn").Queue()
+    _child_kernels(args, q0)  # the parent runs everything first: its pools and runtime exist
+    want = q0.get(timeout=5)
+    ctx = mp.get_context(method)
+    for _ in range(3 if method == "fork" else 1):
+        q = ctx.Queue()
+        p = ctx.Process(target=_child_kernels, args=(args, q))
+        p.start()
+        p.join(timeout=120)
+        if p.is_alive():
+            p.kill()
+            pytest.fail(f"child started with {method} hung")
+        assert p.exitcode == 0, f"child started with {method} died: {p.exitcode}"
+        assert q.get(timeout=5) == want
+        lakevec.dedup.minhash(pa.table({"text": texts}), "text", num_threads=2)  # the parent goes on

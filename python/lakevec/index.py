@@ -302,14 +302,14 @@ _CACHE: dict[tuple, tuple[int, VectorIndex]] = {}
 
 
 def _reopen_index(uri: str, storage_options: dict, version: int) -> VectorIndex:
-    """Unpickle: reopen (once per process and index version)."""
+    """Unpickle: reopen the pickled index version (once per process and version)."""
     import os
 
     key = (uri, tuple(sorted(storage_options.items())), version)
     hit = _CACHE.get(key)
     if hit is not None and hit[0] == os.getpid():
         return hit[1]
-    idx = open_index(uri, storage_options=storage_options)
+    idx = open_index(uri, storage_options=storage_options, version=version)
     _CACHE[key] = (os.getpid(), idx)
     return idx
 
@@ -380,23 +380,25 @@ def open_index(
     index_uri_or_table: str | Table,
     name: str = "default",
     storage_options: Mapping[str, str] | None = None,
+    version: int | None = None,
 ) -> VectorIndex:
     """Open an index: by its folder URI, or by its table (a :class:`Table`, whose default
     index location for ``name`` is used, see :func:`build_index`).
 
     ``storage_options`` serve both the index folder and the table (credentials stay in this
-    process; a pickled index carries none).
+    process; a pickled index carries none). ``version``: an index version to open (default:
+    the newest); a pickled index reopens the version it was pickled at.
 
     Raises:
-        TableNotFoundError: no index there.
+        TableNotFoundError: no index there (or no such version).
         CorruptIndexError: a manifest or index file fails verification.
     """
     opts = {str(k): str(v) for k, v in (storage_options or {}).items()}
     if isinstance(index_uri_or_table, Table):
-        if not opts:
+        if not opts and version is None:
             inner = _lakevec.VectorIndex.open_for_table(index_uri_or_table._inner, name)
             return VectorIndex(inner, index_uri_or_table._inner.public_storage_options())
         uri = _lakevec.VectorIndex.default_uri(index_uri_or_table._inner, name)
     else:
         uri = str(index_uri_or_table)
-    return VectorIndex(_lakevec.VectorIndex.open(uri, opts), opts)
+    return VectorIndex(_lakevec.VectorIndex.open(uri, opts, version), opts)

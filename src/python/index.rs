@@ -10,6 +10,8 @@ use pyo3_arrow::PyArray;
 use crate::distance::Metric;
 use crate::hnsw_build::BuildParams;
 use crate::index::{default_index_uri, BuildSpec, IndexAt, Progress, VectorIndex};
+use crate::index_dist::{self, BuiltSegment};
+use crate::table::LakeTable;
 use crate::index_search::{SearchParams, Stale};
 use crate::python::call::{wait_for_future, wait_for_future_with};
 use crate::python::out::table as table_of;
@@ -33,6 +35,32 @@ fn ticker(progress: Option<Py<PyAny>>, state: Arc<Progress>) -> impl FnMut(Pytho
         }
         Ok(())
     }
+}
+
+/// The index location and build spec from the Python arguments (index options: the table's).
+#[allow(clippy::too_many_arguments)]
+fn build_target(
+    t: &LakeTable,
+    column: String,
+    metric: &str,
+    name: String,
+    index_uri: Option<String>,
+    key: Option<String>,
+    m: usize,
+    ef_construction: usize,
+    on_invalid: &str,
+) -> crate::error::Result<(IndexAt, BuildSpec)> {
+    let uri = index_uri.unwrap_or_else(|| default_index_uri(t, &name));
+    let at = IndexAt::new(&uri, t.options.clone())?;
+    let spec = BuildSpec {
+        name,
+        column,
+        key,
+        metric: Metric::parse(metric)?,
+        params: BuildParams { m, ef_construction },
+        on_invalid: OnInvalid::parse(on_invalid)?,
+    };
+    Ok((at, spec))
 }
 
 impl PyVectorIndex {
@@ -70,16 +98,7 @@ impl PyVectorIndex {
         progress: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
         let t = table.inner.clone();
-        let uri = index_uri.unwrap_or_else(|| default_index_uri(&t, &name));
-        let at = IndexAt::new(&uri, t.options.clone())?;
-        let spec = BuildSpec {
-            name,
-            column,
-            key,
-            metric: Metric::parse(metric)?,
-            params: BuildParams { m, ef_construction },
-            on_invalid: OnInvalid::parse(on_invalid)?,
-        };
+        let (at, spec) = build_target(&t, column, metric, name, index_uri, key, m, ef_construction, on_invalid)?;
         let state = Arc::new(Progress::default());
         let s2 = state.clone();
         let idx = wait_for_future_with(
@@ -90,12 +109,72 @@ impl PyVectorIndex {
         Ok(PyVectorIndex { inner: Arc::new(idx) })
     }
 
-    /// Open the newest version of the index at `index_uri`.
+    /// Build one segment over data files `files` of `table` and write it under the index
+    /// location (a task of `lakevec.ray.build_index`); returns its description (JSON) for
+    /// `commit_build` / `refresh(parts=...)`. `dim`: the existing index's dimension.
     #[staticmethod]
-    #[pyo3(signature = (index_uri, storage_options=None))]
-    fn open(py: Python<'_>, index_uri: String, storage_options: Option<HashMap<String, String>>) -> PyResult<Self> {
+    #[pyo3(signature = (table, column, metric, name, index_uri, key, m, ef_construction, on_invalid, files, dim=None, num_threads=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn build_segment(
+        py: Python<'_>,
+        table: &PyLakeTable,
+        column: String,
+        metric: &str,
+        name: String,
+        index_uri: Option<String>,
+        key: Option<String>,
+        m: usize,
+        ef_construction: usize,
+        on_invalid: &str,
+        files: Vec<String>,
+        dim: Option<usize>,
+        num_threads: Option<usize>,
+    ) -> PyResult<String> {
+        let t = table.inner.clone();
+        let (at, spec) = build_target(&t, column, metric, name, index_uri, key, m, ef_construction, on_invalid)?;
+        let built = wait_for_future(py, async move {
+            let progress = Arc::new(Progress::default());
+            index_dist::build_segment(&t, &at, &spec, &files, dim, num_threads, &CancelToken::new(), &progress).await
+        })?;
+        Ok(built.to_json()?)
+    }
+
+    /// Publish segments from `build_segment` (JSON), which together hold every live data
+    /// file of `table`, as the next index version.
+    #[staticmethod]
+    #[pyo3(signature = (table, column, metric, name, index_uri, key, m, ef_construction, on_invalid, parts))]
+    #[allow(clippy::too_many_arguments)]
+    fn commit_build(
+        py: Python<'_>,
+        table: &PyLakeTable,
+        column: String,
+        metric: &str,
+        name: String,
+        index_uri: Option<String>,
+        key: Option<String>,
+        m: usize,
+        ef_construction: usize,
+        on_invalid: &str,
+        parts: Vec<String>,
+    ) -> PyResult<Self> {
+        let t = table.inner.clone();
+        let (at, spec) = build_target(&t, column, metric, name, index_uri, key, m, ef_construction, on_invalid)?;
+        let parts = parts.iter().map(|p| BuiltSegment::from_json(p)).collect::<crate::error::Result<Vec<_>>>()?;
+        let idx = wait_for_future(py, async move { index_dist::commit_build(&t, at, spec, parts).await })?;
+        Ok(PyVectorIndex { inner: Arc::new(idx) })
+    }
+
+    /// Open version `version` (default: the newest) of the index at `index_uri`.
+    #[staticmethod]
+    #[pyo3(signature = (index_uri, storage_options=None, version=None))]
+    fn open(
+        py: Python<'_>,
+        index_uri: String,
+        storage_options: Option<HashMap<String, String>>,
+        version: Option<u64>,
+    ) -> PyResult<Self> {
         let at = IndexAt::new(&index_uri, StorageOptions::new(storage_options.unwrap_or_default()))?;
-        let idx = wait_for_future(py, async move { VectorIndex::open(at).await })?;
+        let idx = wait_for_future(py, async move { VectorIndex::open_version(at, version).await })?;
         Ok(PyVectorIndex { inner: Arc::new(idx) })
     }
 
@@ -149,10 +228,32 @@ impl PyVectorIndex {
         table_of(py, batch)
     }
 
-    /// Bring the index to the table's latest version; returns whether a version was committed.
-    #[pyo3(signature = (num_threads=None, progress=None))]
-    fn refresh(&self, py: Python<'_>, num_threads: Option<usize>, progress: Option<Py<PyAny>>) -> PyResult<bool> {
-        self.maintain(py, progress, move |idx, cancel, state| async move { idx.refresh(num_threads, &cancel, &state).await })
+    /// Bring the index to the table's latest version (or to `table`, a pinned version, whose
+    /// new files may come as `parts` from `build_segment`); returns whether a version was
+    /// committed.
+    #[pyo3(signature = (num_threads=None, progress=None, table=None, parts=None))]
+    fn refresh(
+        &self,
+        py: Python<'_>,
+        num_threads: Option<usize>,
+        progress: Option<Py<PyAny>>,
+        table: Option<PyRef<'_, PyLakeTable>>,
+        parts: Option<Vec<String>>,
+    ) -> PyResult<bool> {
+        let parts = parts.map(|v| v.iter().map(|p| BuiltSegment::from_json(p)).collect::<crate::error::Result<Vec<_>>>()).transpose()?;
+        let t = table.map(|t| t.inner.clone());
+        self.maintain(py, progress, move |idx, cancel, state| async move {
+            match t {
+                Some(t) => idx.refresh_with(&t, parts, num_threads, &cancel, &state).await,
+                None => idx.refresh(num_threads, &cancel, &state).await,
+            }
+        })
+    }
+
+    /// Data files of `table` (a version of the indexed table) that no segment holds.
+    fn pending_files(&self, py: Python<'_>, table: &PyLakeTable) -> PyResult<Vec<String>> {
+        let (idx, t) = (self.inner.clone(), table.inner.clone());
+        wait_for_future(py, async move { idx.pending_files(&t).await })
     }
 
     /// Merge segments and drop deleted rows; returns whether a version was committed.

@@ -3,6 +3,7 @@
 
 pub mod call;
 pub mod dedup;
+pub mod dedup_dist;
 pub mod errors;
 pub mod index;
 pub mod out;

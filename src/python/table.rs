@@ -9,6 +9,7 @@ use pyo3_arrow::{PyRecordBatchReader, PySchema, PyTable};
 
 use crate::python::call::wait_for_future;
 use crate::scan::{collect, OrderedReader, ScanOptions};
+use crate::split::{read_parts, Part};
 use crate::delta::TablePin;
 use crate::storage::StorageOptions;
 use crate::table::{Format, LakeTable};
@@ -146,6 +147,27 @@ impl PyLakeTable {
         let reader = wait_for_future(py, async move { OrderedReader::start(&t, &opts).await })?;
         let r = Bound::new(py, PyRecordBatchReader::new(Box::new(reader)))?;
         r.call_method1("__arrow_c_stream__", (requested_schema,))
+    }
+
+    /// The live rows of `parts` ((path, start, end) row ranges of data files), in part order,
+    /// with `_file` and `_row` (one read task of `lakevec.ray.read_table`).
+    #[pyo3(signature = (parts, columns=None, filter=None, batch_size=None, num_threads=None))]
+    fn read_parts<'py>(
+        &self,
+        py: Python<'py>,
+        parts: Vec<(String, u64, u64)>,
+        columns: Option<Vec<String>>,
+        filter: Option<String>,
+        batch_size: Option<usize>,
+        num_threads: Option<usize>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let t = self.inner.clone();
+        let parts: Vec<Part> = parts.into_iter().map(|(path, a, b)| Part { path, rows: a..b }).collect();
+        let (schema, batches) = wait_for_future(py, async move {
+            let threads = crate::runtime::resolve_threads(num_threads)?;
+            read_parts(&t, &parts, columns.as_deref(), filter.as_deref(), batch_size, threads * 2).await
+        })?;
+        PyTable::try_new(batches, schema)?.into_pyarrow(py)
     }
 
     /// Rows at (`files[i]`, `rows[i]`) as a `pyarrow.Table`, in input order.

@@ -1,0 +1,560 @@
+"""lakevec on Ray: lake tables as Ray Datasets, lakevec's kernels as ``map_batches`` UDFs,
+indexes built and searched by Ray tasks, and MinHash dedup across a cluster.
+
+Needs ``pip install 'lakevec[ray]'``. Everything here runs on the Ray cluster the process
+is connected to (``ray.init()``); nothing starts a cluster of its own.
+
+* :func:`read_table`: a Delta, Iceberg or Parquet table as a ``ray.data.Dataset``. The table
+  version is pinned once, on the driver; read tasks cover groups of data files or row ranges
+  of large files, apply deletes, and return the rows :func:`lakevec.read_table` returns.
+* UDFs for ``Dataset.map_batches(udf, batch_format="pyarrow")``: :class:`MinHashSignatures`,
+  :class:`HashingEmbed`, :class:`TagRules`, :class:`TagKNN`, :class:`SearchIndex`. They pickle
+  as their arguments (an index as URI + version + options without credentials), open an
+  index once per worker process, and size lakevec's thread pool from the CPUs Ray granted
+  the task (``num_cpus=`` of ``map_batches``), not from the machine.
+* :func:`build_index` / :func:`refresh`: segments built by Ray tasks over groups of data
+  files, written to the sidecar, then published by the driver in one atomic commit.
+* :func:`search`: a large query set fanned out over Ray tasks.
+* :func:`dedup_minhash`: signatures in ``map_batches``, LSH buckets through Ray Data's
+  ``groupby``, components joined on the driver; the clusters of
+  :func:`lakevec.dedup.minhash` with the same parameters.
+
+Exceptions raised in workers reach the driver as Ray wraps them: a task's as a
+``RayTaskError`` that is also an instance of the lakevec exception, a ``map_batches`` UDF's as
+Ray Data's ``UserCodeException`` (unless ``DataContext.raise_original_map_exception``).
+:func:`worker_errors` re-raises either as the lakevec exception itself; the functions here
+that run Ray jobs do so themselves.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import ray
+from ray.data.block import BlockMetadata
+from ray.data.datasource import Datasource, ReadTask
+
+from lakevec import _dist, _lakevec
+from lakevec.dedup import lsh_params
+from lakevec.exceptions import InvalidArgumentError
+from lakevec.index import VectorIndex, _queries
+from lakevec.table import Table
+
+__all__ = [
+    "read_table",
+    "LakeDatasource",
+    "MinHashSignatures",
+    "HashingEmbed",
+    "TagRules",
+    "TagKNN",
+    "SearchIndex",
+    "build_index",
+    "refresh",
+    "search",
+    "dedup_minhash",
+    "granted_cpus",
+    "worker_errors",
+]
+
+worker_errors = _dist.worker_errors
+
+
+def _lakevec_errors(fn):
+    """Run ``fn`` under :func:`worker_errors`."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with worker_errors():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def granted_cpus() -> int | None:
+    """CPUs Ray granted the running task or actor (rounded up, at least 1); ``None`` outside
+    a Ray worker (then lakevec's default applies, see :func:`lakevec.default_num_threads`)."""
+    try:
+        if not ray.is_initialized():
+            return None
+        ctx = ray.get_runtime_context()
+        if ctx.worker.mode != ray.WORKER_MODE:
+            return None
+        cpu = ctx.get_assigned_resources().get("CPU")
+    except Exception:  # pragma: no cover - depends on the Ray version
+        return None
+    return max(1, math.ceil(cpu)) if cpu else None
+
+
+class _RayThreads:
+    threads = staticmethod(granted_cpus)
+
+
+class MinHashSignatures(_RayThreads, _dist.MinHashSignatures):
+    __doc__ = _dist.MinHashSignatures.__doc__
+
+
+class HashingEmbed(_RayThreads, _dist.HashingEmbed):
+    __doc__ = _dist.HashingEmbed.__doc__
+
+
+class TagRules(_RayThreads, _dist.TagRules):
+    __doc__ = _dist.TagRules.__doc__
+
+
+class TagKNN(_RayThreads, _dist.TagKNN):
+    __doc__ = _dist.TagKNN.__doc__
+
+
+class SearchIndex(_RayThreads, _dist.SearchIndex):
+    __doc__ = _dist.SearchIndex.__doc__
+
+
+# ------------------------------------------------------------------ read_table
+def _read(table: Table, plan: _dist.ReadTaskPlan | None, columns, filter, with_row_address, with_position):
+    if plan is None:  # not splittable (Iceberg equality deletes): one task, DataFusion scan
+        t = _dist.worker_table(table)
+        return [t.to_arrow(columns, filter, num_threads=granted_cpus())]
+    return [_dist.read_task(table, plan, columns, filter, with_row_address, with_position, granted_cpus())]
+
+
+class LakeDatasource(Datasource):
+    """A Ray Data ``Datasource`` over one version of a lake table (see :func:`read_table`).
+
+    ``with_position`` adds ``_pos`` (int64): each row's position in the single-process
+    ``Table.to_arrow(with_row_address=True)`` order (used by :func:`dedup_minhash`).
+    """
+
+    def __init__(self, table: Table, columns: Sequence[str] | None = None, filter: str | None = None,
+                 with_row_address: bool = False, with_position: bool = False,
+                 max_rows_per_task: int | None = None):
+        super().__init__()
+        self.table = table
+        self.columns = list(columns) if columns is not None else None
+        self.filter = filter
+        self.with_row_address = with_row_address
+        self.with_position = with_position
+        self.max_rows_per_task = max_rows_per_task
+        files = table.files()
+        self._by_value = files.num_rows > 0 and files.column("num_deleted").null_count > 0
+        if self._by_value and (with_row_address or with_position):
+            raise _lakevec_unsupported(table)
+        self._bytes = int(pc.sum(files.column("size")).as_py() or 0)
+        schema = table.schema
+        fields = [schema.field(c) for c in (self.columns or schema.names)]
+        if with_row_address:
+            fields += [pa.field("_file", pa.string(), False), pa.field("_row", pa.int64(), False)]
+        if with_position:
+            fields.append(pa.field("_pos", pa.int64(), False))
+        self.schema = pa.schema(fields)
+
+    def get_name(self) -> str:
+        return f"lakevec({self.table.format})"
+
+    def estimate_inmemory_data_size(self) -> int | None:
+        return self._bytes
+
+    def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None, data_context=None) -> list[ReadTask]:
+        args = (self.columns, self.filter, self.with_row_address, self.with_position)
+        if self._by_value:
+            meta = BlockMetadata(num_rows=self.table.num_rows, size_bytes=self._bytes, input_files=None, exec_stats=None)
+            return [ReadTask(functools.partial(_read, self.table, None, *args), meta, schema=self.schema)]
+        tasks = []
+        for plan in _dist.plan_read(self.table, parallelism, max_rows_per_task=self.max_rows_per_task):
+            meta = BlockMetadata(num_rows=None if self.filter else plan.rows, size_bytes=plan.bytes,
+                                 input_files=plan.files, exec_stats=None)
+            tasks.append(ReadTask(functools.partial(_read, self.table, plan, *args), meta, schema=self.schema,
+                                  per_task_row_limit=per_task_row_limit))
+        return tasks
+
+
+def _lakevec_unsupported(table: Table):
+    from lakevec.exceptions import UnsupportedFeatureError
+
+    return UnsupportedFeatureError(
+        f"table '{table.uri}' has Iceberg equality deletes: its rows have no addresses or positions "
+        "(read without with_row_address, or compact the table first)"
+    )
+
+
+def read_table(
+    uri: str | Table,
+    columns: Sequence[str] | None = None,
+    filter: str | None = None,
+    version: int | None = None,
+    with_row_address: bool = False,
+    storage_options: Mapping[str, str] | None = None,
+    *,
+    format: str | None = None,
+    override_num_blocks: int | None = None,
+    max_rows_per_task: int | None = None,
+) -> "ray.data.Dataset":
+    """A lake table as a ``ray.data.Dataset`` (lazy; read by Ray tasks).
+
+    The table is opened once, on the driver, at ``version`` (default: latest), and every read
+    task reopens that same version from a small pickled handle (URI, format, version, storage
+    options without credentials: workers take credentials from their environment). Tasks
+    cover groups of data files, or row ranges of files larger than a task's share, in file
+    order; deletion vectors and position deletes are applied. The rows equal
+    :func:`lakevec.read_table`'s (same order when the blocks are read in order).
+
+    Args:
+        uri: a table URI or an open :class:`lakevec.Table` (its version is kept).
+        columns, filter: as :meth:`lakevec.Table.to_arrow` (the filter is evaluated in the
+            read tasks).
+        with_row_address: add ``_file`` and ``_row`` (each row's data file and position).
+        override_num_blocks: number of read tasks (default: Ray's choice from the cluster).
+        max_rows_per_task: cap on the rows a read task returns.
+
+    Raises:
+        the errors of :meth:`lakevec.Table.open` (on the driver) and of
+        :meth:`lakevec.Table.to_arrow` (in the read tasks).
+    """
+    t = uri if isinstance(uri, Table) else Table.open(str(uri), storage_options, format=format, version=version)
+    ds = LakeDatasource(t, columns, filter, with_row_address, max_rows_per_task=max_rows_per_task)
+    return ray.data.read_datasource(ds, override_num_blocks=override_num_blocks)
+
+
+# ------------------------------------------------------------------ indexes
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _cluster_cpus() -> int:
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def _build_segment(table: Table, spec: tuple, files: list[str], dim: int | None) -> tuple[str, float]:
+    t0 = time.perf_counter()
+    out = _lakevec.VectorIndex.build_segment(table._inner, *spec, files, dim, granted_cpus())
+    return out, time.perf_counter() - t0
+
+
+_build_segment_remote = ray.remote(_build_segment)
+
+
+def _run_segments(table: Table, spec: tuple, files: list[str], dim: int | None, files_per_task: int | None,
+                  num_cpus_per_task: float, timings: dict | None) -> list[str]:
+    if files_per_task is None:
+        slots = max(1, int(_cluster_cpus() // max(num_cpus_per_task, 1)))
+        files_per_task = max(1, math.ceil(len(files) / slots))
+    if files_per_task < 1:
+        raise InvalidArgumentError(f"files_per_task must be >= 1, got {files_per_task}")
+    t0 = time.perf_counter()
+    task = _build_segment_remote.options(num_cpus=num_cpus_per_task)
+    results = ray.get([task.remote(table, spec, group, dim) for group in _chunks(files, files_per_task)])
+    if timings is not None:
+        timings["segments"] = time.perf_counter() - t0
+        timings["segment_task_seconds"] = [s for _, s in results]
+    return [r for r, _ in results]
+
+
+@_lakevec_errors
+def build_index(
+    table: Table | str,
+    column: str,
+    *,
+    metric: str = "l2",
+    name: str = "default",
+    index_uri: str | None = None,
+    key: str | None = None,
+    m: int = 16,
+    ef_construction: int = 200,
+    on_invalid: str = "error",
+    files_per_task: int | None = None,
+    num_cpus_per_task: float = 1,
+    storage_options: Mapping[str, str] | None = None,
+    timings: dict | None = None,
+) -> VectorIndex:
+    """Build an index with Ray tasks: each task reads a group of ``files_per_task`` data
+    files of the table's version (pinned on the driver), builds their HNSW graph on the CPUs
+    it was granted (``num_cpus_per_task``) and writes it as a segment in the index folder;
+    the driver then verifies every segment (checksums, files, dimension, table version) and
+    publishes them in one manifest (put-if-absent). Until then nothing is visible, and a
+    failed task leaves the previous index version as it was.
+
+    Arguments as :func:`lakevec.build_index`. The index has one segment per task; searches
+    merge the segments' top-k exactly (recall close to a one-graph index; :meth:`compact`
+    merges them into one graph). ``files_per_task`` defaults to spreading the files over the
+    cluster's CPUs. ``timings``, if given, receives ``segments`` and ``commit`` (seconds)
+    and ``segment_task_seconds``.
+
+    Raises:
+        the errors of :func:`lakevec.build_index` (from the tasks, as Ray raises them), and
+        ``InvalidArgumentError`` when the segments do not cover the table version.
+    """
+    t = table if isinstance(table, Table) else Table.open(str(table), storage_options)
+    spec = (column, metric, name, index_uri, key, int(m), int(ef_construction), on_invalid)
+    files = t.files().column("path").to_pylist()
+    parts = _run_segments(t, spec, files, None, files_per_task, num_cpus_per_task, timings)
+    t0 = time.perf_counter()
+    inner = _lakevec.VectorIndex.commit_build(t._inner, *spec, parts)
+    if timings is not None:
+        timings["commit"] = time.perf_counter() - t0
+    return VectorIndex(inner, storage_options)
+
+
+@_lakevec_errors
+def refresh(index: VectorIndex, *, files_per_task: int | None = None, num_cpus_per_task: float = 1,
+            timings: dict | None = None) -> bool:
+    """:meth:`lakevec.VectorIndex.refresh` whose new data files are encoded by Ray tasks
+    (one segment per task, as :func:`build_index`); tombstones and the commit are done on the
+    driver. Returns whether a new index version was committed.
+
+    Raises:
+        CommitConflictError: another writer committed the same index version first.
+    """
+    t = index.table()
+    pending = index._inner.pending_files(t._inner)
+    params = index.stats()["params"]
+    spec = (index.column, index.metric, index.name, index.uri, index.key, int(params["m"]),
+            int(params["ef_construction"]), params["on_invalid"])
+    parts = _run_segments(t, spec, pending, index.dim, files_per_task, num_cpus_per_task, timings) if pending else []
+    return index._inner.refresh(None, None, t._inner, parts)
+
+
+def _search(index: VectorIndex, queries: pa.Array, k: int, kw: dict) -> pa.Table:
+    return index.search(queries, k, num_threads=granted_cpus(), **kw)
+
+
+_search_remote = ray.remote(_search)
+
+
+@_lakevec_errors
+def search(
+    index: VectorIndex,
+    queries: Any,
+    k: int = 10,
+    *,
+    ef: int | None = None,
+    filter: str | None = None,
+    columns: Sequence[str] | None = None,
+    exact: bool = False,
+    queries_per_task: int | None = None,
+    num_cpus_per_task: float = 1,
+) -> pa.Table:
+    """:meth:`lakevec.VectorIndex.search` with the queries split over Ray tasks (each opens the
+    index version once per worker process). Same result table, ``query`` numbered over the
+    whole query set. ``queries_per_task`` defaults to spreading over the cluster's CPUs.
+
+    Raises:
+        as :meth:`lakevec.VectorIndex.search`.
+    """
+    q = _queries(queries, index.dim)
+    n = len(q)
+    if queries_per_task is None:
+        queries_per_task = max(1, math.ceil(n / _cluster_cpus()))
+    kw = dict(ef=ef, filter=filter, columns=list(columns) if columns is not None else None, exact=exact)
+    task = _search_remote.options(num_cpus=num_cpus_per_task)
+    starts = list(range(0, n, int(queries_per_task)))
+    parts = ray.get([task.remote(index, q.slice(s, queries_per_task), int(k), kw) for s in starts])
+    out = []
+    for s, t in zip(starts, parts):
+        out.append(t.set_column(0, t.schema.field(0), pc.add(t.column("query"), pa.scalar(s, pa.int64()))))
+    return pa.concat_tables(out) if out else index.search(q, k, **kw)
+
+
+# ------------------------------------------------------------------ dedup
+@ray.remote
+def _num_rows(block: pa.Table) -> int:
+    return block.num_rows
+
+
+@ray.remote
+def _add_pos(block: pa.Table, columns: list[str], offset: int) -> pa.Table:
+    pos = pa.array(np.arange(offset, offset + block.num_rows, dtype=np.int64))
+    return block.select(columns).append_column("_pos", pos)
+
+
+def _with_positions(ds: "ray.data.Dataset", columns: list[str]) -> tuple["ray.data.Dataset", int]:
+    """``columns`` of ``ds`` with ``_pos`` and the row count. Positions follow the block order
+    of ``ds.materialize()`` (a materialised dataset keeps its order; executing a lazy one
+    may order blocks as tasks finish unless ``DataContext.execution_options.preserve_order``)."""
+    refs = ds.materialize().to_arrow_refs()
+    counts = ray.get([_num_rows.remote(r) for r in refs])
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int) if counts else []
+    blocks = [_add_pos.remote(r, columns, int(o)) for r, o in zip(refs, offsets)]
+    return ray.data.from_arrow_refs(blocks), int(sum(counts))
+
+
+class _SignatureStage:
+    """Signatures of one batch plus the keep score (``_score``)."""
+
+    def __init__(self, column: str, kw: dict, keep: str, ids: list[str]):
+        self.sig = MinHashSignatures(column, **kw)
+        self.column, self.keep, self.ids = column, keep, ids
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        t = self.sig(batch)
+        out = t.select(self.ids + ["_pos", "signature"])
+        if self.keep == "first":
+            return out
+        if self.keep == "last":
+            score = pc.cast(t.column("_pos"), pa.float64())
+        elif self.keep == "longest":
+            score = pc.cast(pc.fill_null(pc.utf8_length(pc.cast(t.column(self.column), pa.string())), 0), pa.float64())
+        else:
+            score = pc.fill_null(pc.cast(t.column(self.keep), pa.float64()), float("-inf"))
+        return out.append_column("_score", score)
+
+
+class _BandStage:
+    """One row per (row, band): ``part`` (shuffle group), ``band``, ``key``, ``pos``, ``signature``."""
+
+    def __init__(self, bands: int, rows: int, partitions: int):
+        self.bands, self.rows, self.partitions = bands, rows, partitions
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        from lakevec import _inputs
+
+        sig = _inputs.array(batch, "signature")
+        br = _lakevec.minhash_band_rows(sig, self.bands, self.rows)
+        idx = br.column("row")
+        key = br.column("key").to_numpy()
+        part = (key.view(np.uint64) % np.uint64(self.partitions)).astype(np.int64)
+        return pa.table({
+            "part": part,
+            "band": br.column("band"),
+            "key": br.column("key"),
+            "pos": batch.column("_pos").take(idx),
+            "signature": sig.take(idx),
+        })
+
+
+def _bucket_edges(group: pa.Table, threshold: float) -> pa.Table:
+    """The spanning-forest edges of the buckets in one shuffle group."""
+    from lakevec import _inputs
+
+    return _lakevec.minhash_bucket_edges(
+        _inputs.array(group, "band"), _inputs.array(group, "key"), _inputs.array(group, "pos"),
+        _inputs.array(group, "signature"), threshold, granted_cpus(),
+    )
+
+
+class _Attach:
+    """Join the driver's cluster columns (an object ref) to id rows by ``_pos``."""
+
+    def __init__(self, clusters_ref):
+        self.ref = clusters_ref
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        clusters = ray.get(self.ref)
+        pos = batch.column("_pos")
+        out = batch
+        for name in clusters.column_names:
+            out = out.append_column(name, clusters.column(name).take(pos))
+        return out
+
+
+@_lakevec_errors
+def dedup_minhash(
+    data: Any,
+    column: str,
+    *,
+    threshold: float = 0.8,
+    num_perm: int = 128,
+    ngram: int = 5,
+    shingle: str = "word",
+    bands: int | None = None,
+    rows: int | None = None,
+    weights: tuple[float, float] = (0.5, 0.5),
+    seed: int = 1,
+    normalize: Any = True,
+    keep: str = "first",
+    num_partitions: int | None = None,
+    storage_options: Mapping[str, str] | None = None,
+    timings: dict | None = None,
+) -> "ray.data.Dataset":
+    """MinHash-LSH near-duplicates over a Ray cluster; clusters identical to
+    :func:`lakevec.dedup.minhash` with the same parameters (``verify="estimate"``).
+
+    1. signatures per batch (``map_batches``), each row numbered by its position in the
+       input (a table URI: its single-process row order; a Dataset: its block order);
+    2. one row per (row, band) with the band's bucket key, shuffled by Ray Data's
+       ``groupby`` into ``num_partitions`` groups (default: about 250,000 band rows each, at
+       least twice the cluster's CPUs), so every bucket lands whole in one group;
+    3. per group, in Rust: each bucket's pairs verified by estimated Jaccard >= ``threshold``
+       and reduced to a spanning forest (at most one edge per row touched);
+    4. on the driver: a union-find over row positions, fed the edges batch by batch.
+
+    Driver memory: 4 bytes per row for the union-find, plus 17 bytes per row of cluster
+    columns (and 8 for ``keep`` scores); the edges are never held at once.
+
+    Args:
+        data: a table URI or :class:`lakevec.Table` (output ids ``_file``, ``_row``), or a
+            ``ray.data.Dataset`` (output id ``row``: the row's position in the dataset's
+            materialised block order; pass a materialised dataset to fix that order).
+        other arguments: as :func:`lakevec.dedup.minhash`.
+        timings: if a dict, receives each stage's seconds (``signatures``, ``buckets``,
+            ``components``, ``output``).
+
+    Returns:
+        A Dataset with the single-process schema: ids, ``cluster_id``, ``cluster_size``,
+        ``is_representative``, in input order.
+
+    Raises:
+        SchemaError: ``column`` (or the keep column) missing. InvalidArgumentError: bad
+        parameters (checked on the driver before any task runs).
+    """
+    b, r = lsh_params(threshold, num_perm, bands, rows, weights)
+    kw = dict(num_perm=num_perm, ngram=ngram, shingle=shingle, seed=seed, normalize=normalize)
+    from lakevec.dedup import _normalize, _with_keep_column
+
+    _normalize(normalize)
+    cols = _with_keep_column([column], keep)
+    clock = time.perf_counter()
+    if isinstance(data, ray.data.Dataset):
+        missing = [c for c in cols if c not in (data.schema().names if data.schema() else cols)]
+        if missing:
+            from lakevec.exceptions import SchemaError
+
+            raise SchemaError(f"column(s) {missing} not found in the dataset (columns: {data.schema().names})")
+        ds, n = _with_positions(data, cols)
+        ids: list[str] = []
+    else:
+        t = data if isinstance(data, Table) else Table.open(str(data), storage_options)
+        src = LakeDatasource(t, cols, None, with_row_address=True, with_position=True)
+        ds = ray.data.read_datasource(src)
+        n = t.num_rows
+        ids = ["_file", "_row"]
+    sigs = ds.map_batches(_SignatureStage(column, kw, keep, ids), batch_format="pyarrow").materialize()
+    if timings is not None:
+        timings["signatures"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    partitions = num_partitions or max(2 * _cluster_cpus(), math.ceil(n * b / 250_000))
+    edges = (
+        sigs.map_batches(_BandStage(b, r, partitions), batch_format="pyarrow")
+        .groupby("part")
+        .map_groups(functools.partial(_bucket_edges, threshold=threshold), batch_format="pyarrow")
+    )
+    comp = _lakevec.Components(n)
+    for batch in edges.iter_batches(batch_format="pyarrow", batch_size=None):
+        comp.add(batch.column("a").combine_chunks(), batch.column("b").combine_chunks())
+    if timings is not None:
+        timings["buckets"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    score = None
+    if keep != "first":
+        s = np.zeros(n)
+        for batch in sigs.select_columns(["_pos", "_score"]).iter_batches(batch_format="pyarrow", batch_size=None):
+            s[batch.column("_pos").to_numpy()] = batch.column("_score").to_numpy()
+        score = s.tolist()
+    clusters = comp.clusters(score)
+    if timings is not None:
+        timings["components"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    ref = ray.put(clusters)
+    out = sigs.select_columns(ids + ["_pos"]).map_batches(_Attach(ref), batch_format="pyarrow").sort("_pos")
+    if ids:
+        out = out.drop_columns(["_pos"])
+    else:
+        out = out.rename_columns({"_pos": "row"})
+    out = out.materialize()
+    if timings is not None:
+        timings["output"] = time.perf_counter() - clock
+    return out

@@ -1,0 +1,341 @@
+"""lakevec on Spark: lakevec's kernels as ``DataFrame.mapInArrow`` functions, and MinHash
+dedup whose LSH buckets are formed by Spark's own ``groupBy``.
+
+Needs ``pip install 'lakevec[spark]'`` (PySpark >= 3.5). Each ``mapInArrow`` helper takes the
+input DataFrame's schema and returns ``(fn, schema)``, ready to unpack::
+
+    tagged = df.mapInArrow(*lakevec.spark.tag_rules(df.schema, "description", regex={...}))
+
+The functions pickle as their arguments (an index as URI + version + options without
+credentials), open an index once per Python worker, and size lakevec's pool from
+``spark.task.cpus``. Spark has no unsigned or fixed-size list types, so MinHash signatures
+are ``binary`` (``4 * num_perm`` little-endian bytes, see :func:`lakevec._dist.binary_to_signatures`)
+and vectors ``array<float>``.
+
+Spark reports a failure in a Python worker as ``PythonException`` carrying the worker's
+traceback text; :func:`worker_errors` turns one raised by a lakevec function back into that
+lakevec exception (type and message) on the driver. :func:`dedup_minhash` does so itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lakevec import _dist, _lakevec
+from lakevec.dedup import _normalize, _with_keep_column, lsh_params
+from lakevec.exceptions import SchemaError
+
+__all__ = [
+    "minhash_signatures",
+    "hashing_embed",
+    "tag_rules",
+    "tag_knn",
+    "search_index",
+    "dedup_minhash",
+    "worker_errors",
+    "task_cpus",
+]
+
+
+def task_cpus() -> int | None:
+    """``spark.task.cpus`` of the running task (``None`` outside a Spark task)."""
+    try:
+        from pyspark import TaskContext
+
+        tc = TaskContext.get()
+        return int(tc.cpus()) if tc is not None else None
+    except Exception:  # pragma: no cover - depends on the PySpark version
+        return None
+
+
+class _SparkThreads:
+    threads = staticmethod(task_cpus)
+
+
+class _MapInArrow:
+    """``fn(iterator of RecordBatch) -> iterator of RecordBatch`` over a batch UDF."""
+
+    def __init__(self, udf: _dist.BatchUDF):
+        self.udf = udf
+
+    def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for b in batches:
+            yield from _dist.spark_compatible(self.udf(pa.Table.from_batches([b]))).to_batches()
+
+
+def _spark_type(t: pa.DataType):
+    from pyspark.sql.pandas.types import from_arrow_type
+
+    return from_arrow_type(t)
+
+
+def _schema(input_schema, extra: Sequence[pa.Field], keep: Sequence[str] | None = None):
+    """The Spark output schema: ``keep`` (default all) input fields, then ``extra``."""
+    from pyspark.sql.types import StructField, StructType
+
+    names = input_schema.fieldNames()
+    keep = names if keep is None else list(keep)
+    missing = [c for c in keep if c not in names]
+    if missing:
+        raise SchemaError(f"column(s) {missing} not found in the DataFrame (columns: {names})")
+    fields = [input_schema[c] for c in keep]
+    fields += [StructField(f.name, _spark_type(f.type), f.nullable) for f in extra]
+    return StructType(fields)
+
+
+def _with_threads(cls):
+    return type(cls.__name__, (_SparkThreads, cls), {})
+
+
+_Sig, _Hash, _Rules, _KNN, _Search = (
+    _with_threads(c) for c in (_dist.MinHashSignatures, _dist.HashingEmbed, _dist.TagRules, _dist.TagKNN, _dist.SearchIndex)
+)
+
+
+def minhash_signatures(schema, column: str, *, num_perm: int = 128, ngram: int = 5, shingle: str = "word",
+                       seed: int = 1, normalize: Any = True, output_column: str = "signature"):
+    """``(fn, schema)`` for ``mapInArrow``: the input rows plus ``output_column`` (binary,
+    ``4 * num_perm`` bytes: the uint32 MinHash signature of :func:`lakevec.dedup.minhash_signatures`;
+    null for null or empty texts)."""
+    udf = _Sig(column, num_perm=num_perm, ngram=ngram, shingle=shingle, seed=seed, normalize=normalize,
+               output_column=output_column)
+    return _MapInArrow(udf), _schema(schema, [pa.field(output_column, pa.binary())])
+
+
+def hashing_embed(schema, column: str, *, dim: int = 256, ngram: tuple[int, int] = (1, 2), analyzer: str = "word",
+                  norm: str | None = "l2", output_column: str = "vector"):
+    """``(fn, schema)``: the input rows plus ``output_column`` (array<float>, length ``dim``):
+    :func:`lakevec.embed.hashing`."""
+    udf = _Hash(column, dim=dim, ngram=ngram, analyzer=analyzer, norm=norm, output_column=output_column)
+    return _MapInArrow(udf), _schema(schema, [pa.field(output_column, pa.list_(pa.float32()))])
+
+
+_MATCH = pa.struct([("tag", pa.string()), ("rule", pa.string()), ("start", pa.int64()), ("end", pa.int64())])
+
+
+def tag_rules(schema, column: str, regex: Mapping[str, Any] | None = None, keywords: Mapping[str, Any] | None = None,
+              *, case_sensitive: bool = False):
+    """``(fn, schema)``: the input rows plus ``tags`` (array<string>) and ``matches``
+    (array<struct<tag, rule, start, end>>): :func:`lakevec.tag.rules`."""
+    udf = _Rules(column, regex, keywords, case_sensitive=case_sensitive)
+    return _MapInArrow(udf), _schema(schema, [pa.field("tags", pa.list_(pa.string())), pa.field("matches", pa.list_(_MATCH))])
+
+
+def _index_table_field(udf, name: str) -> pa.Field:
+    from lakevec.index import _reopen_index
+
+    uri, version, opts = udf.index
+    schema = _reopen_index(uri, opts, version).table().schema
+    if name not in schema.names:
+        raise SchemaError(f"column {name!r} not found in the indexed table (columns: {schema.names})")
+    return schema.field(name)
+
+
+def tag_knn(schema, index: Any, column: str, label_column: str, k: int = 10, *, weights: str = "uniform",
+            min_confidence: float = 0.0, storage_options: Mapping[str, str] | None = None):
+    """``(fn, schema)``: the input rows plus ``label``, ``confidence`` (float),
+    ``neighbor_files``, ``neighbor_rows``: each vector ``column`` labelled by its ``k``
+    nearest rows of ``index`` (URI or :class:`lakevec.VectorIndex`, pinned at its current
+    version), as :func:`lakevec.tag.knn`."""
+    udf = _KNN(index, column, label_column, k, weights=weights, min_confidence=min_confidence,
+               storage_options=storage_options)
+    label = _index_table_field(udf, label_column)
+    extra = [
+        pa.field("label", pa.string() if not pa.types.is_string(label.type) else label.type),
+        pa.field("confidence", pa.float32()),
+        pa.field("neighbor_files", pa.list_(pa.string())),
+        pa.field("neighbor_rows", pa.list_(pa.int64())),
+    ]
+    return _MapInArrow(udf), _schema(schema, extra)
+
+
+def search_index(schema, index: Any, column: str, k: int = 10, *, columns: Sequence[str] | None = None,
+                 ef: int | None = None, filter: str | None = None, passthrough: Sequence[str] | None = None,
+                 storage_options: Mapping[str, str] | None = None):
+    """``(fn, schema)``: one row per hit of each row's vector ``column`` in ``index``
+    (pinned at its current version): the ``passthrough`` columns (default: all but the
+    vector), ``rank``, ``distance``, ``_file``, ``_row``, the index key, then the fetched
+    ``columns``; a hit column named like a passthrough column becomes ``hit_<name>``."""
+    udf = _Search(index, column, k, columns=columns, ef=ef, filter=filter, passthrough=passthrough,
+                  storage_options=storage_options)
+    keep = list(passthrough) if passthrough is not None else [c for c in schema.fieldNames() if c != column]
+    extra = [pa.field("rank", pa.int32()), pa.field("distance", pa.float32()), pa.field("_file", pa.string()),
+             pa.field("_row", pa.int64())]
+    from lakevec.index import _reopen_index
+
+    uri, version, opts = udf.index
+    key = _reopen_index(uri, opts, version).key
+    for c in ([key] if key else []) + list(columns or []):
+        extra.append(_index_table_field(udf, c))
+    extra = [f.with_name(_dist.hit_name(f.name, keep)) for f in extra]
+    return _MapInArrow(udf), _schema(schema, extra, keep)
+
+
+# ------------------------------------------------------------------ errors
+worker_errors = _dist.worker_errors
+
+
+# ------------------------------------------------------------------ dedup
+def _partition_id() -> int:
+    from pyspark import TaskContext
+
+    return TaskContext.get().partitionId()
+
+
+def _count_rows(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    n = sum(b.num_rows for b in batches)
+    yield pa.RecordBatch.from_pydict({"pid": pa.array([_partition_id()], pa.int32()), "n": pa.array([n], pa.int64())})
+
+
+class _SignatureStage:
+    def __init__(self, column: str, kw: dict, keep: str, offsets: Mapping[int, int]):
+        self.udf = _Sig(column, **kw)
+        self.column, self.keep, self.offsets = column, keep, dict(offsets)
+
+    def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        at = self.offsets.get(_partition_id(), 0)
+        for b in batches:
+            t = self.udf(pa.Table.from_batches([b]))
+            pos = pa.array(np.arange(at, at + t.num_rows, dtype=np.int64))
+            at += t.num_rows
+            cols = {"pos": pos, "signature": _dist.signatures_to_binary(t.column("signature"))}
+            if self.keep == "last":
+                cols["score"] = pc.cast(pos, pa.float64())
+            elif self.keep == "longest":
+                cols["score"] = pc.cast(pc.fill_null(pc.utf8_length(pc.cast(t.column(self.column), pa.string())), 0), pa.float64())
+            elif self.keep != "first":
+                cols["score"] = pc.fill_null(pc.cast(t.column(self.keep), pa.float64()), float("-inf"))
+            yield from pa.table(cols).to_batches()
+
+
+class _BandStage:
+    def __init__(self, bands: int, rows: int, num_perm: int):
+        self.bands, self.rows, self.num_perm = bands, rows, num_perm
+
+    def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for b in batches:
+            sig_bin = b.column(b.schema.get_field_index("signature"))
+            sig = _dist.binary_to_signatures(sig_bin, self.num_perm)
+            br = _lakevec.minhash_band_rows(sig, self.bands, self.rows)
+            idx = br.column("row")
+            yield from pa.table({
+                "band": br.column("band"),
+                "key": br.column("key"),
+                "pos": b.column(b.schema.get_field_index("pos")).take(idx),
+                "signature": sig_bin.take(idx),
+            }).to_batches()
+
+
+class _EdgeStage:
+    """Buckets (rows of ``m``: list<struct<pos, signature>>) -> spanning-forest edges."""
+
+    def __init__(self, threshold: float, num_perm: int):
+        self.threshold, self.num_perm = threshold, num_perm
+
+    def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for b in batches:
+            m = b.column(0)
+            members = m.flatten()
+            group = pc.list_parent_indices(m).cast(pa.int64())
+            sig = _dist.binary_to_signatures(members.field("signature"), self.num_perm)
+            band = pa.array(np.zeros(len(members), np.int32))
+            edges = _lakevec.minhash_bucket_edges(band, group, members.field("pos"), sig, self.threshold, task_cpus())
+            yield from edges.to_batches()
+
+
+def _numpy_chunks(rows: Iterator, names: Sequence[str], size: int = 65536):
+    buf: list = []
+    for r in rows:
+        buf.append(tuple(r[c] for c in names))
+        if len(buf) >= size:
+            yield np.asarray(buf)
+            buf = []
+    if buf:
+        yield np.asarray(buf)
+
+
+def dedup_minhash(
+    df,
+    column: str,
+    *,
+    threshold: float = 0.8,
+    num_perm: int = 128,
+    ngram: int = 5,
+    shingle: str = "word",
+    bands: int | None = None,
+    rows: int | None = None,
+    weights: tuple[float, float] = (0.5, 0.5),
+    seed: int = 1,
+    normalize: Any = True,
+    keep: str = "first",
+):
+    """MinHash-LSH near-duplicates of a Spark DataFrame; clusters identical to
+    :func:`lakevec.dedup.minhash` on the same rows in the same order.
+
+    1. rows numbered in DataFrame order (a count per partition, then offsets), signatures
+       per batch (``mapInArrow``), checkpointed (``localCheckpoint``) so the numbering holds;
+    2. one row per (row, band) with its bucket key; Spark's ``groupBy(band, key)`` collects
+       each bucket (``collect_list``), buckets of one row are dropped;
+    3. per bucket, in Rust: pairs verified by estimated Jaccard >= ``threshold``, reduced to a
+       spanning forest;
+    4. on the driver: a union-find over row positions fed the edges as they stream in
+       (``toLocalIterator``; 4 bytes per row, the edges never held at once).
+
+    The DataFrame must be deterministic (same rows in the same partitions when evaluated
+    twice), as for ``RDD.zipWithIndex``.
+
+    Returns:
+        A DataFrame ``row`` (bigint: the row's position in ``df``), ``cluster_id``,
+        ``cluster_size`` (bigint) and ``is_representative`` (boolean), ordered by ``row``.
+
+    Raises:
+        SchemaError: ``column`` or the keep column missing. InvalidArgumentError: bad
+        parameters. Errors from the workers as their lakevec type (:func:`worker_errors`).
+    """
+    from pyspark.sql import functions as F
+
+    b, r = lsh_params(threshold, num_perm, bands, rows, weights)
+    _normalize(normalize)
+    cols = _with_keep_column([column], keep)
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise SchemaError(f"column(s) {missing} not found in the DataFrame (columns: {df.columns})")
+    spark = df.sparkSession
+    src = df.select(*cols)
+    kw = dict(num_perm=num_perm, ngram=ngram, shingle=shingle, seed=seed, normalize=normalize)
+    with worker_errors():
+        counts = {int(x["pid"]): int(x["n"]) for x in src.mapInArrow(_count_rows, "pid int, n long").collect()}
+        offsets, at = {}, 0
+        for pid in sorted(counts):
+            offsets[pid] = at
+            at += counts[pid]
+        n = at
+        sig_schema = "pos long, signature binary" + (", score double" if keep != "first" else "")
+        sigs = src.mapInArrow(_SignatureStage(column, kw, keep, offsets), sig_schema).localCheckpoint(eager=True)
+        band_rows = sigs.mapInArrow(_BandStage(b, r, num_perm), "band int, key long, pos long, signature binary")
+        buckets = (
+            band_rows.groupBy("band", "key")
+            .agg(F.collect_list(F.struct("pos", "signature")).alias("m"))
+            .where(F.size("m") > 1)
+            .select("m")
+        )
+        edges = buckets.mapInArrow(_EdgeStage(threshold, num_perm), "a long, b long")
+        comp = _lakevec.Components(n)
+        for chunk in _numpy_chunks(edges.toLocalIterator(), ("a", "b")):
+            comp.add(pa.array(chunk[:, 0].astype(np.int64)), pa.array(chunk[:, 1].astype(np.int64)))
+        score = None
+        if keep != "first":
+            s = np.zeros(n)
+            for chunk in _numpy_chunks(sigs.select("pos", "score").toLocalIterator(), ("pos", "score")):
+                s[chunk[:, 0].astype(np.int64)] = chunk[:, 1]
+            score = s.tolist()
+    clusters = comp.clusters(score)
+    out = pa.table({"row": pa.array(np.arange(n, dtype=np.int64))}).append_column(
+        "cluster_id", clusters.column("cluster_id")).append_column(
+        "cluster_size", clusters.column("cluster_size")).append_column(
+        "is_representative", clusters.column("is_representative"))
+    return spark.createDataFrame(out)

@@ -1,0 +1,304 @@
+"""lakevec on a real local Ray cluster (``ray.init(num_cpus=2)``): lake tables as Datasets,
+UDFs in workers, indexes built and searched by Ray tasks, distributed MinHash dedup, and
+what crosses process boundaries (pickles, exceptions)."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+import lakevec
+from lakevec import exceptions as E
+
+ray = pytest.importorskip("ray")
+deltalake = pytest.importorskip("deltalake")
+import lakevec.ray as lray  # noqa: E402
+
+RULES = {"python": r"\bpython\b", "game": [r"\bgames?\b", r"\bpuzzle\b"], "lib": r"\blibrary\b"}
+KEYWORDS = {"docs": ["documentation", "manual"], "fonts": ["font", "typeface"]}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _sorted(t: pa.Table, keys=("_file", "_row")) -> pa.Table:
+    return t.sort_by([(k, "ascending") for k in keys])
+
+
+def _same_rows(ds, uri, **kw):
+    got = _sorted(ds.to_arrow() if hasattr(ds, "to_arrow") else pa.concat_tables(ray.get(ds.to_arrow_refs())))
+    want = _sorted(lakevec.Table.open(uri, version=kw.get("version")).to_arrow(with_row_address=True,
+                                                                              columns=kw.get("columns")))
+    assert got.schema == want.schema
+    assert got.equals(want)
+    return got
+
+
+def _arrow(ds) -> pa.Table:
+    return pa.concat_tables(ray.get(ds.to_arrow_refs()))
+
+
+# ------------------------------------------------------------------ read_table
+@pytest.mark.parametrize("table", ["tables/delta/table-with-dv-small", "tables/delta/table_with_deletion_logs",
+                                   "tables/iceberg/lineitem_iceberg", "text/debian_descriptions.parquet"])
+def test_read_table_returns_the_single_process_rows(cluster, shared_data, table):
+    uri = str(shared_data / table)
+    ds = lray.read_table(uri, with_row_address=True, override_num_blocks=5)
+    got = _same_rows(ds, uri)
+    if table.endswith("table-with-dv-small"):
+        assert got.num_rows == 8  # two rows deleted by a deletion vector
+    # without addresses: the same rows (sorted by all columns)
+    plain = _arrow(lray.read_table(uri, override_num_blocks=3))
+    assert plain.num_rows == got.num_rows
+    assert plain.column_names == lakevec.Table.open(uri).schema.names
+
+
+def test_large_file_is_split_into_row_ranges(cluster, shared_data):
+    uri = str(shared_data / "text" / "debian_descriptions.parquet")
+    ds = lray.read_table(uri, columns=["package", "section"], with_row_address=True, override_num_blocks=7)
+    blocks = ray.get(ds.materialize().to_arrow_refs())
+    assert len([b for b in blocks if b.num_rows]) >= 4  # one file, several read tasks
+    _same_rows(ds, uri, columns=["package", "section"])
+    # a filter is applied in the tasks
+    f = _arrow(lray.read_table(uri, columns=["package"], filter="section = 'games'", override_num_blocks=4))
+    want = lakevec.read_table(uri, columns=["package"], filter="section = 'games'")
+    assert sorted(f.column("package").to_pylist()) == sorted(want.column("package").to_pylist())
+
+
+def test_version_is_pinned_on_the_driver(cluster, tmp_path):
+    path = str(tmp_path / "t")
+    deltalake.write_deltalake(path, pa.table({"x": [1, 2, 3]}))
+    ds = lray.read_table(path)  # latest = version 0, pinned now
+    deltalake.write_deltalake(path, pa.table({"x": [4]}), mode="append")
+    assert sorted(_arrow(ds).column("x").to_pylist()) == [1, 2, 3]
+    assert sorted(_arrow(lray.read_table(path)).column("x").to_pylist()) == [1, 2, 3, 4]
+    assert sorted(_arrow(lray.read_table(path, version=0)).column("x").to_pylist()) == [1, 2, 3]
+
+
+# ------------------------------------------------------------------ UDFs
+@pytest.fixture(scope="module")
+def debian(shared_data):
+    return pq.read_table(shared_data / "text" / "debian_descriptions.parquet").slice(0, 3000)
+
+
+def test_text_udfs_equal_in_process(cluster, debian):
+    ds = ray.data.from_arrow(debian).repartition(4)
+    out = _arrow(
+        ds.map_batches(lray.MinHashSignatures("description", num_perm=64), batch_format="pyarrow")
+        .map_batches(lray.HashingEmbed("description", dim=64), batch_format="pyarrow")
+        .map_batches(lray.TagRules("description", RULES, KEYWORDS), batch_format="pyarrow")
+    ).sort_by("package")
+    ref = debian.sort_by("package")
+    sig = lakevec.dedup.minhash_signatures(ref, "description", num_perm=64).column("signature")
+    assert out.column("signature").equals(sig)
+    assert out.column("vector").equals(pa.chunked_array([lakevec.embed.hashing(ref.column("description"), dim=64)]))
+    tags = lakevec.tag.rules(ref, "description", RULES, KEYWORDS)
+    assert out.column("tags").to_pylist() == tags.column("tags").to_pylist()
+    assert out.column("matches").to_pylist() == tags.column("matches").to_pylist()
+    assert sum(len(t) > 0 for t in out.column("tags").to_pylist()) > 300
+
+
+def test_udfs_size_their_pool_from_the_granted_cpus(cluster):
+    ds = ray.data.range(4)
+    seen = ds.map_batches(lambda b: {"n": [lray.granted_cpus()] * len(b["id"])}, num_cpus=2, batch_format="numpy")
+    assert set(seen.to_pandas()["n"]) == {2}
+    seen = ds.map_batches(lambda b: {"n": [lray.granted_cpus()] * len(b["id"])}, num_cpus=0.5, batch_format="numpy")
+    assert set(seen.to_pandas()["n"]) == {1}
+    assert lray.granted_cpus() is None  # the driver
+
+
+def test_worker_exception_reaches_the_driver_as_lakevec_error(cluster, debian, tmp_path):
+    ds = ray.data.from_arrow(debian.slice(0, 100))
+    with pytest.raises(E.SchemaError, match="no_such_column") as info:
+        with lray.worker_errors():
+            ds.map_batches(lray.TagRules("no_such_column", RULES), batch_format="pyarrow").materialize()
+    assert type(info.value) is E.SchemaError
+    # a Ray task's exception is an instance of the lakevec class already
+    pq.write_table(debian.slice(0, 10), tmp_path / "d.parquet")
+    with pytest.raises(E.SchemaError, match="no_such_column") as info:
+        lray.build_index(str(tmp_path / "d.parquet"), "no_such_column")
+    assert type(info.value) is E.SchemaError
+
+
+# ------------------------------------------------------------------ index
+def _load_ann(shared_data, name):
+    ann = shared_data / "ann"
+    base = pq.read_table(ann / f"{name}_base.parquet")
+    q = pq.read_table(ann / f"{name}_query.parquet")
+    gt = pq.read_table(ann / f"{name}_groundtruth.parquet")
+    queries = np.stack(q.column("vector").to_numpy(zero_copy_only=False)).astype(np.float32)
+    truth = [set(n[:10]) for n in gt.column("neighbors").to_pylist()]
+    return base, queries, truth
+
+
+def _recall(res: pa.Table, truth, k=10) -> float:
+    ids = res.column("id").to_numpy()
+    qs = res.column("query").to_numpy()
+    return sum(1 for qi, i in zip(qs, ids) if i in truth[qi]) / (len(truth) * k)
+
+
+@pytest.fixture(scope="module")
+def minilm(cluster, shared_data, tmp_path_factory):
+    """MiniLM base as a Delta table of 5 files (4 now, one appended later), a Ray-built
+    index with a segment per file, and a single-process index."""
+    base, queries, truth = _load_ann(shared_data, "minilm")
+    base = base.append_column("label", pc.cast(pc.bit_wise_and(base.column("id"), pa.scalar(7, pa.int64())), pa.string()))
+    path = str(tmp_path_factory.mktemp("minilm") / "t")
+    n = base.num_rows
+    cuts = [0, n // 5, 2 * n // 5, 3 * n // 5, 4 * n // 5]
+    for i, a in enumerate(cuts[:4]):
+        deltalake.write_deltalake(path, base.slice(a, cuts[i + 1] - a), mode="append" if i else "error")
+    timings: dict = {}
+    idx = lray.build_index(path, "vector", metric="cosine", key="id", files_per_task=1, timings=timings)
+    single = lakevec.build_index(path, "vector", metric="cosine", key="id", index_uri=path + "_single", progress=False)
+    return dict(path=path, base=base, queries=queries, truth=truth, idx=idx, single=single, tail=base.slice(cuts[4]),
+                timings=timings)
+
+
+def test_ray_built_index_matches_single_process_recall(minilm):
+    idx, single = minilm["idx"], minilm["single"]
+    st = idx.stats()
+    assert st["segments"] == 4 and st["last_commit"]["segments_added"] == 4
+    assert st["rows"] == single.stats()["rows"] == minilm["base"].num_rows * 4 // 5
+    assert len(minilm["timings"]["segment_task_seconds"]) == 4
+    # ground truth restricted to the indexed ids
+    ids = set(minilm["base"].column("id").to_pylist()[: st["rows"]])
+    exact_single = single.search(minilm["queries"], k=10, exact=True)
+    truth = [set() for _ in minilm["truth"]]
+    for q, i in zip(exact_single.column("query").to_pylist(), exact_single.column("id").to_pylist()):
+        truth[q].add(i)
+    assert all(i in ids for t in truth for i in t)
+    for ef in (16, 64):
+        r_ray = _recall(idx.search(minilm["queries"], k=10, ef=ef), truth)
+        r_one = _recall(single.search(minilm["queries"], k=10, ef=ef), truth)
+        print(f"ef={ef}: recall@10 ray-built (4 segments) {r_ray:.4f}, single-process {r_one:.4f}")
+        assert r_ray >= r_one - 0.01, (ef, r_ray, r_one)
+    assert _recall(idx.search(minilm["queries"], k=10, exact=True), truth) == 1.0
+
+
+def test_search_fan_out_equals_in_process(minilm):
+    idx, q = minilm["idx"], minilm["queries"][:200]
+    want = idx.search(q, k=5, columns=["label"])
+    got = lray.search(idx, q, k=5, columns=["label"], queries_per_task=37)
+    assert got.equals(want)
+
+
+def test_search_and_knn_udfs_equal_in_process(minilm):
+    idx = minilm["idx"]
+    qt = pa.table({"qid": pa.array(range(300), pa.int64()),
+                   "vector": pa.FixedSizeListArray.from_arrays(pa.array(minilm["queries"][:300].ravel()), 384)})
+    ds = ray.data.from_arrow(qt).repartition(3)
+    hits = _arrow(ds.map_batches(lray.SearchIndex(idx.uri, "vector", k=5, columns=["label"]), batch_format="pyarrow"))
+    want = idx.search(qt.column("vector"), k=5, columns=["label"])
+    got = hits.sort_by([("qid", "ascending"), ("rank", "ascending")])
+    assert got.column("qid").to_pylist() == want.column("query").to_pylist()
+    for c in ("rank", "distance", "_file", "_row", "id", "label"):
+        assert got.column(c).to_pylist() == want.column(c).to_pylist(), c
+    tagged = _arrow(ds.map_batches(lray.TagKNN(idx, "vector", "label", k=7), batch_format="pyarrow")).sort_by("qid")
+    ref = lakevec.tag.knn(qt, "vector", idx, "label", k=7)
+    for c in ("label", "confidence", "neighbor_files", "neighbor_rows"):
+        assert tagged.column(c).to_pylist() == ref.column(c).to_pylist(), c
+
+
+def test_distributed_refresh_adds_segments_and_follows_the_table(minilm):
+    idx = lakevec.open_index(minilm["idx"].uri)
+    v = idx.version
+    deltalake.write_deltalake(minilm["path"], minilm["tail"], mode="append")
+    assert lray.refresh(idx, files_per_task=1)
+    assert idx.version == v + 1
+    st = idx.stats()
+    assert st["segments"] == 5 and st["rows"] == minilm["base"].num_rows
+    assert set(idx.coverage().column("status").to_pylist()) == {"indexed"}
+    assert not lray.refresh(idx)
+    r = idx.search(minilm["queries"], k=10, ef=64)
+    assert _recall(r, minilm["truth"]) >= 0.95
+
+
+def test_pickled_objects_are_small_and_hold_no_secret(cluster, moto_s3, shared_data, tmp_path):
+    # on S3 with real (random, moto-issued) credentials
+    moto_s3.s3.create_bucket(Bucket="ray-pickles")
+    moto_s3.s3.upload_file(str(shared_data / "text" / "debian_descriptions.parquet"), "ray-pickles", "deb/part-0.parquet")
+    vec = pa.table({"id": pa.array(range(50), pa.int64()), "label": [str(i % 3) for i in range(50)],
+                    "vector": pa.FixedSizeListArray.from_arrays(pa.array(np.random.default_rng(0).random(50 * 8, np.float32)), 8)})
+    pq.write_table(vec, tmp_path / "vec.parquet")
+    moto_s3.s3.upload_file(str(tmp_path / "vec.parquet"), "ray-pickles", "vec/part-0.parquet")
+    opts = moto_s3.options()
+    t = lakevec.Table.open("s3://ray-pickles/deb", storage_options=opts)
+    idx = lakevec.build_index("s3://ray-pickles/vec", "vector", storage_options=opts, progress=False)
+    # locally, with sentinel secrets that the local store ignores
+    sentinels = {"aws_secret_access_key": "SENTINEL-SECRET-9b1", "aws_session_token": "SENTINEL-TOKEN-5f3a",
+                 "azure_storage_account_key": "SENTINEL-AZ-77c"}
+    local = lakevec.Table.open(str(tmp_path / "vec.parquet"), storage_options=sentinels)
+    local_idx = lakevec.build_index(local, "vector", progress=False)
+    secrets = [opts["aws_secret_access_key"].encode(), opts["aws_access_key_id"].encode()]
+    secrets += [v.encode() for v in sentinels.values()]
+    objects = {
+        "table": t,
+        "index": idx,
+        "local table": local,
+        "local index": local_idx,
+        "datasource": lray.LakeDatasource(t, ["package"]),
+        "tag_knn": lray.TagKNN(idx, "vector", "label"),
+        "search": lray.SearchIndex("s3://ray-pickles/vec/_lakevec_index/default", "vector", storage_options=opts),
+        "local search": lray.SearchIndex(local_idx, "vector"),
+        "sig": lray.MinHashSignatures("description"),
+    }
+    for name, obj in objects.items():
+        blob = pickle.dumps(obj)
+        assert len(blob) < 10_000, (name, len(blob))
+        for s in secrets:
+            assert s not in blob, name
+    # a pickled UDF works in a Ray worker (local files need no credentials)
+    q = pa.table({"vector": vec.column("vector").slice(0, 5)})
+    hits = _arrow(ray.data.from_arrow(q).map_batches(objects["local search"], batch_format="pyarrow"))
+    assert hits.num_rows == 50 and sorted(set(hits.column("_row").to_pylist()))[:1] == [0]
+
+
+# ------------------------------------------------------------------ dedup
+def _cluster_cols(t):
+    return [t.column(c).to_pylist() for c in ("cluster_id", "cluster_size", "is_representative")]
+
+
+def test_distributed_minhash_equals_single_process_on_debian(cluster, shared_data):
+    uri = str(shared_data / "text" / "debian_descriptions.parquet")
+    kw = dict(threshold=0.8, num_perm=128, ngram=5)
+    want = lakevec.dedup.minhash(uri, "description", **kw)
+    timings: dict = {}
+    ds = lray.dedup_minhash(uri, "description", num_partitions=6, timings=timings, **kw)
+    got = _arrow(ds)
+    assert got.schema == want.schema
+    assert got.column("_file").to_pylist() == want.column("_file").to_pylist()
+    assert got.column("_row").to_pylist() == want.column("_row").to_pylist()
+    assert _cluster_cols(got) == _cluster_cols(want)
+    dupes = want.num_rows - sum(want.column("is_representative").to_pylist())
+    print(f"debian: {want.num_rows} rows, {dupes} near-duplicates; stage seconds {timings}")
+    assert dupes > 3000
+    assert set(timings) == {"signatures", "buckets", "components", "output"}
+
+
+def test_distributed_minhash_over_a_dataset_with_keep_policies(cluster, debian):
+    t = debian.append_column("score", pa.array(np.random.default_rng(1).random(debian.num_rows)))
+    ds = ray.data.from_arrow(t).repartition(5).materialize()
+    t = pa.concat_tables(ray.get(ds.to_arrow_refs()))  # the dataset's row order
+    for keep in ("longest", "score"):
+        want = lakevec.dedup.minhash(t, "description", threshold=0.7, keep=keep)
+        got = _arrow(lray.dedup_minhash(ds, "description", threshold=0.7, keep=keep, num_partitions=2))
+        assert got.column_names == ["row", "cluster_id", "cluster_size", "is_representative"]
+        assert got.column("row").to_pylist() == list(range(t.num_rows))
+        assert _cluster_cols(got) == _cluster_cols(want), keep
+    with pytest.raises(E.SchemaError, match="nope"):
+        lray.dedup_minhash(ds, "nope")
+    with pytest.raises(E.InvalidArgumentError):
+        lray.dedup_minhash(ds, "description", threshold=1.5)
