@@ -38,7 +38,7 @@ def _sorted(t: pa.Table, keys=("_file", "_row")) -> pa.Table:
 
 
 def _same_rows(ds, uri, **kw):
-    got = _sorted(ds.to_arrow() if hasattr(ds, "to_arrow") else pa.concat_tables(ray.get(ds.to_arrow_refs())))
+    got = _sorted(lray.to_arrow(ds))
     want = _sorted(lakevec.Table.open(uri, version=kw.get("version")).to_arrow(with_row_address=True,
                                                                               columns=kw.get("columns")))
     assert got.schema == want.schema
@@ -47,7 +47,7 @@ def _same_rows(ds, uri, **kw):
 
 
 def _arrow(ds) -> pa.Table:
-    return pa.concat_tables(ray.get(ds.to_arrow_refs()))
+    return lray.to_arrow(ds)
 
 
 # ------------------------------------------------------------------ read_table
@@ -75,6 +75,20 @@ def test_large_file_is_split_into_row_ranges(cluster, shared_data):
     f = _arrow(lray.read_table(uri, columns=["package"], filter="section = 'games'", override_num_blocks=4))
     want = lakevec.read_table(uri, columns=["package"], filter="section = 'games'")
     assert sorted(f.column("package").to_pylist()) == sorted(want.column("package").to_pylist())
+
+
+@pytest.mark.parametrize("table", ["tables/delta/table_with_deletion_logs", "text/debian_descriptions.parquet"])
+def test_read_plans_cover_every_row_once_with_global_positions(shared_data, table):
+    from lakevec import _dist
+
+    t = lakevec.Table.open(str(shared_data / table))
+    want = t.to_arrow(with_row_address=True)
+    for parallelism in (1, 3, 7, 50):
+        plans = _dist.plan_read(t, parallelism)
+        assert sum(p.rows for p in plans) == t.num_rows
+        got = pa.concat_tables([_dist.read_task(t, p, None, None, True, True, 1) for p in plans])
+        assert got.column("_pos").to_pylist() == list(range(t.num_rows))
+        assert got.drop_columns(["_pos"]).equals(want), parallelism
 
 
 def test_version_is_pinned_on_the_driver(cluster, tmp_path):

@@ -18,7 +18,7 @@ from lakevec import exceptions as E
 pyspark = pytest.importorskip("pyspark")
 deltalake = pytest.importorskip("deltalake")
 import lakevec.spark as lspark  # noqa: E402
-from lakevec._dist import binary_to_signatures  # noqa: E402
+from lakevec.spark import binary_to_signatures  # noqa: E402
 
 RULES = {"python": r"\bpython\b", "game": [r"\bgames?\b", r"\bpuzzle\b"]}
 KEYWORDS = {"docs": ["documentation", "manual"]}

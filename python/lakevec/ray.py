@@ -60,6 +60,7 @@ __all__ = [
     "dedup_minhash",
     "granted_cpus",
     "worker_errors",
+    "to_arrow",
 ]
 
 worker_errors = _dist.worker_errors
@@ -113,6 +114,13 @@ class TagKNN(_RayThreads, _dist.TagKNN):
 
 class SearchIndex(_RayThreads, _dist.SearchIndex):
     __doc__ = _dist.SearchIndex.__doc__
+
+
+def to_arrow(ds: "ray.data.Dataset") -> pa.Table:
+    """A Dataset's rows as one ``pyarrow.Table`` on the driver, blocks in the order the
+    dataset holds them (executing it if needed)."""
+    blocks = ray.get(ds.to_arrow_refs())
+    return pa.concat_tables(blocks) if blocks else pa.table({})
 
 
 # ------------------------------------------------------------------ read_table

@@ -9,8 +9,8 @@ input DataFrame's schema and returns ``(fn, schema)``, ready to unpack::
 The functions pickle as their arguments (an index as URI + version + options without
 credentials), open an index once per Python worker, and size lakevec's pool from
 ``spark.task.cpus``. Spark has no unsigned or fixed-size list types, so MinHash signatures
-are ``binary`` (``4 * num_perm`` little-endian bytes, see :func:`lakevec._dist.binary_to_signatures`)
-and vectors ``array<float>``.
+are ``binary`` (``4 * num_perm`` little-endian bytes; :func:`binary_to_signatures` turns them back
+into lakevec's ``FixedSizeList<uint32>``) and vectors ``array<float>``.
 
 Spark reports a failure in a Python worker as ``PythonException`` carrying the worker's
 traceback text; :func:`worker_errors` turns one raised by a lakevec function back into that
@@ -38,7 +38,12 @@ __all__ = [
     "dedup_minhash",
     "worker_errors",
     "task_cpus",
+    "binary_to_signatures",
+    "signatures_to_binary",
 ]
+
+binary_to_signatures = _dist.binary_to_signatures
+signatures_to_binary = _dist.signatures_to_binary
 
 
 def task_cpus() -> int | None:
