@@ -151,6 +151,10 @@ fn check_parts(
                 spec.metric.as_str()
             )));
         }
+        let f = &p.segment.file.path;
+        if !f.starts_with("segments/") || f.split('/').any(|s| s == ".." || s == ".") {
+            return Err(LakeError::InvalidArgument(format!("segment {} has a bad file path '{f}'", p.segment.id)));
+        }
         if p.dim > 0 {
             match dim {
                 None => dim = Some(p.dim),

@@ -367,7 +367,14 @@ async fn assemble(
 /// The k-nearest-neighbour graph of every live indexed row (as stored): for each row its
 /// `k` nearest other rows. Columns `src_file`, `src_row`, `dst_file`, `dst_row`,
 /// `distance`, `rank` (1 = nearest).
-pub async fn knn_graph(idx: &VectorIndex, k: usize, ef: Option<usize>, threads: Option<usize>, cancel: &CancelToken) -> Result<RecordBatch> {
+pub async fn knn_graph(
+    idx: &VectorIndex,
+    k: usize,
+    ef: Option<usize>,
+    threads: Option<usize>,
+    rows: Option<std::ops::Range<usize>>,
+    cancel: &CancelToken,
+) -> Result<RecordBatch> {
     check_k_ef(k, ef)?;
     let st = idx.state();
     let srcs = Arc::new(sources(idx, &st, None, &SearchParams {
@@ -383,6 +390,18 @@ pub async fn knn_graph(idx: &VectorIndex, k: usize, ef: Option<usize>, threads: 
             (0..n as u32).filter(move |&i| s.allowed.as_ref().is_none_or(|a| a.get(i as usize))).map(move |i| (si, i))
         })
         .collect();
+    let nodes = match rows {
+        Some(r) if r.start > r.end || r.end > nodes.len() => {
+            return Err(LakeError::InvalidArgument(format!(
+                "rows {}..{} are outside the index's {} live rows",
+                r.start,
+                r.end,
+                nodes.len()
+            )))
+        }
+        Some(r) => nodes[r].to_vec(),
+        None => nodes,
+    };
     let nodes = Arc::new(nodes);
     let (s2, c, n2) = (srcs.clone(), cancel.clone(), nodes.clone());
     let edges: Vec<Vec<(f32, usize, u32)>> = run_cpu(pool(threads)?, cancel.clone(), move || {

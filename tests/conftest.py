@@ -30,6 +30,17 @@ def shared_data() -> Path:
     return require_shared()
 
 
+def load_ann(data: Path, name: str):
+    """(base table, queries as float32 (n, dim), true top-10 id sets) of a shared ANN set."""
+    ann = data / "ann"
+    base = pq.read_table(ann / f"{name}_base.parquet")
+    q = pq.read_table(ann / f"{name}_query.parquet")
+    gt = pq.read_table(ann / f"{name}_groundtruth.parquet")
+    queries = np.stack(q.column("vector").to_numpy(zero_copy_only=False)).astype(np.float32)
+    truth = [set(n[:10]) for n in gt.column("neighbors").to_pylist()]
+    return base, queries, truth
+
+
 def make_vector_table(
     path: Path, rows: int, dim: int = 16, seed: int = 0, row_group_size: int | None = None
 ) -> pa.Table:

@@ -50,6 +50,30 @@ def test_table_pickles_as_small_handle(tmp_path):
     assert out.stdout.decode().strip() == "1000"
 
 
+def test_unpickled_pinned_versions_are_reopened_once_per_process(tmp_path):
+    import deltalake
+    import pyarrow as pa
+
+    from lakevec._cache import ProcessCache
+
+    deltalake.write_deltalake(str(tmp_path / "d"), pa.table({"x": [1, 2]}))
+    make_vector_table(tmp_path / "p.parquet", rows=10)
+    delta = pickle.dumps(lakevec.Table.open(str(tmp_path / "d")))
+    assert pickle.loads(delta) is pickle.loads(delta)  # pinned version: cached
+    plain = pickle.dumps(lakevec.Table.open(str(tmp_path / "p.parquet")))
+    assert pickle.loads(plain) is not pickle.loads(plain)  # no version: listed again
+    # a bounded LRU that a forked child does not inherit
+    cache, made = ProcessCache(limit=2), []
+    make = lambda k: (lambda: made.append(k) or k)  # noqa: E731
+    for k in ("a", "b", "a", "c", "b"):
+        cache.get(k, make(k))
+    assert made == ["a", "b", "c", "b"]  # "b" was evicted by "c" (least recently used)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        os._exit(0 if cache.get("c", make("c2")) == "c2" else 1)  # made afresh in the child
+    assert os.waitpid(pid, 0)[1] == 0
+
+
 def test_secret_options_are_not_pickled(tmp_path):
     make_vector_table(tmp_path / "t.parquet", rows=10)
     secret = "SENTINEL-secret-Value-9f8e7d"

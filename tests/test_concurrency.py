@@ -92,20 +92,27 @@ def test_child_processes_can_read(big, method):
         pytest.skip(f"{method} not available")
     t = lakevec.Table.open(str(big))
     n = t.to_arrow(num_threads=2).num_rows  # parent has started its runtime and pools
-    ctx = mp.get_context(method)
     # Several children in a row: a fork-safety bug (parked runtime threads left in a
     # process-wide park table) crashed about one forked child in three.
-    for _ in range(6 if method == "fork" else 1):
+    _run_children(method, _child_read, (str(big),), (n, n, n), 6 if method == "fork" else 1,
+                  lambda: t.to_arrow(num_threads=2))  # the parent keeps working between forks
+
+
+def _run_children(method, target, args, want, repeats, between) -> None:
+    """Start ``repeats`` children one after another with ``method``; each must put ``want``
+    on its queue and exit 0 within 120 s; ``between()`` runs in the parent after each."""
+    ctx = mp.get_context(method)
+    for _ in range(repeats):
         q = ctx.Queue()
-        p = ctx.Process(target=_child_read, args=(str(big), q))
+        p = ctx.Process(target=target, args=(*args, q))
         p.start()
         p.join(timeout=120)
         if p.is_alive():
             p.kill()
             pytest.fail(f"child started with {method} hung")
         assert p.exitcode == 0, f"child started with {method} died: {p.exitcode}"
-        assert q.get(timeout=5) == (n, n, n)
-        t.to_arrow(num_threads=2)  # the parent keeps working between forks
+        assert q.get(timeout=5) == want
+        between()
 
 
 def _child_kernels(args, q) -> None:
@@ -137,15 +144,5 @@ def test_child_processes_run_every_kernel(tmp_path, method):
     q0 = mp.get_context("spawn").Queue()
     _child_kernels(args, q0)  # the parent runs everything first: its pools and runtime exist
     want = q0.get(timeout=5)
-    ctx = mp.get_context(method)
-    for _ in range(3 if method == "fork" else 1):
-        q = ctx.Queue()
-        p = ctx.Process(target=_child_kernels, args=(args, q))
-        p.start()
-        p.join(timeout=120)
-        if p.is_alive():
-            p.kill()
-            pytest.fail(f"child started with {method} hung")
-        assert p.exitcode == 0, f"child started with {method} died: {p.exitcode}"
-        assert q.get(timeout=5) == want
-        lakevec.dedup.minhash(pa.table({"text": texts}), "text", num_threads=2)  # the parent goes on
+    _run_children(method, _child_kernels, (args,), want, 3 if method == "fork" else 1,
+                  lambda: lakevec.dedup.minhash(pa.table({"text": texts}), "text", num_threads=2))

@@ -16,19 +16,10 @@ import pyarrow.parquet as pq
 import pytest
 
 import lakevec
+from conftest import load_ann
 from lakevec import exceptions as E
 
 deltalake = pytest.importorskip("deltalake")
-
-
-def _load(data, name):
-    ann = data / "ann"
-    base = pq.read_table(ann / f"{name}_base.parquet")
-    q = pq.read_table(ann / f"{name}_query.parquet")
-    gt = pq.read_table(ann / f"{name}_groundtruth.parquet")
-    queries = np.stack(q.column("vector").to_numpy(zero_copy_only=False)).astype(np.float32)
-    truth = [set(n[:10]) for n in gt.column("neighbors").to_pylist()]
-    return base, queries, truth
 
 
 def _recall(res: pa.Table, truth, key="id", k=10) -> float:
@@ -49,7 +40,7 @@ def ann_sets(shared_data, tmp_path_factory):
         ("mnist", "delta", "l2"),
         ("mnist", "parquet", "l2"),
     ]:
-        base, queries, truth = _load(shared_data, name)
+        base, queries, truth = load_ann(shared_data, name)
         path = root / f"{name}_{fmt}"
         if fmt == "delta":
             deltalake.write_deltalake(str(path), base)
@@ -115,7 +106,7 @@ def test_columns_come_from_the_lake(ann_sets):
 
 @pytest.fixture(scope="module")
 def labelled(shared_data, tmp_path_factory):
-    base, queries, truth = _load(shared_data, "minilm")
+    base, queries, truth = load_ann(shared_data, "minilm")
     ids = base.column("id").to_numpy()
     base = base.append_column("half", pa.array(ids % 2, pa.int64()))
     base = base.append_column("tenth", pa.array(ids % 10, pa.int64()))

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import lakevec
+from conftest import load_ann
 from lakevec import exceptions as E
 
 ray = pytest.importorskip("ray")
@@ -147,16 +148,6 @@ def test_worker_exception_reaches_the_driver_as_lakevec_error(cluster, debian, t
 
 
 # ------------------------------------------------------------------ index
-def _load_ann(shared_data, name):
-    ann = shared_data / "ann"
-    base = pq.read_table(ann / f"{name}_base.parquet")
-    q = pq.read_table(ann / f"{name}_query.parquet")
-    gt = pq.read_table(ann / f"{name}_groundtruth.parquet")
-    queries = np.stack(q.column("vector").to_numpy(zero_copy_only=False)).astype(np.float32)
-    truth = [set(n[:10]) for n in gt.column("neighbors").to_pylist()]
-    return base, queries, truth
-
-
 def _recall(res: pa.Table, truth, k=10) -> float:
     ids = res.column("id").to_numpy()
     qs = res.column("query").to_numpy()
@@ -167,7 +158,7 @@ def _recall(res: pa.Table, truth, k=10) -> float:
 def minilm(cluster, shared_data, tmp_path_factory):
     """MiniLM base as a Delta table of 5 files (4 now, one appended later), a Ray-built
     index with a segment per file, and a single-process index."""
-    base, queries, truth = _load_ann(shared_data, "minilm")
+    base, queries, truth = load_ann(shared_data, "minilm")
     base = base.append_column("label", pc.cast(pc.bit_wise_and(base.column("id"), pa.scalar(7, pa.int64())), pa.string()))
     path = str(tmp_path_factory.mktemp("minilm") / "t")
     n = base.num_rows
@@ -226,6 +217,16 @@ def test_search_and_knn_udfs_equal_in_process(minilm):
         assert tagged.column(c).to_pylist() == ref.column(c).to_pylist(), c
 
 
+def test_distributed_semantic_dedup_equals_single_process(minilm):
+    idx = minilm["idx"]  # 4 segments
+    for keep in ("first", "closest_to_centroid"):
+        want = lakevec.dedup.semantic(idx, 0.9, k=8, keep=keep)
+        got = _arrow(lray.dedup_semantic(idx, 0.9, k=8, keep=keep, rows_per_task=2_500))
+        assert got.equals(want), keep
+    assert want.num_rows == idx.stats()["rows"]
+    assert want.num_rows - sum(want.column("is_representative").to_pylist()) > 100
+
+
 def test_distributed_refresh_adds_segments_and_follows_the_table(minilm):
     idx = lakevec.open_index(minilm["idx"].uri)
     v = idx.version
@@ -238,6 +239,37 @@ def test_distributed_refresh_adds_segments_and_follows_the_table(minilm):
     assert not lray.refresh(idx)
     r = idx.search(minilm["queries"], k=10, ef=64)
     assert _recall(r, minilm["truth"]) >= 0.95
+
+
+def test_segment_commit_checks_what_it_publishes(tmp_path):
+    """The driver-side commit of task-built segments refuses parts that do not cover the
+    table version exactly once, or were built for another version or spec."""
+    from lakevec import _lakevec
+
+    path = str(tmp_path / "t")
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        vec = pa.FixedSizeListArray.from_arrays(pa.array(rng.random(40 * 4, dtype=np.float32)), 4)
+        deltalake.write_deltalake(path, pa.table({"v": vec}), mode="append" if i else "error")
+    t = lakevec.Table.open(path)
+    files = t.files().column("path").to_pylist()
+    spec = ("v", "l2", "default", None, None, 16, 100, "error")
+    parts = [_lakevec.VectorIndex.build_segment(t._inner, spec, [f]) for f in files]
+    with pytest.raises(E.InvalidArgumentError, match="no segment holds"):
+        _lakevec.VectorIndex.commit_build(t._inner, spec, parts[:2])
+    with pytest.raises(E.InvalidArgumentError, match="in two segments"):
+        _lakevec.VectorIndex.commit_build(t._inner, spec, parts + parts[:1])
+    other = ("v", "cosine", "default", None, None, 16, 100, "error")
+    with pytest.raises(E.InvalidArgumentError, match="built for"):
+        _lakevec.VectorIndex.commit_build(t._inner, other, parts)
+    old = lakevec.Table.open(path, version=1)
+    with pytest.raises(E.InvalidArgumentError):
+        _lakevec.VectorIndex.commit_build(old._inner, spec, parts)
+    with pytest.raises(E.TableNotFoundError):
+        lakevec.open_index(t)  # nothing was published
+    idx = lakevec.VectorIndex(_lakevec.VectorIndex.commit_build(t._inner, spec, parts))
+    assert idx.stats()["segments"] == 3 and idx.stats()["rows"] == 120
+    assert idx.search(np.zeros(4, np.float32), k=120).num_rows == 120
 
 
 def test_pickled_objects_are_small_and_hold_no_secret(cluster, moto_s3, shared_data, tmp_path):

@@ -100,6 +100,22 @@ def test_search_and_knn_functions_equal_in_process(spark, small_index):
     np.testing.assert_allclose(tagged.column("confidence").to_numpy(), ref.column("confidence").to_numpy())
 
 
+def test_functions_pickle_small_without_live_handles(small_index):
+    import pickle
+
+    idx, q = small_index
+    from pyspark.sql.types import ArrayType, FloatType, LongType, StringType, StructField, StructType
+
+    schema = StructType([StructField("id", LongType()), StructField("vector", ArrayType(FloatType())),
+                         StructField("text", StringType())])
+    for fn, _ in (lspark.search_index(schema, idx, "vector", k=3), lspark.tag_knn(schema, idx.uri, "vector", "label"),
+                  lspark.tag_rules(schema, "text", RULES), lspark.minhash_signatures(schema, "text")):
+        blob = pickle.dumps(fn)  # plain pickle: the classes are importable, no index inside
+        assert len(blob) < 10_000
+        batch = pa.RecordBatch.from_pydict({"id": [1], "vector": [q.column("vector")[0].as_py()], "text": ["a python game"]})
+        assert sum(b.num_rows for b in pickle.loads(blob)(iter([batch]))) >= 1
+
+
 def test_dedup_minhash_equals_single_process_on_debian(spark, debian_path):
     kw = dict(threshold=0.8, num_perm=128, ngram=5)
     df = spark.read.parquet(debian_path)

@@ -4,7 +4,8 @@
   row ranges of large ones) and grouped into read tasks, with each part's global row offset
   (its position in the single-process ``to_arrow(with_row_address=True)`` order).
 * Batch UDFs: small picklable callables ``pyarrow.Table -> pyarrow.Table`` that hold only
-  descriptors (no live handles, no credentials) and open what they need once per process.
+  descriptors (no live handles, no credentials) and open what they need once per process
+  (see :mod:`lakevec._cache`).
 * Arrow helpers for engines that lack unsigned and fixed-size list types (Spark).
 """
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -103,20 +103,6 @@ def plan_read(table: Table, parallelism: int, *, max_rows_per_task: int | None =
     return plans
 
 
-_TABLES: dict[tuple, tuple[int, Table]] = {}
-
-
-def worker_table(table: Table) -> Table:
-    """``table`` (a reopened pickle handle) from this process's cache, keyed by URI, format,
-    version and public options, so a worker opens each table version once."""
-    key = (table.uri, table.format, table.version, tuple(sorted(table._inner.public_storage_options().items())))
-    hit = _TABLES.get(key)
-    if hit is not None and hit[0] == os.getpid():
-        return hit[1]
-    _TABLES[key] = (os.getpid(), table)
-    return table
-
-
 def read_task(
     table: Table,
     plan: ReadTaskPlan,
@@ -127,8 +113,9 @@ def read_task(
     num_threads: int | None,
 ) -> pa.Table:
     """Read one task's parts: the columns (all when ``None``), then ``_file``/``_row`` if
-    asked, then ``_pos`` (int64 global row position) if asked."""
-    t = worker_table(table)
+    asked, then ``_pos`` (int64 global row position) if asked. ``table`` is the driver's
+    pinned version, reopened here from its handle (once per worker process)."""
+    t = table
     out = t._inner.read_parts(plan.parts, columns, filter, None, num_threads)
     if with_position:
         if plan.offset is None:

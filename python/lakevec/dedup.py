@@ -298,35 +298,60 @@ def semantic(
     if keep not in ("first", "closest_to_centroid"):
         raise InvalidArgumentError(f"keep must be 'first' or 'closest_to_centroid', not {keep!r}")
     if isinstance(index_or_data, VectorIndex):
-        idx = index_or_data
-        if idx.metric not in ("cosine", "dot"):
-            raise InvalidArgumentError(f"semantic dedup needs a cosine or dot index, this one is {idx.metric!r}")
-        g = idx.knn_graph(k=k, ef=ef, num_threads=num_threads)
-        src = list(zip(g.column("src_file").to_pylist(), g.column("src_row").to_pylist()))
-        dst = list(zip(g.column("dst_file").to_pylist(), g.column("dst_row").to_pylist()))
-        pos: dict = {}
-        for a in src:
-            pos.setdefault(a, len(pos))
-        sim = 1.0 - g.column("distance").to_numpy()
-        sel = np.nonzero(sim >= threshold)[0]
-        a = [pos[src[i]] for i in sel]
-        b = [pos.setdefault(dst[i], len(pos)) for i in sel]
-        addrs = list(pos)
-        ids = pa.table({"_file": [x[0] for x in addrs], "_row": pa.array([x[1] for x in addrs], pa.int64())})
-        vec_fn = (lambda: idx.table().take(ids, [idx.column]).column(idx.column)) if keep != "first" else None
-        inp = _inputs.Input(pa.table({}), ids)
-    else:
-        if column is None:
-            raise InvalidArgumentError("column= names the vector column of the data")
-        inp = _inputs.load(index_or_data, [column], storage_options)
-        vec = _inputs.array(inp.data, column)
-        fi, fd = _lakevec.knn_arrays(vec, None, int(k), "cosine", num_threads, column)
-        n = inp.data.num_rows
-        fi = np.asarray(fi, np.int64).reshape(n, -1) if n else np.zeros((0, k), np.int64)
-        fd = np.asarray(fd, np.float64).reshape(n, -1) if n else np.zeros((0, k))
-        rows, cols = np.nonzero((fi >= 0) & (1.0 - fd >= threshold))
-        a, b = rows.tolist(), fi[rows, cols].tolist()
-        vec_fn = (lambda: vec) if keep != "first" else None
+        check_semantic_index(index_or_data)
+        g = index_or_data.knn_graph(k=k, ef=ef, num_threads=num_threads)
+        return semantic_from_graph(index_or_data, *graph_parts(g, threshold), keep)
+    if column is None:
+        raise InvalidArgumentError("column= names the vector column of the data")
+    inp = _inputs.load(index_or_data, [column], storage_options)
+    vec = _inputs.array(inp.data, column)
+    fi, fd = _lakevec.knn_arrays(vec, None, int(k), "cosine", num_threads, column)
+    n = inp.data.num_rows
+    fi = np.asarray(fi, np.int64).reshape(n, -1) if n else np.zeros((0, k), np.int64)
+    fd = np.asarray(fd, np.float64).reshape(n, -1) if n else np.zeros((0, k))
+    rows, cols = np.nonzero((fi >= 0) & (1.0 - fd >= threshold))
+    return _clusters(inp, rows.tolist(), fi[rows, cols].tolist(), (lambda: vec) if keep != "first" else None)
+
+
+def check_semantic_index(idx) -> None:
+    """Semantic dedup over an index needs a similarity metric."""
+    if idx.metric not in ("cosine", "dot"):
+        raise InvalidArgumentError(f"semantic dedup needs a cosine or dot index, this one is {idx.metric!r}")
+
+
+def graph_parts(g: pa.Table, threshold: float) -> tuple[pa.Table, pa.Table]:
+    """From a (part of a) kNN graph: its source rows in order (``_file``, ``_row``) and its
+    edges with similarity ``1 - distance >= threshold`` (``src_file``, ``src_row``,
+    ``dst_file``, ``dst_row``). Parts of a graph give, concatenated, the whole graph's."""
+    import numpy as np
+
+    sf, sr = g.column("src_file").to_numpy(zero_copy_only=False), g.column("src_row").to_numpy()
+    first = np.ones(len(sr), bool)
+    if len(sr):
+        first[1:] = (sr[1:] != sr[:-1]) | (sf[1:] != sf[:-1])
+    nodes = pa.table({"_file": g.column("src_file").filter(pa.array(first)), "_row": g.column("src_row").filter(pa.array(first))})
+    keep = pc.greater_equal(pc.subtract(pa.scalar(1.0, pa.float64()), pc.cast(g.column("distance"), pa.float64())), threshold)
+    return nodes, g.select(["src_file", "src_row", "dst_file", "dst_row"]).filter(keep)
+
+
+def semantic_from_graph(idx, nodes: pa.Table, edges: pa.Table, keep: str):
+    """Clusters of an index's rows from :func:`graph_parts` (``nodes`` in index order)."""
+    pos = {a: i for i, a in enumerate(zip(nodes.column("_file").to_pylist(), nodes.column("_row").to_pylist()))}
+    src = zip(edges.column("src_file").to_pylist(), edges.column("src_row").to_pylist())
+    dst = zip(edges.column("dst_file").to_pylist(), edges.column("dst_row").to_pylist())
+    a = [pos[x] for x in src]
+    b = [pos.setdefault(x, len(pos)) for x in dst]
+    addrs = list(pos)
+    ids = pa.table({"_file": [x[0] for x in addrs], "_row": pa.array([x[1] for x in addrs], pa.int64())})
+    vec_fn = (lambda: idx.table().take(ids, [idx.column]).column(idx.column)) if keep != "first" else None
+    return _clusters(_inputs.Input(pa.table({}), ids), a, b, vec_fn)
+
+
+def _clusters(inp, a: list, b: list, vec_fn):
+    """Connected components of pairs (a, b) of ``inp``'s rows; with ``vec_fn`` (the rows'
+    vectors) the representative is the member closest to its cluster's mean direction."""
+    import numpy as np
+
     n = inp.ids.num_rows
     score = None
     if vec_fn is not None:

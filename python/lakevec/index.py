@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from lakevec import _lakevec
+from lakevec._cache import ProcessCache
 from lakevec.exceptions import InvalidArgumentError, VectorError
 from lakevec.table import Table
 
@@ -229,17 +230,31 @@ class VectorIndex:
             list(columns) if columns is not None else None, num_threads,
         )
 
-    def knn_graph(self, k: int = 10, ef: int | None = None, *, num_threads: int | None = None) -> pa.Table:
+    def knn_graph(
+        self,
+        k: int = 10,
+        ef: int | None = None,
+        *,
+        num_threads: int | None = None,
+        rows: tuple[int, int] | None = None,
+    ) -> pa.Table:
         """The k-nearest-neighbour graph of every live indexed row (as of the index's table
         version): ``src_file``, ``src_row``, ``dst_file``, ``dst_row``, ``distance``
         (float32, as in :meth:`search`), ``rank`` (int32, 1 = nearest), ``k`` edges per
-        row (fewer when the index holds fewer rows). A row is never its own neighbour.
-        The building block of semantic dedup and graph construction.
+        row (fewer when the index holds fewer rows), sources in index order. A row is never
+        its own neighbour. The building block of semantic dedup and graph construction.
+
+        Args:
+            rows: ``(start, end)``: only the sources numbered ``start`` to ``end - 1`` in
+                index order (``0 .. stats()["rows"]``), to split the work across processes;
+                the parts concatenated in order equal the whole graph.
 
         Raises:
-            InvalidArgumentError: ``k`` or ``ef`` outside 1..100000.
+            InvalidArgumentError: ``k`` or ``ef`` outside 1..100000; ``rows`` outside the
+            live rows.
         """
-        return self._inner.knn_graph(int(k), ef, num_threads)
+        part = (int(rows[0]), int(rows[1])) if rows is not None else None
+        return self._inner.knn_graph(int(k), ef, num_threads, part)
 
     # --------------------------------------------------------------- maintain
     def refresh(self, *, num_threads: int | None = None, progress: Any = False) -> bool:
@@ -298,20 +313,13 @@ class VectorIndex:
         return (_reopen_index, (self.uri, dict(self._inner.public_storage_options()), self.version))
 
 
-_CACHE: dict[tuple, tuple[int, VectorIndex]] = {}
+_INDEXES = ProcessCache(limit=4)  # an index holds its vectors and graphs in memory
 
 
 def _reopen_index(uri: str, storage_options: dict, version: int) -> VectorIndex:
     """Unpickle: reopen the pickled index version (once per process and version)."""
-    import os
-
     key = (uri, tuple(sorted(storage_options.items())), version)
-    hit = _CACHE.get(key)
-    if hit is not None and hit[0] == os.getpid():
-        return hit[1]
-    idx = open_index(uri, storage_options=storage_options, version=version)
-    _CACHE[key] = (os.getpid(), idx)
-    return idx
+    return _INDEXES.get(key, lambda: open_index(uri, storage_options=storage_options, version=version))
 
 
 def build_index(
@@ -368,8 +376,8 @@ def build_index(
         "build_index",
         lambda cb: VectorIndex(
             _lakevec.VectorIndex.build(
-                table._inner, column, metric, name, index_uri, key, int(m), int(ef_construction),
-                num_threads, on_invalid, cb,
+                table._inner, (column, metric, name, index_uri, key, int(m), int(ef_construction), on_invalid),
+                num_threads, cb,
             ),
             storage_options,
         ),

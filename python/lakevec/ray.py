@@ -17,7 +17,9 @@ is connected to (``ray.init()``); nothing starts a cluster of its own.
 * :func:`search`: a large query set fanned out over Ray tasks.
 * :func:`dedup_minhash`: signatures in ``map_batches``, LSH buckets through Ray Data's
   ``groupby``, components joined on the driver; the clusters of
-  :func:`lakevec.dedup.minhash` with the same parameters.
+  :func:`lakevec.dedup.minhash` with the same parameters. :func:`dedup_semantic`: the kNN
+  graph of a (multi-segment) index computed by Ray tasks; the clusters of
+  :func:`lakevec.dedup.semantic`.
 
 Exceptions raised in workers reach the driver as Ray wraps them: a task's as a
 ``RayTaskError`` that is also an instance of the lakevec exception, a ``map_batches`` UDF's as
@@ -58,6 +60,7 @@ __all__ = [
     "refresh",
     "search",
     "dedup_minhash",
+    "dedup_semantic",
     "granted_cpus",
     "worker_errors",
     "to_arrow",
@@ -126,8 +129,7 @@ def to_arrow(ds: "ray.data.Dataset") -> pa.Table:
 # ------------------------------------------------------------------ read_table
 def _read(table: Table, plan: _dist.ReadTaskPlan | None, columns, filter, with_row_address, with_position):
     if plan is None:  # not splittable (Iceberg equality deletes): one task, DataFusion scan
-        t = _dist.worker_table(table)
-        return [t.to_arrow(columns, filter, num_threads=granted_cpus())]
+        return [table.to_arrow(columns, filter, num_threads=granted_cpus())]
     return [_dist.read_task(table, plan, columns, filter, with_row_address, with_position, granted_cpus())]
 
 
@@ -239,7 +241,7 @@ def _cluster_cpus() -> int:
 
 def _build_segment(table: Table, spec: tuple, files: list[str], dim: int | None) -> tuple[str, float]:
     t0 = time.perf_counter()
-    out = _lakevec.VectorIndex.build_segment(table._inner, *spec, files, dim, granted_cpus())
+    out = _lakevec.VectorIndex.build_segment(table._inner, spec, files, dim, granted_cpus())
     return out, time.perf_counter() - t0
 
 
@@ -301,7 +303,7 @@ def build_index(
     files = t.files().column("path").to_pylist()
     parts = _run_segments(t, spec, files, None, files_per_task, num_cpus_per_task, timings)
     t0 = time.perf_counter()
-    inner = _lakevec.VectorIndex.commit_build(t._inner, *spec, parts)
+    inner = _lakevec.VectorIndex.commit_build(t._inner, spec, parts)
     if timings is not None:
         timings["commit"] = time.perf_counter() - t0
     return VectorIndex(inner, storage_options)
@@ -566,3 +568,57 @@ def dedup_minhash(
     if timings is not None:
         timings["output"] = time.perf_counter() - clock
     return out
+
+
+def _knn_part(index: VectorIndex, k: int, ef: int | None, start: int, end: int, threshold: float):
+    from lakevec.dedup import graph_parts
+
+    g = index.knn_graph(k, ef, num_threads=granted_cpus(), rows=(start, end))
+    return graph_parts(g, threshold)
+
+
+_knn_part_remote = ray.remote(_knn_part)
+
+
+@_lakevec_errors
+def dedup_semantic(
+    index: VectorIndex,
+    threshold: float,
+    k: int = 10,
+    *,
+    ef: int | None = None,
+    keep: str = "first",
+    rows_per_task: int | None = None,
+    num_cpus_per_task: float = 1,
+) -> "ray.data.Dataset":
+    """Semantic (embedding) duplicates of an index's rows, as :func:`lakevec.dedup.semantic`
+    over the index (same clusters), with the k-nearest-neighbour graph computed by Ray
+    tasks: each task opens the index version once per worker and searches all segments for
+    ``rows_per_task`` of the index's rows (default: spread over the cluster's CPUs), keeping
+    the edges with cosine similarity >= ``threshold``; the driver joins them (union-find).
+
+    Returns:
+        A Dataset ``_file``, ``_row``, ``cluster_id``, ``cluster_size``,
+        ``is_representative`` (index order).
+
+    Raises:
+        InvalidArgumentError: an ``l2`` index, ``threshold`` outside (0, 1], a bad ``keep``
+        or ``k``.
+    """
+    from lakevec.dedup import check_semantic_index, semantic_from_graph
+
+    check_semantic_index(index)
+    if not (0.0 < threshold <= 1.0):
+        raise InvalidArgumentError(f"threshold must be in (0, 1], got {threshold}")
+    if keep not in ("first", "closest_to_centroid"):
+        raise InvalidArgumentError(f"keep must be 'first' or 'closest_to_centroid', not {keep!r}")
+    n = int(index.stats()["rows"])
+    per = int(rows_per_task or max(1, math.ceil(n / _cluster_cpus())))
+    if per < 1:
+        raise InvalidArgumentError(f"rows_per_task must be >= 1, got {per}")
+    task = _knn_part_remote.options(num_cpus=num_cpus_per_task)
+    parts = ray.get([task.remote(index, int(k), ef, s, min(n, s + per), float(threshold)) for s in range(0, n, per)])
+    parts = parts or [_knn_part(index, int(k), ef, 0, 0, float(threshold))]  # no live rows
+    nodes = pa.concat_tables([p[0] for p in parts])
+    edges = pa.concat_tables([p[1] for p in parts])
+    return ray.data.from_arrow(semantic_from_graph(index, nodes, edges, keep))

@@ -92,13 +92,25 @@ def _schema(input_schema, extra: Sequence[pa.Field], keep: Sequence[str] | None 
     return StructType(fields)
 
 
-def _with_threads(cls):
-    return type(cls.__name__, (_SparkThreads, cls), {})
+# The batch UDFs with Spark's thread count (module-level classes, so plain pickle finds them).
+class _Sig(_SparkThreads, _dist.MinHashSignatures):
+    pass
 
 
-_Sig, _Hash, _Rules, _KNN, _Search = (
-    _with_threads(c) for c in (_dist.MinHashSignatures, _dist.HashingEmbed, _dist.TagRules, _dist.TagKNN, _dist.SearchIndex)
-)
+class _Hash(_SparkThreads, _dist.HashingEmbed):
+    pass
+
+
+class _Rules(_SparkThreads, _dist.TagRules):
+    pass
+
+
+class _KNN(_SparkThreads, _dist.TagKNN):
+    pass
+
+
+class _Search(_SparkThreads, _dist.SearchIndex):
+    pass
 
 
 def minhash_signatures(schema, column: str, *, num_perm: int = 128, ngram: int = 5, shingle: str = "word",

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence, Union
 import pyarrow as pa
 
 from lakevec import _lakevec
+from lakevec._cache import ProcessCache
 from lakevec.exceptions import InvalidArgumentError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -376,8 +377,16 @@ def _addresses(addresses: Any) -> tuple[list[str], list[int]]:
     return [str(f) for f, _ in pairs], [int(r) for _, r in pairs]
 
 
+_TABLES = ProcessCache(limit=32)
+
+
 def _reopen(uri: str, storage_options: dict, format: str | None, version: int | None = None) -> Table:
-    return Table.open(uri, storage_options, format=format, version=version)
+    """Unpickle: reopen the table. A pinned version (Delta, Iceberg) is opened once per
+    process; a plain Parquet table (no version) is listed again each time."""
+    if version is None:
+        return Table.open(uri, storage_options, format=format)
+    key = (uri, tuple(sorted(storage_options.items())), format, version)
+    return _TABLES.get(key, lambda: Table.open(uri, storage_options, format=format, version=version))
 
 
 def read_table(

@@ -37,30 +37,27 @@ fn ticker(progress: Option<Py<PyAny>>, state: Arc<Progress>) -> impl FnMut(Pytho
     }
 }
 
-/// The index location and build spec from the Python arguments (index options: the table's).
-#[allow(clippy::too_many_arguments)]
-fn build_target(
-    t: &LakeTable,
-    column: String,
-    metric: &str,
-    name: String,
-    index_uri: Option<String>,
-    key: Option<String>,
-    m: usize,
-    ef_construction: usize,
-    on_invalid: &str,
-) -> crate::error::Result<(IndexAt, BuildSpec)> {
-    let uri = index_uri.unwrap_or_else(|| default_index_uri(t, &name));
-    let at = IndexAt::new(&uri, t.options.clone())?;
-    let spec = BuildSpec {
-        name,
-        column,
-        key,
-        metric: Metric::parse(metric)?,
-        params: BuildParams { m, ef_construction },
-        on_invalid: OnInvalid::parse(on_invalid)?,
-    };
-    Ok((at, spec))
+/// What to build, from Python: `(column, metric, name, index_uri, key, m, ef_construction,
+/// on_invalid)` (the same tuple for `build`, `build_segment` and `commit_build`).
+#[derive(FromPyObject)]
+pub struct BuildArgs(String, String, String, Option<String>, Option<String>, usize, usize, String);
+
+impl BuildArgs {
+    /// The index location (options: the table's) and the build spec.
+    fn target(self, t: &LakeTable) -> crate::error::Result<(IndexAt, BuildSpec)> {
+        let BuildArgs(column, metric, name, index_uri, key, m, ef_construction, on_invalid) = self;
+        let uri = index_uri.unwrap_or_else(|| default_index_uri(t, &name));
+        let at = IndexAt::new(&uri, t.options.clone())?;
+        let spec = BuildSpec {
+            name,
+            column,
+            key,
+            metric: Metric::parse(&metric)?,
+            params: BuildParams { m, ef_construction },
+            on_invalid: OnInvalid::parse(&on_invalid)?,
+        };
+        Ok((at, spec))
+    }
 }
 
 impl PyVectorIndex {
@@ -81,24 +78,16 @@ impl PyVectorIndex {
 impl PyVectorIndex {
     /// Build an index over `table` (see `lakevec.build_index`).
     #[staticmethod]
-    #[pyo3(signature = (table, column, metric, name, index_uri, key, m, ef_construction, num_threads, on_invalid, progress=None))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (table, spec, num_threads, progress=None))]
     fn build(
         py: Python<'_>,
         table: &PyLakeTable,
-        column: String,
-        metric: &str,
-        name: String,
-        index_uri: Option<String>,
-        key: Option<String>,
-        m: usize,
-        ef_construction: usize,
+        spec: BuildArgs,
         num_threads: Option<usize>,
-        on_invalid: &str,
         progress: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
         let t = table.inner.clone();
-        let (at, spec) = build_target(&t, column, metric, name, index_uri, key, m, ef_construction, on_invalid)?;
+        let (at, spec) = spec.target(&t)?;
         let state = Arc::new(Progress::default());
         let s2 = state.clone();
         let idx = wait_for_future_with(
@@ -113,25 +102,17 @@ impl PyVectorIndex {
     /// location (a task of `lakevec.ray.build_index`); returns its description (JSON) for
     /// `commit_build` / `refresh(parts=...)`. `dim`: the existing index's dimension.
     #[staticmethod]
-    #[pyo3(signature = (table, column, metric, name, index_uri, key, m, ef_construction, on_invalid, files, dim=None, num_threads=None))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (table, spec, files, dim=None, num_threads=None))]
     fn build_segment(
         py: Python<'_>,
         table: &PyLakeTable,
-        column: String,
-        metric: &str,
-        name: String,
-        index_uri: Option<String>,
-        key: Option<String>,
-        m: usize,
-        ef_construction: usize,
-        on_invalid: &str,
+        spec: BuildArgs,
         files: Vec<String>,
         dim: Option<usize>,
         num_threads: Option<usize>,
     ) -> PyResult<String> {
         let t = table.inner.clone();
-        let (at, spec) = build_target(&t, column, metric, name, index_uri, key, m, ef_construction, on_invalid)?;
+        let (at, spec) = spec.target(&t)?;
         let built = wait_for_future(py, async move {
             let progress = Arc::new(Progress::default());
             index_dist::build_segment(&t, &at, &spec, &files, dim, num_threads, &CancelToken::new(), &progress).await
@@ -142,23 +123,9 @@ impl PyVectorIndex {
     /// Publish segments from `build_segment` (JSON), which together hold every live data
     /// file of `table`, as the next index version.
     #[staticmethod]
-    #[pyo3(signature = (table, column, metric, name, index_uri, key, m, ef_construction, on_invalid, parts))]
-    #[allow(clippy::too_many_arguments)]
-    fn commit_build(
-        py: Python<'_>,
-        table: &PyLakeTable,
-        column: String,
-        metric: &str,
-        name: String,
-        index_uri: Option<String>,
-        key: Option<String>,
-        m: usize,
-        ef_construction: usize,
-        on_invalid: &str,
-        parts: Vec<String>,
-    ) -> PyResult<Self> {
+    fn commit_build(py: Python<'_>, table: &PyLakeTable, spec: BuildArgs, parts: Vec<String>) -> PyResult<Self> {
         let t = table.inner.clone();
-        let (at, spec) = build_target(&t, column, metric, name, index_uri, key, m, ef_construction, on_invalid)?;
+        let (at, spec) = spec.target(&t)?;
         let parts = parts.iter().map(|p| BuiltSegment::from_json(p)).collect::<crate::error::Result<Vec<_>>>()?;
         let idx = wait_for_future(py, async move { index_dist::commit_build(&t, at, spec, parts).await })?;
         Ok(PyVectorIndex { inner: Arc::new(idx) })
@@ -219,12 +186,22 @@ impl PyVectorIndex {
         table_of(py, batch)
     }
 
-    /// The k-nearest-neighbour graph of the indexed rows.
-    #[pyo3(signature = (k=10, ef=None, num_threads=None))]
-    fn knn_graph<'py>(&self, py: Python<'py>, k: usize, ef: Option<usize>, num_threads: Option<usize>) -> PyResult<Bound<'py, PyAny>> {
+    /// The k-nearest-neighbour graph of the indexed rows (of live rows `rows` = (start, end)
+    /// in index order, when given).
+    #[pyo3(signature = (k=10, ef=None, num_threads=None, rows=None))]
+    fn knn_graph<'py>(
+        &self,
+        py: Python<'py>,
+        k: usize,
+        ef: Option<usize>,
+        num_threads: Option<usize>,
+        rows: Option<(usize, usize)>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let idx = self.inner.clone();
-        let batch =
-            wait_for_future(py, async move { crate::index_search::knn_graph(&idx, k, ef, num_threads, &CancelToken::new()).await })?;
+        let rows = rows.map(|(a, b)| a..b);
+        let batch = wait_for_future(py, async move {
+            crate::index_search::knn_graph(&idx, k, ef, num_threads, rows, &CancelToken::new()).await
+        })?;
         table_of(py, batch)
     }
 

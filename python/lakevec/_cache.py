@@ -1,0 +1,37 @@
+"""Per-process caches of reopened (unpickled) tables and indexes.
+
+A pickled :class:`lakevec.Table` or :class:`lakevec.VectorIndex` is a handle that reopens
+in the receiving process; a worker (Ray, Spark, multiprocessing) receiving the same handle
+for every task reopens it once. Entries are keyed by what the handle pins (URI, options,
+version), belong to the process that made them (a forked child starts afresh: the parent's
+objects hold its runtime's state), and the least recently used are dropped beyond a limit.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from typing import Callable, Hashable, TypeVar
+
+T = TypeVar("T")
+
+
+class ProcessCache:
+    """A bounded LRU map ``key -> value`` valid in the process that filled it."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: OrderedDict[Hashable, tuple[int, object]] = OrderedDict()
+
+    def get(self, key: Hashable, make: Callable[[], T]) -> T:
+        pid = os.getpid()
+        hit = self._items.get(key)
+        if hit is not None and hit[0] == pid:
+            self._items.move_to_end(key)
+            return hit[1]  # type: ignore[return-value]
+        value = make()
+        self._items[key] = (pid, value)
+        self._items.move_to_end(key)
+        while len(self._items) > self.limit:
+            self._items.popitem(last=False)
+        return value
