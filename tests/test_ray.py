@@ -90,6 +90,10 @@ def test_read_plans_cover_every_row_once_with_global_positions(shared_data, tabl
         got = pa.concat_tables([_dist.read_task(t, p, None, None, True, True, 1) for p in plans])
         assert got.column("_pos").to_pylist() == list(range(t.num_rows))
         assert got.drop_columns(["_pos"]).equals(want), parallelism
+    # the same addresses from metadata alone, in blocks
+    blocks = list(_dist.address_blocks(t, max_rows=1000))
+    assert [at for at, _ in blocks] == list(range(0, t.num_rows, 1000)) or len(blocks) > t.num_rows // 1000
+    assert pa.concat_tables([b for _, b in blocks]).equals(want.select(["_file", "_row"]))
 
 
 def test_version_is_pinned_on_the_driver(cluster, tmp_path):

@@ -15,7 +15,7 @@ import contextlib
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -52,10 +52,9 @@ def plan_read(table: Table, parallelism: int, *, max_rows_per_task: int | None =
     """Split ``table``'s live data files into about ``parallelism`` read tasks of similar
     live row counts: small files are grouped, a file with more rows than a task's share is
     split into row ranges (a part reads only the row groups its range touches). Tasks keep
-    file order, so concatenating them gives the single-process row order.
-
-    Raises:
-        UnsupportedFeatureError: (at read time) a file has Iceberg equality deletes.
+    file order, so concatenating them gives the single-process row order. Without row
+    counts in the table's metadata (a Delta log without statistics) whole files are spread
+    over the tasks and positions are unknown (``offset`` is ``None``).
     """
     files = table.files()
     paths = files.column("path").to_pylist()
@@ -115,22 +114,59 @@ def read_task(
     """Read one task's parts: the columns (all when ``None``), then ``_file``/``_row`` if
     asked, then ``_pos`` (int64 global row position) if asked. ``table`` is the driver's
     pinned version, reopened here from its handle (once per worker process)."""
-    t = table
-    out = t._inner.read_parts(plan.parts, columns, filter, None, num_threads)
+    out = table._inner.read_parts(plan.parts, columns, filter, None, num_threads)
     if with_position:
         if plan.offset is None:
             raise InvalidArgumentError(
-                f"table '{t.uri}' has data files without row counts in its metadata: global row positions "
+                f"table '{table.uri}' has data files without row counts in its metadata: global row positions "
                 "are unknown (needed by distributed dedup over a URI); pass a dataset instead"
             )
         if plan.rows is not None and out.num_rows != plan.rows:
             raise InvalidArgumentError(
-                f"read {out.num_rows} rows from {plan.files} of '{t.uri}' where the metadata says {plan.rows}"
+                f"read {out.num_rows} rows from {plan.files} of '{table.uri}' where the metadata says {plan.rows}"
             )
         out = out.append_column("_pos", pa.array(np.arange(plan.offset, plan.offset + out.num_rows, dtype=np.int64)))
     if not with_row_address:
         out = out.drop_columns(["_file", "_row"])
     return out
+
+
+def address_blocks(table: Table, max_rows: int = 1 << 20) -> Iterator[tuple[int, pa.Table]]:
+    """``(position of the first row, table of _file, _row)`` blocks of at most ``max_rows``
+    rows covering ``table``'s live rows in the single-process order, from its metadata (each
+    data file's positions minus its deleted ones): no data is read. At least one block.
+
+    Raises:
+        InvalidArgumentError: a data file without a row count, or with deletes known only by
+        value (Iceberg equality deletes).
+    """
+    files = table.files()
+    schema = pa.schema([pa.field("_file", pa.string(), False), pa.field("_row", pa.int64(), False)])  # as to_arrow's
+    at = 0
+    for path, n, deleted in zip(files.column("path").to_pylist(), files.column("num_records").to_pylist(),
+                                files.column("deleted_rows").to_pylist()):
+        if n is None or deleted is None:
+            raise InvalidArgumentError(f"data file '{path}' of '{table.uri}' has no row count or positional deletes")
+        rows = np.delete(np.arange(n, dtype=np.int64), np.asarray(deleted, np.int64)) if deleted else np.arange(n)
+        for s in range(0, len(rows), max_rows):
+            chunk = pa.array(rows[s : s + max_rows], pa.int64())
+            file = pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(chunk), np.int32)), [path]).cast(pa.string())
+            yield at, pa.Table.from_arrays([file, chunk], schema=schema)
+            at += len(chunk)
+    if at == 0:
+        yield 0, schema.empty_table()
+
+
+def position_blocks(n: int, max_rows: int = 1 << 20) -> Iterator[tuple[int, pa.Table]]:
+    """``(first position, table of row)`` blocks of at most ``max_rows`` covering ``0..n``
+    (at least one block)."""
+    for s in range(0, max(n, 1), max_rows):
+        yield s, pa.table({"row": pa.array(np.arange(s, min(n, s + max_rows), dtype=np.int64))})
+
+
+def with_columns(t: pa.Table, more: pa.Table) -> pa.Table:
+    """``t``'s columns followed by ``more``'s (same number of rows)."""
+    return pa.Table.from_arrays(t.columns + more.columns, names=t.column_names + more.column_names)
 
 
 # ------------------------------------------------------------------ batch UDFs

@@ -393,15 +393,15 @@ def _with_positions(ds: "ray.data.Dataset", columns: list[str]) -> tuple["ray.da
 
 
 class _SignatureStage:
-    """Signatures of one batch plus the keep score (``_score``)."""
+    """``_pos``, the signature, and the keep score (``_score``) of one batch."""
 
-    def __init__(self, column: str, kw: dict, keep: str, ids: list[str]):
+    def __init__(self, column: str, kw: dict, keep: str):
         self.sig = MinHashSignatures(column, **kw)
-        self.column, self.keep, self.ids = column, keep, ids
+        self.column, self.keep = column, keep
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         t = self.sig(batch)
-        out = t.select(self.ids + ["_pos", "signature"])
+        out = t.select(["_pos", "signature"])
         if self.keep == "first":
             return out
         if self.keep == "last":
@@ -446,21 +446,6 @@ def _bucket_edges(group: pa.Table, threshold: float) -> pa.Table:
     )
 
 
-class _Attach:
-    """Join the driver's cluster columns (an object ref) to id rows by ``_pos``."""
-
-    def __init__(self, clusters_ref):
-        self.ref = clusters_ref
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        clusters = ray.get(self.ref)
-        pos = batch.column("_pos")
-        out = batch
-        for name in clusters.column_names:
-            out = out.append_column(name, clusters.column(name).take(pos))
-        return out
-
-
 @_lakevec_errors
 def dedup_minhash(
     data: Any,
@@ -490,10 +475,13 @@ def dedup_minhash(
        least twice the cluster's CPUs), so every bucket lands whole in one group;
     3. per group, in Rust: each bucket's pairs verified by estimated Jaccard >= ``threshold``
        and reduced to a spanning forest (at most one edge per row touched);
-    4. on the driver: a union-find over row positions, fed the edges batch by batch.
+    4. on the driver: a union-find over row positions, fed the edges batch by batch; the
+       output blocks are made from the cluster columns and the rows' ids (a table's
+       addresses come from its metadata: live positions of each data file, in order).
 
     Driver memory: 4 bytes per row for the union-find, plus 17 bytes per row of cluster
-    columns (and 8 for ``keep`` scores); the edges are never held at once.
+    columns (and 8 for ``keep`` scores); the edges are never held at once, the output ids
+    one block at a time.
 
     Args:
         data: a table URI or :class:`lakevec.Table` (output ids ``_file``, ``_row``), or a
@@ -525,21 +513,19 @@ def dedup_minhash(
 
             raise SchemaError(f"column(s) {missing} not found in the dataset (columns: {data.schema().names})")
         ds, n = _with_positions(data, cols)
-        ids: list[str] = []
+        t = None
     else:
         t = data if isinstance(data, Table) else Table.open(str(data), storage_options)
-        src = LakeDatasource(t, cols, None, with_row_address=True, with_position=True)
-        ds = ray.data.read_datasource(src)
+        ds = ray.data.read_datasource(LakeDatasource(t, cols, None, with_position=True))
         n = t.num_rows
-        ids = ["_file", "_row"]
-    sigs = ds.map_batches(_SignatureStage(column, kw, keep, ids), batch_format="pyarrow").materialize()
+    sigs = ds.map_batches(_SignatureStage(column, kw, keep), batch_format="pyarrow").materialize()
     if timings is not None:
         timings["signatures"] = time.perf_counter() - clock
     clock = time.perf_counter()
     partitions = num_partitions or max(2 * _cluster_cpus(), math.ceil(n * b / 250_000))
     edges = (
         sigs.map_batches(_BandStage(b, r, partitions), batch_format="pyarrow")
-        .groupby("part")
+        .groupby("part", num_partitions=partitions)
         .map_groups(functools.partial(_bucket_edges, threshold=threshold), batch_format="pyarrow")
     )
     comp = _lakevec.Components(n)
@@ -558,13 +544,8 @@ def dedup_minhash(
     if timings is not None:
         timings["components"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    ref = ray.put(clusters)
-    out = sigs.select_columns(ids + ["_pos"]).map_batches(_Attach(ref), batch_format="pyarrow").sort("_pos")
-    if ids:
-        out = out.drop_columns(["_pos"])
-    else:
-        out = out.rename_columns({"_pos": "row"})
-    out = out.materialize()
+    blocks = _dist.address_blocks(t) if t is not None else _dist.position_blocks(n)
+    out = ray.data.from_arrow_refs([ray.put(_dist.with_columns(b, clusters.slice(at, b.num_rows))) for at, b in blocks])
     if timings is not None:
         timings["output"] = time.perf_counter() - clock
     return out
