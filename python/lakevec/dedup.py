@@ -49,24 +49,30 @@ def _with_keep_column(columns: Sequence[str], keep: str) -> list[str]:
     return cols
 
 
-def _scores(t: pa.Table, keep: str, text_columns: Sequence[str]) -> list | None:
-    """Per-row scores for the keep policy (highest wins, ties to the first row); ``t`` holds
-    the text columns and, when ``keep`` names a column, that column."""
-    n = t.num_rows
+def keep_scores(t: pa.Table, keep: str, text_columns: Sequence[str], positions: Any = None) -> pa.Array | None:
+    """Per-row scores for the keep policy (float64, highest wins, ties to the first row;
+    ``None`` for ``"first"``); ``t`` holds the text columns and, when ``keep`` names a
+    column, that column. ``positions``: the rows' positions for ``"last"`` (default
+    ``0..n-1``; distributed dedup passes global positions)."""
     if keep == "first":
         return None
     if keep == "last":
-        return [float(i) for i in range(n)]
+        return pc.cast(positions if positions is not None else pa.array(range(t.num_rows), pa.int64()), pa.float64())
     if keep == "longest":
         if not text_columns:
             raise InvalidArgumentError("keep='longest' needs the text column; use 'first', 'last' or a column")
-        total = [0.0] * n
+        total = None
         for c in text_columns:
-            lens = pc.fill_null(pc.utf8_length(pc.cast(t.column(c), pa.string())), 0)
-            total = [a + b for a, b in zip(total, lens.to_pylist())]
+            lens = pc.cast(pc.fill_null(pc.utf8_length(pc.cast(t.column(c), pa.string())), 0), pa.float64())
+            total = lens if total is None else pc.add(total, lens)
         return total
-    vals = pc.cast(t.column(keep), pa.float64()).to_pylist()
-    return [float("-inf") if v is None else v for v in vals]
+    return pc.fill_null(pc.cast(t.column(keep), pa.float64()), float("-inf"))
+
+
+def _scores(t: pa.Table, keep: str, text_columns: Sequence[str]) -> list | None:
+    """:func:`keep_scores` as the list the Rust kernels take."""
+    s = keep_scores(t, keep, text_columns)
+    return None if s is None else s.to_pylist()
 
 
 def exact(

@@ -400,17 +400,12 @@ class _SignatureStage:
         self.column, self.keep = column, keep
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        from lakevec.dedup import keep_scores
+
         t = self.sig(batch)
         out = t.select(["_pos", "signature"])
-        if self.keep == "first":
-            return out
-        if self.keep == "last":
-            score = pc.cast(t.column("_pos"), pa.float64())
-        elif self.keep == "longest":
-            score = pc.cast(pc.fill_null(pc.utf8_length(pc.cast(t.column(self.column), pa.string())), 0), pa.float64())
-        else:
-            score = pc.fill_null(pc.cast(t.column(self.keep), pa.float64()), float("-inf"))
-        return out.append_column("_score", score)
+        score = keep_scores(t, self.keep, [self.column], t.column("_pos"))
+        return out if score is None else out.append_column("_score", score)
 
 
 class _BandStage:

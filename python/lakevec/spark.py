@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakevec import _dist, _lakevec
-from lakevec.dedup import _normalize, _with_keep_column, lsh_params
+from lakevec.dedup import _normalize, _with_keep_column, keep_scores, lsh_params
 from lakevec.exceptions import SchemaError
 
 __all__ = [
@@ -220,12 +220,9 @@ class _SignatureStage:
             pos = pa.array(np.arange(at, at + t.num_rows, dtype=np.int64))
             at += t.num_rows
             cols = {"pos": pos, "signature": _dist.signatures_to_binary(t.column("signature"))}
-            if self.keep == "last":
-                cols["score"] = pc.cast(pos, pa.float64())
-            elif self.keep == "longest":
-                cols["score"] = pc.cast(pc.fill_null(pc.utf8_length(pc.cast(t.column(self.column), pa.string())), 0), pa.float64())
-            elif self.keep != "first":
-                cols["score"] = pc.fill_null(pc.cast(t.column(self.keep), pa.float64()), float("-inf"))
+            score = keep_scores(t, self.keep, [self.column], pos)
+            if score is not None:
+                cols["score"] = score
             yield from pa.table(cols).to_batches()
 
 
