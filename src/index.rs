@@ -159,7 +159,9 @@ pub(crate) async fn load_segment(at: &IndexAt, m: &Manifest, r: &SegmentRef) -> 
     let bytes = manifest::get_file(&at.store, at.root(), &r.file).await?;
     let name = manifest::child(at.root(), &r.file.path).to_string();
     let seg = Segment::decode(&bytes, &name)?;
-    if seg.len() as u64 != r.rows || seg.dim != m.dim || seg.files != r.data_files {
+    // (a segment of files without any valid vector, built without a known dimension, has dim 0)
+    let dim_ok = seg.dim == m.dim || (seg.is_empty() && seg.dim == 0);
+    if seg.len() as u64 != r.rows || !dim_ok || seg.files != r.data_files {
         return Err(LakeError::CorruptIndex(format!("index file '{name}' does not match its manifest entry")));
     }
     let deleted = match &r.tombstones {
@@ -333,6 +335,19 @@ pub fn deleted_nodes(seg: &Segment, by_path: &HashMap<&str, &DataFileEntry>) -> 
     Ok(out)
 }
 
+/// Check that an index per `spec` can be built over `table` (parameters, columns, no glob);
+/// returns the vector dimension when the column's type fixes it.
+pub fn check_buildable(table: &LakeTable, spec: &BuildSpec) -> Result<Option<usize>> {
+    spec.params.check()?;
+    if table.location.glob.is_some() {
+        return Err(LakeError::Unsupported(format!(
+            "an index over a glob ('{}') is not supported: index the folder, or one file",
+            table.uri
+        )));
+    }
+    check_columns(table, &spec.column, spec.key.as_deref())
+}
+
 impl VectorIndex {
     /// Open the newest version of the index at `at`.
     pub async fn open(at: IndexAt) -> Result<Self> {
@@ -398,14 +413,7 @@ impl VectorIndex {
         cancel: &CancelToken,
         progress: &Arc<Progress>,
     ) -> Result<Self> {
-        spec.params.check()?;
-        if table.location.glob.is_some() {
-            return Err(LakeError::Unsupported(format!(
-                "an index over a glob ('{}') is not supported: index the folder, or one file",
-                table.uri
-            )));
-        }
-        let dim = check_columns(table, &spec.column, spec.key.as_deref())?;
+        let dim = check_buildable(table, &spec)?;
         let entries = table.entries().await?;
         progress.total.store(table.num_rows() as usize, Ordering::Relaxed);
         let read = ReadSpec {

@@ -17,8 +17,10 @@ use crate::datafiles::DataFileEntry;
 use crate::distance::Metric;
 use crate::error::{LakeError, Result};
 use crate::hnsw_build::BuildParams;
-use crate::index::{build_graph, load_segment, now_ms, write_segment, BuildSpec, IndexAt, IndexState, Progress, VectorIndex};
-use crate::index_read::{check_columns, read_segment, ReadSpec};
+use crate::index::{
+    build_graph, check_buildable, load_segment, now_ms, write_segment, BuildSpec, IndexAt, IndexState, Progress, VectorIndex,
+};
+use crate::index_read::{read_segment, ReadSpec};
 use crate::manifest::{self, CommitInfo, Manifest, SegmentRef};
 use crate::runtime::CancelToken;
 use crate::table::LakeTable;
@@ -81,8 +83,7 @@ pub async fn build_segment(
     cancel: &CancelToken,
     progress: &Arc<Progress>,
 ) -> Result<BuiltSegment> {
-    spec.params.check()?;
-    let schema_dim = check_columns(table, &spec.column, spec.key.as_deref())?;
+    let schema_dim = check_buildable(table, spec)?;
     let entries = table.entries().await?;
     let ix = file_indices(table, &entries, files)?;
     progress.total.store(ix.iter().filter_map(|&i| entries[i].live_rows()).sum::<u64>() as usize, Ordering::Relaxed);
@@ -117,7 +118,7 @@ pub async fn build_segment(
 
 /// Check that `parts` were built from `table`'s version with `spec`, hold each of `wanted`
 /// (data file paths) exactly once and nothing else, and agree on one dimension (returned;
-/// `known` when given). Parts without rows and without a dimension are dropped.
+/// `known` when given). A part whose files hold no valid vector may have dimension 0.
 fn check_parts(
     table: &LakeTable,
     spec: &BuildSpec,
@@ -183,13 +184,13 @@ fn check_parts(
     let dim = dim.ok_or_else(|| {
         LakeError::Vector(format!("table '{}' has no valid vectors in column '{}': nothing to index", table.uri, spec.column))
     })?;
-    let parts = parts.into_iter().filter(|p| p.dim > 0 || p.segment.rows > 0).collect();
     Ok((parts, dim))
 }
 
 /// Publish `parts`, which together hold every live data file of `table`'s version, as the
 /// next version of the index at `at` (operation "build").
 pub async fn commit_build(table: &LakeTable, at: IndexAt, spec: BuildSpec, parts: Vec<BuiltSegment>) -> Result<VectorIndex> {
+    check_buildable(table, &spec)?;
     let entries = table.entries().await?;
     let wanted: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
     let (parts, dim) = check_parts(table, &spec, parts, &wanted, None)?;

@@ -145,7 +145,7 @@ impl Segment {
         let bad = |why: String| LakeError::CorruptIndex(format!("index file '{name}' is corrupt: {why}"));
         let meta: Meta = serde_json::from_slice(c.section(&tag("META"))?).map_err(|e| bad(format!("META: {e}")))?;
         let (n, dim) = (meta.n, meta.dim);
-        if dim == 0 || n > u32::MAX as usize - 1 || meta.m0 == 0 || meta.m0 > 512 || meta.layers > 16 {
+        if (dim == 0 && n > 0) || n > u32::MAX as usize - 1 || meta.m0 == 0 || meta.m0 > 512 || meta.layers > 16 {
             return Err(bad(format!("implausible header {}", String::from_utf8_lossy(c.section(&tag("META"))?))));
         }
         let (files, file_sizes): (Vec<String>, Vec<u64>) =

@@ -96,6 +96,38 @@ def test_read_plans_cover_every_row_once_with_global_positions(shared_data, tabl
     assert pa.concat_tables([b for _, b in blocks]).equals(want.select(["_file", "_row"]))
 
 
+class _FakeFiles:
+    """A table-like object with only ``files()`` (what read planning uses)."""
+
+    def __init__(self, files):
+        self._files = files
+
+    def files(self):
+        return self._files
+
+
+def test_read_plans_skip_deleted_rows_without_tiny_parts():
+    from lakevec import _dist
+
+    kept = [5, 77, 50_000, 99_999]
+    files = pa.table({
+        "path": ["a", "b", "c"],
+        "size": [1000, 1000, 1000],
+        "num_records": [100_000, 1_000, 10],
+        "deleted_rows": [sorted(set(range(100_000)) - set(kept)), list(range(1_000)), []],
+    })
+    plans = _dist.plan_read(_FakeFiles(files), 3)
+    parts = [p for plan in plans for p in plan.parts]
+    assert len(parts) <= 4 and all(p[0] != "b" for p in parts)  # the all-deleted file is skipped
+    assert sum(plan.rows for plan in plans) == 14
+    assert [plan.offset for plan in plans] == [0, 5, 10][: len(plans)]
+    # each part's range holds exactly the live rows it is counted for
+    live = {"a": kept, "c": list(range(10))}
+    for plan in plans:
+        got = sum(sum(1 for r in live[f] if a <= r < min(b, 2**62)) for f, a, b in plan.parts)
+        assert got == plan.rows
+
+
 def test_version_is_pinned_on_the_driver(cluster, tmp_path):
     path = str(tmp_path / "t")
     deltalake.write_deltalake(path, pa.table({"x": [1, 2, 3]}))
@@ -276,6 +308,33 @@ def test_segment_commit_checks_what_it_publishes(tmp_path):
     assert idx.search(np.zeros(4, np.float32), k=120).num_rows == 120
 
 
+def test_segments_of_files_without_vectors_still_cover_them(tmp_path):
+    """A task whose files hold no valid vector (a List column, on_invalid='skip') still
+    records its files; the glob check of single-process builds applies too."""
+    from lakevec import _lakevec
+
+    d = tmp_path / "t"
+    d.mkdir()
+    pq.write_table(pa.table({"v": pa.array([[1.0, 2.0], [3.0, 4.0]], pa.list_(pa.float32()))}), d / "a.parquet")
+    pq.write_table(pa.table({"v": pa.array([None], pa.list_(pa.float32()))}), d / "b.parquet")
+    t = lakevec.Table.open(str(d))
+    spec = ("v", "l2", "default", None, None, 16, 100, "skip")
+    parts = [_lakevec.VectorIndex.build_segment(t._inner, spec, [f]) for f in ("a.parquet", "b.parquet")]
+    idx = lakevec.VectorIndex(_lakevec.VectorIndex.commit_build(t._inner, spec, parts))
+    assert idx.stats()["data_files"] == 2 and idx.stats()["last_commit"]["rows_skipped"] == 1
+    assert set(idx.coverage().column("status").to_pylist()) == {"indexed"}
+    assert not idx.refresh()
+    assert lakevec.open_index(idx.uri).search([1.0, 2.0], k=5).num_rows == 2
+    glob = lakevec.Table.open(str(d / "a*.parquet"))
+    with pytest.raises(E.UnsupportedFeatureError, match="glob"):
+        _lakevec.VectorIndex.build_segment(glob._inner, spec, ["a.parquet"])
+
+
+def test_read_table_names_a_missing_column(cluster, shared_data):
+    with pytest.raises(E.SchemaError, match="nope"):
+        lray.read_table(str(shared_data / "tables" / "delta" / "table-with-dv-small"), columns=["nope"])
+
+
 def test_pickled_objects_are_small_and_hold_no_secret(cluster, moto_s3, shared_data, tmp_path):
     # on S3 with real (random, moto-issued) credentials
     moto_s3.s3.create_bucket(Bucket="ray-pickles")
@@ -350,5 +409,13 @@ def test_distributed_minhash_over_a_dataset_with_keep_policies(cluster, debian):
         assert _cluster_cols(got) == _cluster_cols(want), keep
     with pytest.raises(E.SchemaError, match="nope"):
         lray.dedup_minhash(ds, "nope")
+    # many identical texts (joined before banding) and null texts
+    texts = debian.column("description").to_pylist()[:300] + [texts_copy := debian["description"][5].as_py()] * 400
+    texts += [None, ""] * 20
+    t2 = pa.table({"text": texts})
+    want = lakevec.dedup.minhash(t2, "text", threshold=0.8)
+    got = _arrow(lray.dedup_minhash(ray.data.from_arrow(t2).materialize(), "text", threshold=0.8, num_partitions=3))
+    assert _cluster_cols(got) == _cluster_cols(want)
+    assert max(want.column("cluster_size").to_pylist()) >= 401 and texts_copy
     with pytest.raises(E.InvalidArgumentError):
         lray.dedup_minhash(ds, "description", threshold=1.5)

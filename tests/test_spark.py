@@ -108,12 +108,15 @@ def test_functions_pickle_small_without_live_handles(small_index):
 
     schema = StructType([StructField("id", LongType()), StructField("vector", ArrayType(FloatType())),
                          StructField("text", StringType())])
-    for fn, _ in (lspark.search_index(schema, idx, "vector", k=3), lspark.tag_knn(schema, idx.uri, "vector", "label"),
-                  lspark.tag_rules(schema, "text", RULES), lspark.minhash_signatures(schema, "text")):
+    batch = pa.RecordBatch.from_pydict({"id": [1], "vector": [q.column("vector")[0].as_py()], "text": ["a python game"]})
+    for fn, out in (lspark.search_index(schema, idx, "vector", k=3, columns=["label", "id"]),
+                    lspark.tag_knn(schema, idx.uri, "vector", "label"),
+                    lspark.tag_rules(schema, "text", RULES), lspark.minhash_signatures(schema, "text")):
         blob = pickle.dumps(fn)  # plain pickle: the classes are importable, no index inside
         assert len(blob) < 10_000
-        batch = pa.RecordBatch.from_pydict({"id": [1], "vector": [q.column("vector")[0].as_py()], "text": ["a python game"]})
-        assert sum(b.num_rows for b in pickle.loads(blob)(iter([batch]))) >= 1
+        got = list(pickle.loads(blob)(iter([batch])))
+        assert sum(b.num_rows for b in got) >= 1
+        assert got[0].schema.names == out.fieldNames()  # the declared schema is what comes out
 
 
 def test_dedup_minhash_equals_single_process_on_debian(spark, debian_path):
@@ -141,6 +144,13 @@ def test_dedup_keep_policy_and_errors(spark, debian_path):
         assert got.column(c).to_pylist() == want.column(c).to_pylist(), c
     with pytest.raises(E.SchemaError, match="nope"):
         lspark.dedup_minhash(df, "nope")
+    # many identical texts (joined before banding) and null texts
+    texts = t.column("description").to_pylist()[:300] + [t["description"][5].as_py()] * 400 + [None, ""] * 20
+    t2 = pa.table({"text": texts})
+    got = lspark.dedup_minhash(spark.createDataFrame(t2).coalesce(1), "text", threshold=0.8).toArrow()
+    want = lakevec.dedup.minhash(t2, "text", threshold=0.8)
+    for c in want.column_names:
+        assert got.column(c).to_pylist() == want.column(c).to_pylist(), c
 
 
 def test_worker_exception_surfaces_as_lakevec_error(spark, debian_path):

@@ -41,38 +41,29 @@ class ReadTaskPlan:
     files: list[str] = field(default_factory=list)
 
 
-def _deleted_before(deleted: Sequence[int] | None, start: int) -> int:
-    """Rows of ``[0, start)`` that are deleted (``deleted`` is sorted)."""
-    if not deleted or start <= 0:
-        return 0
-    return int(np.searchsorted(np.asarray(deleted, np.int64), start, side="left"))
-
-
 def plan_read(table: Table, parallelism: int, *, max_rows_per_task: int | None = None) -> list[ReadTaskPlan]:
     """Split ``table``'s live data files into about ``parallelism`` read tasks of similar
-    live row counts: small files are grouped, a file with more rows than a task's share is
-    split into row ranges (a part reads only the row groups its range touches). Tasks keep
-    file order, so concatenating them gives the single-process row order. Without row
-    counts in the table's metadata (a Delta log without statistics) whole files are spread
-    over the tasks and positions are unknown (``offset`` is ``None``).
+    live row counts: small files are grouped, a file with more live rows than a task's
+    share is split into row ranges (a part reads only the row groups its range touches),
+    files without live rows are skipped. Tasks keep file order, so concatenating them gives
+    the single-process row order. Without row counts in the table's metadata (a Delta log
+    without statistics) whole files are spread over the tasks and positions are unknown
+    (``offset`` is ``None``).
     """
     files = table.files()
     paths = files.column("path").to_pylist()
     sizes = files.column("size").to_pylist()
     counts = files.column("num_records").to_pylist()
-    ndel = files.column("num_deleted").to_pylist()
     deleted = files.column("deleted_rows").to_pylist()
-    known = all(c is not None for c in counts) and all(d is not None for d in ndel)
-    live = [c - d for c, d in zip(counts, ndel)] if known else None
-    total = sum(live) if live is not None else None
     parallelism = max(1, int(parallelism))
-    if total is None:
-        # no row counts: one part per file, files spread over the tasks
+    if any(c is None for c in counts) or any(d is None for d in deleted):
+        # no row counts or positions: one part per file, files spread over the tasks
         per = math.ceil(len(paths) / parallelism) if paths else 1
         return [
             ReadTaskPlan([(p, 0, WHOLE_FILE) for p in paths[i : i + per]], None, None, sum(sizes[i : i + per]), paths[i : i + per])
             for i in range(0, len(paths), per)
         ]
+    total = sum(n - len(d) for n, d in zip(counts, deleted))
     target = max(1, math.ceil(total / parallelism))
     if max_rows_per_task:
         target = min(target, max(1, int(max_rows_per_task)))
@@ -80,20 +71,22 @@ def plan_read(table: Table, parallelism: int, *, max_rows_per_task: int | None =
     cur = ReadTaskPlan([], 0, 0, 0)
     offset = 0
     for p, size, n, dl in zip(paths, sizes, counts, deleted):
-        start = 0
-        while start < n:
-            # positions [start, end): about the rows this task still takes
-            end = min(n, start + max(1, target - cur.rows))
-            rows = (end - start) - (_deleted_before(dl, end) - _deleted_before(dl, start))
+        live = np.delete(np.arange(n, dtype=np.int64), np.asarray(dl, np.int64)) if dl else None
+        nlive = n - len(dl)
+        taken = 0  # live rows of this file already planned
+        while taken < nlive:
+            rows = min(target - cur.rows, nlive - taken)
+            start = 0 if taken == 0 else int(live[taken] if live is not None else taken)
+            end_i = taken + rows
+            end = WHOLE_FILE if end_i == nlive else int(live[end_i] if live is not None else end_i)
             if not cur.parts:
                 cur.offset = offset
-            cur.parts.append((p, start, end if end < n else WHOLE_FILE))
+            cur.parts.append((p, start, end))
             cur.rows += rows
-            cur.bytes += int(size * (end - start) / max(n, 1))
-            if p not in cur.files:
-                cur.files.append(p)
+            cur.bytes += int(size * rows / max(nlive, 1))
+            cur.files.append(p)
             offset += rows
-            start = end
+            taken = end_i
             if cur.rows >= target:
                 plans.append(cur)
                 cur = ReadTaskPlan([], 0, 0, 0)
@@ -162,6 +155,39 @@ def position_blocks(n: int, max_rows: int = 1 << 20) -> Iterator[tuple[int, pa.T
     (at least one block)."""
     for s in range(0, max(n, 1), max_rows):
         yield s, pa.table({"row": pa.array(np.arange(s, min(n, s + max_rows), dtype=np.int64))})
+
+
+# Odd 64-bit multipliers of a random linear hash of whole signatures (fixed: every worker
+# must agree), for grouping identical signatures before banding.
+_SIG_MULT = np.random.default_rng(0x6C6B7665).integers(1, 2**63, size=4096, dtype=np.uint64) | np.uint64(1)
+
+
+def signature_matrix(sig: pa.Array) -> np.ndarray:
+    """Non-null ``FixedSizeList<uint32, p>`` signatures as an ``(n, p)`` uint32 array."""
+    if isinstance(sig, pa.ChunkedArray):
+        sig = sig.combine_chunks()
+    p = sig.type.list_size
+    return sig.flatten().to_numpy(zero_copy_only=False).astype(np.uint32, copy=False).reshape(len(sig), p)
+
+
+def signature_hash(m: np.ndarray) -> np.ndarray:
+    """A 64-bit hash per signature row of ``m`` (``sum(a_i x_i) mod 2^64``, fixed odd
+    ``a_i``): equal signatures hash equally; different ones collide with probability
+    ~2^-64, and callers compare the signatures themselves anyway."""
+    return (m.astype(np.uint64) * _SIG_MULT[: m.shape[1]]).sum(axis=1, dtype=np.uint64)
+
+
+def collapse_copies(pos: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """For rows at positions ``pos`` with signatures ``m``: each row's representative, the
+    smallest position holding the identical signature (the star edges of single-process
+    dedup, which joins identical signatures before banding)."""
+    if len(pos) == 0:
+        return pos.astype(np.int64)
+    _, inv = np.unique(m, axis=0, return_inverse=True)
+    inv = inv.reshape(-1)
+    rep = np.full(inv.max() + 1, np.iinfo(np.int64).max, np.int64)
+    np.minimum.at(rep, inv, pos.astype(np.int64))
+    return rep[inv]
 
 
 def with_columns(t: pa.Table, more: pa.Table) -> pa.Table:

@@ -299,12 +299,9 @@ def semantic(
 
     from lakevec.index import VectorIndex
 
-    if not (0.0 < threshold <= 1.0):
-        raise InvalidArgumentError(f"threshold must be in (0, 1], got {threshold}")
-    if keep not in ("first", "closest_to_centroid"):
-        raise InvalidArgumentError(f"keep must be 'first' or 'closest_to_centroid', not {keep!r}")
-    if isinstance(index_or_data, VectorIndex):
-        check_semantic_index(index_or_data)
+    is_index = isinstance(index_or_data, VectorIndex)
+    check_semantic_args(threshold, keep, index_or_data if is_index else None)
+    if is_index:
         g = index_or_data.knn_graph(k=k, ef=ef, num_threads=num_threads)
         return semantic_from_graph(index_or_data, *graph_parts(g, threshold), keep)
     if column is None:
@@ -319,10 +316,14 @@ def semantic(
     return _clusters(inp, rows.tolist(), fi[rows, cols].tolist(), (lambda: vec) if keep != "first" else None)
 
 
-def check_semantic_index(idx) -> None:
-    """Semantic dedup over an index needs a similarity metric."""
-    if idx.metric not in ("cosine", "dot"):
-        raise InvalidArgumentError(f"semantic dedup needs a cosine or dot index, this one is {idx.metric!r}")
+def check_semantic_args(threshold: float, keep: str, index=None) -> None:
+    """The checks of :func:`semantic`'s arguments (an index needs a similarity metric)."""
+    if not (0.0 < threshold <= 1.0):
+        raise InvalidArgumentError(f"threshold must be in (0, 1], got {threshold}")
+    if keep not in ("first", "closest_to_centroid"):
+        raise InvalidArgumentError(f"keep must be 'first' or 'closest_to_centroid', not {keep!r}")
+    if index is not None and index.metric not in ("cosine", "dot"):
+        raise InvalidArgumentError(f"semantic dedup needs a cosine or dot index, this one is {index.metric!r}")
 
 
 def graph_parts(g: pa.Table, threshold: float) -> tuple[pa.Table, pa.Table]:

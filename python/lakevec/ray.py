@@ -44,7 +44,7 @@ from ray.data.datasource import Datasource, ReadTask
 
 from lakevec import _dist, _lakevec
 from lakevec.dedup import lsh_params
-from lakevec.exceptions import InvalidArgumentError
+from lakevec.exceptions import InvalidArgumentError, SchemaError, UnsupportedFeatureError
 from lakevec.index import VectorIndex, _queries
 from lakevec.table import Table
 
@@ -121,9 +121,13 @@ class SearchIndex(_RayThreads, _dist.SearchIndex):
 
 def to_arrow(ds: "ray.data.Dataset") -> pa.Table:
     """A Dataset's rows as one ``pyarrow.Table`` on the driver, blocks in the order the
-    dataset holds them (executing it if needed)."""
+    dataset holds them (executing it if needed). An empty Dataset gives an empty table with
+    its schema (or no columns when Ray knows none)."""
     blocks = ray.get(ds.to_arrow_refs())
-    return pa.concat_tables(blocks) if blocks else pa.table({})
+    if blocks:
+        return pa.concat_tables(blocks)
+    schema = ds.schema()
+    return schema.base_schema.empty_table() if schema is not None and hasattr(schema, "base_schema") else pa.table({})
 
 
 # ------------------------------------------------------------------ read_table
@@ -156,6 +160,9 @@ class LakeDatasource(Datasource):
             raise _lakevec_unsupported(table)
         self._bytes = int(pc.sum(files.column("size")).as_py() or 0)
         schema = table.schema
+        missing = [c for c in (self.columns or []) if c not in schema.names]
+        if missing:
+            raise SchemaError(f"column(s) {missing} not found in table '{table.uri}' (columns: {schema.names})")
         fields = [schema.field(c) for c in (self.columns or schema.names)]
         if with_row_address:
             fields += [pa.field("_file", pa.string(), False), pa.field("_row", pa.int64(), False)]
@@ -172,7 +179,8 @@ class LakeDatasource(Datasource):
     def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None, data_context=None) -> list[ReadTask]:
         args = (self.columns, self.filter, self.with_row_address, self.with_position)
         if self._by_value:
-            meta = BlockMetadata(num_rows=self.table.num_rows, size_bytes=self._bytes, input_files=None, exec_stats=None)
+            rows = None if self.filter else self.table.num_rows
+            meta = BlockMetadata(num_rows=rows, size_bytes=self._bytes, input_files=None, exec_stats=None)
             return [ReadTask(functools.partial(_read, self.table, None, *args), meta, schema=self.schema)]
         tasks = []
         for plan in _dist.plan_read(self.table, parallelism, max_rows_per_task=self.max_rows_per_task):
@@ -184,8 +192,6 @@ class LakeDatasource(Datasource):
 
 
 def _lakevec_unsupported(table: Table):
-    from lakevec.exceptions import UnsupportedFeatureError
-
     return UnsupportedFeatureError(
         f"table '{table.uri}' has Iceberg equality deletes: its rows have no addresses or positions "
         "(read without with_row_address, or compact the table first)"
@@ -206,24 +212,31 @@ def read_table(
 ) -> "ray.data.Dataset":
     """A lake table as a ``ray.data.Dataset`` (lazy; read by Ray tasks).
 
-    The table is opened once, on the driver, at ``version`` (default: latest), and every read
-    task reopens that same version from a small pickled handle (URI, format, version, storage
-    options without credentials: workers take credentials from their environment). Tasks
+    The table is opened once, on the driver, at ``version`` (default: latest), and the read
+    is planned there from its live data files; every read task reopens that same version
+    from a small pickled handle (URI, format, version, storage options without credentials:
+    workers take credentials from their environment). A plain Parquet table has no version:
+    its tasks read the files the driver listed, and fail naming a file that has gone. Tasks
     cover groups of data files, or row ranges of files larger than a task's share, in file
     order; deletion vectors and position deletes are applied. The rows equal
-    :func:`lakevec.read_table`'s (same order when the blocks are read in order).
+    :func:`lakevec.read_table`'s (same order when the blocks are read in order). A table
+    with Iceberg equality deletes is read by one task (one block, no row limits).
 
     Args:
-        uri: a table URI or an open :class:`lakevec.Table` (its version is kept).
+        uri: a table URI or an open :class:`lakevec.Table` (then ``version``,
+            ``storage_options`` and ``format`` are its own).
         columns, filter: as :meth:`lakevec.Table.to_arrow` (the filter is evaluated in the
             read tasks).
+        version: Delta version or Iceberg snapshot id (default: the latest).
         with_row_address: add ``_file`` and ``_row`` (each row's data file and position).
+        storage_options, format: as :meth:`lakevec.Table.open`.
         override_num_blocks: number of read tasks (default: Ray's choice from the cluster).
         max_rows_per_task: cap on the rows a read task returns.
 
     Raises:
-        the errors of :meth:`lakevec.Table.open` (on the driver) and of
-        :meth:`lakevec.Table.to_arrow` (in the read tasks).
+        SchemaError: a column not in the table. The errors of :meth:`lakevec.Table.open` (on
+        the driver) and of :meth:`lakevec.Table.to_arrow` (in the read tasks).
+        UnsupportedFeatureError: ``with_row_address`` on a table with Iceberg equality deletes.
     """
     t = uri if isinstance(uri, Table) else Table.open(str(uri), storage_options, format=format, version=version)
     ds = LakeDatasource(t, columns, filter, with_row_address, max_rows_per_task=max_rows_per_task)
@@ -316,8 +329,15 @@ def refresh(index: VectorIndex, *, files_per_task: int | None = None, num_cpus_p
     (one segment per task, as :func:`build_index`); tombstones and the commit are done on the
     driver. Returns whether a new index version was committed.
 
+    Args:
+        index: the index (updated in place to the new version).
+        files_per_task: new data files per task (default: spread over the cluster's CPUs).
+        num_cpus_per_task: CPUs each task asks for (its thread count).
+        timings: as in :func:`build_index`.
+
     Raises:
         CommitConflictError: another writer committed the same index version first.
+        UnsupportedFeatureError: an indexed file now has Iceberg equality deletes.
     """
     t = index.table()
     pending = index._inner.pending_files(t._inner)
@@ -408,6 +428,31 @@ class _SignatureStage:
         return out if score is None else out.append_column("_score", score)
 
 
+class _CopyKeyStage:
+    """Rows with a signature: ``part`` (shuffle group: a hash of the whole signature),
+    ``_pos``, ``signature``."""
+
+    def __init__(self, partitions: int):
+        self.partitions = partitions
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        batch = batch.filter(pc.is_valid(batch.column("signature")))
+        h = _dist.signature_hash(_dist.signature_matrix(batch.column("signature")))
+        part = (h % np.uint64(self.partitions)).astype(np.int64)
+        return pa.table({"part": part, "_pos": batch.column("_pos"), "signature": batch.column("signature")})
+
+
+def _collapse_copies(group: pa.Table) -> pa.Table:
+    """``_pos``, ``rep`` (the smallest position with the identical signature), ``signature``."""
+    pos = group.column("_pos").to_numpy()
+    rep = _dist.collapse_copies(pos, _dist.signature_matrix(group.column("signature")))
+    return pa.table({"_pos": group.column("_pos"), "rep": pa.array(rep, pa.int64()), "signature": group.column("signature")})
+
+
+def _representatives(batch: pa.Table) -> pa.Table:
+    return batch.filter(pc.equal(batch.column("_pos"), batch.column("rep"))).select(["_pos", "signature"])
+
+
 class _BandStage:
     """One row per (row, band): ``part`` (shuffle group), ``band``, ``key``, ``pos``, ``signature``."""
 
@@ -465,7 +510,10 @@ def dedup_minhash(
 
     1. signatures per batch (``map_batches``), each row numbered by its position in the
        input (a table URI: its single-process row order; a Dataset: its block order);
-    2. one row per (row, band) with the band's bucket key, shuffled by Ray Data's
+    2. rows with identical signatures joined first (a ``groupby`` on a hash of the whole
+       signature; star edges to the smallest position), as the single-process pipeline
+       does, so that boilerplate copies do not make huge buckets; then one row per
+       (representative, band) with the band's bucket key, shuffled by Ray Data's
        ``groupby`` into ``num_partitions`` groups (default: about 250,000 band rows each, at
        least twice the cluster's CPUs), so every bucket lands whole in one group;
     3. per group, in Rust: each bucket's pairs verified by estimated Jaccard >= ``threshold``
@@ -511,6 +559,12 @@ def dedup_minhash(
         t = None
     else:
         t = data if isinstance(data, Table) else Table.open(str(data), storage_options)
+        files = t.files()
+        if files.column("num_records").null_count or files.column("deleted_rows").null_count:
+            raise InvalidArgumentError(
+                f"table '{t.uri}' has data files without row counts or positional deletes in its metadata, "
+                "so row positions are unknown: pass lakevec.ray.read_table(...) as a Dataset instead"
+            )
         ds = ray.data.read_datasource(LakeDatasource(t, cols, None, with_position=True))
         n = t.num_rows
     sigs = ds.map_batches(_SignatureStage(column, kw, keep), batch_format="pyarrow").materialize()
@@ -518,12 +572,23 @@ def dedup_minhash(
         timings["signatures"] = time.perf_counter() - clock
     clock = time.perf_counter()
     partitions = num_partitions or max(2 * _cluster_cpus(), math.ceil(n * b / 250_000))
+    comp = _lakevec.Components(n)
+    # identical signatures first (star edges to the smallest position); one copy is banded
+    copies = (
+        sigs.map_batches(_CopyKeyStage(partitions), batch_format="pyarrow")
+        .groupby("part", num_partitions=partitions)
+        .map_groups(_collapse_copies, batch_format="pyarrow")
+        .materialize()
+    )
+    for batch in copies.iter_batches(batch_format="pyarrow", batch_size=None):
+        dup = pc.not_equal(batch.column("_pos"), batch.column("rep"))
+        comp.add(batch.column("rep").filter(dup).combine_chunks(), batch.column("_pos").filter(dup).combine_chunks())
     edges = (
-        sigs.map_batches(_BandStage(b, r, partitions), batch_format="pyarrow")
+        copies.map_batches(_representatives, batch_format="pyarrow")
+        .map_batches(_BandStage(b, r, partitions), batch_format="pyarrow")
         .groupby("part", num_partitions=partitions)
         .map_groups(functools.partial(_bucket_edges, threshold=threshold), batch_format="pyarrow")
     )
-    comp = _lakevec.Components(n)
     for batch in edges.iter_batches(batch_format="pyarrow", batch_size=None):
         comp.add(batch.column("a").combine_chunks(), batch.column("b").combine_chunks())
     if timings is not None:
@@ -573,6 +638,12 @@ def dedup_semantic(
     ``rows_per_task`` of the index's rows (default: spread over the cluster's CPUs), keeping
     the edges with cosine similarity >= ``threshold``; the driver joins them (union-find).
 
+    Args:
+        index: a cosine or dot index (any number of segments).
+        threshold, k, ef, keep: as :func:`lakevec.dedup.semantic`.
+        rows_per_task: index rows whose neighbours one task finds.
+        num_cpus_per_task: CPUs each task asks for (its thread count).
+
     Returns:
         A Dataset ``_file``, ``_row``, ``cluster_id``, ``cluster_size``,
         ``is_representative`` (index order).
@@ -581,13 +652,9 @@ def dedup_semantic(
         InvalidArgumentError: an ``l2`` index, ``threshold`` outside (0, 1], a bad ``keep``
         or ``k``.
     """
-    from lakevec.dedup import check_semantic_index, semantic_from_graph
+    from lakevec.dedup import check_semantic_args, semantic_from_graph
 
-    check_semantic_index(index)
-    if not (0.0 < threshold <= 1.0):
-        raise InvalidArgumentError(f"threshold must be in (0, 1], got {threshold}")
-    if keep not in ("first", "closest_to_centroid"):
-        raise InvalidArgumentError(f"keep must be 'first' or 'closest_to_centroid', not {keep!r}")
+    check_semantic_args(threshold, keep, index)
     n = int(index.stats()["rows"])
     per = int(rows_per_task or max(1, math.ceil(n / _cluster_cpus())))
     if per < 1:

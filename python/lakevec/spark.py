@@ -72,24 +72,13 @@ class _MapInArrow:
             yield from _dist.spark_compatible(self.udf(pa.Table.from_batches([b]))).to_batches()
 
 
-def _spark_type(t: pa.DataType):
-    from pyspark.sql.pandas.types import from_arrow_type
+def _map_in_arrow(schema, udf: _dist.BatchUDF):
+    """``(fn, output schema)``: the schema is what ``udf`` returns for an empty batch of the
+    input ``schema`` (so a bad column fails here, on the driver)."""
+    from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
-    return from_arrow_type(t)
-
-
-def _schema(input_schema, extra: Sequence[pa.Field], keep: Sequence[str] | None = None):
-    """The Spark output schema: ``keep`` (default all) input fields, then ``extra``."""
-    from pyspark.sql.types import StructField, StructType
-
-    names = input_schema.fieldNames()
-    keep = names if keep is None else list(keep)
-    missing = [c for c in keep if c not in names]
-    if missing:
-        raise SchemaError(f"column(s) {missing} not found in the DataFrame (columns: {names})")
-    fields = [input_schema[c] for c in keep]
-    fields += [StructField(f.name, _spark_type(f.type), f.nullable) for f in extra]
-    return StructType(fields)
+    out = _dist.spark_compatible(udf(to_arrow_schema(schema).empty_table()))
+    return _MapInArrow(udf), from_arrow_schema(out.schema)
 
 
 # The batch UDFs with Spark's thread count (module-level classes, so plain pickle finds them).
@@ -113,43 +102,35 @@ class _Search(_SparkThreads, _dist.SearchIndex):
     pass
 
 
+_RAISES = """
+
+    Raises:
+        SchemaError: a column not in ``schema`` (on the driver), InvalidArgumentError: bad
+        parameters; in the workers, the errors of the single-process function."""
+
+
 def minhash_signatures(schema, column: str, *, num_perm: int = 128, ngram: int = 5, shingle: str = "word",
                        seed: int = 1, normalize: Any = True, output_column: str = "signature"):
     """``(fn, schema)`` for ``mapInArrow``: the input rows plus ``output_column`` (binary,
-    ``4 * num_perm`` bytes: the uint32 MinHash signature of :func:`lakevec.dedup.minhash_signatures`;
-    null for null or empty texts)."""
-    udf = _Sig(column, num_perm=num_perm, ngram=ngram, shingle=shingle, seed=seed, normalize=normalize,
-               output_column=output_column)
-    return _MapInArrow(udf), _schema(schema, [pa.field(output_column, pa.binary())])
+    ``4 * num_perm`` bytes: the uint32 MinHash signature of
+    :func:`lakevec.dedup.minhash_signatures`; null for null or empty texts)."""
+    return _map_in_arrow(schema, _Sig(column, num_perm=num_perm, ngram=ngram, shingle=shingle, seed=seed,
+                                      normalize=normalize, output_column=output_column))
 
 
 def hashing_embed(schema, column: str, *, dim: int = 256, ngram: tuple[int, int] = (1, 2), analyzer: str = "word",
                   norm: str | None = "l2", output_column: str = "vector"):
     """``(fn, schema)``: the input rows plus ``output_column`` (array<float>, length ``dim``):
     :func:`lakevec.embed.hashing`."""
-    udf = _Hash(column, dim=dim, ngram=ngram, analyzer=analyzer, norm=norm, output_column=output_column)
-    return _MapInArrow(udf), _schema(schema, [pa.field(output_column, pa.list_(pa.float32()))])
-
-
-_MATCH = pa.struct([("tag", pa.string()), ("rule", pa.string()), ("start", pa.int64()), ("end", pa.int64())])
+    return _map_in_arrow(schema, _Hash(column, dim=dim, ngram=ngram, analyzer=analyzer, norm=norm,
+                                       output_column=output_column))
 
 
 def tag_rules(schema, column: str, regex: Mapping[str, Any] | None = None, keywords: Mapping[str, Any] | None = None,
               *, case_sensitive: bool = False):
     """``(fn, schema)``: the input rows plus ``tags`` (array<string>) and ``matches``
     (array<struct<tag, rule, start, end>>): :func:`lakevec.tag.rules`."""
-    udf = _Rules(column, regex, keywords, case_sensitive=case_sensitive)
-    return _MapInArrow(udf), _schema(schema, [pa.field("tags", pa.list_(pa.string())), pa.field("matches", pa.list_(_MATCH))])
-
-
-def _index_table_field(udf, name: str) -> pa.Field:
-    from lakevec.index import _reopen_index
-
-    uri, version, opts = udf.index
-    schema = _reopen_index(uri, opts, version).table().schema
-    if name not in schema.names:
-        raise SchemaError(f"column {name!r} not found in the indexed table (columns: {schema.names})")
-    return schema.field(name)
+    return _map_in_arrow(schema, _Rules(column, regex, keywords, case_sensitive=case_sensitive))
 
 
 def tag_knn(schema, index: Any, column: str, label_column: str, k: int = 10, *, weights: str = "uniform",
@@ -157,39 +138,25 @@ def tag_knn(schema, index: Any, column: str, label_column: str, k: int = 10, *, 
     """``(fn, schema)``: the input rows plus ``label``, ``confidence`` (float),
     ``neighbor_files``, ``neighbor_rows``: each vector ``column`` labelled by its ``k``
     nearest rows of ``index`` (URI or :class:`lakevec.VectorIndex`, pinned at its current
-    version), as :func:`lakevec.tag.knn`."""
-    udf = _KNN(index, column, label_column, k, weights=weights, min_confidence=min_confidence,
-               storage_options=storage_options)
-    label = _index_table_field(udf, label_column)
-    extra = [
-        pa.field("label", pa.string() if not pa.types.is_string(label.type) else label.type),
-        pa.field("confidence", pa.float32()),
-        pa.field("neighbor_files", pa.list_(pa.string())),
-        pa.field("neighbor_rows", pa.list_(pa.int64())),
-    ]
-    return _MapInArrow(udf), _schema(schema, extra)
+    version, opened here and once per worker), as :func:`lakevec.tag.knn`."""
+    return _map_in_arrow(schema, _KNN(index, column, label_column, k, weights=weights, min_confidence=min_confidence,
+                                      storage_options=storage_options))
 
 
 def search_index(schema, index: Any, column: str, k: int = 10, *, columns: Sequence[str] | None = None,
                  ef: int | None = None, filter: str | None = None, passthrough: Sequence[str] | None = None,
                  storage_options: Mapping[str, str] | None = None):
     """``(fn, schema)``: one row per hit of each row's vector ``column`` in ``index``
-    (pinned at its current version): the ``passthrough`` columns (default: all but the
-    vector), ``rank``, ``distance``, ``_file``, ``_row``, the index key, then the fetched
-    ``columns``; a hit column named like a passthrough column becomes ``hit_<name>``."""
-    udf = _Search(index, column, k, columns=columns, ef=ef, filter=filter, passthrough=passthrough,
-                  storage_options=storage_options)
-    keep = list(passthrough) if passthrough is not None else [c for c in schema.fieldNames() if c != column]
-    extra = [pa.field("rank", pa.int32()), pa.field("distance", pa.float32()), pa.field("_file", pa.string()),
-             pa.field("_row", pa.int64())]
-    from lakevec.index import _reopen_index
+    (pinned at its current version, opened here and once per worker): the ``passthrough``
+    columns (default: all but the vector), ``rank``, ``distance``, ``_file``, ``_row``, the
+    index key, then the fetched ``columns``; a hit column named like a passthrough column
+    becomes ``hit_<name>``."""
+    return _map_in_arrow(schema, _Search(index, column, k, columns=columns, ef=ef, filter=filter,
+                                         passthrough=passthrough, storage_options=storage_options))
 
-    uri, version, opts = udf.index
-    key = _reopen_index(uri, opts, version).key
-    for c in ([key] if key else []) + list(columns or []):
-        extra.append(_index_table_field(udf, c))
-    extra = [f.with_name(_dist.hit_name(f.name, keep)) for f in extra]
-    return _MapInArrow(udf), _schema(schema, extra, keep)
+
+for _f in (minhash_signatures, hashing_embed, tag_rules, tag_knn, search_index):
+    _f.__doc__ += _RAISES
 
 
 # ------------------------------------------------------------------ errors
@@ -292,8 +259,10 @@ def dedup_minhash(
 
     1. rows numbered in DataFrame order (a count per partition, then offsets), signatures
        per batch (``mapInArrow``), checkpointed (``localCheckpoint``) so the numbering holds;
-    2. one row per (row, band) with its bucket key; Spark's ``groupBy(band, key)`` collects
-       each bucket (``collect_list``), buckets of one row are dropped;
+    2. identical signatures joined first (``groupBy(signature)``: star edges to the smallest
+       position), as the single-process pipeline does; one row per (representative, band)
+       with its bucket key; Spark's ``groupBy(band, key)`` collects each bucket
+       (``collect_list``), buckets of one row are dropped;
     3. per bucket, in Rust: pairs verified by estimated Jaccard >= ``threshold``, reduced to a
        spanning forest;
     4. on the driver: a union-find over row positions fed the edges as they stream in
@@ -330,7 +299,16 @@ def dedup_minhash(
         n = at
         sig_schema = "pos long, signature binary" + (", score double" if keep != "first" else "")
         sigs = src.mapInArrow(_SignatureStage(column, kw, keep, offsets), sig_schema).localCheckpoint(eager=True)
-        band_rows = sigs.mapInArrow(_BandStage(b, r, num_perm), "band int, key long, pos long, signature binary")
+        # identical signatures first: Spark groups the binary signatures exactly; one copy
+        # (the smallest position) is banded, the others join it by star edges
+        copies = sigs.where(F.col("signature").isNotNull()).groupBy("signature").agg(
+            F.min("pos").alias("rep"), F.collect_list("pos").alias("members"))
+        comp = _lakevec.Components(n)
+        copy_edges = copies.where(F.size("members") > 1).select("rep", F.explode("members").alias("pos"))
+        for chunk in _numpy_chunks(copy_edges.where("pos != rep").toLocalIterator(), ("rep", "pos")):
+            comp.add(pa.array(chunk[:, 0].astype(np.int64)), pa.array(chunk[:, 1].astype(np.int64)))
+        reps = copies.select(F.col("rep").alias("pos"), "signature")
+        band_rows = reps.mapInArrow(_BandStage(b, r, num_perm), "band int, key long, pos long, signature binary")
         buckets = (
             band_rows.groupBy("band", "key")
             .agg(F.collect_list(F.struct("pos", "signature")).alias("m"))
@@ -338,7 +316,6 @@ def dedup_minhash(
             .select("m")
         )
         edges = buckets.mapInArrow(_EdgeStage(threshold, num_perm), "a long, b long")
-        comp = _lakevec.Components(n)
         for chunk in _numpy_chunks(edges.toLocalIterator(), ("a", "b")):
             comp.add(pa.array(chunk[:, 0].astype(np.int64)), pa.array(chunk[:, 1].astype(np.int64)))
         score = None

@@ -131,8 +131,8 @@ def knn(
             d[q, pos[q]] = dist[j]
             lab_index[q, pos[q]] = codes[j]
             pos[q] += 1
-        neigh = {"neighbor_files": _lists(hits.column("_file").to_pylist(), qi, n),
-                 "neighbor_rows": _lists(hits.column("_row").to_pylist(), qi, n)}
+        neigh = {"neighbor_files": _lists(hits.column("_file"), qi, n),
+                 "neighbor_rows": _lists(hits.column("_row"), qi, n)}
         label_values = pa.array(classes)
     else:
         ex = _inputs.load(exemplars, [exemplar_column or column, label_column]).data
@@ -200,11 +200,13 @@ def _rerank(queries: pa.Array, base: pa.Array, cand: np.ndarray, k: int, metric:
     return np.where(np.isfinite(d[rows, order]), cand[rows, order], -1), d[rows, order]
 
 
-def _lists(values, qi, n):
+def _lists(values: pa.ChunkedArray, qi, n):
+    """``values`` grouped into one list per query (``qi``: each value's query), typed
+    ``list<values.type>`` even when empty."""
     out = [[] for _ in range(n)]
-    for v, q in zip(values, qi):
+    for v, q in zip(values.to_pylist(), qi):
         out[q].append(v)
-    return pa.array(out)
+    return pa.array(out, pa.list_(values.type))
 
 
 def concepts(
