@@ -412,9 +412,9 @@ def test_distributed_minhash_over_a_dataset_with_keep_policies(cluster, debian):
     # many identical texts (joined before banding) and null texts
     texts = debian.column("description").to_pylist()[:300] + [texts_copy := debian["description"][5].as_py()] * 400
     texts += [None, ""] * 20
-    t2 = pa.table({"text": texts})
-    want = lakevec.dedup.minhash(t2, "text", threshold=0.8)
-    got = _arrow(lray.dedup_minhash(ray.data.from_arrow(t2).materialize(), "text", threshold=0.8, num_partitions=3))
+    ds2 = ray.data.from_arrow(pa.table({"text": texts})).repartition(4).materialize()  # copies in every block
+    want = lakevec.dedup.minhash(_arrow(ds2), "text", threshold=0.8)
+    got = _arrow(lray.dedup_minhash(ds2, "text", threshold=0.8, num_partitions=3))
     assert _cluster_cols(got) == _cluster_cols(want)
     assert max(want.column("cluster_size").to_pylist()) >= 401 and texts_copy
     with pytest.raises(E.InvalidArgumentError):

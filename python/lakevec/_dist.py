@@ -157,24 +157,12 @@ def position_blocks(n: int, max_rows: int = 1 << 20) -> Iterator[tuple[int, pa.T
         yield s, pa.table({"row": pa.array(np.arange(s, min(n, s + max_rows), dtype=np.int64))})
 
 
-# Odd 64-bit multipliers of a random linear hash of whole signatures (fixed: every worker
-# must agree), for grouping identical signatures before banding.
-_SIG_MULT = np.random.default_rng(0x6C6B7665).integers(1, 2**63, size=4096, dtype=np.uint64) | np.uint64(1)
-
-
 def signature_matrix(sig: pa.Array) -> np.ndarray:
     """Non-null ``FixedSizeList<uint32, p>`` signatures as an ``(n, p)`` uint32 array."""
     if isinstance(sig, pa.ChunkedArray):
         sig = sig.combine_chunks()
     p = sig.type.list_size
     return sig.flatten().to_numpy(zero_copy_only=False).astype(np.uint32, copy=False).reshape(len(sig), p)
-
-
-def signature_hash(m: np.ndarray) -> np.ndarray:
-    """A 64-bit hash per signature row of ``m`` (``sum(a_i x_i) mod 2^64``, fixed odd
-    ``a_i``): equal signatures hash equally; different ones collide with probability
-    ~2^-64, and callers compare the signatures themselves anyway."""
-    return (m.astype(np.uint64) * _SIG_MULT[: m.shape[1]]).sum(axis=1, dtype=np.uint64)
 
 
 def collapse_copies(pos: np.ndarray, m: np.ndarray) -> np.ndarray:

@@ -428,25 +428,13 @@ class _SignatureStage:
         return out if score is None else out.append_column("_score", score)
 
 
-class _CopyKeyStage:
-    """Rows with a signature: ``part`` (shuffle group: a hash of the whole signature),
-    ``_pos``, ``signature``."""
-
-    def __init__(self, partitions: int):
-        self.partitions = partitions
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        batch = batch.filter(pc.is_valid(batch.column("signature")))
-        h = _dist.signature_hash(_dist.signature_matrix(batch.column("signature")))
-        part = (h % np.uint64(self.partitions)).astype(np.int64)
-        return pa.table({"part": part, "_pos": batch.column("_pos"), "signature": batch.column("signature")})
-
-
-def _collapse_copies(group: pa.Table) -> pa.Table:
-    """``_pos``, ``rep`` (the smallest position with the identical signature), ``signature``."""
-    pos = group.column("_pos").to_numpy()
-    rep = _dist.collapse_copies(pos, _dist.signature_matrix(group.column("signature")))
-    return pa.table({"_pos": group.column("_pos"), "rep": pa.array(rep, pa.int64()), "signature": group.column("signature")})
+def _collapse_copies(block: pa.Table) -> pa.Table:
+    """``_pos``, ``rep`` (the smallest position in this block with the identical signature)
+    and ``signature`` of the block's rows that have a signature."""
+    block = block.filter(pc.is_valid(block.column("signature")))
+    pos = block.column("_pos").to_numpy()
+    rep = _dist.collapse_copies(pos, _dist.signature_matrix(block.column("signature")))
+    return pa.table({"_pos": block.column("_pos"), "rep": pa.array(rep, pa.int64()), "signature": block.column("signature")})
 
 
 def _representatives(batch: pa.Table) -> pa.Table:
@@ -510,10 +498,10 @@ def dedup_minhash(
 
     1. signatures per batch (``map_batches``), each row numbered by its position in the
        input (a table URI: its single-process row order; a Dataset: its block order);
-    2. rows with identical signatures joined first (a ``groupby`` on a hash of the whole
-       signature; star edges to the smallest position), as the single-process pipeline
-       does, so that boilerplate copies do not make huge buckets; then one row per
-       (representative, band) with the band's bucket key, shuffled by Ray Data's
+    2. rows with identical signatures in one block joined first (star edges to the
+       smallest position), so that boilerplate copies make buckets of at most one row per
+       block; then one row per (representative, band) with the band's bucket key, shuffled
+       by Ray Data's
        ``groupby`` into ``num_partitions`` groups (default: about 250,000 band rows each, at
        least twice the cluster's CPUs), so every bucket lands whole in one group;
     3. per group, in Rust: each bucket's pairs verified by estimated Jaccard >= ``threshold``
@@ -573,13 +561,9 @@ def dedup_minhash(
     clock = time.perf_counter()
     partitions = num_partitions or max(2 * _cluster_cpus(), math.ceil(n * b / 250_000))
     comp = _lakevec.Components(n)
-    # identical signatures first (star edges to the smallest position); one copy is banded
-    copies = (
-        sigs.map_batches(_CopyKeyStage(partitions), batch_format="pyarrow")
-        .groupby("part", num_partitions=partitions)
-        .map_groups(_collapse_copies, batch_format="pyarrow")
-        .materialize()
-    )
+    # identical signatures within a block first (star edges to the smallest position); one
+    # copy per block is banded, so copies spread over blocks meet in their buckets
+    copies = sigs.map_batches(_collapse_copies, batch_format="pyarrow", batch_size=None).materialize()
     for batch in copies.iter_batches(batch_format="pyarrow", batch_size=None):
         dup = pc.not_equal(batch.column("_pos"), batch.column("rep"))
         comp.add(batch.column("rep").filter(dup).combine_chunks(), batch.column("_pos").filter(dup).combine_chunks())
