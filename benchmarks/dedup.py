@@ -18,8 +18,7 @@ Data: the Debian package descriptions (../shared/data/text/debian_descriptions.p
    `map(normalise).duplicated()`; rows/s and whether the same rows are marked duplicate.
 3. Rule tagging: `lakevec.tag.rules` (~25 regex tags + 3 keyword tags, case-insensitive) vs
    Python `re` (re.IGNORECASE, finditer per pattern per row; keywords as one \\b-bounded
-   alternation per tag); rows/s and the share of rows with identical tag sets. Skipped with a
-   note when lakevec.tag.rules is not available.
+   alternation per tag); rows/s and the share of rows with identical tag sets.
 
 Times are the best of --repeat runs (datasketch: one run).
 
@@ -251,17 +250,11 @@ def re_tags(texts):
 
 
 def section_tag(table, repeat: int) -> None:
-    import lakevec
+    from lakevec.tag import rules
 
     n = table.num_rows
     print(f"\n## 3. Rule tagging ({len(REGEX)} regex tags, {len(KEYWORDS)} keyword tags, "
           f"case-insensitive, {n:,} rows)\n")
-    try:
-        import lakevec.tag as tag_mod
-        rules = tag_mod.rules
-    except (ImportError, AttributeError):
-        print("rule tagging not available (no lakevec.tag.rules): skipped")
-        return
     res, lv_s = best_of(repeat, lambda: rules(table, "description", regex=REGEX, keywords=KEYWORDS,
                                               case_sensitive=False))
     lv_tags = [set()] * n

@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -101,8 +100,8 @@ def main() -> None:
         r = json.loads(out.stdout.strip().splitlines()[-1])
         assert r["rows"] == args.rows, (name, r)
         results[name] = r
-    print(f"| reader | seconds | MB/s | peak RSS (MB) |")
-    print(f"|---|---:|---:|---:|")
+    print("| reader | seconds | MB/s | peak RSS (MB) |")
+    print("|---|---:|---:|---:|")
     for name, r in results.items():
         print(f"| {name} | {r['seconds']:.3f} | {size_mb / r['seconds']:.0f} | {r['peak_rss_mb']:.0f} |")
     if "lakevec" in results and "pyarrow" in results:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import glob
 import pickle
-import time
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -18,8 +17,6 @@ from lakevec import exceptions as E
 
 pyiceberg = pytest.importorskip("pyiceberg")
 from pyiceberg.catalog.sql import SqlCatalog  # noqa: E402
-from pyiceberg.partitioning import PartitionField, PartitionSpec  # noqa: E402
-from pyiceberg.transforms import IdentityTransform  # noqa: E402
 from pyiceberg.types import DoubleType  # noqa: E402
 
 

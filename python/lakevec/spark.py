@@ -302,7 +302,7 @@ def dedup_minhash(
         # identical signatures first: Spark groups the binary signatures exactly; one copy
         # (the smallest position) is banded, the others join it by star edges
         copies = sigs.where(F.col("signature").isNotNull()).groupBy("signature").agg(
-            F.min("pos").alias("rep"), F.collect_list("pos").alias("members"))
+            F.min("pos").alias("rep"), F.collect_list("pos").alias("members")).localCheckpoint(eager=True)
         comp = _lakevec.Components(n)
         copy_edges = copies.where(F.size("members") > 1).select("rep", F.explode("members").alias("pos"))
         for chunk in _numpy_chunks(copy_edges.where("pos != rep").toLocalIterator(), ("rep", "pos")):
@@ -325,8 +325,5 @@ def dedup_minhash(
                 s[chunk[:, 0].astype(np.int64)] = chunk[:, 1]
             score = s.tolist()
     clusters = comp.clusters(score)
-    out = pa.table({"row": pa.array(np.arange(n, dtype=np.int64))}).append_column(
-        "cluster_id", clusters.column("cluster_id")).append_column(
-        "cluster_size", clusters.column("cluster_size")).append_column(
-        "is_representative", clusters.column("is_representative"))
+    out = _dist.with_columns(pa.table({"row": pa.array(np.arange(n, dtype=np.int64))}), clusters)
     return spark.createDataFrame(out)
