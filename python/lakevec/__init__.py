@@ -7,6 +7,10 @@ Quick start::
     t = lakevec.Table.open("s3://bucket/lake/events", storage_options={...})
     arrow = t.to_arrow(columns=["id", "text"], filter="year >= 2020")
     counts = lakevec.sql("SELECT section, count(*) FROM t GROUP BY section", tables={"t": t})
+
+Scaling out: ``lakevec.ray`` (Ray Data source, ``map_batches`` UDFs, Ray-task index builds
+and dedup) and ``lakevec.spark`` (``mapInArrow`` functions, dedup with Spark's ``groupBy``),
+imported on demand (extras ``lakevec[ray]``, ``lakevec[spark]``).
 """
 
 from __future__ import annotations
