@@ -6,7 +6,7 @@ use rayon::prelude::*;
 use std::sync::Arc;
 
 use crate::error::{LakeError, Result};
-use crate::minhash::{candidate_pairs, jaccard_estimate, jaccard_exact, MinHasher, UnionFind};
+use crate::minhash::{candidate_pairs, identical_runs, jaccard_estimate, jaccard_exact, MinHasher, UnionFind};
 use crate::runtime::CancelToken;
 use crate::text::{hash64, Normalize};
 
@@ -204,27 +204,13 @@ pub fn minhash_roots(
     // otherwise emit m(m-1)/2 pairs in every band.
     let mut copies: Vec<(u32, u32)> = Vec::new();
     if exact.is_none() {
-        let sig = |i: usize| &flat[i * p..(i + 1) * p];
-        let mut keyed: Vec<(u64, u32)> = (0..n)
-            .into_par_iter()
-            .filter(|&i| valid[i])
-            .map(|i| (sig(i).iter().fold(0x5157_u64, |h, &x| crate::text::mix64(h ^ x as u64)), i as u32))
-            .collect();
-        keyed.par_sort_unstable();
-        let mut start = 0;
-        while start < keyed.len() {
-            let mut end = start + 1;
-            while end < keyed.len() && keyed[end].0 == keyed[start].0 {
-                end += 1;
+        let mut members: Vec<usize> = (0..n).filter(|&i| valid[i]).collect();
+        for run in identical_runs(&mut members, flat, p, |i| i) {
+            let first = members[run.start];
+            for &j in &members[run.start + 1..run.end] {
+                copies.push((first as u32, j as u32));
+                valid[j] = false;
             }
-            let first = keyed[start].1;
-            for &(_, j) in &keyed[start + 1..end] {
-                if sig(j as usize) == sig(first as usize) {
-                    copies.push((first, j));
-                    valid[j as usize] = false;
-                }
-            }
-            start = end;
         }
     }
     let cands = candidate_pairs(flat, p, &valid, bands, rows);

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use rayon::prelude::*;
 
 use crate::error::{LakeError, Result};
-use crate::minhash::{band_key, jaccard_estimate, UnionFind};
+use crate::minhash::{band_key, identical_runs, jaccard_estimate, UnionFind};
 
 /// For every valid row of an `n x p` signature matrix (`valid[i]`), one entry per band:
 /// (row, band, bucket key as the bits of an i64).
@@ -76,20 +76,12 @@ pub fn bucket_edges(band: &[i32], key: &[i64], pos: &[i64], flat: &[u32], p: usi
         .flat_map_iter(|members| {
             // identical signatures: star edges to the first (smallest position)
             let mut by_sig: Vec<usize> = members.to_vec();
-            by_sig.sort_by(|&x, &y| sig(x).cmp(sig(y)).then(pos[x].cmp(&pos[y])));
             let mut out = Vec::new();
             let mut reps = Vec::new();
-            let mut s = 0;
-            while s < by_sig.len() {
-                let mut e = s + 1;
-                while e < by_sig.len() && sig(by_sig[e]) == sig(by_sig[s]) {
-                    if pos[by_sig[e]] != pos[by_sig[s]] {
-                        out.push((pos[by_sig[s]], pos[by_sig[e]]));
-                    }
-                    e += 1;
-                }
-                reps.push(by_sig[s]);
-                s = e;
+            for run in identical_runs(&mut by_sig, flat, p, |i| pos[i]) {
+                let first = by_sig[run.start];
+                out.extend(by_sig[run.start + 1..run.end].iter().filter(|&&j| pos[j] != pos[first]).map(|&j| (pos[first], pos[j])));
+                reps.push(first);
             }
             for (x, &a) in reps.iter().enumerate() {
                 for &b in &reps[x + 1..] {
@@ -102,6 +94,19 @@ pub fn bucket_edges(band: &[i32], key: &[i64], pos: &[i64], flat: &[u32], p: usi
         })
         .collect();
     Ok(spanning_forest(&edges))
+}
+
+/// For rows at positions `pos` with (non-null) signatures `flat` (`n x p`): each row's
+/// representative, the smallest position holding the identical signature.
+pub fn copy_representatives(pos: &[i64], flat: &[u32], p: usize) -> Vec<i64> {
+    let mut members: Vec<usize> = (0..pos.len()).collect();
+    let mut rep = vec![0i64; pos.len()];
+    for run in identical_runs(&mut members, flat, p, |i| pos[i]) {
+        for &j in &members[run.clone()] {
+            rep[j] = pos[members[run.start]];
+        }
+    }
+    rep
 }
 
 /// A spanning forest of `edges`: (tree minimum, member) for every other member of a tree.
@@ -143,6 +148,7 @@ mod tests {
         assert_eq!(e, vec![(10, 11), (10, 12)]);
         let (a, _) = bucket_edges(&bands, &keys, &pos, &flat, 4, 0.8).unwrap();
         assert_eq!(a, vec![10]);
+        assert_eq!(copy_representatives(&[12, 10, 11, 13], &sigs, 4), vec![10, 10, 11, 13]);
         assert!(bucket_edges(&bands[1..], &keys, &pos, &flat, 4, 0.8).is_err());
     }
 }

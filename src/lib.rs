@@ -68,6 +68,7 @@ fn _lakevec(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(python::dedup::clusters_from_pairs, m)?)?;
     m.add_function(wrap_pyfunction!(python::dedup_dist::minhash_band_rows, m)?)?;
     m.add_function(wrap_pyfunction!(python::dedup_dist::minhash_bucket_edges, m)?)?;
+    m.add_function(wrap_pyfunction!(python::dedup_dist::minhash_copy_representatives, m)?)?;
     m.add_class::<python::dedup_dist::PyComponents>()?;
     Ok(())
 }

@@ -247,6 +247,32 @@ pub fn band_key(sig: &[u32], band: usize, rows: usize) -> u64 {
     h
 }
 
+/// Rows with identical signatures: sorts `members` (row indices into the `n x p` matrix
+/// `flat`) by (signature, `key`) and returns the runs of equal signatures as ranges of
+/// `members`; a run's first member has the smallest `key`. Single-process and distributed
+/// dedup join such copies by star edges to that first member before (or inside) banding, so
+/// m copies never make m(m-1)/2 pairs.
+pub fn identical_runs<K: Ord + Send>(
+    members: &mut [usize],
+    flat: &[u32],
+    p: usize,
+    key: impl Fn(usize) -> K + Sync,
+) -> Vec<std::ops::Range<usize>> {
+    let sig = |i: usize| &flat[i * p..(i + 1) * p];
+    members.par_sort_unstable_by(|&x, &y| sig(x).cmp(sig(y)).then_with(|| key(x).cmp(&key(y))));
+    let mut runs = Vec::new();
+    let mut start = 0;
+    while start < members.len() {
+        let mut end = start + 1;
+        while end < members.len() && sig(members[end]) == sig(members[start]) {
+            end += 1;
+        }
+        runs.push(start..end);
+        start = end;
+    }
+    runs
+}
+
 /// Candidate pairs (i < j) of `n` signatures (`sigs` is `n * num_perm`, `valid[i]` false for
 /// texts without shingles) that share a band, sorted and unique.
 pub fn candidate_pairs(sigs: &[u32], num_perm: usize, valid: &[bool], bands: usize, rows: usize) -> Vec<(u32, u32)> {
@@ -348,6 +374,15 @@ mod tests {
         assert!(lsh_params(0.0, 128, None, None, (0.5, 0.5)).is_err());
         assert!(lsh_params(0.8, 128, Some(7), None, (0.5, 0.5)).is_err());
         assert_eq!(lsh_params(0.8, 128, Some(16), None, (0.5, 0.5)).unwrap(), (16, 8));
+    }
+
+    #[test]
+    fn identical_runs_start_at_the_smallest_key() {
+        let flat = [5, 5, 1, 2, 5, 5, 1, 2, 3, 3];
+        let mut m = vec![0, 1, 2, 3, 4];
+        let runs = identical_runs(&mut m, &flat, 2, |i| std::cmp::Reverse(i));
+        let got: Vec<Vec<usize>> = runs.iter().map(|r| m[r.clone()].to_vec()).collect();
+        assert_eq!(got, vec![vec![3, 1], vec![4], vec![2, 0]]);
     }
 
     #[test]

@@ -157,27 +157,6 @@ def position_blocks(n: int, max_rows: int = 1 << 20) -> Iterator[tuple[int, pa.T
         yield s, pa.table({"row": pa.array(np.arange(s, min(n, s + max_rows), dtype=np.int64))})
 
 
-def signature_matrix(sig: pa.Array) -> np.ndarray:
-    """Non-null ``FixedSizeList<uint32, p>`` signatures as an ``(n, p)`` uint32 array."""
-    if isinstance(sig, pa.ChunkedArray):
-        sig = sig.combine_chunks()
-    p = sig.type.list_size
-    return sig.flatten().to_numpy(zero_copy_only=False).astype(np.uint32, copy=False).reshape(len(sig), p)
-
-
-def collapse_copies(pos: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """For rows at positions ``pos`` with signatures ``m``: each row's representative, the
-    smallest position holding the identical signature (the star edges of single-process
-    dedup, which joins identical signatures before banding)."""
-    if len(pos) == 0:
-        return pos.astype(np.int64)
-    _, inv = np.unique(m, axis=0, return_inverse=True)
-    inv = inv.reshape(-1)
-    rep = np.full(inv.max() + 1, np.iinfo(np.int64).max, np.int64)
-    np.minimum.at(rep, inv, pos.astype(np.int64))
-    return rep[inv]
-
-
 def with_columns(t: pa.Table, more: pa.Table) -> pa.Table:
     """``t``'s columns followed by ``more``'s (same number of rows)."""
     return pa.Table.from_arrays(t.columns + more.columns, names=t.column_names + more.column_names)

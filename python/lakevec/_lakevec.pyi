@@ -154,6 +154,8 @@ def minhash_bucket_edges(
     band: Any, key: Any, pos: Any, signatures: Any, threshold: float, num_threads: int | None = None
 ) -> pa.Table: ...
 
+def minhash_copy_representatives(pos: Any, signatures: Any) -> pa.Array: ...
+
 class Components:
     """Union-find over ``n`` row positions (distributed dedup's driver side)."""
 

@@ -431,10 +431,11 @@ class _SignatureStage:
 def _collapse_copies(block: pa.Table) -> pa.Table:
     """``_pos``, ``rep`` (the smallest position in this block with the identical signature)
     and ``signature`` of the block's rows that have a signature."""
+    from lakevec import _inputs
+
     block = block.filter(pc.is_valid(block.column("signature")))
-    pos = block.column("_pos").to_numpy()
-    rep = _dist.collapse_copies(pos, _dist.signature_matrix(block.column("signature")))
-    return pa.table({"_pos": block.column("_pos"), "rep": pa.array(rep, pa.int64()), "signature": block.column("signature")})
+    pos, sig = _inputs.array(block, "_pos"), _inputs.array(block, "signature")
+    return pa.table({"_pos": pos, "rep": _lakevec.minhash_copy_representatives(pos, sig), "signature": sig})
 
 
 def _representatives(batch: pa.Table) -> pa.Table:

@@ -73,6 +73,26 @@ pub fn minhash_bucket_edges<'py>(
     table(py, batch)
 }
 
+/// Each row's representative (int64): the smallest position in `pos` (int64) holding the
+/// identical signature (`signatures`: FixedSizeList<uint32>, no nulls).
+#[pyfunction]
+pub fn minhash_copy_representatives<'py>(py: Python<'py>, pos: PyArray, signatures: PyArray) -> PyResult<Bound<'py, PyAny>> {
+    let (pos, s) = (pos.array().clone(), signatures.array().clone());
+    let rep = cpu(py, None, move |_| {
+        let (flat, p, valid) = signature_matrix(&s, 1, 1)?;
+        let pos = int64s(&pos, "pos")?;
+        if valid.iter().any(|v| !v) || pos.len() != valid.len() {
+            return Err(LakeError::InvalidArgument(format!(
+                "{} positions for {} signatures (nulls not allowed)",
+                pos.len(),
+                valid.len()
+            )));
+        }
+        Ok(Arc::new(Int64Array::from(dedup_dist::copy_representatives(pos, flat, p))) as ArrayRef)
+    })?;
+    crate::python::out::array(py, rep)
+}
+
 /// Connected components of `n` rows, fed edges in any number of batches (the driver side of
 /// distributed dedup: memory is 4 bytes per row, whatever the number of edges).
 #[pyclass(frozen, module = "lakevec._lakevec", name = "Components")]
