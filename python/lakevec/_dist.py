@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lakevec.exceptions import InvalidArgumentError, SchemaError
 from lakevec.table import Table
@@ -343,15 +344,22 @@ def signatures_to_binary(sig: pa.Array) -> pa.Array:
 
 
 def binary_to_signatures(b: pa.Array, num_perm: int) -> pa.FixedSizeListArray:
-    """Inverse of :func:`signatures_to_binary` (rows must be ``4 * num_perm`` bytes)."""
+    """Inverse of :func:`signatures_to_binary` (rows must be ``4 * num_perm`` bytes; a null
+    row stays null): the binary data buffer viewed as uint32, no per-row copy."""
     if isinstance(b, pa.ChunkedArray):
         b = b.combine_chunks()
-    vals = [v for v in b.to_pylist()]
-    bad = next((i for i, v in enumerate(vals) if v is not None and len(v) != 4 * num_perm), None)
-    if bad is not None:
-        raise InvalidArgumentError(f"signature {bad} has {len(vals[bad])} bytes, expected {4 * num_perm}")
-    flat = np.frombuffer(b"".join(v if v is not None else bytes(4 * num_perm) for v in vals), "<u4")
-    mask = pa.array([v is None for v in vals]) if b.null_count else None
+    b = b.cast(pa.binary())
+    width = 4 * num_perm
+    valid = b.is_valid().to_numpy(zero_copy_only=False)
+    lengths = pc.fill_null(pc.binary_length(b), width).to_numpy(zero_copy_only=False)
+    bad = np.flatnonzero(lengths != width)
+    if len(bad):
+        raise InvalidArgumentError(f"signature {bad[0]} has {lengths[bad[0]]} bytes, expected {width}")
+    if not valid.all():  # null rows hold no bytes: give them zeros so every row is `width` long
+        b = pc.if_else(pc.is_valid(b), b, pa.scalar(bytes(width), pa.binary()))
+    offsets = np.frombuffer(b.buffers()[1], np.int32, len(b) + 1, b.offset * 4)
+    flat = np.frombuffer(b.buffers()[2], np.uint8, offsets[-1] - offsets[0], offsets[0]).view("<u4")
+    mask = pa.array(~valid) if not valid.all() else None
     ty = pa.list_(pa.field("item", pa.uint32(), nullable=False), num_perm)  # as minhash_signatures
     return pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.uint32()), type=ty, mask=mask)
 
