@@ -9,6 +9,7 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).parent
+KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
 
 FIND_SHARED = '''import os
 from pathlib import Path
@@ -186,7 +187,7 @@ nb01 = new_notebook(
             "ax.set_xlabel('l_extendedprice'); ax.legend(); plt.tight_layout(); plt.show()"
         ),
     ],
-    metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    metadata=KERNEL,
 )
 
 nb02 = new_notebook(
@@ -360,7 +361,7 @@ nb02 = new_notebook(
         ),
         new_code_cell("tmp.cleanup()"),
     ],
-    metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    metadata=KERNEL,
 )
 
 
@@ -448,7 +449,7 @@ nb03 = new_notebook(
             "plt.tight_layout(); plt.show()"
         ),
     ],
-    metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    metadata=KERNEL,
 )
 
 nb04 = new_notebook(
@@ -571,7 +572,7 @@ nb04 = new_notebook(
         ),
         new_code_cell("spark.stop()\ntmp.cleanup()"),
     ],
-    metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    metadata=KERNEL,
 )
 
 if __name__ == "__main__":
