@@ -48,25 +48,58 @@ SHARED = Path(os.environ.get("LAKEVEC_SHARED", ROOT.parent / "shared"))
 THRESHOLD, NUM_PERM, NGRAM = 0.8, 128, 5
 
 REGEX = {
-    "python": r"\bpython\s*[23]?\b", "library": r"\blibrar(y|ies)\b", "gui": r"\b(gtk|qt|gui)\b",
+    "python": r"\bpython\s*[23]?\b",
+    "library": r"\blibrar(y|ies)\b",
+    "gui": r"\b(gtk|qt|gui)\b",
     "web": [r"\bweb\b", r"\bhttps?\b", r"\bhtml5?\b"],
-    "database": r"\b(database|sql|sqlite|postgresql|mysql|mariadb)\b", "game": r"\bgames?\b",
-    "doc": r"\bdocumentation\b", "kernel": r"\bkernel\b", "network": r"\bnetwork(s|ing)?\b",
-    "audio": r"\b(audio|sound|alsa|pulseaudio)\b", "video": r"\b(video|mpeg|ffmpeg)\b",
-    "image": r"\b(image|png|jpeg|svg)s?\b", "crypto": r"\b(crypto\w*|encrypt\w*|ssl|tls)\b",
-    "compression": r"\b(compress\w*|zip|gzip|bzip2|xz)\b", "compiler": r"\bcompil(er|ers|ation)\b",
-    "shell": r"\b(shell|bash|zsh)\b", "font": r"\bfonts?\b", "perl": r"\bperl\b", "ruby": r"\bruby\b",
-    "java": r"\bjava\b", "rust": r"\b(rust|cargo|crate)\b", "golang": r"\b(golang|go\s+programming)\b",
-    "haskell": r"\b(haskell|ghc)\b", "test suite": r"\btest[- ]?suites?\b",
+    "database": r"\b(database|sql|sqlite|postgresql|mysql|mariadb)\b",
+    "game": r"\bgames?\b",
+    "doc": r"\bdocumentation\b",
+    "kernel": r"\bkernel\b",
+    "network": r"\bnetwork(s|ing)?\b",
+    "audio": r"\b(audio|sound|alsa|pulseaudio)\b",
+    "video": r"\b(video|mpeg|ffmpeg)\b",
+    "image": r"\b(image|png|jpeg|svg)s?\b",
+    "crypto": r"\b(crypto\w*|encrypt\w*|ssl|tls)\b",
+    "compression": r"\b(compress\w*|zip|gzip|bzip2|xz)\b",
+    "compiler": r"\bcompil(er|ers|ation)\b",
+    "shell": r"\b(shell|bash|zsh)\b",
+    "font": r"\bfonts?\b",
+    "perl": r"\bperl\b",
+    "ruby": r"\bruby\b",
+    "java": r"\bjava\b",
+    "rust": r"\b(rust|cargo|crate)\b",
+    "golang": r"\b(golang|go\s+programming)\b",
+    "haskell": r"\b(haskell|ghc)\b",
+    "test suite": r"\btest[- ]?suites?\b",
     "transitional": r"\b(transitional|dummy)\s+package\b",
 }
 KEYWORDS = {
-    "science": ["physics", "chemistry", "biology", "astronomy", "mathematics", "statistics",
-                "genome", "molecular", "simulation", "numerical"],
-    "desktop": ["gnome", "kde", "xfce", "lxde", "desktop", "window manager", "panel", "applet",
-                "wallpaper", "theme"],
-    "dev": ["debugger", "profiler", "ide", "linter", "header files", "development files",
-            "static analysis", "build system", "bindings", "api"],
+    "science": [
+        "physics",
+        "chemistry",
+        "biology",
+        "astronomy",
+        "mathematics",
+        "statistics",
+        "genome",
+        "molecular",
+        "simulation",
+        "numerical",
+    ],
+    "desktop": ["gnome", "kde", "xfce", "lxde", "desktop", "window manager", "panel", "applet", "wallpaper", "theme"],
+    "dev": [
+        "debugger",
+        "profiler",
+        "ide",
+        "linter",
+        "header files",
+        "development files",
+        "static analysis",
+        "build system",
+        "bindings",
+        "api",
+    ],
 }
 
 
@@ -83,7 +116,7 @@ def shingles(text: str) -> set[bytes]:
     toks = re.findall(r"\w+", normalise(text))
     if len(toks) < NGRAM:
         return {" ".join(toks).encode()} if toks else set()
-    return {" ".join(toks[i:i + NGRAM]).encode() for i in range(len(toks) - NGRAM + 1)}
+    return {" ".join(toks[i : i + NGRAM]).encode() for i in range(len(toks) - NGRAM + 1)}
 
 
 def union_find_labels(n: int, pairs) -> np.ndarray:
@@ -111,8 +144,12 @@ def worker(kind: str, data: Path, rows: int | None, repeat: int, out: str) -> No
     if kind == "minhash-lakevec":
         import lakevec
 
-        res, best = best_of(repeat, lambda: lakevec.dedup.minhash(
-            t, "description", threshold=THRESHOLD, num_perm=NUM_PERM, ngram=NGRAM, shingle="word"))
+        res, best = best_of(
+            repeat,
+            lambda: lakevec.dedup.minhash(
+                t, "description", threshold=THRESHOLD, num_perm=NUM_PERM, ngram=NGRAM, shingle="word"
+            ),
+        )
         labels = np.empty(n, dtype=np.int64)
         labels[res.column("row").to_numpy()] = res.column("cluster_id").to_numpy()
     else:
@@ -142,8 +179,9 @@ def worker(kind: str, data: Path, rows: int | None, repeat: int, out: str) -> No
 
 def run_worker(kind, data, rows, repeat, tmp):
     out = os.path.join(tmp, f"{kind}_{rows or 'all'}.npy")
-    cmd = [sys.executable, __file__, "--worker", kind, "--data", str(data), "--repeat", str(repeat),
-           "--out", out] + (["--rows", str(rows)] if rows else [])
+    cmd = [sys.executable, __file__, "--worker", kind, "--data", str(data), "--repeat", str(repeat), "--out", out] + (
+        ["--rows", str(rows)] if rows else []
+    )
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         print(f"{kind} (rows={rows or 'all'}): FAILED\n{p.stderr}")
@@ -161,6 +199,7 @@ def dup_rows(labels: np.ndarray) -> np.ndarray:
 
 def pair_jaccard(a: np.ndarray, b: np.ndarray) -> tuple[int, int, float]:
     """(pairs in a, pairs in b, Jaccard of the two sets of within-cluster pairs), by counting."""
+
     def npairs(keys):
         c = np.fromiter(Counter(keys).values(), dtype=np.int64)
         return int((c * (c - 1) // 2).sum())
@@ -173,34 +212,48 @@ def pair_jaccard(a: np.ndarray, b: np.ndarray) -> tuple[int, int, float]:
 def section_minhash(data: Path, sub: int, repeat: int) -> None:
     import lakevec
 
-    print(f"\n## 1. MinHash near-duplicates (num_perm={NUM_PERM}, word {NGRAM}-grams, threshold "
-          f"{THRESHOLD}; lakevec threads {lakevec.default_num_threads()}, load avg "
-          f"{os.getloadavg()[0]:.2f})\n")
+    print(
+        f"\n## 1. MinHash near-duplicates (num_perm={NUM_PERM}, word {NGRAM}-grams, threshold "
+        f"{THRESHOLD}; lakevec threads {lakevec.default_num_threads()}, load avg "
+        f"{os.getloadavg()[0]:.2f})\n"
+    )
     with tempfile.TemporaryDirectory(prefix="dedup_bench_") as tmp:
-        runs = [("lakevec", None, run_worker("minhash-lakevec", data, None, repeat, tmp)),
-                ("lakevec", sub, run_worker("minhash-lakevec", data, sub, repeat, tmp)),
-                ("datasketch", sub, run_worker("minhash-datasketch", data, sub, 1, tmp))]
+        runs = [
+            ("lakevec", None, run_worker("minhash-lakevec", data, None, repeat, tmp)),
+            ("lakevec", sub, run_worker("minhash-lakevec", data, sub, repeat, tmp)),
+            ("datasketch", sub, run_worker("minhash-datasketch", data, sub, 1, tmp)),
+        ]
     print("| library | rows | seconds | docs/s | peak RSS (MB) | duplicate rows |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, _, r in runs:
         if r:
-            print(f"| {name} | {r['rows']:,} | {r['seconds']:.3f} | {r['rows'] / r['seconds']:,.0f} | "
-                  f"{r['peak_rss_mb']:,.0f} | {int(dup_rows(r['labels']).sum()):,} |")
+            print(
+                f"| {name} | {r['rows']:,} | {r['seconds']:.3f} | {r['rows'] / r['seconds']:,.0f} | "
+                f"{r['peak_rss_mb']:,.0f} | {int(dup_rows(r['labels']).sum()):,} |"
+            )
     lv, ds = runs[1][2], runs[2][2]
     if not (lv and ds):
         print("\nminhash summary: not available (a run failed)")
         return
-    print(f"\ndatasketch LSH candidate pairs {ds['candidate_pairs']:,}, of which estimated "
-          f"Jaccard >= {THRESHOLD}: {ds['verified_pairs']:,}")
-    print(f"\n| first {sub:,} rows: lakevec vs | lakevec dup rows | other dup rows | dup in both | "
-          "lakevec pairs | other pairs | pair Jaccard |")
+    print(
+        f"\ndatasketch LSH candidate pairs {ds['candidate_pairs']:,}, of which estimated "
+        f"Jaccard >= {THRESHOLD}: {ds['verified_pairs']:,}"
+    )
+    print(
+        f"\n| first {sub:,} rows: lakevec vs | lakevec dup rows | other dup rows | dup in both | "
+        "lakevec pairs | other pairs | pair Jaccard |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for what, other in (("datasketch (LSH candidates)", ds["labels"]),
-                        ("datasketch (verified >= threshold)", ds["verified"])):
+    for what, other in (
+        ("datasketch (LSH candidates)", ds["labels"]),
+        ("datasketch (verified >= threshold)", ds["verified"]),
+    ):
         da, db = dup_rows(lv["labels"]), dup_rows(other)
         pa_, pb, jac = pair_jaccard(lv["labels"], other)
-        print(f"| {what} | {int(da.sum()):,} | {int(db.sum()):,} | {int((da & db).sum()):,} | "
-              f"{pa_:,} | {pb:,} | {jac:.4f} |")
+        print(
+            f"| {what} | {int(da.sum()):,} | {int(db.sum()):,} | {int((da & db).sum()):,} | "
+            f"{pa_:,} | {pb:,} | {jac:.4f} |"
+        )
     full = runs[0][2]
     ds_rate, lv_rate = ds["rows"] / ds["seconds"], lv["rows"] / lv["seconds"]
     msg = f"lakevec {lv_rate:,.0f} / datasketch {ds_rate:,.0f} docs/s on {sub:,} rows = {lv_rate / ds_rate:.1f}x"
@@ -219,24 +272,28 @@ def section_exact(table, repeat: int) -> None:
     lv_dup = np.zeros(n, dtype=bool)
     lv_dup[res.column("row").to_numpy()] = ~res.column("is_representative").to_numpy(zero_copy_only=False)
     df = table.to_pandas()
-    pd_dup, pd_s = best_of(repeat, lambda: df["description"].map(
-        lambda s: None if s is None else normalise(s)).duplicated())
+    pd_dup, pd_s = best_of(
+        repeat, lambda: df["description"].map(lambda s: None if s is None else normalise(s)).duplicated()
+    )
     pd_dup = pd_dup.to_numpy()
     same = bool((lv_dup == pd_dup).all())
     print("| library | seconds | rows/s | duplicate rows |")
     print("|---|---:|---:|---:|")
     print(f"| lakevec | {lv_s:.3f} | {n / lv_s:,.0f} | {int(lv_dup.sum()):,} |")
     print(f"| pandas | {pd_s:.3f} | {n / pd_s:,.0f} | {int(pd_dup.sum()):,} |")
-    print(f"\nsame rows marked duplicate: {same}"
-          + ("" if same else f" ({int((lv_dup != pd_dup).sum())} rows differ)"))
+    print(f"\nsame rows marked duplicate: {same}" + ("" if same else f" ({int((lv_dup != pd_dup).sum())} rows differ)"))
     print(f"\nexact summary: lakevec {n / lv_s:,.0f} / pandas {n / pd_s:,.0f} rows/s = {pd_s / lv_s:.1f}x")
 
 
 def re_tags(texts):
-    rx = [(tag, [re.compile(p, re.IGNORECASE) for p in ([ps] if isinstance(ps, str) else ps)])
-          for tag, ps in REGEX.items()]
-    rx += [(tag, [re.compile(r"\b(?:" + "|".join(map(re.escape, words)) + r")\b", re.IGNORECASE)])
-           for tag, words in KEYWORDS.items()]
+    rx = [
+        (tag, [re.compile(p, re.IGNORECASE) for p in ([ps] if isinstance(ps, str) else ps)])
+        for tag, ps in REGEX.items()
+    ]
+    rx += [
+        (tag, [re.compile(r"\b(?:" + "|".join(map(re.escape, words)) + r")\b", re.IGNORECASE)])
+        for tag, words in KEYWORDS.items()
+    ]
     out = []
     for text in texts:
         tags, matches = [], []
@@ -253,10 +310,12 @@ def section_tag(table, repeat: int) -> None:
     from lakevec.tag import rules
 
     n = table.num_rows
-    print(f"\n## 3. Rule tagging ({len(REGEX)} regex tags, {len(KEYWORDS)} keyword tags, "
-          f"case-insensitive, {n:,} rows)\n")
-    res, lv_s = best_of(repeat, lambda: rules(table, "description", regex=REGEX, keywords=KEYWORDS,
-                                              case_sensitive=False))
+    print(
+        f"\n## 3. Rule tagging ({len(REGEX)} regex tags, {len(KEYWORDS)} keyword tags, case-insensitive, {n:,} rows)\n"
+    )
+    res, lv_s = best_of(
+        repeat, lambda: rules(table, "description", regex=REGEX, keywords=KEYWORDS, case_sensitive=False)
+    )
     lv_tags = [set()] * n
     for r, tags in zip(res.column("row").to_pylist(), res.column("tags").to_pylist()):
         lv_tags[r] = set(tags or [])
@@ -266,16 +325,22 @@ def section_tag(table, repeat: int) -> None:
     agree = sum(same) / n
     print("| library | seconds | rows/s | tagged rows | tag assignments |")
     print("|---|---:|---:|---:|---:|")
-    print(f"| lakevec | {lv_s:.3f} | {n / lv_s:,.0f} | {sum(1 for t in lv_tags if t):,} | "
-          f"{sum(len(t) for t in lv_tags):,} |")
-    print(f"| Python re | {py_s:.3f} | {n / py_s:,.0f} | {sum(1 for t in py_tags if t):,} | "
-          f"{sum(len(t) for t in py_tags):,} |")
+    print(
+        f"| lakevec | {lv_s:.3f} | {n / lv_s:,.0f} | {sum(1 for t in lv_tags if t):,} | "
+        f"{sum(len(t) for t in lv_tags):,} |"
+    )
+    print(
+        f"| Python re | {py_s:.3f} | {n / py_s:,.0f} | {sum(1 for t in py_tags if t):,} | "
+        f"{sum(len(t) for t in py_tags):,} |"
+    )
     print(f"\nrows with identical tag sets: {sum(same):,} / {n:,} = {agree:.4%}")
     diff = Counter(t for a, b in zip(lv_tags, py_tags) for t in a.symmetric_difference(b))
     if diff:
         print(f"tags that differ most: {diff.most_common(5)}")
-    print(f"\ntag summary: lakevec {n / lv_s:,.0f} / Python re {n / py_s:,.0f} rows/s = "
-          f"{py_s / lv_s:.1f}x; tag sets agree on {agree:.2%} of rows")
+    print(
+        f"\ntag summary: lakevec {n / lv_s:,.0f} / Python re {n / py_s:,.0f} rows/s = "
+        f"{py_s / lv_s:.1f}x; tag sets agree on {agree:.2%} of rows"
+    )
 
 
 def main() -> None:
@@ -290,15 +355,18 @@ def main() -> None:
     if args.worker:
         worker(args.worker, args.data, args.rows, args.repeat, args.out)
         return
-    import lakevec
     from importlib.metadata import PackageNotFoundError, version
+
+    import lakevec
 
     try:
         ds = version("datasketch")
     except PackageNotFoundError:
         ds = "- (not installed: pip install datasketch)"
-    print(f"lakevec {lakevec.__version__}, datasketch {ds}, pandas {version('pandas')}, "
-          f"{os.cpu_count()} cores, data {args.data}")
+    print(
+        f"lakevec {lakevec.__version__}, datasketch {ds}, pandas {version('pandas')}, "
+        f"{os.cpu_count()} cores, data {args.data}"
+    )
     section_minhash(args.data, args.datasketch_rows, args.repeat)
     table = load(args.data)
     section_exact(table, args.repeat)

@@ -22,8 +22,7 @@ HERE = Path(__file__).resolve().parent
 READERS = {
     "lakevec": "import lakevec; t = lakevec.read_table(PATH, num_threads=THREADS); n = t.num_rows",
     "lakevec (scan)": (
-        "import lakevec; n = 0\n"
-        "for b in lakevec.Table.open(PATH).scan(num_threads=THREADS): n += b.num_rows"
+        "import lakevec; n = 0\nfor b in lakevec.Table.open(PATH).scan(num_threads=THREADS): n += b.num_rows"
     ),
     "pyarrow": "import pyarrow.parquet as pq; t = pq.read_table(PATH); n = t.num_rows",
     "polars": "import polars as pl; t = pl.read_parquet(PATH); n = t.height",
@@ -52,9 +51,7 @@ def generate(path: Path, rows: int) -> None:
     rng = np.random.default_rng(0)
     words = np.array("lake vector arrow parquet table index search river data row".split())
     chunk = 32_768
-    schema = pa.schema(
-        [("id", pa.int64()), ("text", pa.string()), ("vector", pa.list_(pa.float32(), 384))]
-    )
+    schema = pa.schema([("id", pa.int64()), ("text", pa.string()), ("vector", pa.list_(pa.float32(), 384))])
     with pq.ParquetWriter(path, schema, compression="snappy") as w:
         for start in range(0, rows, chunk):
             n = min(chunk, rows - start)
@@ -85,14 +82,14 @@ def main() -> None:
         print(f"generating {path} ...", flush=True)
         generate(path, args.rows)
     size_mb = path.stat().st_size / 1e6
-    print(f"file: {path.name}, {size_mb:.0f} MB, {args.rows:,} rows; threads={args.threads}; "
-          f"best of {args.repeat}\n")
+    print(f"file: {path.name}, {size_mb:.0f} MB, {args.rows:,} rows; threads={args.threads}; best of {args.repeat}\n")
     results = {}
     for name, body in READERS.items():
-        code = CHILD.format(body="\n".join("    " + l for l in body.splitlines()))
+        code = CHILD.format(body="\n".join("    " + line for line in body.splitlines()))
         out = subprocess.run(
             [sys.executable, "-c", code, str(path), str(args.threads), str(args.repeat)],
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         )
         if out.returncode != 0:
             print(f"{name}: failed\n{out.stderr}")

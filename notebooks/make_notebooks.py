@@ -11,10 +11,8 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 HERE = Path(__file__).parent
 KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
 
-FIND_SHARED = '''import os
-from pathlib import Path
-
-# ../shared/data beside the repository (override with LAKEVEC_SHARED).
+# The first code cell of each notebook: its imports (with `os` and `Path`), then this.
+FIND_SHARED = '''# ../shared/data beside the repository (override with LAKEVEC_SHARED).
 SHARED = Path(os.environ.get("LAKEVEC_SHARED", Path.cwd().resolve().parent.parent / "shared"))
 DATA = SHARED / "data"
 assert DATA.is_dir(), f"shared data not found at {DATA}"'''
@@ -27,7 +25,9 @@ nb01 = new_notebook(
             "text) and 12,052 MiniLM sentence embeddings (384-d vectors). lakevec reads Parquet "
             "files, folders and globs, locally or from object stores, straight into Arrow."
         ),
-        new_code_cell(FIND_SHARED + "\n\nimport lakevec, pyarrow as pa\nprint(lakevec.__version__)"),
+        new_code_cell(
+            "import os\nfrom pathlib import Path\n\nimport lakevec\n\n" + FIND_SHARED + "\nprint(lakevec.__version__)"
+        ),
         new_markdown_cell("## Open a table: schema, rows and files come from the footers"),
         new_code_cell(
             'debian = lakevec.Table.open(str(DATA / "text" / "debian_descriptions.parquet"))\n'
@@ -40,28 +40,31 @@ nb01 = new_notebook(
             "statistics and is evaluated in Rust; `columns` prunes the read."
         ),
         new_code_cell(
-            "games = debian.to_arrow(columns=[\"package\", \"description\"], "
-            "filter=\"section = 'games' AND length(description) > 400\")\n"
-            "print(games.num_rows, 'long game descriptions')\n"
+            'games = debian.to_arrow(columns=["package", "description"], filter="section = \'games\' AND '
+            'length(description) > 400")\n'
+            'print(games.num_rows, "long game descriptions")\n'
             "games.slice(0, 5).to_pandas()"
         ),
         new_markdown_cell("## SQL over the lake: rows per section"),
         new_code_cell(
             "per_section = lakevec.sql(\n"
-            "    \"SELECT section, count(*) AS packages FROM debian \"\n"
-            "    \"WHERE section IS NOT NULL GROUP BY section ORDER BY packages DESC\",\n"
-            "    tables={\"debian\": debian},\n"
+            '    "SELECT section, count(*) AS packages FROM debian "\n'
+            '    "WHERE section IS NOT NULL GROUP BY section ORDER BY packages DESC",\n'
+            '    tables={"debian": debian},\n'
             ").to_pandas()\n"
             "per_section.head(10)"
         ),
         new_code_cell(
             "import matplotlib.pyplot as plt\n"
+            "\n"
             "%matplotlib inline\n"
             "top = per_section.head(15)\n"
             "fig, ax = plt.subplots(figsize=(8, 4))\n"
             "ax.barh(top.section[::-1], top.packages[::-1])\n"
-            "ax.set_xlabel('packages'); ax.set_title('Debian 12 packages per section (top 15)')\n"
-            "plt.tight_layout(); plt.show()"
+            'ax.set_xlabel("packages")\n'
+            'ax.set_title("Debian 12 packages per section (top 15)")\n'
+            "plt.tight_layout()\n"
+            "plt.show()"
         ),
         new_markdown_cell(
             "## Vectors: a FixedSizeList column, streamed in batches\n\n"
@@ -70,34 +73,39 @@ nb01 = new_notebook(
         ),
         new_code_cell(
             "import numpy as np\n"
+            "\n"
             'minilm = lakevec.Table.open(str(DATA / "ann" / "minilm_base.parquet"))\n'
             "print(minilm.schema)\n"
             "query = None\n"
             "sims = []\n"
-            "for batch in minilm.scan(columns=[\"vector\"], batch_size=4096):\n"
+            'for batch in minilm.scan(columns=["vector"], batch_size=4096):\n'
             "    v = batch.column(0)\n"
             "    m = v.values.to_numpy(zero_copy_only=False).reshape(-1, v.type.list_size)\n"
             "    if query is None:\n"
             "        query = m[0]\n"
             "    sims.append(m @ query)  # unit vectors: dot product = cosine similarity\n"
             "sims = np.concatenate(sims).astype(np.float64)\n"
-            "print(f'{len(sims):,} vectors; cosine to the first: median {np.median(sims):.3f}, '\n"
-            "      f'{(sims > 0.8).sum()} above 0.8')"
+            'print(f"{len(sims):,} vectors; cosine to the first: median {np.median(sims):.3f}, {(sims > '
+            '0.8).sum()} above 0.8")'
         ),
         new_code_cell(
             "fig, ax = plt.subplots(figsize=(6, 3))\n"
             "ax.hist(sims, bins=60)\n"
-            "ax.set_xlabel('cosine similarity to the first sentence'); ax.set_ylabel('sentences')\n"
-            "ax.set_title('MiniLM embeddings streamed with Table.scan()')\n"
-            "plt.tight_layout(); plt.show()"
+            'ax.set_xlabel("cosine similarity to the first sentence")\n'
+            'ax.set_ylabel("sentences")\n'
+            'ax.set_title("MiniLM embeddings streamed with Table.scan()")\n'
+            "plt.tight_layout()\n"
+            "plt.show()"
         ),
         new_markdown_cell("## Zero-copy hand-off to polars and duckdb"),
         new_code_cell(
-            "import polars as pl, duckdb\n"
+            "import duckdb\n"
+            "import polars as pl\n"
+            "\n"
             "pdf = pl.from_arrow(games)\n"
             "print(pdf.head(3))\n"
             "arrow_result = games\n"
-            "duckdb.sql(\"SELECT count(*) AS n, avg(length(description)) AS mean_len FROM arrow_result\").df()"
+            'duckdb.sql("SELECT count(*) AS n, avg(length(description)) AS mean_len FROM arrow_result").df()'
         ),
         new_markdown_cell(
             "## Delta Lake tables\n\n"
@@ -108,19 +116,21 @@ nb01 = new_notebook(
         new_code_cell(
             'covid = lakevec.Table.open(str(DATA / "tables" / "delta" / "COVID-19_NYT"))\n'
             "print(covid)\n"
-            "covid.files().to_pandas()[['path', 'size', 'num_records', 'num_deleted']]"
+            'covid.files().to_pandas()[["path", "size", "num_records", "num_deleted"]]'
         ),
         new_code_cell(
             "daily = lakevec.sql(\n"
-            "    \"SELECT date, sum(cases) AS cases, sum(deaths) AS deaths FROM covid \"\n"
+            '    "SELECT date, sum(cases) AS cases, sum(deaths) AS deaths FROM covid "\n'
             "    \"WHERE state IN ('New York', 'California', 'Texas') GROUP BY date ORDER BY date\",\n"
-            "    tables={\"covid\": covid},\n"
+            '    tables={"covid": covid},\n'
             ").to_pandas()\n"
             "fig, ax = plt.subplots(figsize=(8, 3))\n"
-            "ax.plot(daily['date'], daily['cases'], label='cases')\n"
-            "ax.plot(daily['date'], daily['deaths'] * 50, label='deaths x 50')\n"
-            "ax.set_title('Cumulative COVID-19 counts, NY + CA + TX (Delta table, via lakevec.sql)')\n"
-            "ax.legend(); plt.tight_layout(); plt.show()"
+            'ax.plot(daily["date"], daily["cases"], label="cases")\n'
+            'ax.plot(daily["date"], daily["deaths"] * 50, label="deaths x 50")\n'
+            'ax.set_title("Cumulative COVID-19 counts, NY + CA + TX (Delta table, via lakevec.sql)")\n'
+            "ax.legend()\n"
+            "plt.tight_layout()\n"
+            "plt.show()"
         ),
         new_markdown_cell(
             "### Time travel: pin an old version\n\n"
@@ -129,17 +139,20 @@ nb01 = new_notebook(
         new_code_cell(
             'simple = str(DATA / "tables" / "delta" / "simple_table")\n'
             "latest = lakevec.Table.open(simple)\n"
-            "print(latest.history().to_pandas()[['version', 'operation']])\n"
+            'print(latest.history().to_pandas()[["version", "operation"]])\n'
             "sizes = {v: lakevec.Table.open(simple, version=v).num_rows for v in range(latest.version + 1)}\n"
-            "print('rows per version:', sizes)\n"
-            "print('ids at version 0:', sorted(lakevec.read_table(simple, version=0)['id'].to_pylist()))\n"
-            "print('ids now:        ', sorted(latest.to_arrow()['id'].to_pylist()))"
+            'print("rows per version:", sizes)\n'
+            'print("ids at version 0:", sorted(lakevec.read_table(simple, version=0)["id"].to_pylist()))\n'
+            'print("ids now:        ", sorted(latest.to_arrow()["id"].to_pylist()))'
         ),
         new_code_cell(
             "fig, ax = plt.subplots(figsize=(5, 2.5))\n"
             "ax.bar(list(sizes), list(sizes.values()))\n"
-            "ax.set_xlabel('version'); ax.set_ylabel('rows'); ax.set_title('simple_table over time')\n"
-            "plt.tight_layout(); plt.show()"
+            'ax.set_xlabel("version")\n'
+            'ax.set_ylabel("rows")\n'
+            'ax.set_title("simple_table over time")\n'
+            "plt.tight_layout()\n"
+            "plt.show()"
         ),
         new_markdown_cell(
             "### Deletion vectors\n\n"
@@ -149,9 +162,13 @@ nb01 = new_notebook(
         ),
         new_code_cell(
             'dv = str(DATA / "tables" / "delta" / "table-with-dv-small")\n'
-            "print(lakevec.Table.open(dv).files().to_pandas()[['num_records', 'num_deleted']])\n"
-            "print('live rows:', lakevec.read_table(dv).num_rows, '| data file rows:', "
-            "lakevec.read_table(dv, format='parquet').num_rows)"
+            'print(lakevec.Table.open(dv).files().to_pandas()[["num_records", "num_deleted"]])\n'
+            "print(\n"
+            '    "live rows:",\n'
+            "    lakevec.read_table(dv).num_rows,\n"
+            '    "| data file rows:",\n'
+            '    lakevec.read_table(dv, format="parquet").num_rows,\n'
+            ")"
         ),
         new_markdown_cell(
             "### Row addresses\n\n"
@@ -163,7 +180,7 @@ nb01 = new_notebook(
             "dvt = lakevec.Table.open(dv)\n"
             "addr = dvt.to_arrow(with_row_address=True)\n"
             "print(addr.to_pandas().head(3))\n"
-            "print('deleted positions:', dvt.files()['deleted_rows'][0].as_py())\n"
+            'print("deleted positions:", dvt.files()["deleted_rows"][0].as_py())\n'
             "dvt.take(addr.slice(2, 2)).to_pandas()"
         ),
         new_markdown_cell(
@@ -178,13 +195,21 @@ nb01 = new_notebook(
             'li_path = str(DATA / "tables" / "iceberg" / "lineitem_iceberg")\n'
             "li = lakevec.Table.open(li_path)\n"
             "print(li)\n"
-            "hist = li.history().to_pandas()[['version', 'operation']]\n"
+            'hist = li.history().to_pandas()[["version", "operation"]]\n'
             "print(hist)\n"
-            "first = lakevec.Table.open(li_path, snapshot_id=int(hist['version'].iloc[-1]))\n"
+            'first = lakevec.Table.open(li_path, snapshot_id=int(hist["version"].iloc[-1]))\n'
             "fig, ax = plt.subplots(figsize=(6, 2.5))\n"
-            "for t, name in [(first, 'first snapshot'), (li, 'current')]:\n"
-            "    ax.hist(t.to_arrow(columns=['l_extendedprice'])['l_extendedprice'].to_numpy(), bins=60, alpha=0.6, label=f'{name} ({t.num_rows:,} rows)')\n"
-            "ax.set_xlabel('l_extendedprice'); ax.legend(); plt.tight_layout(); plt.show()"
+            'for t, name in [(first, "first snapshot"), (li, "current")]:\n'
+            "    ax.hist(\n"
+            '        t.to_arrow(columns=["l_extendedprice"])["l_extendedprice"].to_numpy(),\n'
+            "        bins=60,\n"
+            "        alpha=0.6,\n"
+            '        label=f"{name} ({t.num_rows:,} rows)",\n'
+            "    )\n"
+            'ax.set_xlabel("l_extendedprice")\n'
+            "ax.legend()\n"
+            "plt.tight_layout()\n"
+            "plt.show()"
         ),
     ],
     metadata=KERNEL,
@@ -200,10 +225,19 @@ nb02 = new_notebook(
             "filtered search, then append rows and refresh the index incrementally."
         ),
         new_code_cell(
-            FIND_SHARED + '\nANN = DATA / "ann"' + "\n\nimport tempfile, time\n"
-            "import numpy as np, pyarrow as pa, pyarrow.parquet as pq\n"
+            "import os\n"
+            "import tempfile\n"
+            "import time\n"
+            "from pathlib import Path\n"
+            "\n"
+            "import numpy as np\n"
+            "import pyarrow as pa\n"
+            "import pyarrow.parquet as pq\n"
             "from deltalake import write_deltalake\n"
+            "\n"
             "import lakevec\n"
+            "\n" + FIND_SHARED + "\n"
+            'ANN = DATA / "ann"\n'
             "print(lakevec.__version__)"
         ),
         new_markdown_cell(
@@ -213,9 +247,9 @@ nb02 = new_notebook(
         ),
         new_code_cell(
             'base = pq.read_table(ANN / "minilm_base.parquet")\n'
-            "base = base.append_column('label', pa.array(base['id'].to_numpy() % 10))\n"
-            "tmp = tempfile.TemporaryDirectory(prefix='lakevec_nb02_')\n"
-            "uri = str(Path(tmp.name) / 'minilm')\n"
+            'base = base.append_column("label", pa.array(base["id"].to_numpy() % 10))\n'
+            'tmp = tempfile.TemporaryDirectory(prefix="lakevec_nb02_")\n'
+            'uri = str(Path(tmp.name) / "minilm")\n'
             "write_deltalake(uri, base)\n"
             "table = lakevec.Table.open(uri)\n"
             "print(table)\n"
@@ -228,11 +262,11 @@ nb02 = new_notebook(
         ),
         new_code_cell(
             "t0 = time.perf_counter()\n"
-            "idx = lakevec.build_index(table, 'vector', metric='cosine', key='id', m=16, "
-            "ef_construction=200, progress=False)\n"
-            "print(f'built in {time.perf_counter() - t0:.1f} s:', idx)\n"
+            'idx = lakevec.build_index(table, "vector", metric="cosine", key="id", m=16, ef_construction=200, '
+            "progress=False)\n"
+            'print(f"built in {time.perf_counter() - t0:.1f} s:", idx)\n'
             "st = idx.stats()\n"
-            "print({k: st[k] for k in ['rows', 'sidecar_bytes', 'vector_bytes', 'recall_estimate', 'kernel']})"
+            'print({k: st[k] for k in ["rows", "sidecar_bytes", "vector_bytes", "recall_estimate", "kernel"]})'
         ),
         new_markdown_cell(
             "## Search with the held-out queries\n\n"
@@ -241,9 +275,9 @@ nb02 = new_notebook(
         ),
         new_code_cell(
             'qt = pq.read_table(ANN / "minilm_query.parquet")\n'
-            "Q = qt['vector'].combine_chunks().values.to_numpy().reshape(qt.num_rows, -1)\n"
+            'Q = qt["vector"].combine_chunks().values.to_numpy().reshape(qt.num_rows, -1)\n'
             "hits = idx.search(Q[:3], k=5)\n"
-            "hits.drop_columns(['_file']).to_pandas()"
+            'hits.drop_columns(["_file"]).to_pandas()'
         ),
         new_markdown_cell(
             "`columns=` fetches table columns for every hit from the lake by address. Here "
@@ -251,12 +285,13 @@ nb02 = new_notebook(
             "index's key and every label is `id % 10`."
         ),
         new_code_cell(
-            "fetched = idx.search(Q[:100], k=10, columns=['id', 'label'])\n"
+            'fetched = idx.search(Q[:100], k=10, columns=["id", "label"])\n'
             "print(fetched.column_names)\n"
-            "lake_ids = table.take(fetched.select(['_file', '_row']), columns=['id'])['id']\n"
-            "print('ids from the lake == key ids:', lake_ids.equals(fetched['id']))\n"
-            "print('label == id % 10 for every hit:', bool(np.all(fetched['label'].to_numpy() == fetched['id'].to_numpy() % 10)))\n"
-            "fetched.slice(0, 5).drop_columns(['_file']).to_pandas()"
+            'lake_ids = table.take(fetched.select(["_file", "_row"]), columns=["id"])["id"]\n'
+            'print("ids from the lake == key ids:", lake_ids.equals(fetched["id"]))\n'
+            'print("label == id % 10 for every hit:", bool(np.all(fetched["label"].to_numpy() == '
+            'fetched["id"].to_numpy() % 10)))\n'
+            'fetched.slice(0, 5).drop_columns(["_file"]).to_pandas()'
         ),
         new_markdown_cell(
             "## Recall vs `ef`\n\n"
@@ -265,21 +300,26 @@ nb02 = new_notebook(
             "search reproduces the ground truth (recall 1.0), so the two curves coincide."
         ),
         new_code_cell(
+            "import pandas as pd\n"
+            "\n"
             "K = 10\n"
-            "gt = pq.read_table(ANN / 'minilm_groundtruth.parquet')\n"
-            "truth = dict(zip(gt['query_id'].to_pylist(), gt['neighbors'].to_pylist()))\n"
-            "gt10 = np.array([truth[q][:K] for q in qt['id'].to_pylist()])\n"
+            'gt = pq.read_table(ANN / "minilm_groundtruth.parquet")\n'
+            'truth = dict(zip(gt["query_id"].to_pylist(), gt["neighbors"].to_pylist()))\n'
+            'gt10 = np.array([truth[q][:K] for q in qt["id"].to_pylist()])\n'
+            "\n"
             "\n"
             "def top_ids(res):\n"
             "    ids = np.full((len(Q), K), -1)\n"
-            "    ids[res['query'].to_numpy(), res['rank'].to_numpy() - 1] = res['id'].to_numpy()\n"
+            '    ids[res["query"].to_numpy(), res["rank"].to_numpy() - 1] = res["id"].to_numpy()\n'
             "    return ids\n"
+            "\n"
             "\n"
             "def recall(found, truth):\n"
             "    return np.mean([len(set(f) & set(t)) / K for f, t in zip(found.tolist(), truth.tolist())])\n"
             "\n"
+            "\n"
             "exact = top_ids(idx.search(Q, k=K, exact=True))\n"
-            "print(f'exact search vs ground truth: recall@10 = {recall(exact, gt10):.4f}')\n"
+            'print(f"exact search vs ground truth: recall@10 = {recall(exact, gt10):.4f}")\n'
             "efs = [10, 16, 24, 32, 48, 64, 128, 256]\n"
             "rows = []\n"
             "for ef in efs:\n"
@@ -287,20 +327,25 @@ nb02 = new_notebook(
             "    found = top_ids(idx.search(Q, k=K, ef=ef))\n"
             "    qps = len(Q) / (time.perf_counter() - t0)\n"
             "    rows.append((ef, recall(found, exact), recall(found, gt10), qps))\n"
-            "import pandas as pd\n"
-            "curve = pd.DataFrame(rows, columns=['ef', 'recall vs exact', 'recall vs ground truth', 'QPS'])\n"
+            'curve = pd.DataFrame(rows, columns=["ef", "recall vs exact", "recall vs ground truth", "QPS"])\n'
             "curve.round(4)"
         ),
         new_code_cell(
             "import matplotlib.pyplot as plt\n"
+            "\n"
             "%matplotlib inline\n"
             "fig, ax = plt.subplots(figsize=(6, 3.5))\n"
-            "ax.plot(curve.ef, curve['recall vs exact'], 'o-', label='vs exact=True')\n"
-            "ax.plot(curve.ef, curve['recall vs ground truth'], 's--', label='vs ground truth')\n"
-            "ax.set_xscale('log', base=2); ax.set_xticks(efs, [str(e) for e in efs])\n"
-            "ax.set_xlabel('ef'); ax.set_ylabel('recall@10')\n"
-            "ax.set_title('MiniLM, 12k vectors, HNSW M=16')\n"
-            "ax.legend(); ax.grid(alpha=0.3); plt.tight_layout(); plt.show()"
+            'ax.plot(curve.ef, curve["recall vs exact"], "o-", label="vs exact=True")\n'
+            'ax.plot(curve.ef, curve["recall vs ground truth"], "s--", label="vs ground truth")\n'
+            'ax.set_xscale("log", base=2)\n'
+            "ax.set_xticks(efs, [str(e) for e in efs])\n"
+            'ax.set_xlabel("ef")\n'
+            'ax.set_ylabel("recall@10")\n'
+            'ax.set_title("MiniLM, 12k vectors, HNSW M=16")\n'
+            "ax.legend()\n"
+            "ax.grid(alpha=0.3)\n"
+            "plt.tight_layout()\n"
+            "plt.show()"
         ),
         new_markdown_cell(
             "## Filtered search\n\n"
@@ -308,14 +353,19 @@ nb02 = new_notebook(
             "every hit satisfies it and `k` hits come back per query (when enough rows qualify)."
         ),
         new_code_cell(
-            "flt = idx.search(Q[:100], k=10, filter='label = 3', columns=['label'])\n"
-            "print(flt.num_rows, 'hits for 100 queries; labels seen:', sorted(set(flt['label'].to_pylist())))\n"
-            "assert all(v == 3 for v in flt['label'].to_pylist())\n"
-            "ex = idx.search(Q[:100], k=10, filter='label = 3', exact=True)\n"
-            "same = len(set(zip(flt['query'].to_pylist(), flt['id'].to_pylist())) & "
-            "set(zip(ex['query'].to_pylist(), ex['id'].to_pylist()))) / ex.num_rows\n"
-            "print(f'filtered recall@10 vs exact filtered search: {same:.3f}')\n"
-            "flt.slice(0, 5).drop_columns(['_file']).to_pandas()"
+            'flt = idx.search(Q[:100], k=10, filter="label = 3", columns=["label"])\n'
+            'print(flt.num_rows, "hits for 100 queries; labels seen:", sorted(set(flt["label"].to_pylist())))\n'
+            'assert all(v == 3 for v in flt["label"].to_pylist())\n'
+            'ex = idx.search(Q[:100], k=10, filter="label = 3", exact=True)\n'
+            "same = (\n"
+            "    len(\n"
+            '        set(zip(flt["query"].to_pylist(), flt["id"].to_pylist()))\n'
+            '        & set(zip(ex["query"].to_pylist(), ex["id"].to_pylist()))\n'
+            "    )\n"
+            "    / ex.num_rows\n"
+            ")\n"
+            'print(f"filtered recall@10 vs exact filtered search: {same:.3f}")\n'
+            'flt.slice(0, 5).drop_columns(["_file"]).to_pandas()'
         ),
         new_markdown_cell(
             "## Append rows: the index stays correct, then refreshes incrementally\n\n"
@@ -324,12 +374,18 @@ nb02 = new_notebook(
         ),
         new_code_cell(
             "new_ids = 1_000_000 + np.arange(500)\n"
-            "new = pa.table({'id': pa.array(new_ids, pa.int64()),\n"
-            "                'vector': qt['vector'].combine_chunks().slice(0, 500),\n"
-            "                'label': pa.array(new_ids % 10, pa.int64())}, schema=base.schema)\n"
-            "write_deltalake(uri, new, mode='append')\n"
+            "new = pa.table(\n"
+            "    {\n"
+            '        "id": pa.array(new_ids, pa.int64()),\n'
+            '        "vector": qt["vector"].combine_chunks().slice(0, 500),\n'
+            '        "label": pa.array(new_ids % 10, pa.int64()),\n'
+            "    },\n"
+            "    schema=base.schema,\n"
+            ")\n"
+            'write_deltalake(uri, new, mode="append")\n'
             "cov = idx.coverage()\n"
-            "print('table version', cov.schema.metadata[b'table_version'].decode(), '| index covers', idx.table_version)\n"
+            'print("table version", cov.schema.metadata[b"table_version"].decode(), "| index covers", '
+            "idx.table_version)\n"
             "cov.to_pandas()"
         ),
         new_markdown_cell(
@@ -339,9 +395,9 @@ nb02 = new_notebook(
         ),
         new_code_cell(
             "probe = Q[7]  # appended as id 1_000_007\n"
-            "print('stale=exact :', idx.search(probe, k=3)['id'].to_pylist())\n"
-            "print('stale=ignore:', idx.search(probe, k=3, stale='ignore')['id'].to_pylist())\n"
-            "idx.search(probe, k=3).drop_columns(['_file']).to_pandas()"
+            'print("stale=exact :", idx.search(probe, k=3)["id"].to_pylist())\n'
+            'print("stale=ignore:", idx.search(probe, k=3, stale="ignore")["id"].to_pylist())\n'
+            'idx.search(probe, k=3).drop_columns(["_file"]).to_pandas()'
         ),
         new_markdown_cell(
             "`refresh()` indexes only the new file as a new segment; nothing already indexed "
@@ -349,15 +405,16 @@ nb02 = new_notebook(
         ),
         new_code_cell(
             "t0 = time.perf_counter()\n"
-            "print('committed:', idx.refresh(), f'in {time.perf_counter() - t0:.2f} s')\n"
+            'print("committed:", idx.refresh(), f"in {time.perf_counter() - t0:.2f} s")\n'
             "st = idx.stats()\n"
-            "print('last_commit:', st['last_commit'])\n"
-            "print('rows:', st['rows'], '| segments:', st['segments'], '| index covers table version', idx.table_version)\n"
+            'print("last_commit:", st["last_commit"])\n'
+            'print("rows:", st["rows"], "| segments:", st["segments"], "| index covers table version", '
+            "idx.table_version)\n"
             "idx.coverage().to_pandas()"
         ),
         new_code_cell(
-            "res = idx.search(probe, k=3, stale='error')  # raises if the index were stale\n"
-            "res.drop_columns(['_file']).to_pandas()"
+            'res = idx.search(probe, k=3, stale="error")  # raises if the index were stale\n'
+            'res.drop_columns(["_file"]).to_pandas()'
         ),
         new_code_cell("tmp.cleanup()"),
     ],
@@ -375,19 +432,27 @@ nb03 = new_notebook(
             "point back at the input rows."
         ),
         new_code_cell(
-            FIND_SHARED + "\n\nimport numpy as np, pyarrow as pa, pyarrow.compute as pc\n"
-            "import matplotlib.pyplot as plt\nimport lakevec\n"
+            "import os\n"
+            "from pathlib import Path\n"
+            "\n"
+            "import matplotlib.pyplot as plt\n"
+            "import numpy as np\n"
+            "import pyarrow as pa\n"
+            "import pyarrow.compute as pc\n"
+            "\n"
+            "import lakevec\n"
+            "\n" + FIND_SHARED + "\n"
             'debian = lakevec.Table.open(str(DATA / "text" / "debian_descriptions.parquet"))\n'
             "t = debian.to_arrow()\nprint(debian)"
         ),
         new_markdown_cell("## Exact duplicates (after NFKC, case-folding and whitespace normalisation)"),
         new_code_cell(
             'ex = lakevec.dedup.exact(debian, "description", normalize=True)\n'
-            "print('duplicate rows:', pc.sum(pc.invert(ex['is_representative'])).as_py())\n"
-            "big = ex.filter(pc.greater(ex['cluster_size'], 1)).sort_by([('cluster_size', 'descending')])\n"
-            "for cid in list(dict.fromkeys(big['cluster_id'].to_pylist()))[:3]:\n"
-            "    rows = big.filter(pc.equal(big['cluster_id'], cid))['_row'].to_pylist()\n"
-            "    print(f'cluster {cid}: {len(rows)} packages:', t.take(rows[:6])['package'].to_pylist())"
+            'print("duplicate rows:", pc.sum(pc.invert(ex["is_representative"])).as_py())\n'
+            'big = ex.filter(pc.greater(ex["cluster_size"], 1)).sort_by([("cluster_size", "descending")])\n'
+            'for cid in list(dict.fromkeys(big["cluster_id"].to_pylist()))[:3]:\n'
+            '    rows = big.filter(pc.equal(big["cluster_id"], cid))["_row"].to_pylist()\n'
+            '    print(f"cluster {cid}: {len(rows)} packages:", t.take(rows[:6])["package"].to_pylist())'
         ),
         new_markdown_cell(
             "## Near duplicates: MinHash-LSH\n\n"
@@ -395,28 +460,36 @@ nb03 = new_notebook(
             "by datasketch's rule. Package families (foo, foo-dev, foo-doc) share most of their text."
         ),
         new_code_cell(
-            "near, pairs = lakevec.dedup.minhash(debian, 'description', threshold=0.8, pairs=True)\n"
-            "print('bands, rows =', lakevec.dedup.lsh_params(0.8, 128))\n"
-            "print('near-duplicate rows:', pc.sum(pc.invert(near['is_representative'])).as_py(), '| pairs:', pairs.num_rows)\n"
-            "multi = near.filter(pc.greater(near['cluster_size'], 2))\n"
-            "for cid in list(dict.fromkeys(multi['cluster_id'].to_pylist()))[:3]:\n"
-            "    rows = multi.filter(pc.equal(multi['cluster_id'], cid))['_row'].to_pylist()\n"
-            "    print(t.take(rows[:5])['package'].to_pylist())\n"
-            "    print('   ', t['description'][rows[0]].as_py()[:120].replace(chr(10), ' '))"
+            'near, pairs = lakevec.dedup.minhash(debian, "description", threshold=0.8, pairs=True)\n'
+            'print("bands, rows =", lakevec.dedup.lsh_params(0.8, 128))\n'
+            'print("near-duplicate rows:", pc.sum(pc.invert(near["is_representative"])).as_py(), "| pairs:", '
+            "pairs.num_rows)\n"
+            'multi = near.filter(pc.greater(near["cluster_size"], 2))\n'
+            'for cid in list(dict.fromkeys(multi["cluster_id"].to_pylist()))[:3]:\n'
+            '    rows = multi.filter(pc.equal(multi["cluster_id"], cid))["_row"].to_pylist()\n'
+            '    print(t.take(rows[:5])["package"].to_pylist())\n'
+            '    print("   ", t["description"][rows[0]].as_py()[:120].replace(chr(10), " "))'
         ),
         new_code_cell(
-            "sizes = near.filter(near['is_representative'])['cluster_size'].to_numpy()\n"
+            'sizes = near.filter(near["is_representative"])["cluster_size"].to_numpy()\n'
             "fig, ax = plt.subplots(figsize=(7, 3.5))\n"
             "ax.hist(sizes[sizes > 1], bins=np.arange(2, 40), log=True)\n"
-            "ax.set_xlabel('cluster size (rows)'); ax.set_ylabel('clusters'); ax.set_title('near-duplicate clusters')\n"
-            "plt.tight_layout(); plt.show()"
+            'ax.set_xlabel("cluster size (rows)")\n'
+            'ax.set_ylabel("clusters")\n'
+            'ax.set_title("near-duplicate clusters")\n'
+            "plt.tight_layout()\n"
+            "plt.show()"
         ),
         new_markdown_cell("## Rule tags: regexes and keywords in one pass, with provenance"),
         new_code_cell(
-            "tags = lakevec.tag.rules(debian, 'description',\n"
-            "    regex={'python': r'\\bpython\\s*[23]?\\b', 'library': r'\\blibrar(y|ies)\\b', 'game': r'\\bgames?\\b'},\n"
-            "    keywords={'gui': ['gtk', 'qt', 'gui'], 'db': ['sql', 'sqlite', 'postgresql', 'mysql']})\n"
-            "counts = pc.value_counts(pc.list_flatten(tags['tags']))\n"
+            "tags = lakevec.tag.rules(\n"
+            "    debian,\n"
+            '    "description",\n'
+            '    regex={"python": r"\\bpython\\s*[23]?\\b", "library": r"\\blibrar(y|ies)\\b", "game": '
+            'r"\\bgames?\\b"},\n'
+            '    keywords={"gui": ["gtk", "qt", "gui"], "db": ["sql", "sqlite", "postgresql", "mysql"]},\n'
+            ")\n"
+            'counts = pc.value_counts(pc.list_flatten(tags["tags"]))\n'
             "print(counts.to_pylist())\n"
             "tags.slice(0, 5).to_pandas()"
         ),
@@ -427,26 +500,37 @@ nb03 = new_notebook(
             "10 nearest exemplars (distance-weighted vote)."
         ),
         new_code_cell(
-            "lab = t.filter(pc.is_valid(t['section']))\n"
-            "rng = np.random.default_rng(0); pick = rng.choice(lab.num_rows, 7000, replace=False)\n"
+            'lab = t.filter(pc.is_valid(t["section"]))\n'
+            "rng = np.random.default_rng(0)\n"
+            "pick = rng.choice(lab.num_rows, 7000, replace=False)\n"
             "train, test = lab.take(pick[:5000]), lab.take(pick[5000:])\n"
-            "ex = pa.table({'v': lakevec.embed.hashing(train['description'], dim=1024), 'section': train['section']})\n"
-            "q = pa.table({'v': lakevec.embed.hashing(test['description'], dim=1024)})\n"
-            "pred = lakevec.tag.knn(q, 'v', ex, 'section', k=10, weights='distance')\n"
-            "truth = np.asarray(test['section'].to_pylist()); got = np.asarray(pred['label'].to_pylist())\n"
-            "majority = max(set(train['section'].to_pylist()), key=train['section'].to_pylist().count)\n"
-            "print(f'accuracy {np.mean(got == truth):.3f} vs majority class ({majority}) {np.mean(truth == majority):.3f}')"
+            'ex = pa.table({"v": lakevec.embed.hashing(train["description"], dim=1024), "section": '
+            'train["section"]})\n'
+            'q = pa.table({"v": lakevec.embed.hashing(test["description"], dim=1024)})\n'
+            'pred = lakevec.tag.knn(q, "v", ex, "section", k=10, weights="distance")\n'
+            'truth = np.asarray(test["section"].to_pylist())\n'
+            'got = np.asarray(pred["label"].to_pylist())\n'
+            'majority = max(set(train["section"].to_pylist()), key=train["section"].to_pylist().count)\n'
+            'print(f"accuracy {np.mean(got == truth):.3f} vs majority class ({majority}) {np.mean(truth == '
+            'majority):.3f}")'
         ),
         new_code_cell(
-            "top = [s for s, _ in sorted(((s, int((truth == s).sum())) for s in set(truth)), key=lambda x: -x[1])[:12]]\n"
+            "top = [s for s, _ in sorted(((s, int((truth == s).sum())) for s in set(truth)), key=lambda x: "
+            "-x[1])[:12]]\n"
             "m = np.zeros((len(top), len(top)))\n"
             "for a, b in zip(truth, got):\n"
-            "    if a in top and b in top: m[top.index(a), top.index(b)] += 1\n"
+            "    if a in top and b in top:\n"
+            "        m[top.index(a), top.index(b)] += 1\n"
             "m = m / np.maximum(m.sum(1, keepdims=True), 1)\n"
             "fig, ax = plt.subplots(figsize=(6, 5))\n"
-            "ax.imshow(m, cmap='Blues'); ax.set_xticks(range(len(top)), top, rotation=90); ax.set_yticks(range(len(top)), top)\n"
-            "ax.set_xlabel('predicted'); ax.set_ylabel('true'); ax.set_title('kNN section tags (row-normalised)')\n"
-            "plt.tight_layout(); plt.show()"
+            'ax.imshow(m, cmap="Blues")\n'
+            "ax.set_xticks(range(len(top)), top, rotation=90)\n"
+            "ax.set_yticks(range(len(top)), top)\n"
+            'ax.set_xlabel("predicted")\n'
+            'ax.set_ylabel("true")\n'
+            'ax.set_title("kNN section tags (row-normalised)")\n'
+            "plt.tight_layout()\n"
+            "plt.show()"
         ),
     ],
     metadata=KERNEL,
@@ -463,15 +547,24 @@ nb04 = new_notebook(
             "Every distributed result is checked against the single-process call."
         ),
         new_code_cell(
-            FIND_SHARED + "\n\nimport sys, tempfile, time\n"
-            "import numpy as np, pyarrow as pa, pyarrow.compute as pc\n"
+            "import os\n"
+            "import sys\n"
+            "import tempfile\n"
+            "from pathlib import Path\n"
+            "\n"
+            "import deltalake\n"
             "import matplotlib.pyplot as plt\n"
-            "import ray, deltalake\n"
-            "import lakevec, lakevec.ray as lray\n"
-            "DEBIAN = str(DATA / 'text' / 'debian_descriptions.parquet')\n"
+            "import numpy as np\n"
+            "import pyarrow.compute as pc\n"
+            "import ray\n"
+            "\n"
+            "import lakevec\n"
+            "import lakevec.ray as lray\n"
+            "\n" + FIND_SHARED + "\n"
+            'DEBIAN = str(DATA / "text" / "debian_descriptions.parquet")\n'
             "ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)\n"
             "ray.data.DataContext.get_current().enable_progress_bars = False\n"
-            "print('ray', ray.__version__, '| lakevec', lakevec.__version__)"
+            'print("ray", ray.__version__, "| lakevec", lakevec.__version__)'
         ),
         new_markdown_cell(
             "## A lake table as a Ray Dataset\n\n"
@@ -479,8 +572,8 @@ nb04 = new_notebook(
             "data files into read tasks (here one file split into row ranges)."
         ),
         new_code_cell(
-            "ds = lray.read_table(DEBIAN, columns=['package', 'section', 'description'], override_num_blocks=4)\n"
-            "print(ds.count(), 'rows;', ds.schema())"
+            'ds = lray.read_table(DEBIAN, columns=["package", "section", "description"], override_num_blocks=4)\n'
+            'print(ds.count(), "rows;", ds.schema())'
         ),
         new_markdown_cell(
             "## Hashing vectors and rule tags in `map_batches`\n\n"
@@ -488,14 +581,17 @@ nb04 = new_notebook(
             "each task."
         ),
         new_code_cell(
-            "RULES = {'python': r'\\bpython\\s*[23]?\\b', 'library': r'\\blibrar(y|ies)\\b', 'game': r'\\bgames?\\b'}\n"
-            "tagged = (ds.map_batches(lray.HashingEmbed('description', dim=256), batch_format='pyarrow')\n"
-            "            .map_batches(lray.TagRules('description', RULES, {'db': ['sql', 'sqlite', 'postgresql']}),\n"
-            "                         batch_format='pyarrow')\n"
-            "            .materialize())\n"
+            'RULES = {"python": r"\\bpython\\s*[23]?\\b", "library": r"\\blibrar(y|ies)\\b", "game": '
+            'r"\\bgames?\\b"}\n'
+            "tagged = (\n"
+            '    ds.map_batches(lray.HashingEmbed("description", dim=256), batch_format="pyarrow")\n'
+            '    .map_batches(lray.TagRules("description", RULES, {"db": ["sql", "sqlite", "postgresql"]}), '
+            'batch_format="pyarrow")\n'
+            "    .materialize()\n"
+            ")\n"
             "t = lray.to_arrow(tagged)\n"
-            "print(pc.value_counts(pc.list_flatten(t['tags'])).to_pylist())\n"
-            "t.select(['package', 'tags']).slice(0, 5).to_pandas()"
+            'print(pc.value_counts(pc.list_flatten(t["tags"])).to_pylist())\n'
+            't.select(["package", "tags"]).slice(0, 5).to_pandas()'
         ),
         new_markdown_cell(
             "## Distributed MinHash dedup\n\n"
@@ -505,13 +601,21 @@ nb04 = new_notebook(
         ),
         new_code_cell(
             "timings = {}\n"
-            "dist = lray.to_arrow(lray.dedup_minhash(DEBIAN, 'description', threshold=0.8, timings=timings))\n"
-            "single = lakevec.dedup.minhash(DEBIAN, 'description', threshold=0.8)\n"
+            'dist = lray.to_arrow(lray.dedup_minhash(DEBIAN, "description", threshold=0.8, timings=timings))\n'
+            'single = lakevec.dedup.minhash(DEBIAN, "description", threshold=0.8)\n'
             "same = all(dist[c].equals(single[c]) for c in single.column_names)\n"
-            "print('near-duplicate rows:', dist.num_rows - pc.sum(dist['is_representative']).as_py(), '| identical to single-process:', same)\n"
+            "print(\n"
+            '    "near-duplicate rows:",\n'
+            '    dist.num_rows - pc.sum(dist["is_representative"]).as_py(),\n'
+            '    "| identical to single-process:",\n'
+            "    same,\n"
+            ")\n"
             "fig, ax = plt.subplots(figsize=(6, 2.5))\n"
-            "ax.barh(list(timings), list(timings.values())); ax.set_xlabel('seconds')\n"
-            "ax.set_title('distributed MinHash dedup: time per stage'); plt.tight_layout(); plt.show()"
+            "ax.barh(list(timings), list(timings.values()))\n"
+            'ax.set_xlabel("seconds")\n'
+            'ax.set_title("distributed MinHash dedup: time per stage")\n'
+            "plt.tight_layout()\n"
+            "plt.show()"
         ),
         new_markdown_cell(
             "## An index built by Ray tasks, searched from UDFs\n\n"
@@ -522,27 +626,42 @@ nb04 = new_notebook(
         ),
         new_code_cell(
             "tmp = tempfile.TemporaryDirectory()\n"
-            "lab = t.filter(pc.is_valid(t['section'])).select(['package', 'section', 'vector'])\n"
-            "rng = np.random.default_rng(0); pick = rng.permutation(lab.num_rows)\n"
+            'lab = t.filter(pc.is_valid(t["section"])).select(["package", "section", "vector"])\n'
+            "rng = np.random.default_rng(0)\n"
+            "pick = rng.permutation(lab.num_rows)\n"
             "base, queries = lab.take(pick[:40_000]), lab.take(pick[40_000:41_000])\n"
-            "path = tmp.name + '/debian_vectors'\n"
+            'path = tmp.name + "/debian_vectors"\n'
             "for i in range(4):\n"
-            "    deltalake.write_deltalake(path, base.slice(i * 10_000, 10_000), mode='append' if i else 'error')\n"
+            '    deltalake.write_deltalake(path, base.slice(i * 10_000, 10_000), mode="append" if i else "error")\n'
             "build = {}\n"
-            "idx = lray.build_index(path, 'vector', metric='cosine', key='package', files_per_task=1, timings=build)\n"
-            "print(idx, '| segments:', idx.stats()['segments'], '| build seconds:', round(build['segments'] + build['commit'], 2))"
+            'idx = lray.build_index(path, "vector", metric="cosine", key="package", files_per_task=1, '
+            "timings=build)\n"
+            'print(idx, "| segments:", idx.stats()["segments"], "| build seconds:", round(build["segments"] + '
+            'build["commit"], 2))'
         ),
         new_code_cell(
-            "qds = ray.data.from_arrow(queries.select(['package', 'vector'])).repartition(4)\n"
-            "hits = lray.to_arrow(qds.map_batches(lray.SearchIndex(idx, 'vector', k=3, passthrough=['package']), batch_format='pyarrow'))\n"
-            "inproc = idx.search(queries['vector'], k=3)\n"
-            "print('hits', hits.num_rows, '| same neighbours as in-process:',\n"
-            "      sorted(zip(hits['_file'].to_pylist(), hits['_row'].to_pylist())) == sorted(zip(inproc['_file'].to_pylist(), inproc['_row'].to_pylist())))\n"
-            "knn = lray.to_arrow(qds.map_batches(lray.TagKNN(idx, 'vector', 'section', k=10), batch_format='pyarrow'))\n"
-            "acc = np.mean(np.asarray(knn['label'].to_pylist()) == np.asarray(\n"
-            "    queries.take(pc.index_in(knn['package'], queries['package']))['section'].to_pylist()))\n"
-            "print(f'kNN section tags from a Ray UDF: accuracy {acc:.3f}')\n"
-            "hits.slice(0, 6).drop_columns(['_file']).to_pandas()"
+            'qds = ray.data.from_arrow(queries.select(["package", "vector"])).repartition(4)\n'
+            "hits = lray.to_arrow(\n"
+            '    qds.map_batches(lray.SearchIndex(idx, "vector", k=3, passthrough=["package"]), '
+            'batch_format="pyarrow")\n'
+            ")\n"
+            'inproc = idx.search(queries["vector"], k=3)\n'
+            "print(\n"
+            '    "hits",\n'
+            "    hits.num_rows,\n"
+            '    "| same neighbours as in-process:",\n'
+            '    sorted(zip(hits["_file"].to_pylist(), hits["_row"].to_pylist()))\n'
+            '    == sorted(zip(inproc["_file"].to_pylist(), inproc["_row"].to_pylist())),\n'
+            ")\n"
+            'knn = lray.to_arrow(qds.map_batches(lray.TagKNN(idx, "vector", "section", k=10), '
+            'batch_format="pyarrow"))\n'
+            "acc = np.mean(\n"
+            '    np.asarray(knn["label"].to_pylist())\n'
+            '    == np.asarray(queries.take(pc.index_in(knn["package"], '
+            'queries["package"]))["section"].to_pylist())\n'
+            ")\n"
+            'print(f"kNN section tags from a Ray UDF: accuracy {acc:.3f}")\n'
+            'hits.slice(0, 6).drop_columns(["_file"]).to_pandas()'
         ),
         new_code_cell("ray.shutdown()"),
         new_markdown_cell(
@@ -551,36 +670,50 @@ nb04 = new_notebook(
             "forms the LSH buckets with Spark's own `groupBy`."
         ),
         new_code_cell(
-            "os.environ.setdefault('PYSPARK_PYTHON', sys.executable)\n"
+            'os.environ.setdefault("PYSPARK_PYTHON", sys.executable)\n'
             "from pyspark.sql import SparkSession\n"
+            "\n"
             "import lakevec.spark as lspark\n"
-            "spark = (SparkSession.builder.master('local[2]').config('spark.ui.enabled', 'false')\n"
-            "         .config('spark.sql.shuffle.partitions', '4').getOrCreate())\n"
-            "spark.sparkContext.setLogLevel('ERROR')\n"
+            "\n"
+            "spark = (\n"
+            '    SparkSession.builder.master("local[2]")\n'
+            '    .config("spark.ui.enabled", "false")\n'
+            '    .config("spark.sql.shuffle.partitions", "4")\n'
+            "    .getOrCreate()\n"
+            ")\n"
+            'spark.sparkContext.setLogLevel("ERROR")\n'
             "df = spark.read.parquet(DEBIAN)\n"
-            "out = df.mapInArrow(*lspark.hashing_embed(df.schema, 'description', dim=256))\n"
-            "out = out.mapInArrow(*lspark.tag_rules(out.schema, 'description', RULES))\n"
-            "out.select('package', 'tags').show(5, truncate=60)"
+            'out = df.mapInArrow(*lspark.hashing_embed(df.schema, "description", dim=256))\n'
+            'out = out.mapInArrow(*lspark.tag_rules(out.schema, "description", RULES))\n'
+            'out.select("package", "tags").show(5, truncate=60)'
         ),
         new_code_cell(
-            "sdist = lspark.dedup_minhash(df, 'description', threshold=0.8).toArrow()\n"
-            "print('Spark clusters identical to single-process:',\n"
-            "      all(sdist[c].to_pylist() == single[c].to_pylist() for c in ('cluster_id', 'cluster_size', 'is_representative')))\n"
-            "qdf = spark.createDataFrame(queries.select(['package', 'vector']).slice(0, 200))\n"
-            "shits = qdf.mapInArrow(*lspark.search_index(qdf.schema, idx.uri, 'vector', k=3, columns=['section']))\n"
-            "shits.select('package', 'rank', 'distance', 'hit_package', 'section').show(6)"
+            'sdist = lspark.dedup_minhash(df, "description", threshold=0.8).toArrow()\n'
+            "print(\n"
+            '    "Spark clusters identical to single-process:",\n'
+            '    all(sdist[c].to_pylist() == single[c].to_pylist() for c in ("cluster_id", "cluster_size", '
+            '"is_representative")),\n'
+            ")\n"
+            'qdf = spark.createDataFrame(queries.select(["package", "vector"]).slice(0, 200))\n'
+            'shits = qdf.mapInArrow(*lspark.search_index(qdf.schema, idx.uri, "vector", k=3, columns=["section"]))\n'
+            'shits.select("package", "rank", "distance", "hit_package", "section").show(6)'
         ),
         new_code_cell("spark.stop()\ntmp.cleanup()"),
     ],
     metadata=KERNEL,
 )
 
+
+def write(nb, name: str) -> None:
+    """Write ``nb`` as ``name``.ipynb, cell ids numbered (so regenerating changes only what changed)."""
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"{name[:2]}-{i:02d}"
+    nbformat.write(nb, HERE / f"{name}.ipynb")
+    print("wrote", HERE / f"{name}.ipynb")
+
+
 if __name__ == "__main__":
-    nbformat.write(nb01, HERE / "01_read_lake_tables.ipynb")
-    print("wrote", HERE / "01_read_lake_tables.ipynb")
-    nbformat.write(nb02, HERE / "02_vector_index.ipynb")
-    print("wrote", HERE / "02_vector_index.ipynb")
-    nbformat.write(nb03, HERE / "03_dedup_and_tagging.ipynb")
-    print("wrote", HERE / "03_dedup_and_tagging.ipynb")
-    nbformat.write(nb04, HERE / "04_ray_and_spark.ipynb")
-    print("wrote", HERE / "04_ray_and_spark.ipynb")
+    write(nb01, "01_read_lake_tables")
+    write(nb02, "02_vector_index")
+    write(nb03, "03_dedup_and_tagging")
+    write(nb04, "04_ray_and_spark")

@@ -118,9 +118,7 @@ impl From<object_store::Error> for LakeError {
             E::PermissionDenied { path, .. } | E::Unauthenticated { path, .. } => {
                 LakeError::PermissionDenied(format!("access denied to {path}: {e}"))
             }
-            E::NotSupported { .. } | E::NotImplemented { .. } => {
-                LakeError::Unsupported(e.to_string())
-            }
+            E::NotSupported { .. } | E::NotImplemented { .. } => LakeError::Unsupported(e.to_string()),
             // List requests report a refused signature or key only as a generic error.
             _ if is_auth_failure(&e.to_string()) => LakeError::PermissionDenied(format!("access denied: {e}")),
             _ => LakeError::Storage(e.to_string()),
@@ -223,8 +221,9 @@ impl LakeError {
         match e.find_root() {
             D::ObjectStore(os) => match os.as_ref() {
                 object_store::Error::NotFound { .. } => LakeError::NotFound(msg),
-                object_store::Error::PermissionDenied { .. }
-                | object_store::Error::Unauthenticated { .. } => LakeError::PermissionDenied(msg),
+                object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
+                    LakeError::PermissionDenied(msg)
+                }
                 _ => LakeError::Storage(msg),
             },
             D::ParquetError(_) if is_missing_object(&msg) => LakeError::NotFound(msg),
@@ -257,10 +256,7 @@ mod tests {
 
     #[test]
     fn object_store_not_found_maps_to_not_found() {
-        let e = object_store::Error::NotFound {
-            path: "bucket/x.parquet".into(),
-            source: "missing".into(),
-        };
+        let e = object_store::Error::NotFound { path: "bucket/x.parquet".into(), source: "missing".into() };
         let l = LakeError::from(e);
         assert_eq!(l.kind(), "NotFound");
         assert!(l.to_string().contains("bucket/x.parquet"));
@@ -269,10 +265,7 @@ mod tests {
     #[test]
     fn datafusion_wrapping_is_unwrapped() {
         let inner = LakeError::Schema("column 'v' not found".into());
-        let df = DataFusionError::Context(
-            "reading".into(),
-            Box::new(DataFusionError::External(Box::new(inner))),
-        );
+        let df = DataFusionError::Context("reading".into(), Box::new(DataFusionError::External(Box::new(inner))));
         let l = LakeError::from(df);
         assert_eq!(l.kind(), "Schema");
         assert_eq!(l.to_string(), "reading: column 'v' not found");

@@ -30,7 +30,9 @@ struct Owned<T> {
 }
 
 static RUNTIME: Mutex<Option<Owned<tokio::runtime::Runtime>>> = Mutex::new(None);
-static POOLS: Mutex<Option<(u32, HashMap<usize, Arc<rayon::ThreadPool>>)>> = Mutex::new(None);
+/// Rayon pools by thread count, with the pid that built them (rebuilt in a forked child).
+type Pools = (u32, HashMap<usize, Arc<rayon::ThreadPool>>);
+static POOLS: Mutex<Option<Pools>> = Mutex::new(None);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding these locks cannot leave the data inconsistent (they only hold
@@ -41,6 +43,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Number of CPUs this process may run on (its affinity mask), at least 1.
 pub fn available_cpus() -> usize {
     #[cfg(target_os = "linux")]
+    // SAFETY: `cpu_set_t` is a plain bit array for which all-zero is valid; the pointer and the
+    // size passed to `sched_getaffinity` describe that local value, which outlives the call.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0 {
@@ -59,17 +63,13 @@ fn env_threads(name: &str) -> Option<usize> {
 
 /// The default number of worker threads (see the module docs for the order of precedence).
 pub fn default_num_threads() -> usize {
-    env_threads("LAKEVEC_NUM_THREADS")
-        .or_else(|| env_threads("RAYON_NUM_THREADS"))
-        .unwrap_or_else(available_cpus)
+    env_threads("LAKEVEC_NUM_THREADS").or_else(|| env_threads("RAYON_NUM_THREADS")).unwrap_or_else(available_cpus)
 }
 
 /// Resolve an optional user `num_threads` to a positive count.
 pub fn resolve_threads(num_threads: Option<usize>) -> Result<usize> {
     match num_threads {
-        Some(0) => Err(LakeError::InvalidArgument(
-            "num_threads must be a positive integer".into(),
-        )),
+        Some(0) => Err(LakeError::InvalidArgument("num_threads must be a positive integer".into())),
         Some(n) => Ok(n),
         None => Ok(default_num_threads()),
     }
@@ -115,6 +115,9 @@ extern "C" fn shutdown_before_fork() {
 fn register_fork_handler() {
     static ONCE: Once = Once::new();
     #[cfg(unix)]
+    // SAFETY: `pthread_atfork` takes plain `extern "C" fn()` pointers with no arguments, which
+    // `shutdown_before_fork` is; it is registered once per process (`Once`), never unwinds (it
+    // only `try_lock`s and shuts an idle runtime down) and stays valid for the process's life.
     ONCE.call_once(|| unsafe {
         libc::pthread_atfork(Some(shutdown_before_fork), None, None);
     });

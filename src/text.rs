@@ -7,10 +7,16 @@
 //! - [`hash64`]: 64-bit FNV-1a (Fowler/Noll/Vo) followed by the SplitMix64 finaliser (Steele
 //!   et al., "Fast splittable pseudorandom number generators", OOPSLA 2014) for shingles and
 //!   rows: stable across platforms and versions (unlike `std`'s hasher).
+//! - [`strings`]: a text column's rows as `Option<&str>` (UTF-8 checked, naming the row).
 
 use std::sync::OnceLock;
 
+use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::datatypes::DataType;
+
 use regex::Regex;
+
+use crate::error::{LakeError, Result};
 
 /// How to normalise text before hashing or shingling.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -24,14 +30,13 @@ pub struct Normalize {
 }
 
 impl Normalize {
+    #[cfg(test)]
     pub fn none() -> Self {
         Normalize::default()
     }
+    #[cfg(test)]
     pub fn all() -> Self {
         Normalize { nfkc: true, lowercase: true, whitespace: true }
-    }
-    pub fn is_identity(&self) -> bool {
-        !self.nfkc && !self.lowercase && !self.whitespace
     }
 
     /// Apply to `s` (borrowed when nothing changes).
@@ -174,9 +179,43 @@ pub fn char_ngrams(s: &str, lo: usize, hi: usize, mut f: impl FnMut(&str)) {
     }
 }
 
+/// The rows of a text column as `Option<&str>` (null -> None). Utf8, LargeUtf8, Utf8View,
+/// and Binary/LargeBinary/BinaryView holding UTF-8 are accepted; invalid UTF-8 is an error
+/// naming the row.
+pub fn strings<'a>(array: &'a ArrayRef, column: &str) -> Result<Vec<Option<&'a str>>> {
+    Ok(match array.data_type() {
+        DataType::Utf8 => array.as_string::<i32>().iter().collect(),
+        DataType::LargeUtf8 => array.as_string::<i64>().iter().collect(),
+        DataType::Utf8View => array.as_string_view().iter().collect(),
+        DataType::Binary => utf8_rows(array.as_binary::<i32>().iter(), column)?,
+        DataType::LargeBinary => utf8_rows(array.as_binary::<i64>().iter(), column)?,
+        DataType::BinaryView => utf8_rows(array.as_binary_view().iter(), column)?,
+        other => {
+            return Err(LakeError::Schema(format!(
+                "column '{column}' is not a text column (type {other}); expected string or binary"
+            )))
+        }
+    })
+}
+
+fn utf8_rows<'a>(rows: impl Iterator<Item = Option<&'a [u8]>>, column: &str) -> Result<Vec<Option<&'a str>>> {
+    rows.enumerate()
+        .map(|(i, b)| {
+            b.map(|b| {
+                std::str::from_utf8(b).map_err(|_| {
+                    LakeError::InvalidArgument(format!("column '{column}', row {i}: bytes are not valid UTF-8"))
+                })
+            })
+            .transpose()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::array::Int64Array;
+    use std::sync::Arc;
 
     #[test]
     fn murmur3_matches_reference_values() {
@@ -203,5 +242,14 @@ mod tests {
         let mut out = vec![];
         char_ngrams("ab  c\td", 2, 2, |g| out.push(g.to_string()));
         assert_eq!(out, vec!["ab", "b ", " c", "c\t", "\td"]);
+    }
+
+    #[test]
+    fn binary_must_be_utf8() {
+        let b: ArrayRef = Arc::new(arrow::array::BinaryArray::from(vec![b"ok".as_ref(), b"\xff\xfe".as_ref()]));
+        let e = strings(&b, "raw").unwrap_err().to_string();
+        assert!(e.contains("'raw', row 1"), "{e}");
+        let n: ArrayRef = Arc::new(Int64Array::from(vec![1]));
+        assert!(strings(&n, "x").unwrap_err().to_string().contains("not a text column"));
     }
 }

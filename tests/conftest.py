@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -60,6 +61,19 @@ def make_vector_table(
     return t
 
 
+@pytest.fixture
+def sigint_raises():
+    """SIGINT raises ``KeyboardInterrupt`` in the main thread during the test (Python's
+    default handler), also when pytest runs as a background job, where SIGINT is ignored and
+    ``_thread.interrupt_main()`` would do nothing. The previous handler is restored after."""
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -88,26 +102,31 @@ class MotoS3:
                     break
             except OSError:
                 if time.time() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError("moto server did not start")
+                    raise RuntimeError("moto server did not start") from None
                 time.sleep(0.1)
         # The first 3 actions run unauthenticated: make a user with S3 rights and a key.
         iam = boto3.client(
-            "iam", endpoint_url=self.endpoint, region_name="us-east-1",
-            aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap",
+            "iam",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="bootstrap",
+            aws_secret_access_key="bootstrap",
         )
         iam.create_user(UserName="lakevec")
         iam.put_user_policy(
             UserName="lakevec",
             PolicyName="s3all",
-            PolicyDocument='{"Version":"2012-10-17","Statement":[{"Effect":"Allow",'
-            '"Action":"s3:*","Resource":"*"}]}',
+            PolicyDocument='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}',
         )
         key = iam.create_access_key(UserName="lakevec")["AccessKey"]
         self.key_id = key["AccessKeyId"]
         self.secret = key["SecretAccessKey"]
         self.s3 = boto3.client(
-            "s3", endpoint_url=self.endpoint, region_name="us-east-1",
-            aws_access_key_id=self.key_id, aws_secret_access_key=self.secret,
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=self.key_id,
+            aws_secret_access_key=self.secret,
         )
 
     def options(self, key_id: str | None = None, secret: str | None = None) -> dict:

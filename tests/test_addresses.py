@@ -13,6 +13,7 @@ import pytest
 
 import lakevec
 from lakevec import exceptions as E
+
 from conftest import make_vector_table
 
 deltalake = pytest.importorskip("deltalake")
@@ -32,7 +33,9 @@ def test_parquet_addresses_are_file_positions(tmp_path):
         assert v == int(f[1]) * 100 + r
     some = t.to_arrow(filter="id % 7 = 3 AND id > 120", with_row_address=True)
     assert all(v % 7 == 3 and v > 120 for v in some["id"].to_pylist())
-    assert [int(f[1]) * 100 + r for f, r in zip(some["_file"].to_pylist(), some["_row"].to_pylist())] == some["id"].to_pylist()
+    assert [int(f[1]) * 100 + r for f, r in zip(some["_file"].to_pylist(), some["_row"].to_pylist())] == some[
+        "id"
+    ].to_pylist()
     # take: any order, duplicates, across row groups and files
     addrs = [("p2.parquet", 99), ("p0.parquet", 0), ("p1.parquet", 31), ("p0.parquet", 0)]
     got = t.take(addrs, columns=["id"])
@@ -126,7 +129,10 @@ def test_column_mapping_take(shared_data):
     assert a.drop_columns(["_file", "_row"]).to_pylist() == plain.to_pylist() or sorted(
         map(repr, a.drop_columns(["_file", "_row"]).to_pylist())
     ) == sorted(map(repr, plain.to_pylist()))
-    assert t.take(a.take([4, 0])).drop_columns(["_file", "_row"]).to_pylist() == a.take([4, 0]).drop_columns(["_file", "_row"]).to_pylist()
+    assert (
+        t.take(a.take([4, 0])).drop_columns(["_file", "_row"]).to_pylist()
+        == a.take([4, 0]).drop_columns(["_file", "_row"]).to_pylist()
+    )
 
 
 def test_corrupt_delta_log_line_names_the_file(tmp_path):
@@ -181,7 +187,11 @@ def test_filters_read_fewer_bytes(tmp_path):
         d = root / f"year={year}"
         d.mkdir(parents=True)
         ids = pa.array(range(year * 1000, year * 1000 + 5000), pa.int64())
-        pq.write_table(pa.table({"id": ids, "v": pa.array([float(i) for i in range(5000)])}), d / "part.parquet", row_group_size=1000)
+        pq.write_table(
+            pa.table({"id": ids, "v": pa.array([float(i) for i in range(5000)])}),
+            d / "part.parquet",
+            row_group_size=1000,
+        )
     t = lakevec.Table.open(str(root))
     full = _bytes_scanned(t, "")
     by_partition = _bytes_scanned(t, "WHERE year = 2021")

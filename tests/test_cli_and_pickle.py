@@ -9,7 +9,10 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 import lakevec
+
 from conftest import make_vector_table
 
 
@@ -18,12 +21,12 @@ def test_demo_runs_and_prints_steps(tmp_path):
     cmd = [exe, "demo", "--rows", "3000"] if exe else [sys.executable, "-m", "lakevec", "demo", "--rows", "3000"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    lines = [l for l in out.stdout.splitlines() if l.startswith("[lakevec demo]")]
+    lines = [line for line in out.stdout.splitlines() if line.startswith("[lakevec demo]")]
     assert len(lines) >= 7, out.stdout
     assert "read all 3,000 rows" in out.stdout
     assert "SQL" in out.stdout
     assert "built an HNSW index over 'embedding'" in out.stdout
-    ranks = [l for l in out.stdout.splitlines() if l.strip().startswith("rank ")]
+    ranks = [line for line in out.stdout.splitlines() if line.strip().startswith("rank ")]
     assert len(ranks) == 5
     # the query is a row's own vector: that row comes back first, at distance 0
     qid = re.search(r"nearest to the vector of id (\d+)", out.stdout).group(1)
@@ -41,10 +44,7 @@ def test_table_pickles_as_small_handle(tmp_path):
     back = pickle.loads(blob)
     assert back.to_arrow().equals(t.to_arrow())
     # ...and in a fresh interpreter.
-    code = (
-        "import pickle,sys; t = pickle.loads(sys.stdin.buffer.read()); "
-        "print(t.num_rows)"
-    )
+    code = "import pickle,sys; t = pickle.loads(sys.stdin.buffer.read()); print(t.num_rows)"
     out = subprocess.run([sys.executable, "-c", code], input=blob, capture_output=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.decode().strip() == "1000"
@@ -64,7 +64,7 @@ def test_unpickled_pinned_versions_are_reopened_once_per_process(tmp_path):
     assert pickle.loads(plain) is not pickle.loads(plain)  # no version: listed again
     # a bounded LRU that a forked child does not inherit
     cache, made = ProcessCache(limit=2), []
-    make = lambda k: (lambda: made.append(k) or k)  # noqa: E731
+    make = lambda k: lambda: made.append(k) or k  # noqa: E731
     for k in ("a", "b", "a", "c", "b"):
         cache.get(k, make(k))
     assert made == ["a", "b", "c", "b"]  # "b" was evicted by "c" (least recently used)
@@ -109,3 +109,92 @@ def test_no_threads_at_import():
     before, after, py_threads = map(int, out.stdout.split())
     assert after == before, "importing lakevec started native threads"
     assert py_threads == 1
+
+
+_UNPICKLE_AND_RUN = """
+import pickle, sys
+import pyarrow as pa
+
+blobs, batch, spark_batch = pickle.loads(sys.stdin.buffer.read())
+out = {}
+for name, (kind, blob) in blobs.items():
+    obj = pickle.loads(blob)
+    if kind == "udf":  # a Ray batch UDF
+        res, modules = obj(batch), [type(obj).__module__]
+    elif kind == "datasource":
+        res = pa.concat_tables([b for task in obj.get_read_tasks(2) for b in task()])
+        modules = [type(obj).__module__]
+    elif kind == "read tasks":
+        res = pa.concat_tables([b for task in obj for b in task()])
+        modules = [task.read_fn.func.__module__ for task in obj]
+    else:  # a Spark mapInArrow function
+        res = pa.Table.from_batches(list(obj(iter(spark_batch.to_batches()))))
+        modules = [type(obj).__module__, type(obj.udf).__module__]
+    out[name] = (modules, res)
+sys.stdout.buffer.write(pickle.dumps(out))
+"""
+
+
+@pytest.mark.ray
+@pytest.mark.spark
+def test_ray_and_spark_objects_unpickle_and_work_in_a_fresh_process(tmp_path):
+    """Each Ray UDF, the Ray datasource (and its read tasks) and the Spark ``mapInArrow``
+    functions, pickled with plain pickle, load in a fresh interpreter from the modules of
+    the ``lakevec.ray`` package and give the in-process results on a small batch."""
+    pytest.importorskip("ray")
+    pytest.importorskip("pyspark")
+    import pyarrow as pa
+    from pyspark.sql.types import ArrayType, FloatType, LongType, StringType, StructField, StructType
+
+    import lakevec.ray as lray
+    import lakevec.spark as lspark
+
+    t = make_vector_table(tmp_path / "t.parquet", rows=300, dim=8)
+    table = lakevec.Table.open(str(tmp_path / "t.parquet"))
+    idx = lakevec.build_index(table, "vector", key="id", progress=False)
+    batch = t.slice(10, 20)
+    vectors = batch.column("vector").cast(pa.list_(pa.float32()))  # Spark has no fixed-size lists
+    spark_batch = batch.select(["id", "text"]).append_column("vector", vectors)
+    fields = [("id", LongType()), ("text", StringType()), ("vector", ArrayType(FloatType()))]
+    schema = StructType([StructField(name, ty) for name, ty in fields])
+    rules = {"long": r"w{5,}", "row": r"\brow\b"}
+    source = lray.LakeDatasource(table, ["id", "text"])
+    ray_udfs = {
+        "MinHashSignatures": lray.MinHashSignatures("text", num_perm=16),
+        "HashingEmbed": lray.HashingEmbed("text", dim=8),
+        "TagRules": lray.TagRules("text", rules),
+        "TagKNN": lray.TagKNN(idx, "vector", "label", k=3),
+        "SearchIndex": lray.SearchIndex(idx.uri, "vector", k=2, columns=["label"]),
+    }
+    spark_fns = {
+        "spark.minhash_signatures": lspark.minhash_signatures(schema, "text", num_perm=16)[0],
+        "spark.hashing_embed": lspark.hashing_embed(schema, "text", dim=8)[0],
+        "spark.tag_rules": lspark.tag_rules(schema, "text", rules)[0],
+        "spark.tag_knn": lspark.tag_knn(schema, idx, "vector", "label", k=3)[0],
+        "spark.search_index": lspark.search_index(schema, idx.uri, "vector", k=2, columns=["label"])[0],
+    }
+    blobs = {name: ("udf", pickle.dumps(obj)) for name, obj in ray_udfs.items()}
+    blobs.update({name: ("spark", pickle.dumps(fn)) for name, fn in spark_fns.items()})
+    blobs["LakeDatasource"] = ("datasource", pickle.dumps(source))
+    blobs["read tasks"] = ("read tasks", pickle.dumps(source.get_read_tasks(2)))
+    out = subprocess.run(
+        [sys.executable, "-c", _UNPICKLE_AND_RUN],
+        input=pickle.dumps((blobs, batch, spark_batch)),
+        capture_output=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr.decode()
+    got = pickle.loads(out.stdout)
+    for name, obj in ray_udfs.items():
+        modules, res = got[name]
+        assert modules == ["lakevec.ray.udf"], name
+        assert res.to_pydict() == obj(batch).to_pydict(), name  # (pickle drops a list field's "not null")
+    for name, fn in spark_fns.items():
+        modules, res = got[name]
+        assert modules == ["lakevec.spark", "lakevec.spark"], name
+        assert res.to_pydict() == pa.Table.from_batches(list(fn(iter(spark_batch.to_batches())))).to_pydict(), name
+    assert got["LakeDatasource"][0] == ["lakevec.ray.read"]
+    assert got["read tasks"][0] and set(got["read tasks"][0]) == {"lakevec.ray.read"}
+    for name in ("LakeDatasource", "read tasks"):
+        assert got[name][1].sort_by("id").equals(table.to_arrow(columns=["id", "text"])), name
+    assert got["TagRules"][1].column("tags").to_pylist() != [[]] * batch.num_rows  # the rules matched

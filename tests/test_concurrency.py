@@ -23,8 +23,7 @@ def big(tmp_path_factory):
     rng = np.random.default_rng(1)
     n = 1_500_000
     t = pa.table(
-        {f"f{i}": rng.random(n) for i in range(12)}
-        | {"s": pa.array(np.char.add("row", np.arange(n).astype(str)))}
+        {f"f{i}": rng.random(n) for i in range(12)} | {"s": pa.array(np.char.add("row", np.arange(n).astype(str)))}
     )
     p = d / "big.parquet"
     pq.write_table(t, p, row_group_size=100_000, compression="zstd")
@@ -58,7 +57,7 @@ def test_gil_released_during_read(big):
     assert ticks > 100 * elapsed, (ticks, elapsed)
 
 
-def test_ctrl_c_interrupts_a_long_call(tmp_path):
+def test_ctrl_c_interrupts_a_long_call(tmp_path, sigint_raises):
     n = 30_000
     pq.write_table(pa.table({"x": np.arange(n, dtype=np.int64)}), tmp_path / "n.parquet")
     t = lakevec.Table.open(str(tmp_path / "n.parquet"))
@@ -94,8 +93,9 @@ def test_child_processes_can_read(big, method):
     n = t.to_arrow(num_threads=2).num_rows  # parent has started its runtime and pools
     # Several children in a row: a fork-safety bug (parked runtime threads left in a
     # process-wide park table) crashed about one forked child in three.
-    _run_children(method, _child_read, (str(big),), (n, n, n), 6 if method == "fork" else 1,
-                  lambda: t.to_arrow(num_threads=2))  # the parent keeps working between forks
+    _run_children(
+        method, _child_read, (str(big),), (n, n, n), 6 if method == "fork" else 1, lambda: t.to_arrow(num_threads=2)
+    )  # the parent keeps working between forks
 
 
 def _run_children(method, target, args, want, repeats, between) -> None:
@@ -127,8 +127,15 @@ def _child_kernels(args, q) -> None:
     emb = lv.embed.hashing(t.column("text"), dim=16, num_threads=2)
     hits = lv.open_index(index_uri).search(vec, k=3, num_threads=2)
     n = lv.read_table(table_uri, num_threads=2).num_rows
-    q.put((clusters.column("cluster_id").to_pylist(), tags.column("tags").to_pylist(), len(emb),
-           hits.column("_row").to_pylist(), n))
+    q.put(
+        (
+            clusters.column("cluster_id").to_pylist(),
+            tags.column("tags").to_pylist(),
+            len(emb),
+            hits.column("_row").to_pylist(),
+            n,
+        )
+    )
 
 
 @pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
@@ -137,12 +144,20 @@ def test_child_processes_run_every_kernel(tmp_path, method):
         pytest.skip(f"{method} not available")
     rng = np.random.default_rng(3)
     vecs = rng.random((500, 8), dtype=np.float32)
-    pq.write_table(pa.table({"v": pa.FixedSizeListArray.from_arrays(pa.array(vecs.ravel()), 8)}), tmp_path / "v.parquet")
+    pq.write_table(
+        pa.table({"v": pa.FixedSizeListArray.from_arrays(pa.array(vecs.ravel()), 8)}), tmp_path / "v.parquet"
+    )
     idx = lakevec.build_index(str(tmp_path / "v.parquet"), "v", progress=False, num_threads=2)
     texts = ["the quick brown fox jumps", "the quick brown fox jumps!", "a lazy dog sleeps all day", None] * 20
     args = (texts, idx.uri, str(tmp_path / "v.parquet"), vecs[0])
     q0 = mp.get_context("spawn").Queue()
     _child_kernels(args, q0)  # the parent runs everything first: its pools and runtime exist
     want = q0.get(timeout=5)
-    _run_children(method, _child_kernels, (args,), want, 3 if method == "fork" else 1,
-                  lambda: lakevec.dedup.minhash(pa.table({"text": texts}), "text", num_threads=2))
+    _run_children(
+        method,
+        _child_kernels,
+        (args,),
+        want,
+        3 if method == "fork" else 1,
+        lambda: lakevec.dedup.minhash(pa.table({"text": texts}), "text", num_threads=2),
+    )

@@ -50,7 +50,7 @@ def _shingles(text, n=5):
     if not toks:
         return frozenset()
     n = min(n, len(toks))
-    return frozenset(" ".join(toks[i:i + n]) for i in range(len(toks) - n + 1))
+    return frozenset(" ".join(toks[i : i + n]) for i in range(len(toks) - n + 1))
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +135,9 @@ def test_exact_on_a_lake_table_and_multi_column(tmp_path):
     assert res.column_names[:2] == ["_file", "_row"]
     assert res.column("cluster_id").to_pylist() == [0, 0, 2, 3, 3]
     assert res.column("is_representative").to_pylist() == [False, True, True, True, False]
-    longest = lakevec.dedup.exact(pa.table({"s": ["aa", "AA ", "aa"]}), "s", normalize=["lower", "whitespace"], keep="longest")
+    longest = lakevec.dedup.exact(
+        pa.table({"s": ["aa", "AA ", "aa"]}), "s", normalize=["lower", "whitespace"], keep="longest"
+    )
     assert longest.column("is_representative").to_pylist() == [False, True, False]
     assert longest.column_names[0] == "row"
 
@@ -175,15 +177,22 @@ def test_bad_input(tmp_path):
         lakevec.embed.hashing(["a"], dim=0)
 
 
-def test_review_regressions_dedup():
-    """Huge bands/rows, k=0, and many identical texts are errors or handled, never a panic
-    or a quadratic blow-up."""
+def test_many_identical_texts_are_joined_by_star_edges_not_all_pairs():
+    """3,000 copies of one text: one cluster, 2,999 pairs (never 3000*2999/2)."""
     t = pa.table({"s": ["same boilerplate text here"] * 3000 + ["other words entirely"]})
     res, pairs = lakevec.dedup.minhash(t, "s", threshold=0.8, ngram=2, pairs=True)
     assert res.column("cluster_size").to_pylist()[:3] == [3000] * 3
     assert pairs.num_rows == 2999  # star edges to the first copy, not 3000*2999/2
+
+
+def test_huge_bands_and_rows_are_an_argument_error():
+    """bands/rows beyond num_perm (here beyond u32) raise instead of panicking."""
+    t = pa.table({"s": ["same boilerplate text here"] * 3000 + ["other words entirely"]})
     with pytest.raises(E.InvalidArgumentError, match="bands"):
         lakevec.dedup.minhash(t, "s", bands=2**32, rows=2**32)
+
+
+def test_semantic_dedup_with_k_zero_is_an_argument_error():
     v = pa.table({"v": pa.FixedSizeListArray.from_arrays(pa.array(np.ones(8, np.float32)), 4)})
     with pytest.raises(E.InvalidArgumentError, match="k must be"):
         lakevec.dedup.semantic(v, 0.9, column="v", k=0)

@@ -9,10 +9,12 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 import lakevec
 from lakevec import exceptions as E
+
 from conftest import DATA, require_shared
 
 deltalake = pytest.importorskip("deltalake")
@@ -72,9 +74,7 @@ def test_reads_right_or_refuses_clearly(path: Path):
     except E.LakevecError as e:
         # Refused: the message must say why and name the table.
         assert path.name in str(e), e
-        assert path.name not in KNOWN_ROWS or path.name == "checkpoint-v2-table", (
-            f"{path.name} should be readable: {e}"
-        )
+        assert path.name not in KNOWN_ROWS or path.name == "checkpoint-v2-table", f"{path.name} should be readable: {e}"
         return
     t = lakevec.Table.open(str(path))
     assert t.format == "delta" and t.version is not None
@@ -123,7 +123,9 @@ def five_versions(tmp_path):
     uri = str(tmp_path / "tt")
     write_deltalake(uri, pa.table({"id": pa.array(range(10), pa.int64()), "s": [f"a{i}" for i in range(10)]}))
     time.sleep(0.05)
-    write_deltalake(uri, pa.table({"id": pa.array(range(10, 15), pa.int64()), "s": [f"b{i}" for i in range(5)]}), mode="append")
+    write_deltalake(
+        uri, pa.table({"id": pa.array(range(10, 15), pa.int64()), "s": [f"b{i}" for i in range(5)]}), mode="append"
+    )
     time.sleep(0.05)
     DeltaTable(uri).delete("id % 3 = 0")
     time.sleep(0.05)
@@ -177,3 +179,22 @@ def test_filter_and_sql_on_delta(shared_data):
     assert ohio.num_rows == plain.num_rows > 0  # this table has no removed files
     n = lakevec.sql("SELECT count(*) AS n FROM c WHERE state = 'Ohio'", tables={"c": t})
     assert n["n"][0].as_py() == ohio.num_rows
+
+
+@pytest.mark.parametrize("name", ["table-with-dv-small", "table_with_deletion_logs"])
+def test_deletion_vectors_through_a_symlinked_folder(shared_data, tmp_path, name):
+    """A table reached through a symbolic link (e.g. a symlinked ../shared) lists its files
+    with their deletion vectors and reads the same rows as through its real path."""
+    real = shared_data / "tables" / "delta"
+    link = tmp_path / "lake"
+    link.symlink_to(real, target_is_directory=True)
+    direct = lakevec.Table.open(str(real / name))
+    linked = lakevec.Table.open(str(link / name))
+    cols = ["path", "num_deleted", "deleted_rows"]
+    want = direct.files().select(cols).sort_by("path")
+    assert linked.files().select(cols).sort_by("path").equals(want)
+    assert pc.sum(want.column("num_deleted")).as_py() > 0
+    assert linked.num_rows == direct.num_rows == KNOWN_ROWS[name]
+    assert _rows(linked.to_arrow()) == _rows(direct.to_arrow())
+    # and through a file:// URL of the link
+    assert lakevec.Table.open(f"file://{link / name}").files().num_rows == want.num_rows

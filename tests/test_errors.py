@@ -8,6 +8,7 @@ import pytest
 
 import lakevec
 from lakevec import exceptions as E
+
 from conftest import make_vector_table
 
 

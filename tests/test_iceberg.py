@@ -102,9 +102,7 @@ def test_schema_evolution_by_field_id(events):
 
 
 def test_catalog_name_and_metadata_path(events):
-    via_catalog = lakevec.Table.open(
-        "lake.db.events", catalog={"type": "sql", "uri": events["catalog_uri"]}
-    )
+    via_catalog = lakevec.Table.open("lake.db.events", catalog={"type": "sql", "uri": events["catalog_uri"]})
     assert via_catalog.version == events["snapshots"][-1]
     meta = events["table"].metadata_location
     via_file = lakevec.Table.open(meta)
@@ -239,6 +237,7 @@ def test_missing_manifest_names_the_file(tmp_path):
     assert os.path.basename(path) in str(ei.value)
 
 
+@pytest.mark.s3
 def test_iceberg_on_s3(moto_s3, tmp_path):
     bucket = "icewh"
     moto_s3.s3.create_bucket(Bucket=bucket)

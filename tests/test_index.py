@@ -16,8 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import lakevec
-from conftest import load_ann
 from lakevec import exceptions as E
+
+from conftest import load_ann
 
 deltalake = pytest.importorskip("deltalake")
 
@@ -55,7 +56,9 @@ def ann_sets(shared_data, tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("name,fmt", [("minilm", "delta"), ("minilm", "parquet"), ("mnist", "delta"), ("mnist", "parquet")])
+@pytest.mark.parametrize(
+    "name,fmt", [("minilm", "delta"), ("minilm", "parquet"), ("mnist", "delta"), ("mnist", "parquet")]
+)
 def test_recall_against_ground_truth(ann_sets, name, fmt):
     path, idx, queries, truth, base = ann_sets[(name, fmt)]
     assert idx.stats()["rows"] == base.num_rows
@@ -171,11 +174,13 @@ def _vec_table(n, dim=8, seed=0, nan_rows=()):
     v = rng.standard_normal((n, dim)).astype(np.float32)
     for r in nan_rows:
         v[r, 0] = np.nan
-    return pa.table({
-        "id": np.arange(n, dtype=np.int64),
-        "name": [f"r{i}" for i in range(n)],
-        "vector": pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), dim),
-    }), v
+    return pa.table(
+        {
+            "id": np.arange(n, dtype=np.int64),
+            "name": [f"r{i}" for i in range(n)],
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), dim),
+        }
+    ), v
 
 
 def test_bad_tables_are_clear_errors(tmp_path):
@@ -236,8 +241,10 @@ def test_knn_graph(ann_sets):
     ex = idx.search(vq, k=6, exact=True)
     hits = 0
     for qi in range(10):
-        want = set(zip(*[ex.filter(pc.equal(ex.column("query"), qi)).column(c).to_pylist() for c in ("_file", "_row")])) - {src[qi * 5]}
-        got = set(dst[qi * 5:(qi + 1) * 5])
+        want = set(
+            zip(*[ex.filter(pc.equal(ex.column("query"), qi)).column(c).to_pylist() for c in ("_file", "_row")])
+        ) - {src[qi * 5]}
+        got = set(dst[qi * 5 : (qi + 1) * 5])
         hits += len(want & got)
     assert hits / 50 >= 0.9
 
@@ -280,6 +287,7 @@ def test_forked_and_spawned_children(ann_sets):
         except BaseException:
             os._exit(2)
     import time
+
     deadline = time.time() + 120
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
@@ -292,6 +300,7 @@ def test_forked_and_spawned_children(ann_sets):
     assert os.waitstatus_to_exitcode(status) == 0
 
 
+@pytest.mark.s3
 def test_s3_index_with_columns(moto_s3, tmp_path):
     t, v = _vec_table(400, dim=8, seed=5)
     local = tmp_path / "t"
@@ -327,7 +336,8 @@ def open_moto():
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 30
     while True:
@@ -337,7 +347,7 @@ def open_moto():
         except OSError:
             if time.time() > deadline:
                 proc.kill()
-                raise RuntimeError("moto server did not start")
+                raise RuntimeError("moto server did not start") from None
             time.sleep(0.1)
 
     class M:
@@ -345,8 +355,13 @@ def open_moto():
 
     m = M()
     m.port = port
-    m.s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
-                        aws_access_key_id="k", aws_secret_access_key="s")
+    m.s3 = boto3.client(
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        region_name="us-east-1",
+        aws_access_key_id="k",
+        aws_secret_access_key="s",
+    )
 
     def upload_dir(bucket, local, prefix):
         for f in sorted(local.rglob("*")):
@@ -374,6 +389,7 @@ def _fault_proxy(moto_s3):
 
 
 @pytest.mark.parametrize("action", ["ack_then_drop", "status:409:ConditionalRequestConflict", "503_slowdown"])
+@pytest.mark.s3
 def test_ambiguous_manifest_commit_on_s3(open_moto, tmp_path, action):
     """The manifest PUT lands but its answer is lost (or a 409/503 comes back): the commit
     reads the manifest back, finds its own writer id and succeeds; the index is whole."""
@@ -387,8 +403,11 @@ def test_ambiguous_manifest_commit_on_s3(open_moto, tmp_path, action):
     proxy, port = _fault_proxy(moto_s3)
     try:
         opts = {
-            "aws_access_key_id": "k", "aws_secret_access_key": "s", "aws_region": "us-east-1",
-            "aws_endpoint": f"http://127.0.0.1:{port}", "aws_allow_http": "true",
+            "aws_access_key_id": "k",
+            "aws_secret_access_key": "s",
+            "aws_region": "us-east-1",
+            "aws_endpoint": f"http://127.0.0.1:{port}",
+            "aws_allow_http": "true",
         }
         table = lakevec.Table.open(f"s3://{bucket}/t", opts)
         proxy.rules.append({"method": "PUT", "path_substr": "/manifests/", "action": action, "times": 1})
@@ -407,13 +426,17 @@ def test_ambiguous_manifest_commit_on_s3(open_moto, tmp_path, action):
         proxy.stop()
 
 
-def test_review_regressions_index(ann_sets, tmp_path):
-    """Absurd k/ef are argument errors (they aborted the process), globs are refused."""
+def test_absurd_k_or_ef_is_an_argument_error(ann_sets):
+    """Huge or zero k, huge ef: InvalidArgumentError (they aborted the process)."""
     path, idx, queries, truth, base = ann_sets[("mnist", "parquet")]
     for kw in ({"k": 10**14}, {"k": 3, "ef": 2**62}, {"k": 0}):
         with pytest.raises(E.InvalidArgumentError):
             idx.search(queries[:1], stale="ignore", **kw)
     with pytest.raises(E.InvalidArgumentError):
         idx.knn_graph(k=2**63)
+
+
+def test_build_index_refuses_a_glob(ann_sets):
+    path, idx, queries, truth, base = ann_sets[("mnist", "parquet")]
     with pytest.raises(E.UnsupportedFeatureError, match="glob"):
         lakevec.build_index(str(path) + "/part-0*.parquet", "vector", progress=False)

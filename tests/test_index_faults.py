@@ -23,10 +23,12 @@ DIM = 32
 
 def _batch(ids, seed):
     v = np.random.default_rng(seed).standard_normal((len(ids), DIM)).astype(np.float32)
-    return pa.table({
-        "id": pa.array(ids, pa.int64()),
-        "vector": pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), DIM),
-    })
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.int64()),
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), DIM),
+        }
+    )
 
 
 CHILD = """
@@ -72,6 +74,7 @@ def _run_killed(p: str, op: str, delay: float) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_sigkill_during_build_and_refresh(tmp_path):
     p = str(tmp_path / "t")
     deltalake.write_deltalake(p, _batch(range(0, 6000), 0))
@@ -83,7 +86,7 @@ def test_sigkill_during_build_and_refresh(tmp_path):
     version = _exact_ok(p, q)
     rng = random.Random(7)
     completed = 0
-    for i in range(20):
+    for _ in range(20):
         finished = _run_killed(p, "build", rng.uniform(0.05, span * 1.1))
         v = _exact_ok(p, q)
         assert v in (version, version + 1)
@@ -156,7 +159,7 @@ def test_flipped_or_truncated_sidecar_bytes(tmp_path):
         lakevec.open_index(lakevec.Table.open(p))
 
 
-def test_ctrl_c_interrupts_build_and_search(tmp_path):
+def test_ctrl_c_interrupts_build_and_search(tmp_path, sigint_raises):
     """KeyboardInterrupt reaches a running build within ~1 s (the graph build polls a cancel
     flag between chunks); the index is left as it was and lakevec keeps working."""
     import _thread
@@ -165,10 +168,15 @@ def test_ctrl_c_interrupts_build_and_search(tmp_path):
     p = str(tmp_path / "t")
     rng = np.random.default_rng(0)
     v = rng.standard_normal((60_000, 64)).astype(np.float32)
-    deltalake.write_deltalake(p, pa.table({
-        "id": np.arange(len(v)),
-        "vector": pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), 64),
-    }))
+    deltalake.write_deltalake(
+        p,
+        pa.table(
+            {
+                "id": np.arange(len(v)),
+                "vector": pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), 64),
+            }
+        ),
+    )
     timer = threading.Timer(1.0, _thread.interrupt_main)
     start = time.perf_counter()
     timer.start()
@@ -180,9 +188,14 @@ def test_ctrl_c_interrupts_build_and_search(tmp_path):
     with pytest.raises(E.TableNotFoundError):
         lakevec.open_index(lakevec.Table.open(p))  # nothing was committed
     small = str(tmp_path / "small")
-    deltalake.write_deltalake(small, pa.table({
-        "id": np.arange(500),
-        "vector": pa.FixedSizeListArray.from_arrays(pa.array(v[:500].ravel()), 64),
-    }))
+    deltalake.write_deltalake(
+        small,
+        pa.table(
+            {
+                "id": np.arange(500),
+                "vector": pa.FixedSizeListArray.from_arrays(pa.array(v[:500].ravel()), 64),
+            }
+        ),
+    )
     idx = lakevec.build_index(small, "vector", key="id", progress=False)
     assert idx.search(v[:3], k=1).column("id").to_pylist() == [0, 1, 2]

@@ -21,11 +21,13 @@ DIM = 16
 def _batch(ids, seed):
     rng = np.random.default_rng(seed)
     v = rng.standard_normal((len(ids), DIM)).astype(np.float32)
-    t = pa.table({
-        "id": pa.array(ids, pa.int64()),
-        "grp": pa.array([i % 4 for i in ids], pa.int64()),
-        "vector": pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), DIM),
-    })
+    t = pa.table(
+        {
+            "id": pa.array(ids, pa.int64()),
+            "grp": pa.array([i % 4 for i in ids], pa.int64()),
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), DIM),
+        }
+    )
     return t, v
 
 

@@ -7,6 +7,7 @@ import pyarrow as pa
 import pytest
 
 import lakevec
+
 from conftest import make_vector_table
 
 
@@ -49,10 +50,10 @@ def test_pyarrow_table_is_not_copied(table):
 
 def test_duckdb_reads_results_and_tables(table):
     duckdb = pytest.importorskip("duckdb")
-    result = table.to_arrow()
+    result = table.to_arrow()  # noqa: F841 - read by duckdb by its name
     n = duckdb.sql("SELECT count(*) FROM result WHERE label = 'l3'").fetchall()[0][0]
     assert n == 500
-    stream = table.scan(columns=["id"])
+    stream = table.scan(columns=["id"])  # noqa: F841 - read by duckdb by its name
     total = duckdb.sql("SELECT sum(id) FROM stream").fetchall()[0][0]
     assert total == sum(range(5000))
 

@@ -9,13 +9,17 @@ import pytest
 from conftest import ROOT, require_shared
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+# notebook 04 starts a Ray cluster and a Spark session (~100 s)
+EXTRA_MARKS = {"04_ray_and_spark.ipynb": [pytest.mark.ray, pytest.mark.spark, pytest.mark.slow]}
+
+pytestmark = pytest.mark.notebook
 
 
 def test_notebooks_exist():
     assert NOTEBOOKS, "no notebooks found"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+@pytest.mark.parametrize("path", [pytest.param(p, id=p.name, marks=EXTRA_MARKS.get(p.name, [])) for p in NOTEBOOKS])
 def test_notebook_runs(path: Path):
     require_shared()
     nbformat = pytest.importorskip("nbformat")

@@ -13,12 +13,15 @@ import pyarrow.parquet as pq
 import pytest
 
 import lakevec
-from conftest import load_ann
 from lakevec import exceptions as E
+
+from conftest import load_ann
 
 ray = pytest.importorskip("ray")
 deltalake = pytest.importorskip("deltalake")
 import lakevec.ray as lray  # noqa: E402
+
+pytestmark = pytest.mark.ray
 
 RULES = {"python": r"\bpython\b", "game": [r"\bgames?\b", r"\bpuzzle\b"], "lib": r"\blibrary\b"}
 KEYWORDS = {"docs": ["documentation", "manual"], "fonts": ["font", "typeface"]}
@@ -40,8 +43,9 @@ def _sorted(t: pa.Table, keys=("_file", "_row")) -> pa.Table:
 
 def _same_rows(ds, uri, **kw):
     got = _sorted(lray.to_arrow(ds))
-    want = _sorted(lakevec.Table.open(uri, version=kw.get("version")).to_arrow(with_row_address=True,
-                                                                              columns=kw.get("columns")))
+    want = _sorted(
+        lakevec.Table.open(uri, version=kw.get("version")).to_arrow(with_row_address=True, columns=kw.get("columns"))
+    )
     assert got.schema == want.schema
     assert got.equals(want)
     return got
@@ -52,8 +56,15 @@ def _arrow(ds) -> pa.Table:
 
 
 # ------------------------------------------------------------------ read_table
-@pytest.mark.parametrize("table", ["tables/delta/table-with-dv-small", "tables/delta/table_with_deletion_logs",
-                                   "tables/iceberg/lineitem_iceberg", "text/debian_descriptions.parquet"])
+@pytest.mark.parametrize(
+    "table",
+    [
+        "tables/delta/table-with-dv-small",
+        "tables/delta/table_with_deletion_logs",
+        "tables/iceberg/lineitem_iceberg",
+        "text/debian_descriptions.parquet",
+    ],
+)
 def test_read_table_returns_the_single_process_rows(cluster, shared_data, table):
     uri = str(shared_data / table)
     ds = lray.read_table(uri, with_row_address=True, override_num_blocks=5)
@@ -110,12 +121,14 @@ def test_read_plans_skip_deleted_rows_without_tiny_parts():
     from lakevec import _dist
 
     kept = [5, 77, 50_000, 99_999]
-    files = pa.table({
-        "path": ["a", "b", "c"],
-        "size": [1000, 1000, 1000],
-        "num_records": [100_000, 1_000, 10],
-        "deleted_rows": [sorted(set(range(100_000)) - set(kept)), list(range(1_000)), []],
-    })
+    files = pa.table(
+        {
+            "path": ["a", "b", "c"],
+            "size": [1000, 1000, 1000],
+            "num_records": [100_000, 1_000, 10],
+            "deleted_rows": [sorted(set(range(100_000)) - set(kept)), list(range(1_000)), []],
+        }
+    )
     plans = _dist.plan_read(_FakeFiles(files), 3)
     parts = [p for plan in plans for p in plan.parts]
     assert len(parts) <= 4 and all(p[0] != "b" for p in parts)  # the all-deleted file is skipped
@@ -195,7 +208,9 @@ def minilm(cluster, shared_data, tmp_path_factory):
     """MiniLM base as a Delta table of 5 files (4 now, one appended later), a Ray-built
     index with a segment per file, and a single-process index."""
     base, queries, truth = load_ann(shared_data, "minilm")
-    base = base.append_column("label", pc.cast(pc.bit_wise_and(base.column("id"), pa.scalar(7, pa.int64())), pa.string()))
+    base = base.append_column(
+        "label", pc.cast(pc.bit_wise_and(base.column("id"), pa.scalar(7, pa.int64())), pa.string())
+    )
     path = str(tmp_path_factory.mktemp("minilm") / "t")
     n = base.num_rows
     cuts = [0, n // 5, 2 * n // 5, 3 * n // 5, 4 * n // 5]
@@ -204,8 +219,16 @@ def minilm(cluster, shared_data, tmp_path_factory):
     timings: dict = {}
     idx = lray.build_index(path, "vector", metric="cosine", key="id", files_per_task=1, timings=timings)
     single = lakevec.build_index(path, "vector", metric="cosine", key="id", index_uri=path + "_single", progress=False)
-    return dict(path=path, base=base, queries=queries, truth=truth, idx=idx, single=single, tail=base.slice(cuts[4]),
-                timings=timings)
+    return dict(
+        path=path,
+        base=base,
+        queries=queries,
+        truth=truth,
+        idx=idx,
+        single=single,
+        tail=base.slice(cuts[4]),
+        timings=timings,
+    )
 
 
 def test_ray_built_index_matches_single_process_recall(minilm):
@@ -238,8 +261,12 @@ def test_search_fan_out_equals_in_process(minilm):
 
 def test_search_and_knn_udfs_equal_in_process(minilm):
     idx = minilm["idx"]
-    qt = pa.table({"qid": pa.array(range(300), pa.int64()),
-                   "vector": pa.FixedSizeListArray.from_arrays(pa.array(minilm["queries"][:300].ravel()), 384)})
+    qt = pa.table(
+        {
+            "qid": pa.array(range(300), pa.int64()),
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(minilm["queries"][:300].ravel()), 384),
+        }
+    )
     ds = ray.data.from_arrow(qt).repartition(3)
     hits = _arrow(ds.map_batches(lray.SearchIndex(idx.uri, "vector", k=5, columns=["label"]), batch_format="pyarrow"))
     want = idx.search(qt.column("vector"), k=5, columns=["label"])
@@ -289,13 +316,13 @@ def test_segment_commit_checks_what_it_publishes(tmp_path):
         deltalake.write_deltalake(path, pa.table({"v": vec}), mode="append" if i else "error")
     t = lakevec.Table.open(path)
     files = t.files().column("path").to_pylist()
-    spec = ("v", "l2", "default", None, None, 16, 100, "error")
+    spec = _lakevec.BuildSpec("v", "l2", ef_construction=100)
     parts = [_lakevec.VectorIndex.build_segment(t._inner, spec, [f]) for f in files]
     with pytest.raises(E.InvalidArgumentError, match="no segment holds"):
         _lakevec.VectorIndex.commit_build(t._inner, spec, parts[:2])
     with pytest.raises(E.InvalidArgumentError, match="in two segments"):
         _lakevec.VectorIndex.commit_build(t._inner, spec, parts + parts[:1])
-    other = ("v", "cosine", "default", None, None, 16, 100, "error")
+    other = _lakevec.BuildSpec("v", "cosine", ef_construction=100)
     with pytest.raises(E.InvalidArgumentError, match="built for"):
         _lakevec.VectorIndex.commit_build(t._inner, other, parts)
     old = lakevec.Table.open(path, version=1)
@@ -318,7 +345,7 @@ def test_segments_of_files_without_vectors_still_cover_them(tmp_path):
     pq.write_table(pa.table({"v": pa.array([[1.0, 2.0], [3.0, 4.0]], pa.list_(pa.float32()))}), d / "a.parquet")
     pq.write_table(pa.table({"v": pa.array([None], pa.list_(pa.float32()))}), d / "b.parquet")
     t = lakevec.Table.open(str(d))
-    spec = ("v", "l2", "default", None, None, 16, 100, "skip")
+    spec = _lakevec.BuildSpec("v", "l2", ef_construction=100, on_invalid="skip")
     parts = [_lakevec.VectorIndex.build_segment(t._inner, spec, [f]) for f in ("a.parquet", "b.parquet")]
     idx = lakevec.VectorIndex(_lakevec.VectorIndex.commit_build(t._inner, spec, parts))
     assert idx.stats()["data_files"] == 2 and idx.stats()["last_commit"]["rows_skipped"] == 1
@@ -335,20 +362,33 @@ def test_read_table_names_a_missing_column(cluster, shared_data):
         lray.read_table(str(shared_data / "tables" / "delta" / "table-with-dv-small"), columns=["nope"])
 
 
+@pytest.mark.s3
 def test_pickled_objects_are_small_and_hold_no_secret(cluster, moto_s3, shared_data, tmp_path):
     # on S3 with real (random, moto-issued) credentials
     moto_s3.s3.create_bucket(Bucket="ray-pickles")
-    moto_s3.s3.upload_file(str(shared_data / "text" / "debian_descriptions.parquet"), "ray-pickles", "deb/part-0.parquet")
-    vec = pa.table({"id": pa.array(range(50), pa.int64()), "label": [str(i % 3) for i in range(50)],
-                    "vector": pa.FixedSizeListArray.from_arrays(pa.array(np.random.default_rng(0).random(50 * 8, np.float32)), 8)})
+    moto_s3.s3.upload_file(
+        str(shared_data / "text" / "debian_descriptions.parquet"), "ray-pickles", "deb/part-0.parquet"
+    )
+    vec = pa.table(
+        {
+            "id": pa.array(range(50), pa.int64()),
+            "label": [str(i % 3) for i in range(50)],
+            "vector": pa.FixedSizeListArray.from_arrays(
+                pa.array(np.random.default_rng(0).random(50 * 8, np.float32)), 8
+            ),
+        }
+    )
     pq.write_table(vec, tmp_path / "vec.parquet")
     moto_s3.s3.upload_file(str(tmp_path / "vec.parquet"), "ray-pickles", "vec/part-0.parquet")
     opts = moto_s3.options()
     t = lakevec.Table.open("s3://ray-pickles/deb", storage_options=opts)
     idx = lakevec.build_index("s3://ray-pickles/vec", "vector", storage_options=opts, progress=False)
     # locally, with sentinel secrets that the local store ignores
-    sentinels = {"aws_secret_access_key": "SENTINEL-SECRET-9b1", "aws_session_token": "SENTINEL-TOKEN-5f3a",
-                 "azure_storage_account_key": "SENTINEL-AZ-77c"}
+    sentinels = {
+        "aws_secret_access_key": "SENTINEL-SECRET-9b1",
+        "aws_session_token": "SENTINEL-TOKEN-5f3a",
+        "azure_storage_account_key": "SENTINEL-AZ-77c",
+    }
     local = lakevec.Table.open(str(tmp_path / "vec.parquet"), storage_options=sentinels)
     local_idx = lakevec.build_index(local, "vector", progress=False)
     secrets = [opts["aws_secret_access_key"].encode(), opts["aws_access_key_id"].encode()]
@@ -397,6 +437,7 @@ def test_distributed_minhash_equals_single_process_on_debian(cluster, shared_dat
     assert set(timings) == {"signatures", "buckets", "components", "output"}
 
 
+@pytest.mark.slow
 def test_distributed_minhash_over_a_dataset_with_keep_policies(cluster, debian):
     t = debian.append_column("score", pa.array(np.random.default_rng(1).random(debian.num_rows)))
     ds = ray.data.from_arrow(t).repartition(5).materialize()

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import lakevec
+
 from conftest import DATA, require_shared
 
 

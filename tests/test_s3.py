@@ -11,18 +11,16 @@ import pytest
 import lakevec
 from lakevec import exceptions as E
 
+pytestmark = pytest.mark.s3
+
 BUCKET = "lake"
 
 
 @pytest.fixture(scope="module")
 def s3(moto_s3, shared_data):
     moto_s3.s3.create_bucket(Bucket=BUCKET)
-    moto_s3.s3.upload_file(
-        str(shared_data / "text" / "debian_descriptions.parquet"), BUCKET, "text/debian.parquet"
-    )
-    moto_s3.upload_dir(
-        BUCKET, shared_data / "tables" / "delta" / "delta-0.8.0-partitioned", "partitioned"
-    )
+    moto_s3.s3.upload_file(str(shared_data / "text" / "debian_descriptions.parquet"), BUCKET, "text/debian.parquet")
+    moto_s3.upload_dir(BUCKET, shared_data / "tables" / "delta" / "delta-0.8.0-partitioned", "partitioned")
     moto_s3.upload_dir(BUCKET, shared_data / "tables" / "delta" / "COVID-19_NYT", "covid")
     moto_s3.upload_dir(BUCKET, shared_data / "tables" / "delta" / "table-with-dv-small", "dv")
     moto_s3.upload_dir(BUCKET, shared_data / "tables" / "delta" / "simple_table", "simple")
@@ -43,12 +41,8 @@ def test_file_read_equals_local(s3, shared_data):
 
 
 def test_partitioned_folder_equals_local(s3, shared_data):
-    local = lakevec.read_table(
-        str(shared_data / "tables" / "delta" / "delta-0.8.0-partitioned"), format="parquet"
-    )
-    got = lakevec.read_table(
-        f"s3://{BUCKET}/partitioned", format="parquet", storage_options=s3.options()
-    )
+    local = lakevec.read_table(str(shared_data / "tables" / "delta" / "delta-0.8.0-partitioned"), format="parquet")
+    got = lakevec.read_table(f"s3://{BUCKET}/partitioned", format="parquet", storage_options=s3.options())
     assert got.equals(local)
     assert got.num_rows == 7
 
@@ -56,9 +50,7 @@ def test_partitioned_folder_equals_local(s3, shared_data):
 def test_multi_file_table_and_sql(s3, shared_data):
     t = lakevec.Table.open(f"s3://{BUCKET}/covid", s3.options(), format="parquet")
     assert t.num_rows == 1_111_930
-    local = lakevec.Table.open(
-        str(shared_data / "tables" / "delta" / "COVID-19_NYT"), format="parquet"
-    )
+    local = lakevec.Table.open(str(shared_data / "tables" / "delta" / "COVID-19_NYT"), format="parquet")
     assert t.files()["path"].to_pylist() == local.files()["path"].to_pylist()
     q = "SELECT count(*) AS n, sum(deaths) AS d FROM c WHERE state = 'Ohio'"
     assert lakevec.sql(q, tables={"c": t}).equals(lakevec.sql(q, tables={"c": local}))

@@ -20,6 +20,8 @@ deltalake = pytest.importorskip("deltalake")
 import lakevec.spark as lspark  # noqa: E402
 from lakevec.spark import binary_to_signatures  # noqa: E402
 
+pytestmark = pytest.mark.spark
+
 RULES = {"python": r"\bpython\b", "game": [r"\bgames?\b", r"\bpuzzle\b"]}
 KEYWORDS = {"docs": ["documentation", "manual"]}
 
@@ -106,12 +108,22 @@ def test_functions_pickle_small_without_live_handles(small_index):
     idx, q = small_index
     from pyspark.sql.types import ArrayType, FloatType, LongType, StringType, StructField, StructType
 
-    schema = StructType([StructField("id", LongType()), StructField("vector", ArrayType(FloatType())),
-                         StructField("text", StringType())])
-    batch = pa.RecordBatch.from_pydict({"id": [1], "vector": [q.column("vector")[0].as_py()], "text": ["a python game"]})
-    for fn, out in (lspark.search_index(schema, idx, "vector", k=3, columns=["label", "id"]),
-                    lspark.tag_knn(schema, idx.uri, "vector", "label"),
-                    lspark.tag_rules(schema, "text", RULES), lspark.minhash_signatures(schema, "text")):
+    schema = StructType(
+        [
+            StructField("id", LongType()),
+            StructField("vector", ArrayType(FloatType())),
+            StructField("text", StringType()),
+        ]
+    )
+    batch = pa.RecordBatch.from_pydict(
+        {"id": [1], "vector": [q.column("vector")[0].as_py()], "text": ["a python game"]}
+    )
+    for fn, out in (
+        lspark.search_index(schema, idx, "vector", k=3, columns=["label", "id"]),
+        lspark.tag_knn(schema, idx.uri, "vector", "label"),
+        lspark.tag_rules(schema, "text", RULES),
+        lspark.minhash_signatures(schema, "text"),
+    ):
         blob = pickle.dumps(fn)  # plain pickle: the classes are importable, no index inside
         assert len(blob) < 10_000
         got = list(pickle.loads(blob)(iter([batch])))
@@ -119,6 +131,7 @@ def test_functions_pickle_small_without_live_handles(small_index):
         assert got[0].schema.names == out.fieldNames()  # the declared schema is what comes out
 
 
+@pytest.mark.slow
 def test_dedup_minhash_equals_single_process_on_debian(spark, debian_path):
     kw = dict(threshold=0.8, num_perm=128, ngram=5)
     df = spark.read.parquet(debian_path)

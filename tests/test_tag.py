@@ -65,7 +65,9 @@ def test_rules_equal_python_re(debian):
         text = texts[i]
         want = sorted(
             (t, p.pattern, len(text[: m.start()].encode()), len(text[: m.end()].encode()))
-            for t, rs in compiled.items() for p in rs for m in p.finditer(text)
+            for t, rs in compiled.items()
+            for p in rs
+            for m in p.finditer(text)
         )
         have = sorted((m["tag"], m["rule"], m["start"], m["end"]) for m in matches[i])
         assert have == want, i
@@ -147,6 +149,7 @@ def test_concepts_over_data_and_index(shared_data, tmp_path):
     assert all(got[r] == data_rows[r] for r in got if r in data_rows and near[ids.index(r)])
 
 
+@pytest.mark.slow
 def test_semantic_dedup_minilm(shared_data, tmp_path):
     deltalake = pytest.importorskip("deltalake")
     base = pq.read_table(shared_data / "ann" / "minilm_base.parquet")
@@ -154,7 +157,7 @@ def test_semantic_dedup_minilm(shared_data, tmp_path):
     # exact all-pairs pass, in blocks
     exact = set()
     for s in range(0, len(v), 2048):
-        sims = v[s:s + 2048] @ v.T
+        sims = v[s : s + 2048] @ v.T
         for a, b in zip(*np.nonzero(sims >= 0.9)):
             if s + a < b:
                 exact.add((s + a, b))
@@ -185,15 +188,21 @@ def test_knn_over_an_index_polars_and_bad_vectors(debian, tmp_path):
     deltalake = pytest.importorskip("deltalake")
     t = debian.filter(pa.compute.is_valid(debian.column("section"))).slice(0, 3000)
     t = t.filter(lakevec.dedup.exact(t, "description").column("is_representative"))
-    ex = pa.table({"v": lakevec.embed.hashing(t.column("description").slice(0, 2500), dim=256),
-                   "section": t.column("section").slice(0, 2500)})
+    ex = pa.table(
+        {
+            "v": lakevec.embed.hashing(t.column("description").slice(0, 2500), dim=256),
+            "section": t.column("section").slice(0, 2500),
+        }
+    )
     q = pa.table({"v": lakevec.embed.hashing(t.column("description").slice(2500), dim=256)})
     p = str(tmp_path / "ex")
     deltalake.write_deltalake(p, ex)
     idx = lakevec.build_index(p, "v", metric="l2", progress=False)
     by_table = lakevec.tag.knn(q, "v", ex, "section", k=5)
     by_index = lakevec.tag.knn(q, "v", idx, "section", k=5)
-    agree = np.mean(np.asarray(by_table.column("label").to_pylist()) == np.asarray(by_index.column("label").to_pylist()))
+    agree = np.mean(
+        np.asarray(by_table.column("label").to_pylist()) == np.asarray(by_index.column("label").to_pylist())
+    )
     assert agree >= 0.95, agree
     assert by_index.column_names == ["row", "label", "confidence", "neighbor_files", "neighbor_rows"]
     # min_confidence: low-confidence labels become null

@@ -50,7 +50,6 @@ if _BUILD_PROFILE == "debug":  # pragma: no cover - depends on how the wheel was
     import warnings
 
     warnings.warn(
-        "lakevec was built in debug mode and will be slow; "
-        "reinstall with `pip install .` (release) for real work.",
+        "lakevec was built in debug mode and will be slow; reinstall with `pip install .` (release) for real work.",
         stacklevel=2,
     )

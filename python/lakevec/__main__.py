@@ -9,9 +9,7 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lakevec", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser(
-        "demo", help="generate a small lake table in a temp folder and run lakevec on it"
-    )
+    demo = sub.add_parser("demo", help="generate a small lake table in a temp folder and run lakevec on it")
     demo.add_argument("--rows", type=int, default=20_000, help="rows to generate")
     demo.add_argument("--dim", type=int, default=64, help="vector dimension")
     demo.add_argument("--keep", metavar="DIR", help="write the table here and keep it")

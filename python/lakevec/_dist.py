@@ -7,15 +7,21 @@
   descriptors (no live handles, no credentials) and open what they need once per process
   (see :mod:`lakevec._cache`).
 * Arrow helpers for engines that lack unsigned and fixed-size list types (Spark).
+* Worker errors: engine wrapper exceptions turned back into lakevec's (:func:`worker_errors`).
+
+The MinHash dedup pipeline shared by single-process, Ray and Spark dedup is
+:mod:`lakevec._minhash`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -61,7 +67,13 @@ def plan_read(table: Table, parallelism: int, *, max_rows_per_task: int | None =
         # no row counts or positions: one part per file, files spread over the tasks
         per = math.ceil(len(paths) / parallelism) if paths else 1
         return [
-            ReadTaskPlan([(p, 0, WHOLE_FILE) for p in paths[i : i + per]], None, None, sum(sizes[i : i + per]), paths[i : i + per])
+            ReadTaskPlan(
+                [(p, 0, WHOLE_FILE) for p in paths[i : i + per]],
+                None,
+                None,
+                sum(sizes[i : i + per]),
+                paths[i : i + per],
+            )
             for i in range(0, len(paths), per)
         ]
     total = sum(n - len(d) for n, d in zip(counts, deleted))
@@ -137,8 +149,11 @@ def address_blocks(table: Table, max_rows: int = 1 << 20) -> Iterator[tuple[int,
     files = table.files()
     schema = pa.schema([pa.field("_file", pa.string(), False), pa.field("_row", pa.int64(), False)])  # as to_arrow's
     at = 0
-    for path, n, deleted in zip(files.column("path").to_pylist(), files.column("num_records").to_pylist(),
-                                files.column("deleted_rows").to_pylist()):
+    for path, n, deleted in zip(
+        files.column("path").to_pylist(),
+        files.column("num_records").to_pylist(),
+        files.column("deleted_rows").to_pylist(),
+    ):
         if n is None or deleted is None:
             raise InvalidArgumentError(f"data file '{path}' of '{table.uri}' has no row count or positional deletes")
         rows = np.delete(np.arange(n, dtype=np.int64), np.asarray(deleted, np.int64)) if deleted else np.arange(n)
@@ -200,18 +215,27 @@ def _index_handle(index: Any, storage_options: Mapping[str, str] | None):
 
 
 def _worker_index(handle: tuple):
-    from lakevec.index import _reopen_index
+    from lakevec.index import reopen_index
 
     uri, version, opts = handle
-    return _reopen_index(uri, opts, version)
+    return reopen_index(uri, opts, version)
 
 
 class MinHashSignatures(BatchUDF):
     """Appends ``output_column`` (``FixedSizeList<uint32, num_perm>``) with the MinHash
     signature of ``column``: :func:`lakevec.dedup.minhash_signatures` per batch."""
 
-    def __init__(self, column: str, *, num_perm: int = 128, ngram: int = 5, shingle: str = "word", seed: int = 1,
-                 normalize: Any = True, output_column: str = "signature"):
+    def __init__(
+        self,
+        column: str,
+        *,
+        num_perm: int = 128,
+        ngram: int = 5,
+        shingle: str = "word",
+        seed: int = 1,
+        normalize: Any = True,
+        output_column: str = "signature",
+    ):
         self.column, self.output_column = column, output_column
         self.kw = dict(num_perm=num_perm, ngram=ngram, shingle=shingle, seed=seed, normalize=normalize)
 
@@ -227,8 +251,16 @@ class HashingEmbed(BatchUDF):
     """Appends ``output_column`` (``FixedSizeList<float32, dim>``): the feature-hashing
     vector of ``column`` (:func:`lakevec.embed.hashing`, scikit-learn's HashingVectorizer)."""
 
-    def __init__(self, column: str, *, dim: int = 256, ngram: tuple[int, int] = (1, 2), analyzer: str = "word",
-                 norm: str | None = "l2", output_column: str = "vector"):
+    def __init__(
+        self,
+        column: str,
+        *,
+        dim: int = 256,
+        ngram: tuple[int, int] = (1, 2),
+        analyzer: str = "word",
+        norm: str | None = "l2",
+        output_column: str = "vector",
+    ):
         self.column, self.output_column = column, output_column
         self.kw = dict(dim=dim, ngram=tuple(ngram), analyzer=analyzer, norm=norm)
 
@@ -246,8 +278,14 @@ class TagRules(BatchUDF):
     """Appends ``tags`` (list<string>) and ``matches`` (list<struct<tag, rule, start, end>>)
     from regex and keyword rules over ``column`` (:func:`lakevec.tag.rules`)."""
 
-    def __init__(self, column: str, regex: Mapping[str, Any] | None = None, keywords: Mapping[str, Any] | None = None,
-                 *, case_sensitive: bool = False):
+    def __init__(
+        self,
+        column: str,
+        regex: Mapping[str, Any] | None = None,
+        keywords: Mapping[str, Any] | None = None,
+        *,
+        case_sensitive: bool = False,
+    ):
         self.column = column
         self.regex = dict(regex or {})
         self.keywords = dict(keywords or {})
@@ -257,7 +295,9 @@ class TagRules(BatchUDF):
         from lakevec.tag import rules
 
         t = self._table(batch)
-        r = rules(t, self.column, self.regex, self.keywords, case_sensitive=self.case_sensitive, num_threads=self.threads())
+        r = rules(
+            t, self.column, self.regex, self.keywords, case_sensitive=self.case_sensitive, num_threads=self.threads()
+        )
         return t.append_column("tags", r.column("tags")).append_column("matches", r.column("matches"))
 
 
@@ -268,8 +308,17 @@ class TagKNN(BatchUDF):
     :func:`lakevec.tag.knn`. The index is pinned to its version when this object is made,
     and opened once per worker process."""
 
-    def __init__(self, index: Any, column: str, label_column: str, k: int = 10, *, weights: str = "uniform",
-                 min_confidence: float = 0.0, storage_options: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        index: Any,
+        column: str,
+        label_column: str,
+        k: int = 10,
+        *,
+        weights: str = "uniform",
+        min_confidence: float = 0.0,
+        storage_options: Mapping[str, str] | None = None,
+    ):
         self.index = _index_handle(index, storage_options)
         self.column, self.label_column, self.k = column, label_column, int(k)
         self.weights, self.min_confidence = weights, float(min_confidence)
@@ -278,8 +327,16 @@ class TagKNN(BatchUDF):
         from lakevec.tag import knn
 
         t = self._table(batch)
-        r = knn(t, self.column, _worker_index(self.index), self.label_column, self.k, weights=self.weights,
-                min_confidence=self.min_confidence, num_threads=self.threads())
+        r = knn(
+            t,
+            self.column,
+            _worker_index(self.index),
+            self.label_column,
+            self.k,
+            weights=self.weights,
+            min_confidence=self.min_confidence,
+            num_threads=self.threads(),
+        )
         for name in ("label", "confidence", "neighbor_files", "neighbor_rows"):
             t = t.append_column(name, r.column(name))
         return t
@@ -293,9 +350,18 @@ class SearchIndex(BatchUDF):
     ``_row``, the index key, and the fetched ``columns`` (a hit column named like a
     passthrough column is renamed ``hit_<name>``)."""
 
-    def __init__(self, index: Any, column: str, k: int = 10, *, columns: Sequence[str] | None = None,
-                 ef: int | None = None, filter: str | None = None, passthrough: Sequence[str] | None = None,
-                 storage_options: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        index: Any,
+        column: str,
+        k: int = 10,
+        *,
+        columns: Sequence[str] | None = None,
+        ef: int | None = None,
+        filter: str | None = None,
+        passthrough: Sequence[str] | None = None,
+        storage_options: Mapping[str, str] | None = None,
+    ):
         self.index = _index_handle(index, storage_options)
         self.column, self.k, self.ef, self.filter = column, int(k), ef, filter
         self.columns = list(columns) if columns is not None else None
@@ -309,7 +375,11 @@ class SearchIndex(BatchUDF):
         from lakevec import _inputs
 
         hits = _worker_index(self.index).search(
-            _inputs.array(t, self.column), self.k, ef=self.ef, filter=self.filter, columns=self.columns,
+            _inputs.array(t, self.column),
+            self.k,
+            ef=self.ef,
+            filter=self.filter,
+            columns=self.columns,
             num_threads=self.threads(),
         )
         q = hits.column("query")
@@ -422,3 +492,14 @@ def worker_errors():
         if mapped is None:
             raise
         raise mapped from e
+
+
+def with_worker_errors(fn):
+    """Decorator: run ``fn`` under :func:`worker_errors`."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with worker_errors():
+            return fn(*args, **kwargs)
+
+    return wrapper

@@ -1,4 +1,4 @@
-"""Input handling shared by the dedup and tagging entry points.
+"""Input handling shared by the dedup, tagging and search entry points.
 
 Every entry point takes a :class:`lakevec.Table` or a table URI (results then carry ``_file``
 and ``_row``), or in-memory data: a ``pyarrow.Table``/``RecordBatch``, a pandas or polars
@@ -8,12 +8,14 @@ input position). For a pandas input the result is a DataFrame aligned to its ind
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
-from lakevec.exceptions import SchemaError
+from lakevec.exceptions import InvalidArgumentError, SchemaError, VectorError
 from lakevec.table import Table
 
 
@@ -51,9 +53,7 @@ def to_table(data: Any) -> pa.Table:
         return data
     if hasattr(data, "__arrow_c_stream__") or isinstance(data, dict):
         return pa.table(data)
-    raise TypeError(
-        f"data must be a lakevec.Table, a URI, or Arrow/pandas/polars data, not {type(data).__name__}"
-    )
+    raise TypeError(f"data must be a lakevec.Table, a URI, or Arrow/pandas/polars data, not {type(data).__name__}")
 
 
 def _is_pandas(x: Any) -> bool:
@@ -76,3 +76,37 @@ def finish(inp: Input, result: pa.Table):
         df.index = inp.pandas_index
         return df
     return out
+
+
+def queries(queries: Any, dim: int) -> pa.Array:
+    """Query vectors (one vector, a 2-D array ``(n, dim)``, an Arrow array / chunked array /
+    one-column table of FixedSizeList or List of floats) as an Arrow array of float vectors
+    (``dim`` is checked by the search itself).
+
+    Raises:
+        InvalidArgumentError: a table with more than one column. VectorError: not numbers,
+        not 1-D or 2-D, or dimension 0.
+    """
+    if isinstance(queries, pa.ChunkedArray):
+        queries = queries.combine_chunks()
+    if isinstance(queries, pa.Array):
+        return queries
+    if hasattr(queries, "__arrow_c_array__") and not isinstance(queries, np.ndarray):
+        return pa.array(queries)
+    if hasattr(queries, "__arrow_c_stream__") and not isinstance(queries, np.ndarray):
+        t = pa.table(queries)
+        if t.num_columns != 1:
+            raise InvalidArgumentError(f"queries given as a table must have one vector column, got {t.column_names}")
+        return t.column(0).combine_chunks()
+    try:
+        a = np.asarray(queries, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise VectorError(f"queries must be vectors of numbers: {e}") from None
+    if a.ndim == 1:
+        a = a[None, :]
+    if a.ndim != 2:
+        raise VectorError(f"queries must be one vector or a 2-D array, got shape {a.shape}")
+    if a.shape[1] == 0:
+        raise VectorError("queries have dimension 0")
+    a = np.ascontiguousarray(a)
+    return pa.FixedSizeListArray.from_arrays(pa.array(a.reshape(-1)), a.shape[1])

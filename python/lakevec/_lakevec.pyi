@@ -1,5 +1,6 @@
 # Stubs for the native module lakevec._lakevec (kept in step with src/python/).
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pyarrow as pa
 
@@ -72,18 +73,43 @@ def sql(
 ) -> Any: ...
 def default_num_threads() -> int: ...
 
+class BuildSpec:
+    """What to build (frozen, validated on construction, picklable); see
+    :func:`lakevec.build_index` for the meaning of each field."""
+
+    column: str
+    metric: str
+    name: str
+    index_uri: str | None
+    key: str | None
+    index_type: str
+    m: int
+    ef_construction: int
+    on_invalid: str
+    def __init__(
+        self,
+        column: str,
+        metric: str = "cosine",
+        name: str = "default",
+        index_uri: str | None = None,
+        key: str | None = None,
+        index_type: str = "hnsw",
+        m: int = 16,
+        ef_construction: int = 200,
+        on_invalid: str = "error",
+    ) -> None: ...
+
 class VectorIndex:
     """Native vector index; use :class:`lakevec.VectorIndex`."""
 
-    # spec: (column, metric, name, index_uri, key, m, ef_construction, on_invalid)
     @staticmethod
-    def build(table: Table, spec: tuple, num_threads: int | None, progress: Any | None = None) -> VectorIndex: ...
+    def build(table: Table, spec: BuildSpec, num_threads: int | None, progress: Any | None = None) -> VectorIndex: ...
     @staticmethod
     def build_segment(
-        table: Table, spec: tuple, files: Sequence[str], dim: int | None = None, num_threads: int | None = None
+        table: Table, spec: BuildSpec, files: Sequence[str], dim: int | None = None, num_threads: int | None = None
     ) -> str: ...
     @staticmethod
-    def commit_build(table: Table, spec: tuple, parts: Sequence[str]) -> VectorIndex: ...
+    def commit_build(table: Table, spec: BuildSpec, parts: Sequence[str]) -> VectorIndex: ...
     @staticmethod
     def open(
         index_uri: str, storage_options: dict[str, str] | None = None, version: int | None = None
@@ -93,16 +119,29 @@ class VectorIndex:
     @staticmethod
     def default_uri(table: Table, name: str) -> str: ...
     def search(
-        self, queries: Any, k: int, ef: int | None = None, filter: str | None = None,
-        exact: bool = False, version: int | None = None, stale: str = "exact",
-        columns: list[str] | None = None, num_threads: int | None = None,
+        self,
+        queries: Any,
+        k: int,
+        ef: int | None = None,
+        filter: str | None = None,
+        exact: bool = False,
+        version: int | None = None,
+        stale: str = "exact",
+        columns: list[str] | None = None,
+        num_threads: int | None = None,
     ) -> pa.Table: ...
     def knn_graph(
-        self, k: int = 10, ef: int | None = None, num_threads: int | None = None,
+        self,
+        k: int = 10,
+        ef: int | None = None,
+        num_threads: int | None = None,
         rows: tuple[int, int] | None = None,
     ) -> pa.Table: ...
     def refresh(
-        self, num_threads: int | None = None, progress: Any | None = None, table: Table | None = None,
+        self,
+        num_threads: int | None = None,
+        progress: Any | None = None,
+        table: Table | None = None,
         parts: Sequence[str] | None = None,
     ) -> bool: ...
     def pending_files(self, table: Table) -> list[str]: ...
@@ -132,28 +171,74 @@ class VectorIndex:
     def dim(self) -> int: ...
     @property
     def name(self) -> str: ...
+    @property
+    def index_type(self) -> str: ...
+    @property
+    def build_spec(self) -> BuildSpec: ...
 
 def exact_clusters(
-    columns: Sequence[tuple[str, Any]], nfkc: bool, lowercase: bool, whitespace: bool,
-    score: Sequence[float] | None = None, num_threads: int | None = None,
+    columns: Sequence[tuple[str, Any]],
+    nfkc: bool,
+    lowercase: bool,
+    whitespace: bool,
+    score: Sequence[float] | None = None,
+    num_threads: int | None = None,
 ) -> pa.Table: ...
-def minhash_signatures(
-    array: Any, column: str, num_perm: int, ngram: int, shingle: str, seed: int,
-    nfkc: bool, lowercase: bool, whitespace: bool, num_threads: int | None = None,
-) -> pa.Array: ...
+
+class MinHashParams:
+    """MinHash parameters (frozen; validated on construction, raising InvalidArgumentError for
+    ``num_perm`` outside 1..4096, ``ngram`` outside 1..64, ``shingle`` not ``"word"``/``"char"``).
+    Picklable, comparable with ``==``."""
+
+    def __init__(
+        self,
+        *,
+        num_perm: int = 128,
+        ngram: int = 5,
+        shingle: str = "word",
+        seed: int = 1,
+        nfkc: bool = True,
+        lowercase: bool = True,
+        whitespace: bool = True,
+    ) -> None: ...
+    @property
+    def num_perm(self) -> int: ...
+    @property
+    def ngram(self) -> int: ...
+    @property
+    def shingle(self) -> str: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def nfkc(self) -> bool: ...
+    @property
+    def lowercase(self) -> bool: ...
+    @property
+    def whitespace(self) -> bool: ...
+    def __eq__(self, other: object) -> bool: ...
+
+def minhash_signatures(array: Any, column: str, params: MinHashParams, num_threads: int | None = None) -> pa.Array: ...
 def minhash_lsh_params(
-    threshold: float, num_perm: int, bands: int | None = None, rows: int | None = None,
+    threshold: float,
+    num_perm: int,
+    bands: int | None = None,
+    rows: int | None = None,
     weights: tuple[float, float] = (0.5, 0.5),
 ) -> tuple[int, int]: ...
 def minhash_clusters(
-    signatures: Any, threshold: float, bands: int, rows: int, score: Sequence[float] | None = None,
-    exact: tuple[Any, int, str, bool, bool, bool] | None = None, num_threads: int | None = None,
+    signatures: Any,
+    threshold: float,
+    bands: int,
+    rows: int,
+    score: Sequence[float] | None = None,
+    exact_texts: Any | None = None,
+    params: MinHashParams | None = None,
+    num_threads: int | None = None,
 ) -> tuple[pa.Table, pa.Table]: ...
 def minhash_band_rows(signatures: Any, bands: int, rows: int) -> pa.Table: ...
 def minhash_bucket_edges(
     band: Any, key: Any, pos: Any, signatures: Any, threshold: float, num_threads: int | None = None
 ) -> pa.Table: ...
-
 def minhash_copy_representatives(pos: Any, signatures: Any) -> pa.Array: ...
 
 class Components:
@@ -167,14 +252,31 @@ def clusters_from_pairs(
     n: int, a: Sequence[int], b: Sequence[int], score: Sequence[float] | None = None
 ) -> pa.Table: ...
 def hashing_embed(
-    array: Any, column: str, dim: int, ngram_lo: int, ngram_hi: int, analyzer: str,
-    norm: str | None, lowercase: bool = True, alternate_sign: bool = True, num_threads: int | None = None,
+    array: Any,
+    column: str,
+    dim: int,
+    ngram_lo: int,
+    ngram_hi: int,
+    analyzer: str,
+    norm: str | None,
+    lowercase: bool = True,
+    alternate_sign: bool = True,
+    num_threads: int | None = None,
 ) -> pa.Array: ...
 def rule_tags(
-    texts: Any, column: str, regex: Sequence[tuple[str, Sequence[str]]],
-    keywords: Sequence[tuple[str, Sequence[str]]], case_sensitive: bool = False, num_threads: int | None = None,
+    texts: Any,
+    column: str,
+    regex: Sequence[tuple[str, Sequence[str]]],
+    keywords: Sequence[tuple[str, Sequence[str]]],
+    case_sensitive: bool = False,
+    num_threads: int | None = None,
 ) -> tuple[pa.Array, pa.Array]: ...
 def knn_arrays(
-    queries: Any, base: Any | None, k: int, metric: str, num_threads: int | None = None,
-    query_name: str = "vectors", base_name: str = "exemplars",
+    queries: Any,
+    base: Any | None,
+    k: int,
+    metric: str,
+    num_threads: int | None = None,
+    query_name: str = "vectors",
+    base_name: str = "exemplars",
 ) -> tuple[list[int], list[float]]: ...

@@ -12,15 +12,14 @@ the iceberg-rust REST client is not part of lakevec's dependency set.
 from __future__ import annotations
 
 import sqlite3
-from typing import Mapping
+from collections.abc import Mapping
 
 from lakevec.exceptions import InvalidArgumentError, TableNotFoundError, UnsupportedFeatureError
 
 __all__ = ["resolve"]
 
 _QUERY = (
-    "SELECT metadata_location FROM iceberg_tables "
-    "WHERE catalog_name = ? AND table_namespace = ? AND table_name = ?"
+    "SELECT metadata_location FROM iceberg_tables WHERE catalog_name = ? AND table_namespace = ? AND table_name = ?"
 )
 
 

@@ -12,67 +12,19 @@ keep, by the ``keep`` policy). ``t.filter(t["is_representative"])`` is the dedup
 
 from __future__ import annotations
 
-from typing import Any, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lakevec import _inputs, _lakevec
+from lakevec import _inputs, _lakevec, _minhash
+from lakevec._minhash import NormalizeArg as NormalizeArg
+from lakevec._minhash import keep_scores as keep_scores
+from lakevec._minhash import lsh_params as lsh_params
 from lakevec.exceptions import InvalidArgumentError
 
 __all__ = ["exact", "minhash", "minhash_signatures", "minhash_clusters", "lsh_params", "semantic"]
-
-NormalizeArg = Union[bool, str, Sequence[str], None]
-_STEPS = ("nfkc", "lower", "whitespace")
-
-
-def _normalize(normalize: NormalizeArg) -> tuple[bool, bool, bool]:
-    """(nfkc, lowercase, whitespace) from ``True`` (all three), ``False``/``None`` (none), or
-    a step name / list of them: ``"nfkc"`` (Unicode NFKC), ``"lower"`` (case-fold),
-    ``"whitespace"`` (trim and collapse whitespace runs)."""
-    if normalize is True:
-        return True, True, True
-    if normalize is False or normalize is None:
-        return False, False, False
-    steps = [normalize] if isinstance(normalize, str) else list(normalize)
-    bad = [s for s in steps if s not in _STEPS]
-    if bad:
-        raise InvalidArgumentError(f"unknown normalize step(s) {bad}; use {list(_STEPS)}")
-    return "nfkc" in steps, "lower" in steps, "whitespace" in steps
-
-
-def _with_keep_column(columns: Sequence[str], keep: str) -> list[str]:
-    """The columns to read: ``columns`` plus the ``keep`` column when keep names one."""
-    cols = list(columns)
-    if keep not in ("first", "last", "longest") and keep not in cols:
-        cols.append(keep)
-    return cols
-
-
-def keep_scores(t: pa.Table, keep: str, text_columns: Sequence[str], positions: Any = None) -> pa.Array | None:
-    """Per-row scores for the keep policy (float64, highest wins, ties to the first row;
-    ``None`` for ``"first"``); ``t`` holds the text columns and, when ``keep`` names a
-    column, that column. ``positions``: the rows' positions for ``"last"`` (default
-    ``0..n-1``; distributed dedup passes global positions)."""
-    if keep == "first":
-        return None
-    if keep == "last":
-        return pc.cast(positions if positions is not None else pa.array(range(t.num_rows), pa.int64()), pa.float64())
-    if keep == "longest":
-        if not text_columns:
-            raise InvalidArgumentError("keep='longest' needs the text column; use 'first', 'last' or a column")
-        total = None
-        for c in text_columns:
-            lens = pc.cast(pc.fill_null(pc.utf8_length(pc.cast(t.column(c), pa.string())), 0), pa.float64())
-            total = lens if total is None else pc.add(total, lens)
-        return total
-    return pc.fill_null(pc.cast(t.column(keep), pa.float64()), float("-inf"))
-
-
-def _scores(t: pa.Table, keep: str, text_columns: Sequence[str]) -> list | None:
-    """:func:`keep_scores` as the list the Rust kernels take."""
-    s = keep_scores(t, keep, text_columns)
-    return None if s is None else s.to_pylist()
 
 
 def exact(
@@ -106,32 +58,12 @@ def exact(
         (non-UTF-8 in a binary column, naming the row), a bad ``normalize`` or ``keep``.
     """
     cols = [columns] if isinstance(columns, str) else list(columns)
-    inp = _inputs.load(data, _with_keep_column(cols, keep), storage_options)
-    nfkc, lower, ws = _normalize(normalize)
-    score = _scores(inp.data, keep, cols)
+    inp = _inputs.load(data, _minhash.columns_to_read(cols, keep), storage_options)
+    nfkc, lower, ws = _minhash.normalize_steps(normalize)
+    score = _minhash.score_list(inp.data, keep, cols)
     arrays = [(c, _inputs.array(inp.data, c)) for c in cols]
     res = _lakevec.exact_clusters(arrays, nfkc, lower, ws, score, num_threads)
     return _inputs.finish(inp, res)
-
-
-def lsh_params(
-    threshold: float,
-    num_perm: int,
-    bands: int | None = None,
-    rows: int | None = None,
-    weights: tuple[float, float] = (0.5, 0.5),
-) -> tuple[int, int]:
-    """(bands, rows) of the LSH: as given, or datasketch's choice (``_optimal_param``):
-    ``bands * rows <= num_perm`` minimising ``weights[0]`` x the false-positive area plus
-    ``weights[1]`` x the false-negative area of the S-curve ``1 - (1 - s^rows)^bands``
-    around ``threshold``. A larger false-negative weight finds more pairs near the threshold
-    at the cost of more candidates to verify.
-
-    Raises:
-        InvalidArgumentError: ``threshold`` outside (0, 1], weights not summing to 1, or
-        ``bands``/``rows`` that do not fit ``num_perm``.
-    """
-    return _lakevec.minhash_lsh_params(float(threshold), int(num_perm), bands, rows, tuple(map(float, weights)))
 
 
 def minhash_signatures(
@@ -161,10 +93,8 @@ def minhash_signatures(
         (1..4096), ``ngram`` (1..64), ``shingle`` or ``normalize``; non-UTF-8 bytes.
     """
     t = _inputs.to_table(batch)
-    nfkc, lower, ws = _normalize(normalize)
-    sig = _lakevec.minhash_signatures(
-        _inputs.array(t, column), column, int(num_perm), int(ngram), shingle, int(seed), nfkc, lower, ws, num_threads
-    )
+    params = _minhash.minhash_params(num_perm=num_perm, ngram=ngram, shingle=shingle, seed=seed, normalize=normalize)
+    sig = _lakevec.minhash_signatures(_inputs.array(t, column), column, params, num_threads)
     return t.append_column("signature", sig)
 
 
@@ -198,8 +128,8 @@ def minhash_clusters(
     sig = _inputs.array(t, signature_column)
     num_perm = sig.type.list_size
     b, r = lsh_params(threshold, num_perm, bands, rows, weights)
-    score = _scores(t, keep, [])
-    clusters, pair_table = _lakevec.minhash_clusters(sig, float(threshold), b, r, score, None, num_threads)
+    score = _minhash.score_list(t, keep, [])
+    clusters, pair_table = _lakevec.minhash_clusters(sig, float(threshold), b, r, score, num_threads=num_threads)
     out = t.drop_columns([signature_column])
     for name in clusters.column_names:
         out = out.append_column(name, clusters.column(name))
@@ -246,18 +176,25 @@ def minhash(
         a given ``bands``/``rows``, bad ``shingle``/``ngram``.
         SchemaError: a missing or non-text column.
     """
-    if verify not in ("estimate", "exact"):
-        raise InvalidArgumentError(f"verify must be 'estimate' or 'exact', not {verify!r}")
-    b, r = lsh_params(threshold, num_perm, bands, rows, weights)
-    inp = _inputs.load(data, _with_keep_column([column], keep), storage_options)
-    nfkc, lower, ws = _normalize(normalize)
-    texts = _inputs.array(inp.data, column)
-    sig = _lakevec.minhash_signatures(
-        texts, column, int(num_perm), int(ngram), shingle, int(seed), nfkc, lower, ws, num_threads
+    params = _minhash.minhash_params(num_perm=num_perm, ngram=ngram, shingle=shingle, seed=seed, normalize=normalize)
+    args = _minhash.check_args(
+        column, params, threshold=threshold, bands=bands, rows=rows, weights=weights, keep=keep, verify=verify
     )
-    score = _scores(inp.data, keep, [column])
-    exact = (texts, int(ngram), shingle, nfkc, lower, ws) if verify == "exact" else None
-    clusters, pair_table = _lakevec.minhash_clusters(sig, float(threshold), b, r, score, exact, num_threads)
+    inp = _inputs.load(data, args.columns, storage_options)
+    texts = _inputs.array(inp.data, column)
+    sig = _lakevec.minhash_signatures(texts, column, args.params, num_threads)
+    score = _minhash.score_list(inp.data, keep, [column])
+    exact = verify == "exact"
+    clusters, pair_table = _lakevec.minhash_clusters(
+        sig,
+        args.threshold,
+        args.bands,
+        args.rows,
+        score,
+        exact_texts=texts if exact else None,
+        params=args.params if exact else None,
+        num_threads=num_threads,
+    )
     out = _inputs.finish(inp, clusters)
     return (out, pair_table) if pairs else out
 
@@ -336,8 +273,12 @@ def graph_parts(g: pa.Table, threshold: float) -> tuple[pa.Table, pa.Table]:
     first = np.ones(len(sr), bool)
     if len(sr):
         first[1:] = (sr[1:] != sr[:-1]) | (sf[1:] != sf[:-1])
-    nodes = pa.table({"_file": g.column("src_file").filter(pa.array(first)), "_row": g.column("src_row").filter(pa.array(first))})
-    keep = pc.greater_equal(pc.subtract(pa.scalar(1.0, pa.float64()), pc.cast(g.column("distance"), pa.float64())), threshold)
+    nodes = pa.table(
+        {"_file": g.column("src_file").filter(pa.array(first)), "_row": g.column("src_row").filter(pa.array(first))}
+    )
+    keep = pc.greater_equal(
+        pc.subtract(pa.scalar(1.0, pa.float64()), pc.cast(g.column("distance"), pa.float64())), threshold
+    )
     return nodes, g.select(["src_file", "src_row", "dst_file", "dst_row"]).filter(keep)
 
 

@@ -131,7 +131,10 @@ def run_demo(rows: int = 20_000, dim: int = 64, keep: str | None = None) -> None
             f"(MinHash, Jaccard >= 0.8) in {time.perf_counter() - t:.2f}s"
         )
         tags = lakevec.tag.rules(
-            table, "text", regex={"formats": r"\b(parquet|delta|iceberg|arrow)\b"}, keywords={"search": ["search", "query"]}
+            table,
+            "text",
+            regex={"formats": r"\b(parquet|delta|iceberg|arrow)\b"},
+            keywords={"search": ["search", "query"]},
         )
         counts: dict = {}
         for ts in tags.column("tags").to_pylist():

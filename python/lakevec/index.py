@@ -4,14 +4,13 @@ lake rows, stored as a sidecar beside the table, following the table as it chang
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
-from lakevec import _lakevec
+from lakevec import _inputs, _lakevec
 from lakevec._cache import ProcessCache
-from lakevec.exceptions import InvalidArgumentError, VectorError
 from lakevec.table import Table
 
 __all__ = ["VectorIndex", "build_index", "open_index"]
@@ -56,35 +55,6 @@ def _run_with_progress(progress: Any, desc: str, fn):
         close()
 
 
-def _queries(queries: Any, dim: int) -> pa.Array:
-    """Queries as a FixedSizeList/List Arrow array of float vectors."""
-    if isinstance(queries, pa.ChunkedArray):
-        queries = queries.combine_chunks()
-    if isinstance(queries, pa.Array):
-        return queries
-    if hasattr(queries, "__arrow_c_array__") and not isinstance(queries, np.ndarray):
-        return pa.array(queries)
-    if hasattr(queries, "__arrow_c_stream__") and not isinstance(queries, np.ndarray):
-        t = pa.table(queries)
-        if t.num_columns != 1:
-            raise InvalidArgumentError(
-                f"queries given as a table must have one vector column, got {t.column_names}"
-            )
-        return t.column(0).combine_chunks()
-    try:
-        a = np.asarray(queries, dtype=np.float32)
-    except (TypeError, ValueError) as e:
-        raise VectorError(f"queries must be vectors of numbers: {e}") from None
-    if a.ndim == 1:
-        a = a[None, :]
-    if a.ndim != 2:
-        raise VectorError(f"queries must be one vector or a 2-D array, got shape {a.shape}")
-    if a.shape[1] == 0:
-        raise VectorError("queries have dimension 0")
-    a = np.ascontiguousarray(a)
-    return pa.FixedSizeListArray.from_arrays(pa.array(a.reshape(-1)), a.shape[1])
-
-
 class VectorIndex:
     """An ANN index over a vector column of a lake table, stored beside the table.
 
@@ -99,7 +69,7 @@ class VectorIndex:
     returned. :meth:`refresh` indexes new files as a new segment and records removed files
     and deleted rows as tombstones; :meth:`compact` merges segments.
 
-    Layout on storage (see ``src/manifest.rs``): ``segments/<uuid>.lkv`` and
+    Layout on storage (see ``src/index/manifest.rs``): ``segments/<uuid>.lkv`` and
     ``tombstones/<uuid>.lkv`` (lakevec's checksummed container format, immutable) and
     ``manifests/<version>.json``, published last with put-if-absent, so a crash never leaves
     a half-written index and concurrent readers see one version whole.
@@ -161,6 +131,16 @@ class VectorIndex:
         """The index name."""
         return self._inner.name
 
+    @property
+    def index_type(self) -> str:
+        """The index kind: ``"hnsw"`` or ``"flat"``."""
+        return self._inner.index_type
+
+    @property
+    def build_spec(self) -> _lakevec.BuildSpec:
+        """What this index was built with (and what its refreshes build)."""
+        return self._inner.build_spec
+
     def table(self, version: int | None = None) -> Table:
         """The indexed table at ``version`` (latest when ``None``)."""
         return Table(self._inner.table(version))
@@ -168,11 +148,12 @@ class VectorIndex:
     def stats(self) -> dict:
         """Statistics: ``rows`` (live indexed rows), ``rows_stored``, ``tombstones``,
         ``segments``, ``data_files``, ``sidecar_bytes`` (all index files of this version),
-        ``vector_bytes``, ``params`` (m, ef_construction, on_invalid), ``recall_estimate``
-        (recall@10 of graph vs exact search at ef=64 on up to 200 indexed rows, measured at
-        build), ``last_commit`` (operation, files_encoded, rows_encoded, rows_skipped, ...),
-        ``version``, ``table_version``, ``metric``, ``dim``, ``column``, ``key`` and
-        ``kernel`` (the distance kernels in use)."""
+        ``vector_bytes``, ``params`` (index_type; m and ef_construction for HNSW;
+        on_invalid), ``recall_estimate`` (recall@10 of the kind's search vs exact search at
+        ef=64 on up to 200 indexed rows, measured at build), ``last_commit`` (operation,
+        files_encoded, rows_encoded, rows_skipped, ...), ``version``, ``table_version``,
+        ``metric``, ``dim``, ``column``, ``key`` and ``kernel`` (the distance kernels in
+        use)."""
         return json.loads(self._inner.stats_json())
 
     # ----------------------------------------------------------------- search
@@ -224,10 +205,17 @@ class VectorIndex:
             FilterError: a filter that does not parse or names an unknown column.
             StaleIndexError: ``stale="error"`` and the version is not fully indexed.
         """
-        q = _queries(queries, self.dim)
+        q = _inputs.queries(queries, self.dim)
         return self._inner.search(
-            q, int(k), ef, filter, bool(exact), version, stale,
-            list(columns) if columns is not None else None, num_threads,
+            q,
+            int(k),
+            ef,
+            filter,
+            bool(exact),
+            version,
+            stale,
+            list(columns) if columns is not None else None,
+            num_threads,
         )
 
     def knn_graph(
@@ -267,9 +255,7 @@ class VectorIndex:
         Raises:
             CommitConflictError: another writer committed the same index version first.
         """
-        return _run_with_progress(
-            progress, "refresh", lambda cb: self._inner.refresh(num_threads, cb)
-        )
+        return _run_with_progress(progress, "refresh", lambda cb: self._inner.refresh(num_threads, cb))
 
     def compact(self, *, num_threads: int | None = None, progress: Any = False) -> bool:
         """Merge all segments into one and drop deleted rows, rebuilding the graph from the
@@ -279,9 +265,7 @@ class VectorIndex:
         Raises:
             CommitConflictError: another writer committed the same index version first.
         """
-        return _run_with_progress(
-            progress, "compact", lambda cb: self._inner.compact(num_threads, cb)
-        )
+        return _run_with_progress(progress, "compact", lambda cb: self._inner.compact(num_threads, cb))
 
     def coverage(self) -> pa.Table:
         """One row per live data file of the table's latest version: ``path``, ``status``
@@ -310,13 +294,13 @@ class VectorIndex:
         )
 
     def __reduce__(self):
-        return (_reopen_index, (self.uri, dict(self._inner.public_storage_options()), self.version))
+        return (reopen_index, (self.uri, dict(self._inner.public_storage_options()), self.version))
 
 
 _INDEXES = ProcessCache(limit=4)  # an index holds its vectors and graphs in memory
 
 
-def _reopen_index(uri: str, storage_options: dict, version: int) -> VectorIndex:
+def reopen_index(uri: str, storage_options: dict, version: int) -> VectorIndex:
     """Unpickle: reopen the pickled index version (once per process and version)."""
     key = (uri, tuple(sorted(storage_options.items())), version)
     return _INDEXES.get(key, lambda: open_index(uri, storage_options=storage_options, version=version))
@@ -330,6 +314,7 @@ def build_index(
     name: str = "default",
     index_uri: str | None = None,
     key: str | None = None,
+    index_type: str = "hnsw",
     m: int = 16,
     ef_construction: int = 200,
     num_threads: int | None = None,
@@ -337,11 +322,12 @@ def build_index(
     on_invalid: str = "error",
     storage_options: Mapping[str, str] | None = None,
 ) -> VectorIndex:
-    """Build an HNSW index over ``table[column]`` and store it beside the table.
+    """Build a vector index over ``table[column]`` and store it beside the table.
 
-    The vectors are read from the lake with their row addresses; the graph is built with
-    hnsw_rs (Malkov & Yashunin 2018) in parallel on lakevec's thread pool with the GIL
-    released (Ctrl-C cancels), and committed as the next version at the index location.
+    The vectors are read from the lake with their row addresses; the index kind's structure
+    (HNSW: a graph built with hnsw_rs, Malkov & Yashunin 2018) is built in parallel on
+    lakevec's thread pool with the GIL released (Ctrl-C cancels), and committed as the next
+    version at the index location.
 
     Args:
         table: a :class:`Table` or a table URI (Delta, Iceberg, Parquet).
@@ -355,11 +341,16 @@ def build_index(
             sibling ``<table>_lakevec_index/<name>`` for Iceberg, whose orphan-file removal
             deletes unknown files under the table location.
         key: a column stored in the index and returned with every hit (e.g. an id).
-        m: HNSW links per node (2m on layer 0); ``ef_construction``: build beam width.
+        index_type: ``"hnsw"`` (a graph: approximate, fast on large segments) or ``"flat"``
+            (no structure: every search scans the stored vectors exactly, recall 1.0; right
+            for small tables). Refresh and compaction keep the kind.
+        m: HNSW links per node (2m on layer 0); ``ef_construction``: build beam width
+            (both ignored by ``"flat"``).
         num_threads: threads for reading and building (default: see
             :func:`lakevec.default_num_threads`).
         progress: ``True`` for a tqdm bar (if installed), a callable
-            ``(phase, done, total)``, or ``False``.
+            ``(phase, done, total)`` (phase ``"read"``, ``"build"`` or ``"write"``), or
+            ``False``.
         on_invalid: ``"error"`` raises on a null, wrong-length, NaN/inf (or, for cosine,
             all-zero) vector naming its file and row; ``"skip"`` leaves such rows out.
         storage_options: for a table URI.
@@ -367,20 +358,35 @@ def build_index(
     Raises:
         SchemaError: ``column`` or ``key`` not in the table.
         VectorError: not a vector column, an invalid vector, or no vectors at all.
-        InvalidArgumentError: bad ``metric``, ``m``, ``ef_construction`` or ``on_invalid``.
+        InvalidArgumentError: bad ``metric``, ``index_type``, ``m``, ``ef_construction`` or
+            ``on_invalid``.
     """
     if not isinstance(table, Table):
         table = Table.open(str(table), storage_options)
+    spec = build_spec(column, metric, name, index_uri, key, index_type, m, ef_construction, on_invalid)
     return _run_with_progress(
         progress,
         "build_index",
-        lambda cb: VectorIndex(
-            _lakevec.VectorIndex.build(
-                table._inner, (column, metric, name, index_uri, key, int(m), int(ef_construction), on_invalid),
-                num_threads, cb,
-            ),
-            storage_options,
-        ),
+        lambda cb: VectorIndex(_lakevec.VectorIndex.build(table._inner, spec, num_threads, cb), storage_options),
+    )
+
+
+def build_spec(
+    column: str,
+    metric: str = "l2",
+    name: str = "default",
+    index_uri: str | None = None,
+    key: str | None = None,
+    index_type: str = "hnsw",
+    m: int = 16,
+    ef_construction: int = 200,
+    on_invalid: str = "error",
+) -> _lakevec.BuildSpec:
+    """The named build parameters (:func:`build_index`'s arguments) as the native
+    ``BuildSpec``, validated (``InvalidArgumentError``); what distributed builds send to
+    their tasks."""
+    return _lakevec.BuildSpec(
+        column, metric, name, index_uri, key, index_type, int(m), int(ef_construction), on_invalid
     )
 
 

@@ -19,14 +19,14 @@ lakevec exception (type and message) on the driver. :func:`dedup_minhash` does s
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lakevec import _dist, _lakevec
-from lakevec.dedup import _normalize, _with_keep_column, keep_scores, lsh_params
+from lakevec import _dist, _lakevec, _minhash
 from lakevec.exceptions import SchemaError
 
 __all__ = [
@@ -109,50 +109,123 @@ _RAISES = """
         parameters; in the workers, the errors of the single-process function."""
 
 
-def minhash_signatures(schema, column: str, *, num_perm: int = 128, ngram: int = 5, shingle: str = "word",
-                       seed: int = 1, normalize: Any = True, output_column: str = "signature"):
+def minhash_signatures(
+    schema,
+    column: str,
+    *,
+    num_perm: int = 128,
+    ngram: int = 5,
+    shingle: str = "word",
+    seed: int = 1,
+    normalize: Any = True,
+    output_column: str = "signature",
+):
     """``(fn, schema)`` for ``mapInArrow``: the input rows plus ``output_column`` (binary,
     ``4 * num_perm`` bytes: the uint32 MinHash signature of
     :func:`lakevec.dedup.minhash_signatures`; null for null or empty texts)."""
-    return _map_in_arrow(schema, _Sig(column, num_perm=num_perm, ngram=ngram, shingle=shingle, seed=seed,
-                                      normalize=normalize, output_column=output_column))
+    return _map_in_arrow(
+        schema,
+        _Sig(
+            column,
+            num_perm=num_perm,
+            ngram=ngram,
+            shingle=shingle,
+            seed=seed,
+            normalize=normalize,
+            output_column=output_column,
+        ),
+    )
 
 
-def hashing_embed(schema, column: str, *, dim: int = 256, ngram: tuple[int, int] = (1, 2), analyzer: str = "word",
-                  norm: str | None = "l2", output_column: str = "vector"):
+def hashing_embed(
+    schema,
+    column: str,
+    *,
+    dim: int = 256,
+    ngram: tuple[int, int] = (1, 2),
+    analyzer: str = "word",
+    norm: str | None = "l2",
+    output_column: str = "vector",
+):
     """``(fn, schema)``: the input rows plus ``output_column`` (array<float>, length ``dim``):
     :func:`lakevec.embed.hashing`."""
-    return _map_in_arrow(schema, _Hash(column, dim=dim, ngram=ngram, analyzer=analyzer, norm=norm,
-                                       output_column=output_column))
+    return _map_in_arrow(
+        schema, _Hash(column, dim=dim, ngram=ngram, analyzer=analyzer, norm=norm, output_column=output_column)
+    )
 
 
-def tag_rules(schema, column: str, regex: Mapping[str, Any] | None = None, keywords: Mapping[str, Any] | None = None,
-              *, case_sensitive: bool = False):
+def tag_rules(
+    schema,
+    column: str,
+    regex: Mapping[str, Any] | None = None,
+    keywords: Mapping[str, Any] | None = None,
+    *,
+    case_sensitive: bool = False,
+):
     """``(fn, schema)``: the input rows plus ``tags`` (array<string>) and ``matches``
     (array<struct<tag, rule, start, end>>): :func:`lakevec.tag.rules`."""
     return _map_in_arrow(schema, _Rules(column, regex, keywords, case_sensitive=case_sensitive))
 
 
-def tag_knn(schema, index: Any, column: str, label_column: str, k: int = 10, *, weights: str = "uniform",
-            min_confidence: float = 0.0, storage_options: Mapping[str, str] | None = None):
+def tag_knn(
+    schema,
+    index: Any,
+    column: str,
+    label_column: str,
+    k: int = 10,
+    *,
+    weights: str = "uniform",
+    min_confidence: float = 0.0,
+    storage_options: Mapping[str, str] | None = None,
+):
     """``(fn, schema)``: the input rows plus ``label``, ``confidence`` (float),
     ``neighbor_files``, ``neighbor_rows``: each vector ``column`` labelled by its ``k``
     nearest rows of ``index`` (URI or :class:`lakevec.VectorIndex`, pinned at its current
     version, opened here and once per worker), as :func:`lakevec.tag.knn`."""
-    return _map_in_arrow(schema, _KNN(index, column, label_column, k, weights=weights, min_confidence=min_confidence,
-                                      storage_options=storage_options))
+    return _map_in_arrow(
+        schema,
+        _KNN(
+            index,
+            column,
+            label_column,
+            k,
+            weights=weights,
+            min_confidence=min_confidence,
+            storage_options=storage_options,
+        ),
+    )
 
 
-def search_index(schema, index: Any, column: str, k: int = 10, *, columns: Sequence[str] | None = None,
-                 ef: int | None = None, filter: str | None = None, passthrough: Sequence[str] | None = None,
-                 storage_options: Mapping[str, str] | None = None):
+def search_index(
+    schema,
+    index: Any,
+    column: str,
+    k: int = 10,
+    *,
+    columns: Sequence[str] | None = None,
+    ef: int | None = None,
+    filter: str | None = None,
+    passthrough: Sequence[str] | None = None,
+    storage_options: Mapping[str, str] | None = None,
+):
     """``(fn, schema)``: one row per hit of each row's vector ``column`` in ``index``
     (pinned at its current version, opened here and once per worker): the ``passthrough``
     columns (default: all but the vector), ``rank``, ``distance``, ``_file``, ``_row``, the
     index key, then the fetched ``columns``; a hit column named like a passthrough column
     becomes ``hit_<name>``."""
-    return _map_in_arrow(schema, _Search(index, column, k, columns=columns, ef=ef, filter=filter,
-                                         passthrough=passthrough, storage_options=storage_options))
+    return _map_in_arrow(
+        schema,
+        _Search(
+            index,
+            column,
+            k,
+            columns=columns,
+            ef=ef,
+            filter=filter,
+            passthrough=passthrough,
+            storage_options=storage_options,
+        ),
+    )
 
 
 for _f in (minhash_signatures, hashing_embed, tag_rules, tag_knn, search_index):
@@ -175,25 +248,27 @@ def _count_rows(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     yield pa.RecordBatch.from_pydict({"pid": pa.array([_partition_id()], pa.int32()), "n": pa.array([n], pa.int64())})
 
 
-class _SignatureStage:
-    def __init__(self, column: str, kw: dict, keep: str, offsets: Mapping[int, int]):
-        self.udf = _Sig(column, **kw)
-        self.column, self.keep, self.offsets = column, keep, dict(offsets)
+class _Signatures:
+    """:class:`lakevec._minhash.SignatureStage` per batch, positions counted from the
+    partition's offset (``offsets``: partition id -> its first row's position), signatures
+    as binary: ``pos``, ``signature`` (and ``score``)."""
+
+    def __init__(self, stage: _minhash.SignatureStage, offsets: Mapping[int, int]):
+        self.stage, self.offsets = stage, dict(offsets)
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         at = self.offsets.get(_partition_id(), 0)
         for b in batches:
-            t = self.udf(pa.Table.from_batches([b]))
-            pos = pa.array(np.arange(at, at + t.num_rows, dtype=np.int64))
-            at += t.num_rows
-            cols = {"pos": pos, "signature": _dist.signatures_to_binary(t.column("signature"))}
-            score = keep_scores(t, self.keep, [self.column], pos)
-            if score is not None:
-                cols["score"] = score
-            yield from pa.table(cols).to_batches()
+            pos = pa.array(np.arange(at, at + b.num_rows, dtype=np.int64))
+            at += b.num_rows
+            out = self.stage(pa.Table.from_batches([b]), pos)
+            sig = _dist.signatures_to_binary(out.column("signature"))
+            yield from out.set_column(1, "signature", sig).to_batches()
 
 
-class _BandStage:
+class _Bands:
+    """:func:`lakevec._minhash.band_rows` of binary signatures (carried as binary)."""
+
     def __init__(self, bands: int, rows: int, num_perm: int):
         self.bands, self.rows, self.num_perm = bands, rows, num_perm
 
@@ -201,14 +276,8 @@ class _BandStage:
         for b in batches:
             sig_bin = b.column(b.schema.get_field_index("signature"))
             sig = _dist.binary_to_signatures(sig_bin, self.num_perm)
-            br = _lakevec.minhash_band_rows(sig, self.bands, self.rows)
-            idx = br.column("row")
-            yield from pa.table({
-                "band": br.column("band"),
-                "key": br.column("key"),
-                "pos": b.column(b.schema.get_field_index("pos")).take(idx),
-                "signature": sig_bin.take(idx),
-            }).to_batches()
+            pos = b.column(b.schema.get_field_index("pos"))
+            yield from _minhash.band_rows(pos, sig, self.bands, self.rows, carry=sig_bin).to_batches()
 
 
 class _EdgeStage:
@@ -281,15 +350,14 @@ def dedup_minhash(
     """
     from pyspark.sql import functions as F
 
-    b, r = lsh_params(threshold, num_perm, bands, rows, weights)
-    _normalize(normalize)
-    cols = _with_keep_column([column], keep)
+    params = _minhash.minhash_params(num_perm=num_perm, ngram=ngram, shingle=shingle, seed=seed, normalize=normalize)
+    args = _minhash.check_args(column, params, threshold=threshold, bands=bands, rows=rows, weights=weights, keep=keep)
+    cols = args.columns
     missing = [c for c in cols if c not in df.columns]
     if missing:
         raise SchemaError(f"column(s) {missing} not found in the DataFrame (columns: {df.columns})")
     spark = df.sparkSession
     src = df.select(*cols)
-    kw = dict(num_perm=num_perm, ngram=ngram, shingle=shingle, seed=seed, normalize=normalize)
     with worker_errors():
         counts = {int(x["pid"]): int(x["n"]) for x in src.mapInArrow(_count_rows, "pid int, n long").collect()}
         offsets, at = {}, 0
@@ -298,32 +366,36 @@ def dedup_minhash(
             at += counts[pid]
         n = at
         sig_schema = "pos long, signature binary" + (", score double" if keep != "first" else "")
-        sigs = src.mapInArrow(_SignatureStage(column, kw, keep, offsets), sig_schema).localCheckpoint(eager=True)
+        stage = _Signatures(_minhash.SignatureStage(args, task_cpus), offsets)
+        sigs = src.mapInArrow(stage, sig_schema).localCheckpoint(eager=True)
         # identical signatures first: Spark groups the binary signatures exactly; one copy
         # (the smallest position) is banded, the others join it by star edges
-        copies = sigs.where(F.col("signature").isNotNull()).groupBy("signature").agg(
-            F.min("pos").alias("rep"), F.collect_list("pos").alias("members")).localCheckpoint(eager=True)
-        comp = _lakevec.Components(n)
+        copies = (
+            sigs.where(F.col("signature").isNotNull())
+            .groupBy("signature")
+            .agg(F.min("pos").alias("rep"), F.collect_list("pos").alias("members"))
+            .localCheckpoint(eager=True)
+        )
+        driver = _minhash.DriverComponents(n, keep)
         copy_edges = copies.where(F.size("members") > 1).select("rep", F.explode("members").alias("pos"))
         for chunk in _numpy_chunks(copy_edges.where("pos != rep").toLocalIterator(), ("rep", "pos")):
-            comp.add(pa.array(chunk[:, 0].astype(np.int64)), pa.array(chunk[:, 1].astype(np.int64)))
+            driver.add_edges(chunk[:, 0], chunk[:, 1])
         reps = copies.select(F.col("rep").alias("pos"), "signature")
-        band_rows = reps.mapInArrow(_BandStage(b, r, num_perm), "band int, key long, pos long, signature binary")
+        band_rows = reps.mapInArrow(
+            _Bands(args.bands, args.rows, num_perm), "band int, key long, pos long, signature binary"
+        )
         buckets = (
             band_rows.groupBy("band", "key")
             .agg(F.collect_list(F.struct("pos", "signature")).alias("m"))
             .where(F.size("m") > 1)
             .select("m")
         )
-        edges = buckets.mapInArrow(_EdgeStage(threshold, num_perm), "a long, b long")
+        edges = buckets.mapInArrow(_EdgeStage(args.threshold, num_perm), "a long, b long")
         for chunk in _numpy_chunks(edges.toLocalIterator(), ("a", "b")):
-            comp.add(pa.array(chunk[:, 0].astype(np.int64)), pa.array(chunk[:, 1].astype(np.int64)))
-        score = None
+            driver.add_edges(chunk[:, 0], chunk[:, 1])
         if keep != "first":
-            s = np.zeros(n)
             for chunk in _numpy_chunks(sigs.select("pos", "score").toLocalIterator(), ("pos", "score")):
-                s[chunk[:, 0].astype(np.int64)] = chunk[:, 1]
-            score = s.tolist()
-    clusters = comp.clusters(score)
+                driver.add_scores(chunk[:, 0], chunk[:, 1])
+    clusters = driver.clusters()
     out = _dist.with_columns(pa.table({"row": pa.array(np.arange(n, dtype=np.int64))}), clusters)
     return spark.createDataFrame(out)

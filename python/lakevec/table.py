@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, Sequence, Union
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -80,7 +81,7 @@ class Table:
     @classmethod
     def open(
         cls,
-        uri: str | "Table",
+        uri: str | Table,
         storage_options: StorageOptions | None = None,
         *,
         format: str | None = None,
@@ -88,7 +89,7 @@ class Table:
         timestamp: str | None = None,
         snapshot_id: int | None = None,
         catalog: Mapping[str, str] | None = None,
-    ) -> "Table":
+    ) -> Table:
         """Open the table at ``uri``.
 
         Args:
@@ -247,11 +248,7 @@ class Table:
         if self.format == "parquet":
             raise InvalidArgumentError(f"{self.uri!r} is a plain Parquet table: it has no versions")
         old = self._inner.at_version(from_version)
-        new = (
-            self._inner
-            if to_version is None or to_version == self.version
-            else self._inner.at_version(to_version)
-        )
+        new = self._inner if to_version is None or to_version == self.version else self._inner.at_version(to_version)
         return new.changes_since(old)
 
     # ---------------------------------------------------------------- reads
@@ -288,9 +285,7 @@ class Table:
             FilterError: ``filter`` does not parse, names an unknown column or is not boolean.
             CorruptFileError, StorageError, TableNotFoundError: as for :meth:`open`.
         """
-        return self._inner.to_arrow(
-            _columns(columns), filter, None, num_threads, limit, with_row_address
-        )
+        return self._inner.to_arrow(_columns(columns), filter, None, num_threads, limit, with_row_address)
 
     def scan(
         self,
@@ -315,22 +310,18 @@ class Table:
         The reader is also an Arrow PyCapsule stream (``__arrow_c_stream__``). Other arguments
         and errors as in :meth:`to_arrow`.
         """
-        return self._inner.scan(
-            _columns(columns), filter, batch_size, num_threads, limit, with_row_address
-        )
+        return self._inner.scan(_columns(columns), filter, batch_size, num_threads, limit, with_row_address)
 
     def to_pandas(
         self,
         columns: Sequence[str] | None = None,
         filter: str | None = None,
         **to_pandas_kwargs: Any,
-    ) -> "pandas.DataFrame":
+    ) -> pandas.DataFrame:
         """Read into a ``pandas.DataFrame`` (needs pandas: ``pip install lakevec[pandas]``)."""
         return self.to_arrow(columns, filter).to_pandas(**to_pandas_kwargs)
 
-    def to_polars(
-        self, columns: Sequence[str] | None = None, filter: str | None = None
-    ) -> "polars.DataFrame":
+    def to_polars(self, columns: Sequence[str] | None = None, filter: str | None = None) -> polars.DataFrame:
         """Read into a ``polars.DataFrame`` (needs polars: ``pip install lakevec[polars]``)."""
         import polars as pl
 
@@ -367,9 +358,7 @@ def _addresses(addresses: Any) -> tuple[list[str], list[int]]:
     if hasattr(addresses, "__arrow_c_stream__") or hasattr(addresses, "__arrow_c_array__"):
         t = pa.table(addresses) if not isinstance(addresses, (pa.Table, pa.RecordBatch)) else addresses
         if "_file" not in t.column_names or "_row" not in t.column_names:
-            raise InvalidArgumentError(
-                f"addresses need '_file' and '_row' columns, got {t.column_names}"
-            )
+            raise InvalidArgumentError(f"addresses need '_file' and '_row' columns, got {t.column_names}")
         return t.column("_file").to_pylist(), t.column("_row").to_pylist()
     if hasattr(addresses, "columns") and hasattr(addresses, "__getitem__"):  # pandas
         return [str(f) for f in addresses["_file"]], [int(r) for r in addresses["_row"]]
@@ -406,12 +395,12 @@ def read_table(
     timestamp=timestamp).to_arrow(columns, filter, num_threads=num_threads)``; see
     :class:`Table` for the arguments and errors.
     """
-    return Table.open(
-        uri, storage_options, format=format, version=version, timestamp=timestamp
-    ).to_arrow(columns, filter, num_threads=num_threads)
+    return Table.open(uri, storage_options, format=format, version=version, timestamp=timestamp).to_arrow(
+        columns, filter, num_threads=num_threads
+    )
 
 
-TableLike = Union[str, Table, Any]
+TableLike = str | Table | Any
 
 
 def sql(
@@ -449,8 +438,5 @@ def sql(
         elif hasattr(obj, "__arrow_c_stream__"):
             arrow.append((name, obj))
         else:
-            raise TypeError(
-                f"tables[{name!r}] must be a URI, a lakevec.Table or Arrow data, "
-                f"not {type(obj).__name__}"
-            )
+            raise TypeError(f"tables[{name!r}] must be a URI, a lakevec.Table or Arrow data, not {type(obj).__name__}")
     return _lakevec.sql(query, lake, arrow, num_threads)

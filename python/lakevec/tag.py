@@ -7,7 +7,8 @@ Inputs as in :mod:`lakevec.dedup`: a :class:`lakevec.Table` or URI (results carr
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -131,8 +132,10 @@ def knn(
             d[q, pos[q]] = dist[j]
             lab_index[q, pos[q]] = codes[j]
             pos[q] += 1
-        neigh = {"neighbor_files": _lists(hits.column("_file"), qi, n),
-                 "neighbor_rows": _lists(hits.column("_row"), qi, n)}
+        neigh = {
+            "neighbor_files": _lists(hits.column("_file"), qi, n),
+            "neighbor_rows": _lists(hits.column("_row"), qi, n),
+        }
         label_values = pa.array(classes)
     else:
         ex = _inputs.load(exemplars, [exemplar_column or column, label_column]).data
@@ -265,11 +268,13 @@ def concepts(
             ):
                 found.setdefault((f, int(r)), set()).add(names[qi])
         keys = sorted(found)
-        return pa.table({
-            "_file": [k[0] for k in keys],
-            "_row": pa.array([k[1] for k in keys], pa.int64()),
-            "tags": [[t for t in order if t in found[k]] for k in keys],
-        })
+        return pa.table(
+            {
+                "_file": [k[0] for k in keys],
+                "_row": pa.array([k[1] for k in keys], pa.int64()),
+                "tags": [[t for t in order if t in found[k]] for k in keys],
+            }
+        )
     if column is None:
         raise InvalidArgumentError("column= names the vector column of the data")
     inp = _inputs.load(index_or_data, [column], storage_options)

@@ -36,7 +36,11 @@ where
 }
 
 /// [`wait_for_future`] that also calls `tick` with the GIL held at every poll (progress bars).
-pub fn wait_for_future_with<F, T>(py: Python<'_>, fut: F, mut tick: impl FnMut(Python<'_>) -> PyResult<()> + Send) -> PyResult<T>
+pub fn wait_for_future_with<F, T>(
+    py: Python<'_>,
+    fut: F,
+    mut tick: impl FnMut(Python<'_>) -> PyResult<()> + Send,
+) -> PyResult<T>
 where
     F: Future<Output = Result<T>> + Send,
     T: Send,

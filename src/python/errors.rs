@@ -3,14 +3,14 @@
 //! The classes are defined in Python (`python/lakevec/exceptions.py`), so they are importable
 //! and picklable under their public path and can inherit from both `LakevecError` and the
 //! matching builtin (`FileNotFoundError`, `PermissionError`, `ValueError`, ...). Every message
-//! passes through [`crate::storage::redact`] on its way out.
+//! passes through [`crate::lake::storage::redact`] on its way out.
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError};
 use pyo3::prelude::*;
 use pyo3::types::PyType;
 
 use crate::error::LakeError;
-use crate::storage::redact;
+use crate::lake::storage::redact;
 
 /// The `lakevec.exceptions` class name for an error variant.
 pub fn class_name(e: &LakeError) -> &'static str {

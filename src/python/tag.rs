@@ -1,14 +1,16 @@
-//! Tagging kernels for `lakevec.tag`.
+//! Tagging kernels for `lakevec.tag` and the hashing vectorizer of `lakevec.embed`.
 
 use pyo3::prelude::*;
 use pyo3_arrow::PyArray;
 
-use crate::dedup::strings;
-use crate::distance::Metric;
+use crate::error::LakeError;
 use crate::python::call::cpu;
 use crate::python::out::array as array_to_pyarrow;
-use crate::rules::Rules;
-use crate::vectors::prepared_rows;
+use crate::tag::embed::{hashing, Analyzer, HashingParams, Norm};
+use crate::tag::rules::Rules;
+use crate::text::strings;
+use crate::vector::column::prepared_rows;
+use crate::vector::distance::Metric;
 
 /// (`tags`, `matches`) arrays for a text array.
 #[pyfunction]
@@ -48,8 +50,12 @@ pub fn knn_arrays(
     base_name: String,
 ) -> PyResult<(Vec<i64>, Vec<f32>)> {
     let metric = Metric::parse(metric)?;
-    if k == 0 || k > crate::index_search::MAX_K {
-        return Err(crate::error::LakeError::InvalidArgument(format!("k must be in 1..={}, got {k}", crate::index_search::MAX_K)).into());
+    if k == 0 || k > crate::index::query::MAX_K {
+        return Err(crate::error::LakeError::InvalidArgument(format!(
+            "k must be in 1..={}, got {k}",
+            crate::index::query::MAX_K
+        ))
+        .into());
     }
     let q = queries.array().clone();
     let b = base.map(|b| b.array().clone());
@@ -66,6 +72,44 @@ pub fn knn_arrays(
         if dim == 0 {
             return Ok((Vec::new(), Vec::new()));
         }
-        crate::knn::knn(&qv, &bv, dim, metric, k, b.is_none(), &c)
+        crate::vector::knn::knn(&qv, &bv, dim, metric, k, b.is_none(), &c)
     })
+}
+
+/// Feature-hashing vectors of a text array (FixedSizeList<float32, dim>).
+#[pyfunction]
+#[pyo3(signature = (array, column, dim, ngram_lo, ngram_hi, analyzer, norm, lowercase=true, alternate_sign=true, num_threads=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn hashing_embed<'py>(
+    py: Python<'py>,
+    array: PyArray,
+    column: String,
+    dim: usize,
+    ngram_lo: usize,
+    ngram_hi: usize,
+    analyzer: &str,
+    norm: Option<String>,
+    lowercase: bool,
+    alternate_sign: bool,
+    num_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let analyzer = match analyzer {
+        "word" => Analyzer::Word,
+        "char" => Analyzer::Char,
+        o => return Err(LakeError::InvalidArgument(format!("analyzer must be 'word' or 'char', not '{o}'")).into()),
+    };
+    let norm = match norm.as_deref() {
+        Some("l2") => Norm::L2,
+        Some("l1") => Norm::L1,
+        None => Norm::None,
+        Some(o) => return Err(LakeError::InvalidArgument(format!("norm must be 'l2', 'l1' or None, not '{o}'")).into()),
+    };
+    let p = HashingParams { dim, ngram: (ngram_lo, ngram_hi), analyzer, norm, lowercase, alternate_sign };
+    p.check()?;
+    let a = array.array().clone();
+    let out = cpu(py, num_threads, move |_| {
+        let texts = strings(&a, &column)?;
+        hashing(&texts, &p)
+    })?;
+    array_to_pyarrow(py, out)
 }

@@ -1,0 +1,120 @@
+//! An opened vector index: one [`IndexState`] behind an `RwLock<Arc<..>>`. A search takes the
+//! `Arc` once, so it sees one version whole while a refresh in another thread swaps in the
+//! next. Building is in [`crate::index::build`], refresh and compaction in their own modules,
+//! search in [`crate::index::search`].
+
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::error::Result;
+use crate::index::location::IndexAt;
+use crate::index::manifest::{self, CommitInfo, SegmentRef};
+use crate::index::sources::SearchSource;
+use crate::index::state::{IndexState, LoadedSegment};
+use crate::index::store::load_state;
+use crate::lake::pin::TablePin;
+use crate::lake::storage::{parse_uri, store_for};
+use crate::lake::table::{latest_fingerprint, Format, LakeTable};
+
+/// The indexed table at its latest version, with the fingerprint it was opened at.
+pub struct LatestTable {
+    pub fingerprint: String,
+    pub table: Arc<LakeTable>,
+}
+
+/// Unfiltered search sources computed for (index version, table fingerprint + stale mode).
+pub(crate) type SourcesCache = Option<(u64, String, Arc<Vec<SearchSource>>)>;
+
+/// An opened index.
+pub struct VectorIndex {
+    pub at: IndexAt,
+    state: RwLock<Arc<IndexState>>,
+    /// The table's latest version as last opened (reused while its fingerprint holds).
+    latest: Mutex<Option<Arc<LatestTable>>>,
+    pub(crate) sources_cache: Mutex<SourcesCache>,
+}
+
+impl VectorIndex {
+    /// Open the newest version of the index at `at`.
+    pub async fn open(at: IndexAt) -> Result<Self> {
+        Self::open_version(at, None).await
+    }
+
+    /// Open index version `version` (the newest when `None`).
+    pub async fn open_version(at: IndexAt, version: Option<u64>) -> Result<Self> {
+        let state = load_state(&at, version).await?;
+        Ok(Self::with_state(at, state))
+    }
+
+    pub(crate) fn with_state(at: IndexAt, state: IndexState) -> Self {
+        VectorIndex {
+            at,
+            state: RwLock::new(Arc::new(state)),
+            latest: Default::default(),
+            sources_cache: Default::default(),
+        }
+    }
+
+    /// The current state (one version, whole).
+    pub fn state(&self) -> Arc<IndexState> {
+        self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_state(&self, s: IndexState) {
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(s);
+    }
+
+    /// The indexed table at its latest version: one LIST request checks the table's
+    /// fingerprint ([`latest_fingerprint`]); the table is reopened only when it changed.
+    pub async fn latest_table(&self) -> Result<Arc<LatestTable>> {
+        let m = &self.state().manifest;
+        let loc = parse_uri(&m.table_uri)?;
+        let store = store_for(&loc, &self.at.options)?;
+        let format = Format::parse(&m.table_format)?;
+        let fingerprint = latest_fingerprint(&store, &loc, format).await?;
+        if let Some(l) = self.latest.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            if l.fingerprint == fingerprint {
+                return Ok(l.clone());
+            }
+        }
+        let table = Arc::new(self.open_table(TablePin::default()).await?);
+        let l = Arc::new(LatestTable { fingerprint, table });
+        *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(l.clone());
+        Ok(l)
+    }
+
+    /// Open the indexed table at `pin` with this index's storage options.
+    pub async fn open_table(&self, pin: TablePin) -> Result<LakeTable> {
+        let m = &self.state().manifest;
+        let format = Some(Format::parse(&m.table_format)?);
+        LakeTable::open(&m.table_uri, self.at.options.clone(), format, pin).await
+    }
+
+    /// Commit the version after `st` with `segments` (loaded: `loaded`), covering
+    /// `table_version`, and make it the current state.
+    pub(crate) async fn commit_next(
+        &self,
+        st: &IndexState,
+        segments: Vec<SegmentRef>,
+        loaded: Vec<Arc<LoadedSegment>>,
+        table_version: Option<i64>,
+        commit: CommitInfo,
+    ) -> Result<()> {
+        let mut m = st.manifest.clone();
+        m.version += 1;
+        m.writer_id = manifest::new_id();
+        m.segments = segments;
+        m.table_version = table_version;
+        m.commit = commit;
+        manifest::commit(&self.at.store, self.at.root(), &m).await?;
+        let manifest_bytes = manifest::encode(&m)?.len() as u64;
+        self.set_state(IndexState { manifest: m, segments: loaded, manifest_bytes });
+        Ok(())
+    }
+
+    /// Reload the newest committed version (another process may have refreshed).
+    pub async fn reload(&self) -> Result<()> {
+        let st = load_state(&self.at, None).await?;
+        self.set_state(st);
+        Ok(())
+    }
+}

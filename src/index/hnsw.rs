@@ -1,0 +1,130 @@
+//! The HNSW index kind: a graph built by [`crate::vector::graph_build`], searched by
+//! [`crate::vector::graph`], stored as container sections `LAYER0` (u32, `n x (1 + m0)`) and
+//! `UPOFFnn`/`UPNBRnn` (u32 CSR, one pair per upper layer), with `m0`, `layers` and `entry` in
+//! the segment's `META`.
+
+use std::sync::atomic::AtomicUsize;
+
+use crate::error::{LakeError, Result};
+use crate::index::container::{section_tag, u32_bytes, u32s, Container};
+use crate::index::kind::{KindSections, SegmentIndex};
+use crate::runtime::CancelToken;
+use crate::vector::bits::Bits;
+use crate::vector::distance::Metric;
+use crate::vector::exact::exact;
+use crate::vector::graph::{search_graph, Graph};
+use crate::vector::graph_build::{build_graph, HnswParams};
+use crate::vector::hit::Hit;
+
+/// Largest `m0` and layer count a stored graph may claim (hnsw_rs builds at most 16 layers;
+/// `m <= 128` gives `m0 <= 256`).
+const MAX_M0: usize = 512;
+const MAX_LAYERS: usize = 16;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct GraphMeta {
+    m0: usize,
+    layers: usize,
+    entry: u32,
+}
+
+/// Build the graph of `vectors` (see [`build_graph`]).
+pub fn build_hnsw(
+    vectors: &[f32],
+    dim: usize,
+    metric: Metric,
+    params: HnswParams,
+    pool: &rayon::ThreadPool,
+    cancel: &CancelToken,
+    done: &AtomicUsize,
+) -> Result<SegmentIndex> {
+    Ok(SegmentIndex::Hnsw(build_graph(vectors, dim, metric, params, pool, cancel, done)?))
+}
+
+/// Graph search of one segment, or an exact scan when that is cheaper: when the allowed rows
+/// are fewer than the distance computations a filtered graph walk would make (about
+/// `ef * m0 / selectivity`, a quarter of them new), or the graph does not cover the rows.
+/// A graph walk that returns fewer than `min(k, allowed_count)` hits (a selective filter
+/// cutting the graph) is redone exactly.
+#[allow(clippy::too_many_arguments)]
+pub fn search_hnsw(
+    g: &Graph,
+    vectors: &[f32],
+    dim: usize,
+    metric: Metric,
+    q: &[f32],
+    k: usize,
+    ef: usize,
+    allowed: Option<&Bits>,
+    allowed_count: usize,
+) -> Vec<Hit> {
+    let n = vectors.len().checked_div(dim).unwrap_or(0);
+    if allowed_count == 0 || n == 0 {
+        return Vec::new();
+    }
+    let selectivity = allowed_count as f64 / n as f64;
+    let graph_cost = (ef as f64) * (g.m0 as f64) / (4.0 * selectivity);
+    if g.n != n || (allowed_count as f64) <= graph_cost {
+        return exact(vectors, dim, metric, q, k, allowed);
+    }
+    let hits = search_graph(g, vectors, dim, metric, q, k, ef, allowed);
+    if hits.len() < k.min(allowed_count) {
+        return exact(vectors, dim, metric, q, k, allowed);
+    }
+    hits
+}
+
+/// Whether `g` is a graph over `n` rows built with `p`.
+pub fn hnsw_matches(g: &Graph, p: &HnswParams, n: usize) -> bool {
+    g.n == n && (n == 0 || g.m0 == 2 * p.m)
+}
+
+/// `META` fields and sections of `g`.
+pub fn encode_graph(g: &Graph) -> Result<KindSections> {
+    let meta = GraphMeta { m0: g.m0, layers: g.upper.len(), entry: g.entry };
+    let mut meta = serde_json::to_value(meta).map_err(|e| LakeError::Internal(e.to_string()))?;
+    meta["kind"] = "hnsw".into();
+    let mut sections = vec![(section_tag("LAYER0"), u32_bytes(&g.layer0))];
+    for (l, (off, nbr)) in g.upper.iter().enumerate() {
+        sections.push((section_tag(&format!("UPOFF{:02}", l + 1)), u32_bytes(off)));
+        sections.push((section_tag(&format!("UPNBR{:02}", l + 1)), u32_bytes(nbr)));
+    }
+    Ok((meta, sections))
+}
+
+/// Parse and verify the graph of a segment of `n` rows: every count against the others and
+/// every neighbour id and the entry point against `n`, before use.
+pub fn decode_graph(meta: &[u8], c: &Container<'_>, n: usize, name: &str) -> Result<SegmentIndex> {
+    let bad = |why: String| LakeError::CorruptIndex(format!("index file '{name}' is corrupt: {why}"));
+    let gm: GraphMeta = serde_json::from_slice(meta).map_err(|e| bad(format!("META: {e}")))?;
+    if gm.m0 == 0 || gm.m0 > MAX_M0 || gm.layers > MAX_LAYERS {
+        return Err(bad(format!("implausible graph header {}", String::from_utf8_lossy(meta))));
+    }
+    let m0 = gm.m0;
+    let layer0 = u32s(c.section(&section_tag("LAYER0"))?, n * (1 + m0), "LAYER0").map_err(|e| e.context(name))?;
+    for i in 0..n {
+        let base = i * (1 + m0);
+        let cnt = layer0[base] as usize;
+        if cnt > m0 || layer0[base + 1..base + 1 + cnt].iter().any(|&x| x as usize >= n) {
+            return Err(bad(format!("layer 0 neighbours of node {i} are out of range")));
+        }
+    }
+    let mut upper = Vec::with_capacity(gm.layers);
+    for l in 1..=gm.layers {
+        let off =
+            u32s(c.section(&section_tag(&format!("UPOFF{l:02}")))?, n + 1, "UPOFF").map_err(|e| e.context(name))?;
+        let nb_bytes = c.section(&section_tag(&format!("UPNBR{l:02}")))?;
+        if off.first() != Some(&0) || off.windows(2).any(|w| w[0] > w[1]) || off[n] as usize * 4 != nb_bytes.len() {
+            return Err(bad(format!("layer {l} offsets are inconsistent")));
+        }
+        let nb = u32s(nb_bytes, off[n] as usize, "UPNBR").map_err(|e| e.context(name))?;
+        if nb.iter().any(|&x| x as usize >= n) {
+            return Err(bad(format!("layer {l} neighbours are out of range")));
+        }
+        upper.push((off, nb));
+    }
+    if n > 0 && gm.entry as usize >= n {
+        return Err(bad(format!("entry point {} is out of range", gm.entry)));
+    }
+    Ok(SegmentIndex::Hnsw(Graph { n, m0, layer0, upper, entry: gm.entry }))
+}

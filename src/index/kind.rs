@@ -1,0 +1,182 @@
+//! The index-kind seam: what differs between index kinds, and nothing else.
+//!
+//! A segment's rows, addresses, vectors and keys are the same for every kind; what a kind adds
+//! is a search structure over the vectors (HNSW: a graph; flat: nothing) and how it is built,
+//! searched and stored. The manifest records each segment's kind and its construction
+//! parameters as a tagged value ([`IndexKind`], e.g. `{"kind": "hnsw", "m": 16,
+//! "ef_construction": 200}`); a loaded segment holds the matching [`SegmentIndex`].
+//!
+//! Build, refresh, compact, search and `knn_graph` only call the methods below, so adding a
+//! kind is one new file under `src/index/` (its parameters, build, search and sections) plus
+//! one arm in each `match` here: nothing in refresh, coverage or the Python layer changes.
+
+use std::sync::atomic::AtomicUsize;
+
+use crate::error::{LakeError, Result};
+use crate::index::container::{Container, Tag};
+use crate::index::{flat, hnsw};
+use crate::runtime::CancelToken;
+use crate::vector::bits::Bits;
+use crate::vector::distance::Metric;
+use crate::vector::graph::Graph;
+use crate::vector::graph_build::HnswParams;
+use crate::vector::hit::Hit;
+
+/// What a kind adds to a segment file: fields of its `META` and its own sections.
+pub type KindSections = (serde_json::Value, Vec<(Tag, Vec<u8>)>);
+
+/// An index kind with its construction parameters (persisted, tagged by `kind`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum IndexKind {
+    /// A Hierarchical Navigable Small World graph (Malkov & Yashunin, TPAMI 2018).
+    Hnsw(HnswParams),
+    /// No structure: every search scans the segment (exact, recall 1.0). Right for small
+    /// segments and as a baseline.
+    Flat,
+}
+
+/// The search structure one segment holds, by kind.
+#[derive(Clone, Debug)]
+pub enum SegmentIndex {
+    Hnsw(Graph),
+    /// Also what a segment read from the lake holds before its structure is built: it is
+    /// searchable (exactly) as it is.
+    Flat,
+}
+
+impl IndexKind {
+    /// The kind named `index_type` ("hnsw" or "flat"); `m` and `ef_construction` apply to HNSW.
+    pub fn from_args(index_type: &str, m: usize, ef_construction: usize) -> Result<Self> {
+        let kind = match index_type {
+            "hnsw" => IndexKind::Hnsw(HnswParams { m, ef_construction }),
+            "flat" => IndexKind::Flat,
+            o => return Err(LakeError::InvalidArgument(format!("index_type must be 'hnsw' or 'flat', not '{o}'"))),
+        };
+        kind.check()?;
+        Ok(kind)
+    }
+
+    /// The kind's name, as `index_type` takes it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            IndexKind::Hnsw(_) => "hnsw",
+            IndexKind::Flat => "flat",
+        }
+    }
+
+    /// Check the parameters (`InvalidArgument` naming the bad one).
+    pub fn check(&self) -> Result<()> {
+        match self {
+            IndexKind::Hnsw(p) => p.check(),
+            IndexKind::Flat => Ok(()),
+        }
+    }
+
+    /// Build the structure over `vectors` (rows of `dim`, prepared for `metric`) on `pool`,
+    /// polling `cancel`; `done` counts rows inserted.
+    pub fn build(
+        &self,
+        vectors: &[f32],
+        dim: usize,
+        metric: Metric,
+        pool: &rayon::ThreadPool,
+        cancel: &CancelToken,
+        done: &AtomicUsize,
+    ) -> Result<SegmentIndex> {
+        match self {
+            IndexKind::Hnsw(p) => hnsw::build_hnsw(vectors, dim, metric, *p, pool, cancel, done),
+            IndexKind::Flat => flat::build_flat(vectors, dim, done),
+        }
+    }
+
+    /// The parameters as shown by `VectorIndex.stats()["params"]` (with `index_type`).
+    pub fn params_json(&self) -> serde_json::Value {
+        match self {
+            IndexKind::Hnsw(p) => serde_json::json!({
+                "index_type": self.name(), "m": p.m, "ef_construction": p.ef_construction,
+            }),
+            IndexKind::Flat => serde_json::json!({"index_type": self.name()}),
+        }
+    }
+}
+
+impl SegmentIndex {
+    /// The name of the kind this structure belongs to.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            SegmentIndex::Hnsw(_) => "hnsw",
+            SegmentIndex::Flat => "flat",
+        }
+    }
+
+    /// The `k` nearest allowed rows to `q`, nearest first, choosing between the kind's
+    /// approximate search and an exact scan by cost (`allowed_count`: rows `allowed` lets
+    /// through, all `n` when `allowed` is None). `ef`: the beam width of graph kinds.
+    #[allow(clippy::too_many_arguments)]
+    pub fn search(
+        &self,
+        vectors: &[f32],
+        dim: usize,
+        metric: Metric,
+        q: &[f32],
+        k: usize,
+        ef: usize,
+        allowed: Option<&Bits>,
+        allowed_count: usize,
+    ) -> Vec<Hit> {
+        match self {
+            SegmentIndex::Hnsw(g) => hnsw::search_hnsw(g, vectors, dim, metric, q, k, ef, allowed, allowed_count),
+            SegmentIndex::Flat => flat::search_flat(vectors, dim, metric, q, k, allowed),
+        }
+    }
+
+    /// The kind's own approximate search, without the exact fallback (what the recall
+    /// estimate measures).
+    #[allow(clippy::too_many_arguments)]
+    pub fn approximate(
+        &self,
+        vectors: &[f32],
+        dim: usize,
+        metric: Metric,
+        q: &[f32],
+        k: usize,
+        ef: usize,
+        allowed: Option<&Bits>,
+    ) -> Vec<Hit> {
+        match self {
+            SegmentIndex::Hnsw(g) => crate::vector::graph::search_graph(g, vectors, dim, metric, q, k, ef, allowed),
+            SegmentIndex::Flat => flat::search_flat(vectors, dim, metric, q, k, allowed),
+        }
+    }
+
+    /// Whether this structure was built as `kind` says (checked when a segment is loaded).
+    pub fn matches(&self, kind: &IndexKind, n: usize) -> bool {
+        match (self, kind) {
+            (SegmentIndex::Hnsw(g), IndexKind::Hnsw(p)) => hnsw::hnsw_matches(g, p, n),
+            (SegmentIndex::Flat, IndexKind::Flat) => true,
+            _ => false,
+        }
+    }
+
+    /// The kind's header fields (merged into the segment's `META`) and its sections.
+    pub fn encode(&self) -> Result<KindSections> {
+        match self {
+            SegmentIndex::Hnsw(g) => hnsw::encode_graph(g),
+            SegmentIndex::Flat => Ok((serde_json::json!({"kind": "flat"}), Vec::new())),
+        }
+    }
+
+    /// Parse and verify the structure of kind `kind` (from `META`; "hnsw" when absent, as in
+    /// segments written before kinds existed) over `n` rows. `name` is used in errors.
+    pub fn decode(kind: &str, meta: &[u8], c: &Container<'_>, n: usize, name: &str) -> Result<SegmentIndex> {
+        match kind {
+            "hnsw" => hnsw::decode_graph(meta, c, n, name),
+            "flat" => Ok(SegmentIndex::Flat),
+            o => Err(LakeError::CorruptIndex(format!(
+                "index file '{name}' holds a segment of unknown kind '{o}' (written by a newer \
+                 lakevec?)"
+            ))),
+        }
+    }
+}

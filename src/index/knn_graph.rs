@@ -1,0 +1,119 @@
+//! The k-nearest-neighbour graph of an index's live rows (semantic dedup, clustering).
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float32Array, Int32Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use rayon::prelude::*;
+
+use crate::error::{LakeError, Result};
+use crate::index::build::DEFAULT_EF;
+use crate::index::handle::VectorIndex;
+use crate::index::merge::SourceHit;
+use crate::index::query::{check_k_ef, SearchParams, Stale};
+use crate::index::search::search_sources;
+use crate::index::sources::sources;
+use crate::runtime::{pool, run_cpu, CancelToken};
+
+/// The k-nearest-neighbour graph of every live indexed row (as stored): for each row its
+/// `k` nearest other rows. Columns `src_file`, `src_row`, `dst_file`, `dst_row`,
+/// `distance`, `rank` (1 = nearest).
+pub async fn knn_graph(
+    idx: &VectorIndex,
+    k: usize,
+    ef: Option<usize>,
+    threads: Option<usize>,
+    rows: Option<std::ops::Range<usize>>,
+    cancel: &CancelToken,
+) -> Result<RecordBatch> {
+    check_k_ef(k, ef)?;
+    let st = idx.state();
+    let srcs = Arc::new(
+        sources(
+            &idx.at.uri,
+            &st,
+            None,
+            &SearchParams {
+                k,
+                ef,
+                filter: None,
+                exact: false,
+                version: None,
+                stale: Stale::Ignore,
+                columns: None,
+                num_threads: threads,
+            },
+            cancel,
+        )
+        .await?,
+    );
+    let metric = st.manifest.metric;
+    let ef = ef.unwrap_or(DEFAULT_EF.max(k + 1)).max(k + 1);
+    let nodes: Vec<(usize, u32)> = srcs
+        .iter()
+        .enumerate()
+        .flat_map(|(si, s)| {
+            let n = s.segment.seg().len();
+            (0..n as u32).filter(move |&i| s.allowed.as_ref().is_none_or(|a| a.get(i as usize))).map(move |i| (si, i))
+        })
+        .collect();
+    let nodes = match rows {
+        Some(r) if r.start > r.end || r.end > nodes.len() => {
+            return Err(LakeError::InvalidArgument(format!(
+                "rows {}..{} are outside the index's {} live rows",
+                r.start,
+                r.end,
+                nodes.len()
+            )))
+        }
+        Some(r) => nodes[r].to_vec(),
+        None => nodes,
+    };
+    let nodes = Arc::new(nodes);
+    let (s2, c, n2) = (srcs.clone(), cancel.clone(), nodes.clone());
+    let edges: Vec<Vec<SourceHit>> = run_cpu(pool(threads)?, cancel.clone(), move || {
+        n2.par_iter()
+            .map(|&(si, i)| {
+                c.check()?;
+                let q = s2[si].segment.seg().vector(i as usize);
+                let all = search_sources(&s2, metric, q, k, ef, false, Some((si, i)));
+                Ok(all)
+            })
+            .collect::<Result<Vec<_>>>()
+    })
+    .await?;
+    let addr = |si: usize, i: u32| {
+        let seg = srcs[si].segment.seg();
+        (seg.files[seg.file_of(i)].as_str(), seg.rows[i as usize] as i64)
+    };
+    let (mut sf, mut sr, mut df, mut dr, mut dist, mut rank) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for (&(si, i), es) in nodes.iter().zip(&edges) {
+        let (f, r) = addr(si, i);
+        for (ri, &(d, sj, j)) in es.iter().enumerate() {
+            let (g, s) = addr(sj, j);
+            sf.push(f);
+            sr.push(r);
+            df.push(g);
+            dr.push(s);
+            dist.push(d);
+            rank.push(ri as i32 + 1);
+        }
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("src_file", DataType::Utf8, false),
+        Field::new("src_row", DataType::Int64, false),
+        Field::new("dst_file", DataType::Utf8, false),
+        Field::new("dst_row", DataType::Int64, false),
+        Field::new("distance", DataType::Float32, false),
+        Field::new("rank", DataType::Int32, false),
+    ]));
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(sf)),
+        Arc::new(Int64Array::from(sr)),
+        Arc::new(StringArray::from(df)),
+        Arc::new(Int64Array::from(dr)),
+        Arc::new(Float32Array::from(dist)),
+        Arc::new(Int32Array::from(rank)),
+    ];
+    Ok(RecordBatch::try_new(schema, cols)?)
+}

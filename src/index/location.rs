@@ -1,0 +1,83 @@
+//! Where an index lives: its store and folder, and the default folder beside a table.
+
+use std::sync::Arc;
+
+use object_store::path::Path;
+use object_store::ObjectStore;
+
+use crate::error::{LakeError, Result};
+use crate::lake::storage::{parse_uri, store_for, Location, StorageOptions};
+use crate::lake::table::{Format, LakeTable};
+
+/// Where an index lives.
+#[derive(Clone, Debug)]
+pub struct IndexAt {
+    pub uri: String,
+    pub loc: Location,
+    pub store: Arc<dyn ObjectStore>,
+    /// Options for the index store and for reopening the table (never persisted).
+    pub options: StorageOptions,
+}
+
+impl IndexAt {
+    /// The index folder `uri` (no glob), with `options` for its store.
+    pub fn new(uri: &str, options: StorageOptions) -> Result<Self> {
+        let loc = parse_uri(uri)?;
+        if loc.glob.is_some() {
+            return Err(LakeError::InvalidArgument(format!("an index location cannot hold a glob: '{uri}'")));
+        }
+        let store = store_for(&loc, &options)?;
+        Ok(IndexAt { uri: loc.display.clone(), loc, store, options })
+    }
+
+    /// The index folder within its store.
+    pub fn root(&self) -> &Path {
+        &self.loc.path
+    }
+}
+
+/// The full URL of a table's root, as stored in manifests. An Iceberg table opened from a
+/// `metadata/*.metadata.json` file is recorded by its folder, so that reopening it finds
+/// the newest metadata (refresh follows new snapshots).
+pub fn indexed_table_url(table: &LakeTable) -> String {
+    let url = table.location.url_of(&table.location.path);
+    if table.format == Format::Iceberg && url.ends_with(".metadata.json") {
+        let parts: Vec<&str> = url.rsplitn(3, '/').collect();
+        if parts.len() == 3 && parts[1] == "metadata" {
+            return parts[2].to_string();
+        }
+    }
+    url
+}
+
+/// The default index folder of `table`: `_lakevec_index/<name>` inside a Delta or Parquet
+/// table's folder (Delta's VACUUM and Parquet readers skip `_` folders), and a sibling folder
+/// `<table>_lakevec_index/<name>` for Iceberg (its orphan-file removal would delete unknown
+/// files under the table location). A single Parquet file or glob gets
+/// `_lakevec_index/<file name>.<name>` in its folder.
+pub fn default_index_uri(table: &LakeTable, name: &str) -> String {
+    let url = indexed_table_url(table).trim_end_matches('/').to_string();
+    let split = |u: &str| -> (String, String) {
+        match u.rfind('/') {
+            Some(i) => (u[..i].to_string(), u[i + 1..].to_string()),
+            None => (String::new(), u.to_string()),
+        }
+    };
+    match table.format {
+        Format::Iceberg => {
+            let (parent, leaf) = split(&url);
+            format!("{parent}/{leaf}_lakevec_index/{name}")
+        }
+        _ => {
+            let lower = url.to_ascii_lowercase();
+            let is_file =
+                [".parquet", ".parq", ".pq"].iter().any(|s| lower.ends_with(s)) || table.location.glob.is_some();
+            if is_file && table.location.glob.is_none() {
+                let (parent, leaf) = split(&url);
+                format!("{parent}/_lakevec_index/{leaf}.{name}")
+            } else {
+                format!("{url}/_lakevec_index/{name}")
+            }
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! Index manifests and the commit protocol.
+//!
+//! An index folder holds immutable files with unique names (`segments/<uuid>.lkv`,
+//! `tombstones/<uuid>.lkv`) and one manifest per index version,
+//! `manifests/<version:020>.json`. A commit writes its new files first, then publishes the
+//! next manifest with put-if-absent (`PutMode::Create`: S3 `If-None-Match: *`, an exclusive
+//! create on local disk), so a crash at any point leaves the previous version readable and
+//! readers always see a complete one: the newest manifest.
+//!
+//! When the put's answer is ambiguous (a timeout, a 5xx after retries, or a 412/409 that may
+//! be the answer to our own retried request), the manifest is read back: if it carries this
+//! writer's id the commit happened; if another writer's, it is a [`CommitConflict`]
+//! (`LakeError::CommitConflict`).
+//!
+//! A manifest is JSON `{"crc32": c, "manifest": {...}}`, `c` the CRC-32 of the manifest
+//! object serialised with sorted keys, so a flipped byte is detected even where it would
+//! still parse.
+//!
+//! Format version 2 records the index kind of the index and of each segment as a tagged value
+//! ([`IndexKind`]). Version 1 manifests (written before kinds existed: HNSW only, with
+//! `params: {m, ef_construction}`) are read by upgrading them to version 2 in memory
+//! ([`upgrade_v1`]) after their checksum was verified.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+use crate::error::{LakeError, Result};
+use crate::index::kind::IndexKind;
+use crate::vector::column::OnInvalid;
+use crate::vector::distance::Metric;
+
+pub const FORMAT: &str = "lakevec-vector-index";
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this lakevec reads.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
+
+/// An immutable file of the index, with what verifies it.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct FileRef {
+    /// Path relative to the index folder.
+    pub path: String,
+    pub bytes: u64,
+    pub crc32: u32,
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct SegmentRef {
+    pub id: String,
+    pub file: FileRef,
+    /// The segment's index kind and the parameters it was built with.
+    pub kind: IndexKind,
+    pub rows: u64,
+    /// The data files whose rows this segment holds.
+    pub data_files: Vec<String>,
+    /// Deleted nodes (sorted u64 node ids), when any.
+    pub tombstones: Option<FileRef>,
+    pub num_tombstones: u64,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct CommitInfo {
+    /// "build", "refresh" or "compact".
+    pub operation: String,
+    pub timestamp_ms: i64,
+    /// Data files read and rows encoded (vectors read from the lake) by this commit.
+    pub files_encoded: u64,
+    pub rows_encoded: u64,
+    /// Invalid rows left out (`on_invalid="skip"`).
+    pub rows_skipped: u64,
+    pub segments_added: u64,
+    pub segments_removed: u64,
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct Manifest {
+    pub format: String,
+    pub format_version: u32,
+    /// The index version (this manifest's number).
+    pub version: u64,
+    pub writer_id: String,
+    pub name: String,
+    /// The table's URI (credentials never stored) and format.
+    pub table_uri: String,
+    pub table_format: String,
+    /// The table version covered (Delta version, Iceberg snapshot id; None for Parquet).
+    pub table_version: Option<i64>,
+    pub column: String,
+    pub key: Option<String>,
+    pub metric: Metric,
+    pub dim: usize,
+    /// The kind (and parameters) new segments are built with.
+    pub kind: IndexKind,
+    pub on_invalid: OnInvalid,
+    pub segments: Vec<SegmentRef>,
+    pub commit: CommitInfo,
+    /// recall@10 of graph search vs exact search on a sample of indexed rows, at build
+    /// (rounded by [`round_estimate`]).
+    pub recall_estimate: Option<f64>,
+}
+
+/// `x` rounded to 6 decimals. Floats in a manifest are kept this short because the CRC is
+/// checked on the re-serialised parse: serde_json (without `float_roundtrip`) may parse a
+/// 17-digit float 1 ulp off, which would print differently and fail the check.
+pub fn round_estimate(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Envelope {
+    crc32: u32,
+    manifest: serde_json::Value,
+}
+
+/// `root/rel` (`rel` may hold `/`).
+pub fn child(root: &Path, rel: &str) -> Path {
+    if root.as_ref().is_empty() {
+        Path::from(rel)
+    } else {
+        Path::from(format!("{}/{rel}", root.as_ref()))
+    }
+}
+
+/// Path of manifest `version` under `root`.
+pub fn manifest_path(root: &Path, version: u64) -> Path {
+    child(root, &format!("manifests/{version:020}.json"))
+}
+
+/// Serialise a manifest with its checksum.
+pub fn encode(m: &Manifest) -> Result<Vec<u8>> {
+    let value = serde_json::to_value(m).map_err(|e| LakeError::Internal(e.to_string()))?;
+    let body = serde_json::to_string(&value).map_err(|e| LakeError::Internal(e.to_string()))?;
+    let env = Envelope { crc32: crc32fast::hash(body.as_bytes()), manifest: value };
+    serde_json::to_vec_pretty(&env).map_err(|e| LakeError::Internal(e.to_string()))
+}
+
+/// Parse and verify manifest bytes (`name` is used in errors).
+pub fn decode(bytes: &[u8], name: &str) -> Result<Manifest> {
+    let bad = |why: String| LakeError::CorruptIndex(format!("index manifest '{name}' is corrupt: {why}"));
+    let env: Envelope = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+    let body = serde_json::to_string(&env.manifest).map_err(|e| bad(e.to_string()))?;
+    if crc32fast::hash(body.as_bytes()) != env.crc32 {
+        return Err(bad("checksum mismatch".into()));
+    }
+    let mut value = env.manifest;
+    let format = value.get("format").and_then(|f| f.as_str()).unwrap_or_default().to_string();
+    if format != FORMAT {
+        return Err(bad(format!("format '{format}' is not {FORMAT}")));
+    }
+    let version = value.get("format_version").and_then(|v| v.as_u64());
+    match version {
+        Some(v) if v == FORMAT_VERSION as u64 => {}
+        Some(1) => upgrade_v1(&mut value).map_err(bad)?,
+        other => {
+            return Err(LakeError::CorruptIndex(format!(
+                "index manifest '{name}' has format version {}; this lakevec reads versions \
+                 {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION}",
+                other.map_or("(none)".to_string(), |v| v.to_string())
+            )))
+        }
+    }
+    serde_json::from_value(value).map_err(|e| bad(e.to_string()))
+}
+
+/// Rewrite a version 1 manifest body as version 2: every segment and the index are HNSW with
+/// the index's `params`.
+pub fn upgrade_v1(m: &mut serde_json::Value) -> std::result::Result<(), String> {
+    let obj = m.as_object_mut().ok_or("the manifest is not an object")?;
+    let params = obj.remove("params").ok_or("a version 1 manifest without 'params'")?;
+    let mut kind = params.as_object().cloned().ok_or("'params' is not an object")?;
+    kind.insert("kind".into(), "hnsw".into());
+    let kind = serde_json::Value::Object(kind);
+    let segments = obj.get_mut("segments").and_then(|s| s.as_array_mut());
+    for s in segments.ok_or("'segments' is not a list")? {
+        let s = s.as_object_mut().ok_or("a segment entry is not an object")?;
+        s.insert("kind".into(), kind.clone());
+    }
+    obj.insert("kind".into(), kind);
+    obj.insert("format_version".into(), FORMAT_VERSION.into());
+    Ok(())
+}
+
+/// The newest manifest version under `root`, if any.
+pub async fn latest_version(store: &Arc<dyn ObjectStore>, root: &Path) -> Result<Option<u64>> {
+    let prefix = child(root, "manifests");
+    let mut list = store.list(Some(&prefix));
+    let mut best = None;
+    while let Some(item) = list.next().await {
+        let meta = match item {
+            Ok(m) => m,
+            Err(object_store::Error::NotFound { .. }) => break,
+            Err(e) => return Err(e.into()),
+        };
+        let name = meta.location.filename().unwrap_or_default();
+        if let Some(v) = name.strip_suffix(".json").and_then(|s| s.parse::<u64>().ok()) {
+            best = best.max(Some(v));
+        }
+    }
+    Ok(best)
+}
+
+/// Read and verify manifest `version`.
+pub async fn read(store: &Arc<dyn ObjectStore>, root: &Path, version: u64) -> Result<Manifest> {
+    let path = manifest_path(root, version);
+    let bytes = store.get(&path).await?.bytes().await?;
+    let m = decode(&bytes, path.as_ref())?;
+    if m.version != version {
+        return Err(LakeError::CorruptIndex(format!("index manifest '{path}' says it is version {}", m.version)));
+    }
+    Ok(m)
+}
+
+/// Write an immutable index file (unique name; a retried write is harmless).
+pub async fn put_file(store: &Arc<dyn ObjectStore>, root: &Path, rel: &str, bytes: Vec<u8>) -> Result<FileRef> {
+    let crc32 = crc32fast::hash(&bytes);
+    let len = bytes.len() as u64;
+    store.put(&child(root, rel), PutPayload::from(Bytes::from(bytes))).await?;
+    Ok(FileRef { path: rel.to_string(), bytes: len, crc32 })
+}
+
+/// Read an index file and check its size and checksum against `f`.
+pub async fn get_file(store: &Arc<dyn ObjectStore>, root: &Path, f: &FileRef) -> Result<Bytes> {
+    let path = child(root, &f.path);
+    let bytes = store.get(&path).await.map_err(|e| match e {
+        object_store::Error::NotFound { .. } => {
+            LakeError::CorruptIndex(format!("index file '{path}' listed in the manifest is missing"))
+        }
+        e => LakeError::from(e),
+    })?;
+    let bytes = bytes.bytes().await?;
+    if bytes.len() as u64 != f.bytes {
+        return Err(LakeError::CorruptIndex(format!(
+            "index file '{path}' is corrupt: {} bytes, the manifest says {}",
+            bytes.len(),
+            f.bytes
+        )));
+    }
+    if crc32fast::hash(&bytes) != f.crc32 {
+        return Err(LakeError::CorruptIndex(format!("index file '{path}' is corrupt: checksum mismatch")));
+    }
+    Ok(bytes)
+}
+
+/// Publish `m` as version `m.version` with put-if-absent (see the module docs).
+pub async fn commit(store: &Arc<dyn ObjectStore>, root: &Path, m: &Manifest) -> Result<()> {
+    let path = manifest_path(root, m.version);
+    let payload = Bytes::from(encode(m)?);
+    let mut last_err = None;
+    for _attempt in 0..3 {
+        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+        match store.put_opts(&path, PutPayload::from(payload.clone()), opts).await {
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                // Already there, or an ambiguous failure: look at what is there.
+                match read(store, root, m.version).await {
+                    Ok(found) if found.writer_id == m.writer_id => return Ok(()),
+                    Ok(found) => {
+                        return Err(LakeError::CommitConflict(format!(
+                            "index version {} at '{path}' was committed by another writer ({}); \
+                         reopen the index and retry",
+                            m.version, found.writer_id
+                        )))
+                    }
+                    Err(LakeError::NotFound(_)) => last_err = Some(LakeError::from(e)),
+                    Err(other) if matches!(e, object_store::Error::AlreadyExists { .. }) => return Err(other),
+                    Err(_) => last_err = Some(LakeError::from(e)),
+                }
+            }
+        }
+    }
+    Err(last_err.unwrap_or_else(|| LakeError::Internal("commit failed".into())).context(format!("committing '{path}'")))
+}
+
+/// A new random writer / file id.
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vector::graph_build::HnswParams;
+
+    fn sample() -> Manifest {
+        Manifest {
+            format: FORMAT.into(),
+            format_version: FORMAT_VERSION,
+            version: 1,
+            writer_id: new_id(),
+            name: "default".into(),
+            table_uri: "file:///t".into(),
+            table_format: "delta".into(),
+            table_version: Some(3),
+            column: "v".into(),
+            key: None,
+            metric: Metric::Cosine,
+            dim: 4,
+            kind: IndexKind::Hnsw(HnswParams { m: 16, ef_construction: 200 }),
+            on_invalid: OnInvalid::Error,
+            segments: vec![],
+            commit: CommitInfo::default(),
+            recall_estimate: Some(0.99),
+        }
+    }
+
+    #[test]
+    fn manifest_round_trip_and_flips() {
+        let m = sample();
+        let b = encode(&m).unwrap();
+        assert_eq!(decode(&b, "m").unwrap(), m);
+        for i in 0..b.len() {
+            let mut c = b.clone();
+            c[i] ^= 0x01;
+            // Whitespace flips may still parse to the same content; anything else must fail.
+            if let Ok(d) = decode(&c, "m") {
+                assert_eq!(d, m, "flip at {i} changed the manifest silently");
+            }
+        }
+    }
+
+    /// A manifest written by lakevec 0.1 (format version 1: `params`, no kinds) still opens.
+    #[test]
+    fn version_1_manifests_are_read_as_hnsw() {
+        let v1 = serde_json::json!({
+            "format": FORMAT, "format_version": 1, "version": 3, "writer_id": "w", "name": "default",
+            "table_uri": "file:///t", "table_format": "delta", "table_version": 7, "column": "v",
+            "key": null, "metric": "cosine", "dim": 4, "params": {"m": 12, "ef_construction": 80},
+            "on_invalid": "error",
+            "segments": [{"id": "s1", "file": {"path": "segments/s1.lkv", "bytes": 10, "crc32": 1},
+                          "rows": 5, "data_files": ["a.parquet"], "tombstones": null, "num_tombstones": 0}],
+            "commit": {"operation": "build", "timestamp_ms": 1, "files_encoded": 1, "rows_encoded": 5,
+                       "rows_skipped": 0, "segments_added": 1, "segments_removed": 0},
+            "recall_estimate": 0.98
+        });
+        let body = serde_json::to_string(&v1).unwrap();
+        let env = serde_json::json!({"crc32": crc32fast::hash(body.as_bytes()), "manifest": v1});
+        let m = decode(&serde_json::to_vec(&env).unwrap(), "v1").unwrap();
+        let hnsw = IndexKind::Hnsw(HnswParams { m: 12, ef_construction: 80 });
+        assert_eq!(m.format_version, FORMAT_VERSION);
+        assert_eq!(m.kind, hnsw);
+        assert_eq!(m.segments[0].kind, hnsw);
+        assert_eq!((m.version, m.dim, m.segments[0].rows), (3, 4, 5));
+        // written back, it is a version 2 manifest
+        assert_eq!(decode(&encode(&m).unwrap(), "v2").unwrap(), m);
+    }
+
+    #[test]
+    fn kinds_are_tagged_values() {
+        let mut m = sample();
+        m.kind = IndexKind::Flat;
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(v["kind"], serde_json::json!({"kind": "flat"}));
+        m.kind = IndexKind::Hnsw(HnswParams { m: 8, ef_construction: 40 });
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(v["kind"], serde_json::json!({"kind": "hnsw", "m": 8, "ef_construction": 40}));
+        let mut newer = v.clone();
+        newer["format_version"] = 3.into();
+        let body = serde_json::to_string(&newer).unwrap();
+        let env = serde_json::json!({"crc32": crc32fast::hash(body.as_bytes()), "manifest": newer});
+        assert!(matches!(decode(&serde_json::to_vec(&env).unwrap(), "v3"), Err(LakeError::CorruptIndex(_))));
+    }
+
+    #[test]
+    fn rounded_estimates_survive_the_checksum() {
+        let mut m = sample();
+        for i in 0..5000u32 {
+            // weighted means like a distributed build's: arbitrary 17-digit floats
+            let x = (i as f64 * 0.618_033_988_749_895).fract() * 0.37 + 0.63;
+            m.recall_estimate = Some(round_estimate(x));
+            assert_eq!(decode(&encode(&m).unwrap(), "m").unwrap(), m, "estimate {x}");
+        }
+    }
+
+    #[tokio::test]
+    async fn commit_is_put_if_absent_with_writer_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+        let root = Path::from("idx");
+        let m = sample();
+        commit(&store, &root, &m).await.unwrap();
+        // The same writer retrying (ambiguous first answer) succeeds.
+        commit(&store, &root, &m).await.unwrap();
+        let mut other = m.clone();
+        other.writer_id = new_id();
+        assert!(matches!(commit(&store, &root, &other).await, Err(LakeError::CommitConflict(_))));
+        assert_eq!(latest_version(&store, &root).await.unwrap(), Some(1));
+        assert_eq!(read(&store, &root, 1).await.unwrap(), m);
+    }
+}

@@ -1,0 +1,89 @@
+//! The result table of a search: `query`, `rank`, `distance`, `_file`, `_row`, the key
+//! column, and requested table columns fetched from the lake by row address.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, Float32Array, Int32Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+
+use crate::error::{LakeError, Result};
+use crate::index::manifest::Manifest;
+use crate::index::merge::SourceHit;
+use crate::index::sources::SearchSource;
+use crate::lake::table::LakeTable;
+use crate::read::rowaddr::take;
+use crate::runtime::resolve_threads;
+
+/// Build the result batch of `hits` (per query, merged) over `srcs`.
+pub(crate) async fn assemble(
+    srcs: &[SearchSource],
+    hits: &[Vec<SourceHit>],
+    m: &Manifest,
+    table: Option<&LakeTable>,
+    columns: Option<&[String]>,
+    threads: Option<usize>,
+) -> Result<RecordBatch> {
+    let total: usize = hits.iter().map(|h| h.len()).sum();
+    let (mut qcol, mut rank, mut dist, mut files, mut rows) = (
+        Vec::with_capacity(total),
+        Vec::with_capacity(total),
+        Vec::with_capacity(total),
+        Vec::with_capacity(total),
+        Vec::with_capacity(total),
+    );
+    let mut key_ix: Vec<(usize, usize)> = Vec::with_capacity(total);
+    for (qi, hs) in hits.iter().enumerate() {
+        for (r, &(d, si, node)) in hs.iter().enumerate() {
+            let seg = srcs[si].segment.seg();
+            qcol.push(qi as i64);
+            rank.push(r as i32 + 1);
+            dist.push(d);
+            files.push(seg.files[seg.file_of(node)].as_str());
+            rows.push(seg.rows[node as usize] as i64);
+            key_ix.push((si, node as usize));
+        }
+    }
+    let mut fields = vec![
+        Field::new("query", DataType::Int64, false),
+        Field::new("rank", DataType::Int32, false),
+        Field::new("distance", DataType::Float32, false),
+        Field::new("_file", DataType::Utf8, false),
+        Field::new("_row", DataType::Int64, false),
+    ];
+    let file_strings: Vec<String> = files.iter().map(|s| s.to_string()).collect();
+    let mut cols: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(qcol)),
+        Arc::new(Int32Array::from(rank)),
+        Arc::new(Float32Array::from(dist)),
+        Arc::new(StringArray::from(files)),
+        Arc::new(Int64Array::from(rows.clone())),
+    ];
+    if let Some(key) = &m.key {
+        let arrays: Vec<&dyn Array> = srcs
+            .iter()
+            .map(|s| {
+                s.segment
+                    .seg()
+                    .keys
+                    .as_deref()
+                    .ok_or_else(|| LakeError::CorruptIndex("a segment lacks its keys".into()))
+            })
+            .collect::<Result<_>>()?;
+        let k = arrow::compute::interleave(&arrays, &key_ix)?;
+        fields.push(Field::new(key, k.data_type().clone(), true));
+        cols.push(k);
+    }
+    if let (Some(columns), Some(table)) = (columns, table) {
+        let wanted: Vec<String> = columns.iter().filter(|c| !fields.iter().any(|f| f.name() == *c)).cloned().collect();
+        if !wanted.is_empty() {
+            let concurrency = resolve_threads(threads)? * 2;
+            let (_, fetched) = take(table, &file_strings, &rows, Some(&wanted), concurrency).await?;
+            for c in &wanted {
+                let i = fetched.schema().index_of(c)?;
+                fields.push(fetched.schema().field(i).clone());
+                cols.push(fetched.column(i).clone());
+            }
+        }
+    }
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
+}

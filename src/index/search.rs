@@ -1,0 +1,118 @@
+//! Search over an index and a table version: the sources ([`crate::index::sources`]), a
+//! search of each (dispatched on the segment's index kind), and the merge of their hits.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use rayon::prelude::*;
+
+use crate::error::Result;
+use crate::index::build::DEFAULT_EF;
+use crate::index::handle::VectorIndex;
+use crate::index::merge::{merge_hits, SourceHit};
+use crate::index::output::assemble;
+use crate::index::query::{check_k_ef, SearchParams, Stale};
+use crate::index::sources::{sources, SearchSource};
+use crate::index::state::IndexState;
+use crate::lake::pin::TablePin;
+use crate::lake::table::LakeTable;
+use crate::runtime::{pool, run_cpu, CancelToken};
+use crate::vector::distance::Metric;
+use crate::vector::exact::exact;
+use crate::vector::hit::Hit;
+
+/// Search one source: exact when asked (`exact`), else as the segment's index kind decides.
+fn search_source(src: &SearchSource, metric: Metric, q: &[f32], k: usize, ef: usize, exact_only: bool) -> Vec<Hit> {
+    let seg = src.segment.seg();
+    if src.allowed_count == 0 || seg.is_empty() {
+        return Vec::new();
+    }
+    let allowed = src.allowed.as_ref();
+    if exact_only {
+        return exact(&seg.vectors, seg.dim, metric, q, k, allowed);
+    }
+    seg.index.search(&seg.vectors, seg.dim, metric, q, k, ef, allowed, src.allowed_count)
+}
+
+/// The `k` nearest hits to `q` over all `srcs`, merged ([`merge_hits`]); `skip` leaves out one
+/// (source, node) (a kNN graph's query row).
+pub(crate) fn search_sources(
+    srcs: &[SearchSource],
+    metric: Metric,
+    q: &[f32],
+    k: usize,
+    ef: usize,
+    exact_only: bool,
+    skip: Option<(usize, u32)>,
+) -> Vec<SourceHit> {
+    // one more per source when a row is skipped, so `k` remain
+    let per_source = k + usize::from(skip.is_some());
+    let lists =
+        srcs.iter().enumerate().map(|(si, src)| (si, search_source(src, metric, q, per_source, ef, exact_only)));
+    merge_hits(lists, k, skip)
+}
+
+/// Search: returns the result batch (`query`, `rank`, `distance`, `_file`, `_row`, key,
+/// requested columns).
+/// `st` is the index state the queries were prepared for (one version for the whole call).
+pub async fn search_index(
+    idx: &VectorIndex,
+    st: Arc<IndexState>,
+    qs: Arc<Vec<f32>>,
+    nq: usize,
+    p: SearchParams,
+    cancel: &CancelToken,
+) -> Result<RecordBatch> {
+    let m = st.manifest.clone();
+    check_k_ef(p.k, p.ef)?;
+    let ef = p.ef.unwrap_or(DEFAULT_EF.max(p.k)).max(p.k);
+    let needs_table = p.filter.is_some() || p.version.is_some() || p.stale != Stale::Ignore || p.columns.is_some();
+    let pin_version = p.version.or(if p.stale == Stale::Ignore { m.table_version } else { None });
+    let pin_version = if m.table_format == "parquet" { None } else { pin_version };
+    // The latest table comes from a cache checked by fingerprint; so do the sources
+    // computed for it (unfiltered), so repeated searches do not re-read unindexed files.
+    let (table, fingerprint): (Option<Arc<LakeTable>>, Option<String>) = match (needs_table, pin_version) {
+        (false, _) => (None, None),
+        (true, None) => {
+            let l = idx.latest_table().await?;
+            (Some(l.table.clone()), Some(l.fingerprint.clone()))
+        }
+        (true, Some(v)) => {
+            (Some(Arc::new(idx.open_table(TablePin { version: Some(v), timestamp: None }).await?)), None)
+        }
+    };
+    let cache_key = match (&fingerprint, &p.filter) {
+        (Some(f), None) => Some((m.version, format!("{f}|{:?}", p.stale))),
+        _ => None,
+    };
+    let cached = cache_key.as_ref().and_then(|(v, f)| {
+        let g = idx.sources_cache.lock().unwrap_or_else(|p| p.into_inner());
+        g.as_ref().filter(|(cv, cf, _)| cv == v && cf == f).map(|(_, _, s)| s.clone())
+    });
+    let srcs = match cached {
+        Some(s) => s,
+        None => {
+            let s = Arc::new(sources(&idx.at.uri, &st, table.as_deref(), &p, cancel).await?);
+            if let Some((v, f)) = cache_key {
+                *idx.sources_cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((v, f, s.clone()));
+            }
+            s
+        }
+    };
+    let (k, exact, metric, dim) = (p.k, p.exact, m.metric, m.dim);
+    let c = cancel.clone();
+    let s2 = srcs.clone();
+    let hits: Vec<Vec<SourceHit>> = run_cpu(pool(p.num_threads)?, cancel.clone(), move || {
+        (0..nq)
+            .into_par_iter()
+            .map(|qi| {
+                c.check()?;
+                let q = &qs[qi * dim..(qi + 1) * dim];
+                let all = search_sources(&s2, metric, q, k, ef, exact, None);
+                Ok(all)
+            })
+            .collect()
+    })
+    .await?;
+    assemble(&srcs, &hits, &m, table.as_deref(), p.columns.as_deref(), p.num_threads).await
+}

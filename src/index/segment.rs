@@ -1,0 +1,294 @@
+//! A segment: the immutable unit of an index. It holds, for a set of data files, the rows'
+//! addresses (file, row), their prepared vectors, optional key values and the search
+//! structure of its index kind ([`SegmentIndex`]); never any other column. Nodes are ordered by
+//! (file, row), so an address maps to its node by binary search.
+//!
+//! Stored as one lakevec container (see [`crate::index::container`]) with sections
+//! `META` (JSON: counts, and the kind with its header fields), `FILES` (JSON list of paths),
+//! `FSTART` (u32, files + 1 node offsets), `ROWS` (u64), `VECTORS` (f32), the kind's own
+//! sections (HNSW: [`crate::index::hnsw`]) and `KEYS` (an Arrow IPC stream, when a key column
+//! is indexed). Every section is checksummed, and every count and id is checked against the
+//! others before use. A `META` without `kind` (segments written before kinds existed) is HNSW.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use arrow::array::ArrayRef;
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+use arrow::record_batch::RecordBatch;
+use arrow_schema::{Field, Schema};
+
+use crate::error::{LakeError, Result};
+use crate::index::container::{self, section_tag, u32_bytes, u32s, Container, Tag};
+use crate::index::kind::SegmentIndex;
+
+/// One segment in memory.
+#[derive(Clone, Debug)]
+pub struct Segment {
+    pub dim: usize,
+    /// Data file paths (as `Table.files()` lists them) and their sizes in bytes.
+    pub files: Vec<String>,
+    pub file_sizes: Vec<u64>,
+    /// `files.len() + 1` offsets: the nodes of file `f` are `fstart[f]..fstart[f + 1]`.
+    pub fstart: Vec<u32>,
+    /// Row position of each node within its file, increasing within a file.
+    pub rows: Vec<u64>,
+    /// `n * dim` prepared vectors.
+    pub vectors: Vec<f32>,
+    /// The kind's search structure over `vectors`.
+    pub index: SegmentIndex,
+    /// Key column values, one per node.
+    pub keys: Option<ArrayRef>,
+}
+
+/// The kind-independent part of `META` (the kind's own fields sit beside these).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Meta {
+    n: usize,
+    dim: usize,
+    files: usize,
+    #[serde(default = "legacy_kind")]
+    kind: String,
+}
+
+fn legacy_kind() -> String {
+    "hnsw".into()
+}
+
+impl Segment {
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    pub fn vector(&self, i: usize) -> &[f32] {
+        &self.vectors[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// The file index of node `i`.
+    pub fn file_of(&self, i: u32) -> usize {
+        self.fstart.partition_point(|&s| s <= i) - 1
+    }
+
+    /// The node holding (`file`, `row`), if indexed.
+    pub fn node_of(&self, file: usize, row: u64) -> Option<u32> {
+        let (a, b) = (self.fstart[file] as usize, self.fstart[file + 1] as usize);
+        self.rows[a..b].binary_search(&row).ok().map(|j| (a + j) as u32)
+    }
+
+    /// Serialize to container bytes.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let internal = |e: serde_json::Error| LakeError::Internal(e.to_string());
+        let (kind_meta, kind_sections) = self.index.encode()?;
+        let mut meta = serde_json::to_value(Meta {
+            n: self.len(),
+            dim: self.dim,
+            files: self.files.len(),
+            kind: self.index.kind_name().into(),
+        })
+        .map_err(internal)?;
+        if let (Some(m), serde_json::Value::Object(k)) = (meta.as_object_mut(), kind_meta) {
+            m.extend(k);
+        }
+        let meta = serde_json::to_vec(&meta).map_err(internal)?;
+        let files = serde_json::to_vec(&(&self.files, &self.file_sizes)).map_err(internal)?;
+        let fstart = u32_bytes(&self.fstart);
+        let rows: Vec<u8> = self.rows.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let vectors: Vec<u8> = self.vectors.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let keys = match &self.keys {
+            Some(k) => {
+                let schema = Arc::new(Schema::new(vec![Field::new("key", k.data_type().clone(), true)]));
+                let batch = RecordBatch::try_new(schema.clone(), vec![k.clone()])?;
+                let mut buf = Vec::new();
+                let mut w = StreamWriter::try_new(&mut buf, &schema)?;
+                w.write(&batch)?;
+                w.finish()?;
+                drop(w);
+                Some(buf)
+            }
+            None => None,
+        };
+        let mut sections: Vec<(Tag, &[u8])> = vec![
+            (section_tag("META"), &meta),
+            (section_tag("FILES"), &files),
+            (section_tag("FSTART"), &fstart),
+            (section_tag("ROWS"), &rows),
+            (section_tag("VECTORS"), &vectors),
+        ];
+        sections.extend(kind_sections.iter().map(|(t, b)| (*t, b.as_slice())));
+        if let Some(k) = &keys {
+            sections.push((section_tag("KEYS"), k));
+        }
+        if sections.len() > container::MAX_SECTIONS as usize {
+            return Err(LakeError::Internal(format!("{} sections exceed the container's limit", sections.len())));
+        }
+        Ok(container::write(&sections))
+    }
+
+    /// Parse and verify container bytes (`name` is used in errors).
+    pub fn decode(bytes: &[u8], name: &str) -> Result<Segment> {
+        let c = Container::open(bytes, name)?;
+        let bad = |why: String| LakeError::CorruptIndex(format!("index file '{name}' is corrupt: {why}"));
+        let meta_bytes = c.section(&section_tag("META"))?;
+        let meta: Meta = serde_json::from_slice(meta_bytes).map_err(|e| bad(format!("META: {e}")))?;
+        let (n, dim) = (meta.n, meta.dim);
+        if (dim == 0 && n > 0) || n > u32::MAX as usize - 1 {
+            return Err(bad(format!("implausible header {}", String::from_utf8_lossy(meta_bytes))));
+        }
+        let (files, file_sizes): (Vec<String>, Vec<u64>) =
+            serde_json::from_slice(c.section(&section_tag("FILES"))?).map_err(|e| bad(format!("FILES: {e}")))?;
+        if files.len() != meta.files || file_sizes.len() != meta.files {
+            return Err(bad(format!("{} files listed, header says {}", files.len(), meta.files)));
+        }
+        let fstart = u32s(c.section(&section_tag("FSTART"))?, meta.files + 1, "FSTART").map_err(|e| e.context(name))?;
+        if fstart.first() != Some(&0)
+            || fstart.last().map(|&x| x as usize) != Some(n)
+            || fstart.windows(2).any(|w| w[0] > w[1])
+        {
+            return Err(bad("file offsets are not increasing from 0 to the row count".into()));
+        }
+        let rows = container::u64s(c.section(&section_tag("ROWS"))?, n, "ROWS").map_err(|e| e.context(name))?;
+        for f in 0..meta.files {
+            if rows[fstart[f] as usize..fstart[f + 1] as usize].windows(2).any(|w| w[0] >= w[1]) {
+                return Err(bad(format!("rows of file '{}' are not increasing", files[f])));
+            }
+        }
+        let count = n.checked_mul(dim).ok_or_else(|| bad("vector size overflows".into()))?;
+        let vectors =
+            container::f32s(c.section(&section_tag("VECTORS"))?, count, "VECTORS").map_err(|e| e.context(name))?;
+        let index = SegmentIndex::decode(&meta.kind, meta_bytes, &c, n, name)?;
+        let keys = match c.has(&section_tag("KEYS")) {
+            true => {
+                let bytes = c.section(&section_tag("KEYS"))?;
+                let mut r = StreamReader::try_new(Cursor::new(bytes), None).map_err(|e| bad(format!("KEYS: {e}")))?;
+                let batch =
+                    r.next().ok_or_else(|| bad("KEYS: no batch".into()))?.map_err(|e| bad(format!("KEYS: {e}")))?;
+                if batch.num_columns() != 1 || batch.num_rows() != n {
+                    return Err(bad(format!("KEYS holds {} rows, expected {n}", batch.num_rows())));
+                }
+                Some(batch.column(0).clone())
+            }
+            false => None,
+        };
+        Ok(Segment { dim, files, file_sizes, fstart, rows, vectors, index, keys })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vector::graph::Graph;
+    use arrow::array::Int64Array;
+
+    fn sample(index: SegmentIndex) -> Segment {
+        Segment {
+            dim: 2,
+            files: vec!["a.parquet".into(), "b.parquet".into()],
+            file_sizes: vec![10, 20],
+            fstart: vec![0, 2, 3],
+            rows: vec![0, 5, 1],
+            vectors: vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0],
+            index,
+            keys: Some(Arc::new(Int64Array::from(vec![7, 8, 9]))),
+        }
+    }
+
+    fn graph() -> Graph {
+        let layer0 = vec![2, 1, 2, 1, 0, 0, 1, 1, 0];
+        Graph { n: 3, m0: 2, layer0, upper: vec![(vec![0, 1, 1, 2], vec![2, 0])], entry: 0 }
+    }
+
+    fn graph_of(s: &Segment) -> &Graph {
+        match &s.index {
+            SegmentIndex::Hnsw(g) => g,
+            other => panic!("expected an HNSW segment, got {}", other.kind_name()),
+        }
+    }
+
+    #[test]
+    fn round_trip_and_lookup() {
+        let s = sample(SegmentIndex::Hnsw(graph()));
+        let d = Segment::decode(&s.encode().unwrap(), "s").unwrap();
+        assert_eq!(d.rows, s.rows);
+        assert_eq!(graph_of(&d).layer0, graph_of(&s).layer0);
+        assert_eq!(graph_of(&d).upper, graph_of(&s).upper);
+        assert_eq!(d.file_of(1), 0);
+        assert_eq!(d.file_of(2), 1);
+        assert_eq!(d.node_of(0, 5), Some(1));
+        assert_eq!(d.node_of(1, 5), None);
+        assert_eq!(d.keys.unwrap().len(), 3);
+    }
+
+    #[test]
+    fn flat_segments_round_trip_without_graph_sections() {
+        let s = sample(SegmentIndex::Flat);
+        let bytes = s.encode().unwrap();
+        let c = Container::open(&bytes, "s").unwrap();
+        assert!(!c.has(&section_tag("LAYER0")));
+        let d = Segment::decode(&bytes, "s").unwrap();
+        assert!(matches!(d.index, SegmentIndex::Flat));
+        assert_eq!(d.vectors, s.vectors);
+    }
+
+    /// Container bytes of `s` with a hand-written `META` and extra sections (as an older or
+    /// newer lakevec would write them).
+    fn container_with(s: &Segment, meta: serde_json::Value, extra: &[(&str, Vec<u8>)]) -> Vec<u8> {
+        let meta = serde_json::to_vec(&meta).unwrap();
+        let files = serde_json::to_vec(&(&s.files, &s.file_sizes)).unwrap();
+        let rows: Vec<u8> = s.rows.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let vectors: Vec<u8> = s.vectors.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let fstart = u32_bytes(&s.fstart);
+        let mut sections: Vec<(Tag, &[u8])> = vec![
+            (section_tag("META"), &meta),
+            (section_tag("FILES"), &files),
+            (section_tag("FSTART"), &fstart),
+            (section_tag("ROWS"), &rows),
+            (section_tag("VECTORS"), &vectors),
+        ];
+        sections.extend(extra.iter().map(|(t, b)| (section_tag(t), b.as_slice())));
+        container::write(&sections)
+    }
+
+    /// Segments written before index kinds existed have no `kind` in `META`: they are HNSW.
+    #[test]
+    fn legacy_meta_without_kind_is_hnsw() {
+        let s = sample(SegmentIndex::Hnsw(graph()));
+        let g = graph_of(&s);
+        let meta = serde_json::json!({"n": 3, "dim": 2, "files": 2, "m0": 2, "layers": 1, "entry": 0});
+        let extra = [
+            ("LAYER0", u32_bytes(&g.layer0)),
+            ("UPOFF01", u32_bytes(&g.upper[0].0)),
+            ("UPNBR01", u32_bytes(&g.upper[0].1)),
+        ];
+        let d = Segment::decode(&container_with(&s, meta, &extra), "legacy").unwrap();
+        assert_eq!(graph_of(&d).layer0, g.layer0);
+        assert_eq!(graph_of(&d).entry, 0);
+    }
+
+    #[test]
+    fn unknown_kind_is_a_clear_error() {
+        let s = sample(SegmentIndex::Flat);
+        let meta = serde_json::json!({"n": 3, "dim": 2, "files": 2, "kind": "ivf"});
+        match Segment::decode(&container_with(&s, meta, &[]), "s") {
+            Err(LakeError::CorruptIndex(m)) => assert!(m.contains("unknown kind 'ivf'"), "{m}"),
+            other => panic!("expected CorruptIndex, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_flip_and_truncation_is_caught() {
+        for index in [SegmentIndex::Hnsw(graph()), SegmentIndex::Flat] {
+            let bytes = sample(index).encode().unwrap();
+            for i in 0..bytes.len() {
+                let mut b = bytes.clone();
+                b[i] ^= 0x40;
+                assert!(matches!(Segment::decode(&b, "s"), Err(LakeError::CorruptIndex(_))), "flip at {i}");
+                assert!(matches!(Segment::decode(&bytes[..i], "s"), Err(LakeError::CorruptIndex(_))), "cut at {i}");
+            }
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! Delta Lake tables through the deltalake crate (delta-rs): version and timestamp pinning,
+//! checkpoints, column mapping, partition columns and deletion vectors (rows deleted by a
+//! deletion vector are never returned: delta-rs's scan applies them).
+//!
+//! Storage goes through lakevec's own object stores (`storage.rs`): the table is opened with
+//! `with_storage_backend`, and a plain log store is registered for object-store schemes, so
+//! S3, GCS and Azure work without delta-rs's cloud features and with the same options.
+//! Tables whose protocol needs a reader feature delta-rs cannot honour (e.g. `v2Checkpoint`)
+//! are refused with `LakeError::Unsupported` naming the feature.
+
+use std::sync::{Arc, Once};
+
+use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use datafusion::datasource::TableProvider;
+use deltalake::delta_datafusion::DeltaScanNext;
+use deltalake::errors::DeltaTableError;
+use deltalake::logstore::{
+    default_logstore, logstore_factories, LogStore, LogStoreFactory, ObjectStoreRef, StorageConfig,
+};
+use deltalake::{DeltaTable, DeltaTableBuilder};
+use object_store::ObjectStore;
+use url::Url;
+
+use std::collections::HashMap;
+
+use object_store::path::Path;
+
+use crate::error::{LakeError, Result};
+use crate::lake::datafiles::{DataFileEntry, Deleted};
+use crate::lake::pin::TablePin;
+use crate::lake::session::new_session;
+use crate::lake::storage::{normal_file_url, parse_object_uri, percent_decode, store_for, Location, StorageOptions};
+
+/// An opened Delta table snapshot.
+#[derive(Debug)]
+pub struct DeltaSource {
+    pub table: DeltaTable,
+    pub scan: Arc<DeltaScanNext>,
+    pub provider: Arc<dyn TableProvider>,
+}
+
+struct PlainLogStore;
+
+impl LogStoreFactory for PlainLogStore {
+    fn with_options(
+        &self,
+        prefixed_store: ObjectStoreRef,
+        root_store: ObjectStoreRef,
+        location: &Url,
+        options: &StorageConfig,
+    ) -> deltalake::DeltaResult<Arc<dyn LogStore>> {
+        Ok(default_logstore(prefixed_store, root_store, location, options))
+    }
+}
+
+fn register_log_stores() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        for scheme in ["s3", "s3a", "gs", "az", "azure", "abfs", "abfss", "memory"] {
+            if let Ok(u) = Url::parse(&format!("{scheme}://")) {
+                if !logstore_factories().contains_key(&u) {
+                    logstore_factories().insert(u, Arc::new(PlainLogStore));
+                }
+            }
+        }
+    });
+}
+
+/// The table root as a URL ending in `/`.
+pub fn delta_root_url(loc: &Location) -> Result<Url> {
+    let s = format!("{}{}/", loc.store_url.as_str(), loc.path.as_ref());
+    Url::parse(&s).map_err(|e| LakeError::InvalidArgument(format!("bad table URL '{}': {e}", loc.display)))
+}
+
+/// An error message without the backtrace delta-kernel appends when `RUST_BACKTRACE` is set.
+fn without_backtrace(msg: &str) -> String {
+    msg.split("\n   0: ").next().unwrap_or(msg).trim_end().to_string()
+}
+
+/// Map delta-rs errors, naming the table.
+pub fn map_delta_error(e: DeltaTableError, display: &str) -> LakeError {
+    use DeltaTableError as D;
+    let msg = without_backtrace(&e.to_string());
+    match e {
+        D::NotATable(_) => LakeError::NotFound(format!("'{display}' is not a Delta table: {msg}")),
+        D::InvalidVersion(v) => LakeError::NotFound(format!("Delta table '{display}' has no version {v}: {msg}")),
+        D::ObjectStore { source } => LakeError::from(source).context(format!("Delta table '{display}'")),
+        D::InvalidDateTimeString { .. } => LakeError::InvalidArgument(format!("bad timestamp: {msg}")),
+        D::InvalidJsonLog { .. } | D::InvalidStatsJson { .. } => {
+            LakeError::CorruptFile(format!("Delta table '{display}': corrupt log: {msg}"))
+        }
+        _ if is_unsupported_feature(&msg) => LakeError::Unsupported(format!(
+            "Delta table '{display}' needs reader features lakevec cannot honour: {msg}"
+        )),
+        _ => LakeError::Storage(format!("Delta table '{display}': {msg}")),
+    }
+}
+
+/// delta-rs reports protocol features it cannot read only in message text.
+fn is_unsupported_feature(msg: &str) -> bool {
+    msg.contains("Unsupported") && msg.contains("feature")
+}
+
+fn unsupported_or(e: LakeError, display: &str) -> LakeError {
+    let msg = without_backtrace(&e.to_string());
+    if is_unsupported_feature(&msg) {
+        LakeError::Unsupported(format!("Delta table '{display}' needs reader features lakevec cannot honour: {msg}"))
+    } else {
+        e.context(format!("Delta table '{display}'"))
+    }
+}
+
+/// The first commit file under `_delta_log/` with a line that is not JSON, named with its
+/// line number (called only after a load failed, to say which file is corrupt).
+async fn find_bad_commit(store: &Arc<dyn ObjectStore>, loc: &Location) -> Option<String> {
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    let log = Path::from(format!("{}/_delta_log", loc.path.as_ref()).trim_start_matches('/'));
+    let mut commits: Vec<Path> = store
+        .list(Some(&log))
+        .try_collect::<Vec<_>>()
+        .await
+        .ok()?
+        .into_iter()
+        .map(|m| m.location)
+        .filter(|p| p.filename().is_some_and(|n| n.ends_with(".json") && n.len() == 25))
+        .collect();
+    commits.sort();
+    for c in commits {
+        let bytes = store.get(&c).await.ok()?.bytes().await.ok()?;
+        for (i, line) in String::from_utf8_lossy(&bytes).lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            if let Err(e) = serde_json::from_str::<serde_json::Value>(line) {
+                return Some(format!(
+                    "corrupt log: commit file '{}' line {} is not valid JSON ({e})",
+                    loc.url_of(&c),
+                    i + 1
+                ));
+            }
+        }
+    }
+    None
+}
+
+impl DeltaSource {
+    /// Open the Delta table at `loc` (store root `store`), pinned by `pin`.
+    pub async fn open(loc: &Location, store: Arc<dyn ObjectStore>, pin: &TablePin) -> Result<Self> {
+        register_log_stores();
+        let url = delta_root_url(loc)?;
+        let display = loc.display.as_str();
+        let mut b = DeltaTableBuilder::from_url(url.clone())
+            .map_err(|e| map_delta_error(e, display))?
+            .with_storage_backend(store.clone(), url);
+        let store_for_log = store;
+        if let Some(v) = pin.version {
+            let v = u64::try_from(v)
+                .map_err(|_| LakeError::InvalidArgument(format!("Delta versions are >= 0, got {v}")))?;
+            b = b.with_version(v);
+        }
+        if let Some(ts) = &pin.timestamp {
+            b = b.with_datestring(ts).map_err(|e| map_delta_error(e, display))?;
+        }
+        let table = match b.load().await {
+            Ok(t) => t,
+            Err(e) => {
+                let err = map_delta_error(e, display);
+                return Err(match find_bad_commit(&store_for_log, loc).await {
+                    Some(bad) => LakeError::CorruptFile(format!("Delta table '{display}': {bad}")),
+                    None => err,
+                });
+            }
+        };
+        let state = new_session(1, None)?.state();
+        let scan = table
+            .table_provider()
+            .with_session(Arc::new(state))
+            .build()
+            .await
+            .map_err(|e| unsupported_or(LakeError::from(e), display))?;
+        let scan = Arc::new(scan);
+        Ok(DeltaSource { table, provider: scan.clone(), scan })
+    }
+
+    /// The loaded version.
+    pub fn version(&self) -> Option<u64> {
+        self.table.version()
+    }
+
+    /// The live data files with their deletion vectors read (positions of deleted rows).
+    pub async fn entries(
+        &self,
+        loc: &Location,
+        store: &Arc<dyn ObjectStore>,
+        options: &StorageOptions,
+    ) -> Result<Vec<DataFileEntry>> {
+        let display = loc.display.as_str();
+        let state = self.table.snapshot().map_err(|e| map_delta_error(e, display))?;
+        let root = self.table.table_url().clone();
+        let files: Vec<_> = state.log_data().into_iter().collect();
+        let mut masks: HashMap<String, Vec<u64>> = HashMap::new();
+        if files.iter().any(|f| f.deletion_vector_descriptor().is_some()) {
+            let ctx = new_session(1, None)?;
+            crate::lake::session::register_store(&ctx, &loc.store_url, store.clone());
+            let dvs = self
+                .scan
+                .deletion_vectors(&ctx.state())
+                .await
+                .map_err(|e| LakeError::from(e).context(format!("reading deletion vectors of '{display}'")))?;
+            for d in dvs {
+                let rows = d.keep_mask.iter().enumerate().filter(|(_, k)| !**k).map(|(i, _)| i as u64).collect();
+                masks.insert(normal_file_url(&d.filepath), rows);
+            }
+        }
+        let partition_cols = state.metadata().partition_columns().to_vec();
+        // Under column mapping the log keys partition values by physical name.
+        let physical = self.physical_names()?;
+        let mut out = Vec::with_capacity(files.len());
+        for f in files {
+            let rel = f.path().to_string();
+            let url = if rel.contains("://") {
+                rel.clone()
+            } else {
+                root.join(&rel).map(|u| u.to_string()).unwrap_or_else(|_| format!("{root}{rel}"))
+            };
+            let url = percent_decode(&url);
+            let (fstore, object) = if rel.contains("://") {
+                let l = parse_object_uri(&rel)?;
+                (store_for(&l, options)?, l.path)
+            } else {
+                (store.clone(), Path::from(format!("{}/{}", loc.path.as_ref(), rel).trim_start_matches('/')))
+            };
+            #[allow(deprecated)]
+            let add = f.add_action();
+            let partition = partition_cols
+                .iter()
+                .map(|c| {
+                    let key = physical.get(c).unwrap_or(c);
+                    (
+                        c.clone(),
+                        add.partition_values.get(key).or_else(|| add.partition_values.get(c)).cloned().flatten(),
+                    )
+                })
+                .collect();
+            let deleted = match f.deletion_vector_descriptor() {
+                Some(_) => Deleted::from_positions(masks.remove(&normal_file_url(&url)).ok_or_else(|| {
+                    LakeError::Internal(format!("no deletion vector read for '{url}' of '{display}'"))
+                })?),
+                None => Deleted::None,
+            };
+            out.push(DataFileEntry {
+                path: rel,
+                store: fstore,
+                object,
+                size: f.size() as u64,
+                num_records: f.num_records().map(|n| n as u64),
+                partition,
+                deleted,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Logical -> physical top-level column names under column mapping (empty without it).
+    pub fn physical_names(&self) -> Result<HashMap<String, String>> {
+        let state = self.table.snapshot().map_err(|e| map_delta_error(e, "table"))?;
+        let mode = state.metadata().configuration().get("delta.columnMapping.mode").cloned();
+        if matches!(mode.as_deref(), None | Some("none")) {
+            return Ok(HashMap::new());
+        }
+        let mut out = HashMap::new();
+        for f in state.schema().fields() {
+            if let Some(p) = f.metadata_with_string_values().get("delta.columnMapping.physicalName") {
+                out.insert(f.name().clone(), p.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn num_files(&self) -> usize {
+        self.table.snapshot().map(|s| s.log_data().num_files()).unwrap_or(0)
+    }
+
+    /// Live rows from the log, when every file has a record count: records minus the
+    /// cardinality of each file's deletion vector.
+    pub fn num_rows_from_log(&self) -> Result<Option<u64>> {
+        let state = self.table.snapshot().map_err(|e| map_delta_error(e, "table"))?;
+        let mut n: i64 = 0;
+        for f in state.log_data() {
+            let Some(r) = f.num_records() else { return Ok(None) };
+            n += r as i64 - f.deletion_vector_descriptor().map(|d| d.cardinality).unwrap_or(0);
+        }
+        Ok(Some(n.max(0) as u64))
+    }
+
+    /// The commit history, newest first: `version`, `timestamp` (ms since the epoch),
+    /// `operation`, `operation_parameters` (JSON). Commits without commit info are skipped
+    /// by delta-rs; versions are counted down from the loaded one.
+    pub async fn history(&self) -> Result<RecordBatch> {
+        let infos: Vec<_> = self.table.history(None).await.map_err(|e| map_delta_error(e, "table"))?.collect();
+        let top = self.version().unwrap_or(0) as i64;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("version", DataType::Int64, false),
+            Field::new("timestamp", DataType::Int64, true),
+            Field::new("operation", DataType::Utf8, true),
+            Field::new("operation_parameters", DataType::Utf8, true),
+        ]));
+        let n = infos.len() as i64;
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values((0..n).map(|i| top - i))),
+            Arc::new(Int64Array::from_iter(infos.iter().map(|c| c.timestamp))),
+            Arc::new(StringArray::from_iter(infos.iter().map(|c| c.operation.clone()))),
+            Arc::new(StringArray::from_iter(
+                infos
+                    .iter()
+                    .map(|c| c.operation_parameters.as_ref().map(|p| serde_json::to_string(p).unwrap_or_default())),
+            )),
+        ];
+        Ok(RecordBatch::try_new(schema, cols)?)
+    }
+}

@@ -1,0 +1,320 @@
+//! `lakevec._lakevec.VectorIndex`: the native half of `lakevec.VectorIndex`, and the named
+//! build parameters ([`spec::PyBuildSpec`]).
+
+pub mod spec;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3_arrow::PyArray;
+
+use crate::error::Result;
+use crate::index::build::Progress;
+use crate::index::dist::{build_segment, commit_build, BuiltSegment};
+use crate::index::handle::VectorIndex;
+use crate::index::info::{coverage, stats};
+use crate::index::knn_graph::knn_graph;
+use crate::index::location::{default_index_uri, IndexAt};
+use crate::index::query::{prepare_queries, SearchParams, Stale};
+use crate::index::search::search_index;
+use crate::lake::pin::TablePin;
+use crate::lake::storage::{redact, StorageOptions};
+use crate::python::call::{wait_for_future, wait_for_future_with};
+use crate::python::lake::table::PyLakeTable;
+use crate::python::out::table as table_of;
+use crate::runtime::CancelToken;
+use spec::PyBuildSpec;
+
+/// An opened vector index (native). Use `lakevec.VectorIndex` from Python.
+#[pyclass(frozen, module = "lakevec._lakevec", name = "VectorIndex")]
+pub struct PyVectorIndex {
+    inner: Arc<VectorIndex>,
+}
+
+/// Calls `progress(phase, done, total)` (phase: "read", "build", "write") at each poll.
+fn ticker(progress: Option<Py<PyAny>>, state: Arc<Progress>) -> impl FnMut(Python<'_>) -> PyResult<()> + Send {
+    move |py| {
+        if let Some(cb) = &progress {
+            let (done, total) = (state.done.load(Ordering::Relaxed), state.total.load(Ordering::Relaxed));
+            cb.call1(py, (state.phase().name(), done, total))?;
+        }
+        Ok(())
+    }
+}
+
+fn parse_parts(parts: &[String]) -> Result<Vec<BuiltSegment>> {
+    parts.iter().map(|p| BuiltSegment::from_json(p)).collect()
+}
+
+impl PyVectorIndex {
+    /// Run a maintenance call (refresh, compact) with progress reporting.
+    fn maintain<F, Fut>(&self, py: Python<'_>, progress: Option<Py<PyAny>>, f: F) -> PyResult<bool>
+    where
+        F: FnOnce(Arc<VectorIndex>, CancelToken, Arc<Progress>) -> Fut,
+        Fut: std::future::Future<Output = Result<bool>> + Send,
+    {
+        let state = Arc::new(Progress::default());
+        let fut = f(self.inner.clone(), CancelToken::new(), state.clone());
+        wait_for_future_with(py, fut, ticker(progress, state))
+    }
+}
+
+#[pymethods]
+impl PyVectorIndex {
+    /// Build an index over `table` (see `lakevec.build_index`).
+    #[staticmethod]
+    #[pyo3(signature = (table, spec, num_threads, progress=None))]
+    fn build(
+        py: Python<'_>,
+        table: &PyLakeTable,
+        spec: PyRef<'_, PyBuildSpec>,
+        num_threads: Option<usize>,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<Self> {
+        let t = table.inner.clone();
+        let (at, spec) = spec.target(&t)?;
+        let state = Arc::new(Progress::default());
+        let s2 = state.clone();
+        let idx = wait_for_future_with(
+            py,
+            async move { VectorIndex::build(&t, at, spec, num_threads, &CancelToken::new(), &s2).await },
+            ticker(progress, state),
+        )?;
+        Ok(PyVectorIndex { inner: Arc::new(idx) })
+    }
+
+    /// Build one segment over data files `files` of `table` and write it under the index
+    /// location (a task of `lakevec.ray.build_index`); returns its description (JSON) for
+    /// `commit_build` / `refresh(parts=...)`. `dim`: the existing index's dimension.
+    #[staticmethod]
+    #[pyo3(signature = (table, spec, files, dim=None, num_threads=None))]
+    fn build_segment(
+        py: Python<'_>,
+        table: &PyLakeTable,
+        spec: PyRef<'_, PyBuildSpec>,
+        files: Vec<String>,
+        dim: Option<usize>,
+        num_threads: Option<usize>,
+    ) -> PyResult<String> {
+        let t = table.inner.clone();
+        let (at, spec) = spec.target(&t)?;
+        let built = wait_for_future(py, async move {
+            let progress = Arc::new(Progress::default());
+            build_segment(&t, &at, &spec, &files, dim, num_threads, &CancelToken::new(), &progress).await
+        })?;
+        Ok(built.to_json()?)
+    }
+
+    /// Publish segments from `build_segment` (JSON), which together hold every live data
+    /// file of `table`, as the next index version.
+    #[staticmethod]
+    fn commit_build(
+        py: Python<'_>,
+        table: &PyLakeTable,
+        spec: PyRef<'_, PyBuildSpec>,
+        parts: Vec<String>,
+    ) -> PyResult<Self> {
+        let t = table.inner.clone();
+        let (at, spec) = spec.target(&t)?;
+        let parts = parse_parts(&parts)?;
+        let idx = wait_for_future(py, async move { commit_build(&t, at, spec, parts).await })?;
+        Ok(PyVectorIndex { inner: Arc::new(idx) })
+    }
+
+    /// Open version `version` (default: the newest) of the index at `index_uri`.
+    #[staticmethod]
+    #[pyo3(signature = (index_uri, storage_options=None, version=None))]
+    fn open(
+        py: Python<'_>,
+        index_uri: String,
+        storage_options: Option<HashMap<String, String>>,
+        version: Option<u64>,
+    ) -> PyResult<Self> {
+        let at = IndexAt::new(&index_uri, StorageOptions::new(storage_options.unwrap_or_default()))?;
+        let idx = wait_for_future(py, async move { VectorIndex::open_version(at, version).await })?;
+        Ok(PyVectorIndex { inner: Arc::new(idx) })
+    }
+
+    /// Open index `name` at `table`'s default location with the table's storage options.
+    #[staticmethod]
+    fn open_for_table(py: Python<'_>, table: &PyLakeTable, name: &str) -> PyResult<Self> {
+        let t = table.inner.clone();
+        let at = IndexAt::new(&default_index_uri(&t, name), t.options.clone())?;
+        let idx = wait_for_future(py, async move { VectorIndex::open(at).await })?;
+        Ok(PyVectorIndex { inner: Arc::new(idx) })
+    }
+
+    /// The default index location of `table` for index `name`.
+    #[staticmethod]
+    fn default_uri(table: &PyLakeTable, name: &str) -> String {
+        default_index_uri(&table.inner, name)
+    }
+
+    /// Search (see `lakevec.VectorIndex.search`); `queries` is a list array of vectors.
+    #[pyo3(signature = (queries, k, ef=None, filter=None, exact=false, version=None, stale="exact", columns=None, num_threads=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn search<'py>(
+        &self,
+        py: Python<'py>,
+        queries: PyArray,
+        k: usize,
+        ef: Option<usize>,
+        filter: Option<String>,
+        exact: bool,
+        version: Option<i64>,
+        stale: &str,
+        columns: Option<Vec<String>>,
+        num_threads: Option<usize>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let idx = self.inner.clone();
+        let st = idx.state();
+        let (q, nq) = prepare_queries(queries.array(), st.manifest.dim, st.manifest.metric)?;
+        let p = SearchParams { k, ef, filter, exact, version, stale: Stale::parse(stale)?, columns, num_threads };
+        let batch =
+            wait_for_future(py, async move { search_index(&idx, st, Arc::new(q), nq, p, &CancelToken::new()).await })?;
+        table_of(py, batch)
+    }
+
+    /// The k-nearest-neighbour graph of the indexed rows (of live rows `rows` = (start, end)
+    /// in index order, when given).
+    #[pyo3(signature = (k=10, ef=None, num_threads=None, rows=None))]
+    fn knn_graph<'py>(
+        &self,
+        py: Python<'py>,
+        k: usize,
+        ef: Option<usize>,
+        num_threads: Option<usize>,
+        rows: Option<(usize, usize)>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let idx = self.inner.clone();
+        let rows = rows.map(|(a, b)| a..b);
+        let batch =
+            wait_for_future(py, async move { knn_graph(&idx, k, ef, num_threads, rows, &CancelToken::new()).await })?;
+        table_of(py, batch)
+    }
+
+    /// Bring the index to the table's latest version (or to `table`, a pinned version, whose
+    /// new files may come as `parts` from `build_segment`); returns whether a version was
+    /// committed.
+    #[pyo3(signature = (num_threads=None, progress=None, table=None, parts=None))]
+    fn refresh(
+        &self,
+        py: Python<'_>,
+        num_threads: Option<usize>,
+        progress: Option<Py<PyAny>>,
+        table: Option<PyRef<'_, PyLakeTable>>,
+        parts: Option<Vec<String>>,
+    ) -> PyResult<bool> {
+        let parts = parts.map(|v| parse_parts(&v)).transpose()?;
+        let t = table.map(|t| t.inner.clone());
+        self.maintain(py, progress, move |idx, cancel, state| async move {
+            match t {
+                Some(t) => idx.refresh_with(&t, parts, num_threads, &cancel, &state).await,
+                None => idx.refresh(num_threads, &cancel, &state).await,
+            }
+        })
+    }
+
+    /// Data files of `table` (a version of the indexed table) that no segment holds.
+    fn pending_files(&self, py: Python<'_>, table: &PyLakeTable) -> PyResult<Vec<String>> {
+        let (idx, t) = (self.inner.clone(), table.inner.clone());
+        wait_for_future(py, async move { idx.pending_files(&t).await })
+    }
+
+    /// Merge segments and drop deleted rows; returns whether a version was committed.
+    #[pyo3(signature = (num_threads=None, progress=None))]
+    fn compact(&self, py: Python<'_>, num_threads: Option<usize>, progress: Option<Py<PyAny>>) -> PyResult<bool> {
+        self.maintain(
+            py,
+            progress,
+            move |idx, cancel, state| async move { idx.compact(num_threads, &cancel, &state).await },
+        )
+    }
+
+    /// (table version, per-file coverage table) for the table's latest version.
+    fn coverage<'py>(&self, py: Python<'py>) -> PyResult<(Option<i64>, Bound<'py, PyAny>)> {
+        let idx = self.inner.clone();
+        let (v, batch) = wait_for_future(py, async move { coverage(&idx).await })?;
+        Ok((v, table_of(py, batch)?))
+    }
+
+    /// Statistics as a JSON string.
+    fn stats_json(&self) -> String {
+        stats(&self.inner).to_string()
+    }
+
+    /// Reload the newest committed version.
+    fn reload(&self, py: Python<'_>) -> PyResult<()> {
+        let idx = self.inner.clone();
+        wait_for_future(py, async move { idx.reload().await })
+    }
+
+    #[getter]
+    fn uri(&self) -> String {
+        self.inner.at.uri.clone()
+    }
+    #[getter]
+    fn version(&self) -> u64 {
+        self.inner.state().manifest.version
+    }
+    #[getter]
+    fn table_version(&self) -> Option<i64> {
+        self.inner.state().manifest.table_version
+    }
+    #[getter]
+    fn table_uri(&self) -> String {
+        redact(&self.inner.state().manifest.table_uri)
+    }
+    #[getter]
+    fn table_format(&self) -> String {
+        self.inner.state().manifest.table_format.clone()
+    }
+    #[getter]
+    fn column(&self) -> String {
+        self.inner.state().manifest.column.clone()
+    }
+    #[getter]
+    fn key(&self) -> Option<String> {
+        self.inner.state().manifest.key.clone()
+    }
+    #[getter]
+    fn metric(&self) -> &'static str {
+        self.inner.state().manifest.metric.as_str()
+    }
+    #[getter]
+    fn dim(&self) -> usize {
+        self.inner.state().manifest.dim
+    }
+    #[getter]
+    fn name(&self) -> String {
+        self.inner.state().manifest.name.clone()
+    }
+
+    /// What this index was built with (what a refresh builds), as a `BuildSpec`.
+    #[getter]
+    fn build_spec(&self) -> PyBuildSpec {
+        PyBuildSpec::of(&self.inner.state().manifest, &self.inner.at.uri)
+    }
+
+    /// The index kind: "hnsw" or "flat".
+    #[getter]
+    fn index_type(&self) -> &'static str {
+        self.inner.state().manifest.kind.name()
+    }
+
+    /// Storage options without credentials (what a pickle may carry).
+    fn public_storage_options(&self) -> BTreeMap<String, String> {
+        self.inner.at.options.public()
+    }
+
+    /// The indexed table at `version` (latest when None), opened with the index's options.
+    #[pyo3(signature = (version=None))]
+    fn table(&self, py: Python<'_>, version: Option<i64>) -> PyResult<PyLakeTable> {
+        let idx = self.inner.clone();
+        let pin = TablePin { version, timestamp: None };
+        let t = wait_for_future(py, async move { idx.open_table(pin).await })?;
+        Ok(PyLakeTable { inner: Arc::new(t) })
+    }
+}

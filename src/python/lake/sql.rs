@@ -1,0 +1,54 @@
+//! `lakevec._lakevec.sql`: DataFusion SQL over lake tables and in-memory Arrow data.
+
+use std::sync::Arc;
+
+use datafusion::datasource::MemTable;
+use pyo3::prelude::*;
+use pyo3_arrow::PyTable;
+
+use crate::error::LakeError;
+use crate::lake::session::new_session;
+use crate::python::call::wait_for_future;
+use crate::python::lake::table::PyLakeTable;
+use crate::read::scan::collect_df;
+
+/// Run `query` over `tables` (name -> native Table) and `arrow_tables` (name -> any Arrow
+/// stream); returns a `pyarrow.Table`.
+#[pyfunction]
+#[pyo3(signature = (query, tables, arrow_tables, num_threads=None))]
+pub fn sql<'py>(
+    py: Python<'py>,
+    query: String,
+    tables: Vec<(String, PyRef<'py, PyLakeTable>)>,
+    arrow_tables: Vec<(String, PyTable)>,
+    num_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let lake: Vec<(String, crate::lake::table::LakeTable)> =
+        tables.into_iter().map(|(n, t)| (n, t.inner.as_ref().clone())).collect();
+    let mem: Vec<(String, Arc<MemTable>)> = arrow_tables
+        .into_iter()
+        .map(|(n, t)| {
+            let (batches, schema) = t.into_inner();
+            let m = MemTable::try_new(schema, vec![batches])
+                .map_err(|e| PyErr::from(LakeError::from(e).context(format!("table '{n}'"))))?;
+            Ok((n, Arc::new(m)))
+        })
+        .collect::<PyResult<_>>()?;
+    let (schema, batches) = wait_for_future(py, async move {
+        if mem.is_empty() {
+            return crate::read::scan::sql(&query, &lake, num_threads).await;
+        }
+        let threads = crate::runtime::resolve_threads(num_threads)?;
+        let ctx = new_session(threads, None)?;
+        for (name, t) in &lake {
+            t.register_store(&ctx);
+            ctx.register_table(name.as_str(), t.provider())?;
+        }
+        for (name, m) in mem {
+            ctx.register_table(name.as_str(), m)?;
+        }
+        let df = ctx.sql(&query).await.map_err(|e| LakeError::Sql(format!("SQL error in query: {e}")))?;
+        collect_df(&ctx, df).await
+    })?;
+    PyTable::try_new(batches, schema)?.into_pyarrow(py)
+}

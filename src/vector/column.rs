@@ -1,0 +1,240 @@
+//! Vector columns: Arrow list arrays of floats to flat, validated `f32` rows.
+//!
+//! Accepted column types: `FixedSizeList<float16|float32|float64, dim>`, `List<...>` and
+//! `LargeList<...>` whose rows all have the same length. Values are converted to `f32`.
+//! A null row, a row of the wrong length or one holding NaN/inf is *invalid*: an error naming
+//! the column and row, or skipped, as [`OnInvalid`] says.
+
+use arrow::array::{Array, ArrayRef, AsArray, Float32Array};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field};
+
+use crate::error::{LakeError, Result};
+
+/// Row `i` of a list array -> (first value, value count).
+type RowBounds = Box<dyn Fn(usize) -> (usize, usize)>;
+
+/// What to do with an invalid vector (null, wrong length, NaN or infinite values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnInvalid {
+    Error,
+    Skip,
+}
+
+impl OnInvalid {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "error" => Ok(OnInvalid::Error),
+            "skip" => Ok(OnInvalid::Skip),
+            o => Err(LakeError::InvalidArgument(format!("on_invalid must be 'error' or 'skip', not '{o}'"))),
+        }
+    }
+
+    /// The name `parse` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnInvalid::Error => "error",
+            OnInvalid::Skip => "skip",
+        }
+    }
+}
+
+/// Check that `field` is a vector column; returns its fixed dimension when the type has one.
+pub fn vector_field_dim(field: &Field) -> Result<Option<usize>> {
+    let (item, dim) = match field.data_type() {
+        DataType::FixedSizeList(f, n) => (f.data_type(), Some(*n as usize)),
+        DataType::List(f) | DataType::LargeList(f) => (f.data_type(), None),
+        other => {
+            return Err(LakeError::Vector(format!(
+                "column '{}' is not a vector column: its type is {other}; expected a FixedSizeList or List of float16/float32/float64",
+                field.name()
+            )))
+        }
+    };
+    if !matches!(item, DataType::Float16 | DataType::Float32 | DataType::Float64) {
+        return Err(LakeError::Vector(format!(
+            "column '{}' is not a vector column: its items are {item}, not float16/float32/float64",
+            field.name()
+        )));
+    }
+    if dim == Some(0) {
+        return Err(LakeError::Vector(format!("column '{}' has dimension 0", field.name())));
+    }
+    Ok(dim)
+}
+
+/// Flat `f32` rows appended from list arrays, with a fixed dimension learnt from the first
+/// valid row (or given up front).
+pub struct VectorSink<'a> {
+    pub column: &'a str,
+    pub dim: Option<usize>,
+    pub on_invalid: OnInvalid,
+    /// Whether an all-zero vector is invalid (it has no direction under cosine).
+    pub zero_invalid: bool,
+    /// Appended to error messages (how to get past them).
+    pub hint: &'static str,
+    pub data: Vec<f32>,
+}
+
+impl<'a> VectorSink<'a> {
+    pub fn new(column: &'a str, dim: Option<usize>, on_invalid: OnInvalid) -> Self {
+        VectorSink {
+            column,
+            dim,
+            on_invalid,
+            zero_invalid: false,
+            hint: " (pass on_invalid='skip' to leave such rows out of the index)",
+            data: Vec::new(),
+        }
+    }
+
+    /// Append the rows of `array` (a list array). Returns, per row, whether it was kept.
+    /// `where_row(i)` names row `i` in errors (e.g. "file 'a.parquet' row 17").
+    pub fn append(&mut self, array: &ArrayRef, where_row: &dyn Fn(usize) -> String) -> Result<Vec<bool>> {
+        let (values, bounds): (ArrayRef, RowBounds) = match array.data_type() {
+            DataType::FixedSizeList(_, n) => {
+                let a = array.as_fixed_size_list();
+                let n = *n as usize;
+                let base = a.offset() * n;
+                (a.values().clone(), Box::new(move |i| (base + i * n, n)))
+            }
+            DataType::List(_) => {
+                let a = array.as_list::<i32>();
+                let o = a.value_offsets().to_vec();
+                (a.values().clone(), Box::new(move |i| (o[i] as usize, (o[i + 1] - o[i]) as usize)))
+            }
+            DataType::LargeList(_) => {
+                let a = array.as_list::<i64>();
+                let o = a.value_offsets().to_vec();
+                (a.values().clone(), Box::new(move |i| (o[i] as usize, (o[i + 1] - o[i]) as usize)))
+            }
+            other => {
+                return Err(LakeError::Vector(format!(
+                    "column '{}' is not a vector column (type {other})",
+                    self.column
+                )))
+            }
+        };
+        let values = if values.data_type() == &DataType::Float32 {
+            values
+        } else {
+            cast(&values, &DataType::Float32).map_err(|e| {
+                LakeError::Vector(format!("column '{}': cannot read items as float32: {e}", self.column))
+            })?
+        };
+        let values: &Float32Array = values.as_primitive();
+        let raw = values.values();
+        let mut kept = Vec::with_capacity(array.len());
+        self.data.reserve(array.len() * self.dim.unwrap_or(0));
+        for i in 0..array.len() {
+            let problem = if array.is_null(i) {
+                Some("is null".to_string())
+            } else {
+                let (start, len) = bounds(i);
+                let dim = *self.dim.get_or_insert(len);
+                if len != dim {
+                    Some(format!("has dimension {len}, expected {dim}"))
+                } else if len == 0 {
+                    Some("is empty".to_string())
+                } else if values.null_count() > 0 && (start..start + len).any(|j| values.is_null(j)) {
+                    Some("holds null values".to_string())
+                } else {
+                    let row = &raw[start..start + len];
+                    match row.iter().position(|x| !x.is_finite()) {
+                        Some(j) => Some(format!("holds {} at position {j}", row[j])),
+                        None if self.zero_invalid && row.iter().all(|x| *x == 0.0) => {
+                            Some("is all zeros (no direction for the cosine metric)".to_string())
+                        }
+                        None => {
+                            self.data.extend_from_slice(row);
+                            None
+                        }
+                    }
+                }
+            };
+            match problem {
+                None => kept.push(true),
+                Some(p) if self.on_invalid == OnInvalid::Skip => {
+                    let _ = p;
+                    kept.push(false)
+                }
+                Some(p) => {
+                    return Err(LakeError::Vector(format!(
+                        "column '{}', {}: the vector {p}{}",
+                        self.column,
+                        where_row(i),
+                        self.hint
+                    )))
+                }
+            }
+        }
+        Ok(kept)
+    }
+}
+
+/// Vectors of a list array (queries, in-memory data) as flat rows prepared for `metric`
+/// (normalised for cosine): `(rows, dim)`. Every invalid row is an error naming `column`
+/// and `name_row(i)`; `dim` (when known) fixes the dimension.
+pub fn prepared_rows(
+    array: &ArrayRef,
+    column: &str,
+    dim: Option<usize>,
+    metric: crate::vector::distance::Metric,
+    name_row: &dyn Fn(usize) -> String,
+) -> Result<(Vec<f32>, usize)> {
+    let mut sink = VectorSink::new(column, dim, OnInvalid::Error);
+    sink.zero_invalid = metric == crate::vector::distance::Metric::Cosine;
+    sink.hint = "";
+    sink.append(array, name_row)?;
+    let d = sink.dim.unwrap_or(0);
+    let mut data = sink.data;
+    if d > 0 {
+        metric
+            .prepare(&mut data, d)
+            .map_err(|i| LakeError::Vector(format!("column '{column}', {}: cannot be normalised", name_row(i))))?;
+    }
+    Ok((data, d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{FixedSizeListArray, Float64Array, ListArray};
+    use arrow::datatypes::Float32Type;
+    use std::sync::Arc;
+
+    #[test]
+    fn fixed_size_list_f64_and_sliced() {
+        let vals = Arc::new(Float64Array::from(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]));
+        let f = Arc::new(Field::new("item", DataType::Float64, true));
+        let a: ArrayRef = Arc::new(FixedSizeListArray::new(f, 2, vals, None).slice(1, 2));
+        let mut s = VectorSink::new("v", None, OnInvalid::Error);
+        assert_eq!(s.append(&a, &|i| format!("row {i}")).unwrap(), vec![true, true]);
+        assert_eq!(s.data, vec![3.0, 4.0, 5.0, 6.0]);
+    }
+
+    #[test]
+    fn invalid_rows_error_or_skip() {
+        let a: ArrayRef = Arc::new(ListArray::from_iter_primitive::<Float32Type, _, _>(vec![
+            Some(vec![Some(1.0), Some(2.0)]),
+            Some(vec![Some(f32::NAN), Some(2.0)]),
+            None,
+            Some(vec![Some(1.0)]),
+            Some(vec![Some(3.0), Some(4.0)]),
+        ]));
+        let mut s = VectorSink::new("emb", None, OnInvalid::Error);
+        let e = s.append(&a, &|i| format!("row {i}")).unwrap_err().to_string();
+        assert!(e.contains("'emb'") && e.contains("row 1") && e.contains("NaN"), "{e}");
+        let mut s = VectorSink::new("emb", None, OnInvalid::Skip);
+        assert_eq!(s.append(&a, &|i| format!("row {i}")).unwrap(), vec![true, false, false, false, true]);
+        assert_eq!(s.data, vec![1.0, 2.0, 3.0, 4.0]);
+    }
+
+    #[test]
+    fn non_vector_fields_are_refused() {
+        assert!(vector_field_dim(&Field::new("x", DataType::Utf8, true)).is_err());
+        let f = Field::new("x", DataType::new_list(DataType::Int32, true), true);
+        assert!(vector_field_dim(&f).unwrap_err().to_string().contains("items are Int32"));
+    }
+}

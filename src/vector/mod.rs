@@ -1,0 +1,12 @@
+//! Vectors in memory, independent of tables: distance kernels, vector columns to flat `f32`
+//! rows, bitsets, exact search, the HNSW graph (construction and search hot loop), and exact
+//! kNN between two sets.
+
+pub mod bits;
+pub mod column;
+pub mod distance;
+pub mod exact;
+pub mod graph;
+pub mod graph_build;
+pub mod hit;
+pub mod knn;

@@ -1,0 +1,169 @@
+"""The index-kind seam: a second kind ("flat", exact over float32) goes through the same
+public API as HNSW (build, commit, search, refresh, compact, coverage, stats, pickling), the
+manifest records each segment's kind as a tagged value, build parameters are a named
+`BuildSpec`, and sidecars written before kinds existed (manifest format version 1) still
+open, search and refresh."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import lakevec
+from lakevec import _lakevec
+from lakevec import exceptions as E
+
+from conftest import load_ann
+
+deltalake = pytest.importorskip("deltalake")
+
+
+def _recall(res: pa.Table, truth, k=10) -> float:
+    ids = res.column("id").to_numpy()
+    qs = res.column("query").to_numpy()
+    return sum(1 for qi, i in zip(qs, ids) if i in truth[qi]) / (len(truth) * k)
+
+
+def _manifest(idx: lakevec.VectorIndex) -> dict:
+    path = Path(idx.uri.removeprefix("file://")) / "manifests" / f"{idx.version:020d}.json"
+    return json.loads(path.read_text())["manifest"]
+
+
+def _write_manifest(index_dir: Path, version: int, body: dict) -> None:
+    """Write a manifest the way lakevec does: CRC-32 of the body with sorted keys."""
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    env = {"crc32": zlib.crc32(text.encode()), "manifest": body}
+    (index_dir / "manifests" / f"{version:020d}.json").write_text(json.dumps(env, indent=2))
+
+
+def _batch(ids: np.ndarray, dim: int, seed: int) -> pa.Table:
+    v = np.random.default_rng(seed).standard_normal((len(ids), dim)).astype(np.float32)
+    return pa.table({"id": ids.astype(np.int64), "vector": pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), dim)})
+
+
+def test_flat_index_builds_searches_refreshes_and_compacts_with_recall_one(shared_data, tmp_path):
+    base, queries, truth = load_ann(shared_data, "minilm")
+    path = tmp_path / "minilm"
+    deltalake.write_deltalake(str(path), base.slice(0, 8000))
+    idx = lakevec.build_index(str(path), "vector", metric="cosine", key="id", index_type="flat", progress=False)
+    assert idx.index_type == "flat"
+    stats = idx.stats()
+    assert stats["params"] == {"index_type": "flat", "on_invalid": "error"}
+    assert stats["recall_estimate"] == 1.0
+    m = _manifest(idx)
+    assert m["format_version"] == 2
+    assert m["kind"] == {"kind": "flat"}
+    assert [s["kind"] for s in m["segments"]] == [{"kind": "flat"}]
+
+    # refresh: the rest of the table arrives as a second (flat) segment
+    deltalake.write_deltalake(str(path), base.slice(8000), mode="append")
+    assert idx.refresh(progress=False)
+    assert idx.stats()["segments"] == 2
+    assert [s["kind"] for s in _manifest(idx)["segments"]] == [{"kind": "flat"}] * 2
+    assert set(idx.coverage().column("status").to_pylist()) == {"indexed"}
+    res = idx.search(queries, k=10)
+    assert _recall(res, truth) == 1.0
+    # an exact search of the same index is the same result
+    ex = idx.search(queries, k=10, exact=True)
+    assert res.column("id").to_pylist() == ex.column("id").to_pylist()
+
+    # compact: one segment, still flat, same results
+    assert idx.compact(progress=False)
+    assert idx.stats()["segments"] == 1
+    assert _manifest(idx)["segments"][0]["kind"] == {"kind": "flat"}
+    assert idx.search(queries, k=10).column("id").to_pylist() == res.column("id").to_pylist()
+
+    # reopened and unpickled, the kind is kept
+    again = pickle.loads(pickle.dumps(idx))
+    assert again.index_type == "flat"
+    assert again.build_spec.index_type == "flat"
+    assert _recall(again.search(queries[:100], k=10), truth[:100]) == 1.0
+
+
+def test_hnsw_segments_record_their_parameters(tmp_path):
+    t = _batch(np.arange(500), 8, 0)
+    deltalake.write_deltalake(str(tmp_path / "t"), t)
+    idx = lakevec.build_index(str(tmp_path / "t"), "vector", m=8, ef_construction=40, progress=False)
+    hnsw = {"kind": "hnsw", "m": 8, "ef_construction": 40}
+    assert _manifest(idx)["kind"] == hnsw
+    assert [s["kind"] for s in _manifest(idx)["segments"]] == [hnsw]
+    assert idx.stats()["params"] == {"index_type": "hnsw", "m": 8, "ef_construction": 40, "on_invalid": "error"}
+    spec = idx.build_spec
+    assert (spec.column, spec.metric, spec.index_type, spec.m, spec.ef_construction) == ("vector", "l2", "hnsw", 8, 40)
+
+
+def test_build_spec_is_named_validated_and_picklable():
+    spec = _lakevec.BuildSpec("vector", metric="cosine", key="id", index_type="flat")
+    assert (spec.column, spec.metric, spec.key, spec.index_type, spec.m) == ("vector", "cosine", "id", "flat", 16)
+    assert pickle.loads(pickle.dumps(spec)) == spec
+    assert "index_type='flat'" in repr(spec)
+    with pytest.raises(AttributeError):
+        spec.m = 4  # frozen
+    for bad in [
+        dict(index_type="ivf"),
+        dict(m=1),
+        dict(ef_construction=0),
+        dict(metric="hamming"),
+        dict(on_invalid="drop"),
+    ]:
+        with pytest.raises(E.InvalidArgumentError):
+            _lakevec.BuildSpec("vector", **bad)
+    # m is an HNSW parameter: a flat spec does not check it
+    assert _lakevec.BuildSpec("vector", index_type="flat", m=1).index_type == "flat"
+
+
+def test_build_index_rejects_an_unknown_index_type(tmp_path):
+    deltalake.write_deltalake(str(tmp_path / "t"), _batch(np.arange(10), 4, 0))
+    with pytest.raises(E.InvalidArgumentError, match="index_type"):
+        lakevec.build_index(str(tmp_path / "t"), "vector", index_type="ivf", progress=False)
+
+
+def _to_version_1(m: dict) -> dict:
+    """A version 2 manifest as lakevec 0.1 wrote it: HNSW `params`, no kinds."""
+    v1 = dict(m)
+    kind = v1.pop("kind")
+    assert kind.pop("kind") == "hnsw"
+    v1["params"] = kind
+    v1["format_version"] = 1
+    v1["segments"] = [{k: v for k, v in s.items() if k != "kind"} for s in m["segments"]]
+    return v1
+
+
+def test_version_1_sidecars_open_search_and_refresh(tmp_path):
+    path = tmp_path / "t"
+    deltalake.write_deltalake(str(path), _batch(np.arange(2000), 16, 1))
+    idx = lakevec.build_index(str(path), "vector", key="id", m=12, ef_construction=60, progress=False)
+    q = np.random.default_rng(9).standard_normal((50, 16)).astype(np.float32)
+    before = idx.search(q, k=5, ef=200).column("id").to_pylist()
+    index_dir = Path(idx.uri.removeprefix("file://"))
+    m = _manifest(idx)
+    _write_manifest(index_dir, idx.version, _to_version_1(m))
+
+    old = lakevec.open_index(idx.uri)
+    assert old.index_type == "hnsw"
+    assert old.stats()["params"] == {"index_type": "hnsw", "m": 12, "ef_construction": 60, "on_invalid": "error"}
+    assert old.search(q, k=5, ef=200).column("id").to_pylist() == before
+
+    # a refresh writes version 2, keeping the old segment and adding an HNSW one
+    deltalake.write_deltalake(str(path), _batch(np.arange(2000, 2500), 16, 2), mode="append")
+    assert old.refresh(progress=False)
+    new = _manifest(old)
+    assert new["format_version"] == 2
+    assert [s["kind"] for s in new["segments"]] == [{"kind": "hnsw", "m": 12, "ef_construction": 60}] * 2
+    assert set(old.coverage().column("status").to_pylist()) == {"indexed"}
+
+
+def test_a_manifest_of_a_newer_format_is_refused_clearly(tmp_path):
+    deltalake.write_deltalake(str(tmp_path / "t"), _batch(np.arange(100), 4, 0))
+    idx = lakevec.build_index(str(tmp_path / "t"), "vector", progress=False)
+    m = _manifest(idx)
+    m["format_version"] = 99
+    _write_manifest(Path(idx.uri.removeprefix("file://")), idx.version, m)
+    with pytest.raises(E.CorruptIndexError, match="format version 99"):
+        lakevec.open_index(idx.uri)
