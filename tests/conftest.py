@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +42,26 @@ def load_ann(data: Path, name: str):
     queries = np.stack(q.column("vector").to_numpy(zero_copy_only=False)).astype(np.float32)
     truth = [set(n[:10]) for n in gt.column("neighbors").to_pylist()]
     return base, queries, truth
+
+
+def index_dir(idx) -> Path:
+    """The local folder of a :class:`lakevec.VectorIndex`."""
+    return Path(idx.uri.removeprefix("file://"))
+
+
+def read_manifest(idx, version: int | None = None) -> dict:
+    """The manifest body of ``idx``'s version (or ``version``), as lakevec wrote it."""
+    v = idx.version if version is None else version
+    return json.loads((index_dir(idx) / "manifests" / f"{v:020d}.json").read_text())["manifest"]
+
+
+def write_manifest(folder: Path, name: str | int, body: dict) -> None:
+    """Write a checksum-valid manifest ``body`` as ``manifests/<name>`` (an int: that
+    version's file name), with lakevec's envelope: CRC-32 of the body with sorted keys."""
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    env = {"crc32": zlib.crc32(text.encode()), "manifest": body}
+    fname = f"{name:020d}.json" if isinstance(name, int) else name
+    (folder / "manifests" / fname).write_text(json.dumps(env, indent=2))
 
 
 def make_vector_table(

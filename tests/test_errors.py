@@ -117,3 +117,25 @@ def test_exceptions_pickle(cls):
     assert type(back) is cls and str(back) == str(err)
     assert issubclass(cls, E.LakevecError) and issubclass(cls, Exception)
     assert cls.__module__ == "lakevec.exceptions"
+
+
+@pytest.mark.parametrize("uri", ["s3://AKIAKEY:se/cr@et@bucket/t", "s3://AKIAKEY:se cret@bu cket/t"])
+def test_a_uri_that_does_not_parse_is_named_without_its_credentials(uri):
+    with pytest.raises(E.LakevecError) as e:
+        lakevec.Table.open(uri)
+    assert "AKIAKEY" not in str(e.value) and "se/cr" not in str(e.value) and "se cret" not in str(e.value)
+
+
+def test_proxy_credentials_stay_out_of_pickles_and_flag_values_out_of_redaction(tmp_path):
+    """`proxy_url` with user info is a credential (never pickled, redacted); the value of a
+    flag such as `aws_skip_signature="true"` is not (the word "true" stays in messages)."""
+    path = tmp_path / "t.parquet"
+    make_vector_table(path, 10)
+    opts = {"proxy_url": "http://puser:ppass-9@127.0.0.1:9", "aws_skip_signature": "true"}
+    t = lakevec.Table.open(str(path), storage_options=opts)
+    blob = pickle.dumps(t)
+    assert b"ppass-9" not in blob and b"puser" not in blob
+    assert pickle.loads(blob).num_rows == 10
+    with pytest.raises(E.FilterError) as e:
+        t.to_arrow(filter="true AND no_such_column > 1")
+    assert "true AND" in str(e.value)

@@ -6,10 +6,7 @@ open, search and refresh."""
 
 from __future__ import annotations
 
-import json
 import pickle
-import zlib
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -19,7 +16,7 @@ import lakevec
 from lakevec import _lakevec
 from lakevec import exceptions as E
 
-from conftest import load_ann
+from conftest import index_dir, load_ann, read_manifest, write_manifest
 
 deltalake = pytest.importorskip("deltalake")
 
@@ -28,18 +25,6 @@ def _recall(res: pa.Table, truth, k=10) -> float:
     ids = res.column("id").to_numpy()
     qs = res.column("query").to_numpy()
     return sum(1 for qi, i in zip(qs, ids) if i in truth[qi]) / (len(truth) * k)
-
-
-def _manifest(idx: lakevec.VectorIndex) -> dict:
-    path = Path(idx.uri.removeprefix("file://")) / "manifests" / f"{idx.version:020d}.json"
-    return json.loads(path.read_text())["manifest"]
-
-
-def _write_manifest(index_dir: Path, version: int, body: dict) -> None:
-    """Write a manifest the way lakevec does: CRC-32 of the body with sorted keys."""
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    env = {"crc32": zlib.crc32(text.encode()), "manifest": body}
-    (index_dir / "manifests" / f"{version:020d}.json").write_text(json.dumps(env, indent=2))
 
 
 def _batch(ids: np.ndarray, dim: int, seed: int) -> pa.Table:
@@ -56,7 +41,7 @@ def test_flat_index_builds_searches_refreshes_and_compacts_with_recall_one(share
     stats = idx.stats()
     assert stats["params"] == {"index_type": "flat", "on_invalid": "error"}
     assert stats["recall_estimate"] == 1.0
-    m = _manifest(idx)
+    m = read_manifest(idx)
     assert m["format_version"] == 2
     assert m["kind"] == {"kind": "flat"}
     assert [s["kind"] for s in m["segments"]] == [{"kind": "flat"}]
@@ -65,7 +50,7 @@ def test_flat_index_builds_searches_refreshes_and_compacts_with_recall_one(share
     deltalake.write_deltalake(str(path), base.slice(8000), mode="append")
     assert idx.refresh(progress=False)
     assert idx.stats()["segments"] == 2
-    assert [s["kind"] for s in _manifest(idx)["segments"]] == [{"kind": "flat"}] * 2
+    assert [s["kind"] for s in read_manifest(idx)["segments"]] == [{"kind": "flat"}] * 2
     assert set(idx.coverage().column("status").to_pylist()) == {"indexed"}
     res = idx.search(queries, k=10)
     assert _recall(res, truth) == 1.0
@@ -76,7 +61,7 @@ def test_flat_index_builds_searches_refreshes_and_compacts_with_recall_one(share
     # compact: one segment, still flat, same results
     assert idx.compact(progress=False)
     assert idx.stats()["segments"] == 1
-    assert _manifest(idx)["segments"][0]["kind"] == {"kind": "flat"}
+    assert read_manifest(idx)["segments"][0]["kind"] == {"kind": "flat"}
     assert idx.search(queries, k=10).column("id").to_pylist() == res.column("id").to_pylist()
 
     # reopened and unpickled, the kind is kept
@@ -91,8 +76,8 @@ def test_hnsw_segments_record_their_parameters(tmp_path):
     deltalake.write_deltalake(str(tmp_path / "t"), t)
     idx = lakevec.build_index(str(tmp_path / "t"), "vector", m=8, ef_construction=40, progress=False)
     hnsw = {"kind": "hnsw", "m": 8, "ef_construction": 40}
-    assert _manifest(idx)["kind"] == hnsw
-    assert [s["kind"] for s in _manifest(idx)["segments"]] == [hnsw]
+    assert read_manifest(idx)["kind"] == hnsw
+    assert [s["kind"] for s in read_manifest(idx)["segments"]] == [hnsw]
     assert idx.stats()["params"] == {"index_type": "hnsw", "m": 8, "ef_construction": 40, "on_invalid": "error"}
     spec = idx.build_spec
     assert (spec.column, spec.metric, spec.index_type, spec.m, spec.ef_construction) == ("vector", "l2", "hnsw", 8, 40)
@@ -141,9 +126,7 @@ def test_version_1_sidecars_open_search_and_refresh(tmp_path):
     idx = lakevec.build_index(str(path), "vector", key="id", m=12, ef_construction=60, progress=False)
     q = np.random.default_rng(9).standard_normal((50, 16)).astype(np.float32)
     before = idx.search(q, k=5, ef=200).column("id").to_pylist()
-    index_dir = Path(idx.uri.removeprefix("file://"))
-    m = _manifest(idx)
-    _write_manifest(index_dir, idx.version, _to_version_1(m))
+    write_manifest(index_dir(idx), idx.version, _to_version_1(read_manifest(idx)))
 
     old = lakevec.open_index(idx.uri)
     assert old.index_type == "hnsw"
@@ -153,7 +136,7 @@ def test_version_1_sidecars_open_search_and_refresh(tmp_path):
     # a refresh writes version 2, keeping the old segment and adding an HNSW one
     deltalake.write_deltalake(str(path), _batch(np.arange(2000, 2500), 16, 2), mode="append")
     assert old.refresh(progress=False)
-    new = _manifest(old)
+    new = read_manifest(old)
     assert new["format_version"] == 2
     assert [s["kind"] for s in new["segments"]] == [{"kind": "hnsw", "m": 12, "ef_construction": 60}] * 2
     assert set(old.coverage().column("status").to_pylist()) == {"indexed"}
@@ -162,8 +145,8 @@ def test_version_1_sidecars_open_search_and_refresh(tmp_path):
 def test_a_manifest_of_a_newer_format_is_refused_clearly(tmp_path):
     deltalake.write_deltalake(str(tmp_path / "t"), _batch(np.arange(100), 4, 0))
     idx = lakevec.build_index(str(tmp_path / "t"), "vector", progress=False)
-    m = _manifest(idx)
+    m = read_manifest(idx)
     m["format_version"] = 99
-    _write_manifest(Path(idx.uri.removeprefix("file://")), idx.version, m)
+    write_manifest(index_dir(idx), idx.version, m)
     with pytest.raises(E.CorruptIndexError, match="format version 99"):
         lakevec.open_index(idx.uri)

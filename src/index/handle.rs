@@ -100,7 +100,7 @@ impl VectorIndex {
         commit: CommitInfo,
     ) -> Result<()> {
         let mut m = st.manifest.clone();
-        m.version += 1;
+        m.version = manifest::next_version(m.version)?;
         m.writer_id = manifest::new_id();
         m.segments = segments;
         m.table_version = table_version;

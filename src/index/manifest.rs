@@ -31,6 +31,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use crate::error::{LakeError, Result};
 use crate::index::kind::IndexKind;
 use crate::vector::column::OnInvalid;
+use crate::vector::column::MAX_DIM;
 use crate::vector::distance::Metric;
 
 pub const FORMAT: &str = "lakevec-vector-index";
@@ -162,7 +163,11 @@ pub fn decode(bytes: &[u8], name: &str) -> Result<Manifest> {
             )))
         }
     }
-    serde_json::from_value(value).map_err(|e| bad(e.to_string()))
+    let m: Manifest = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+    if m.dim == 0 || m.dim > MAX_DIM {
+        return Err(bad(format!("dimension {} is outside 1..={MAX_DIM}", m.dim)));
+    }
+    Ok(m)
 }
 
 /// Rewrite a version 1 manifest body as version 2: every segment and the index are HNSW with
@@ -183,6 +188,22 @@ pub fn upgrade_v1(m: &mut serde_json::Value) -> std::result::Result<(), String> 
     Ok(())
 }
 
+/// The version of a manifest file name: exactly [`manifest_path`]'s form, 20 decimal digits
+/// then `.json`, below `u64::MAX` (so the next version never wraps). Any other name (`5.json`,
+/// `+5.json`, a stray `18446744073709551615.json`) is not a manifest and shadows nothing.
+pub fn parse_manifest_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".json")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok().filter(|&v| v < u64::MAX)
+}
+
+/// The version after `v` (an error rather than a wrap-around at `u64::MAX`).
+pub fn next_version(v: u64) -> Result<u64> {
+    v.checked_add(1).ok_or_else(|| LakeError::CorruptIndex(format!("index version {v} has no successor")))
+}
+
 /// The newest manifest version under `root`, if any.
 pub async fn latest_version(store: &Arc<dyn ObjectStore>, root: &Path) -> Result<Option<u64>> {
     let prefix = child(root, "manifests");
@@ -194,8 +215,7 @@ pub async fn latest_version(store: &Arc<dyn ObjectStore>, root: &Path) -> Result
             Err(object_store::Error::NotFound { .. }) => break,
             Err(e) => return Err(e.into()),
         };
-        let name = meta.location.filename().unwrap_or_default();
-        if let Some(v) = name.strip_suffix(".json").and_then(|s| s.parse::<u64>().ok()) {
+        if let Some(v) = meta.location.filename().and_then(parse_manifest_name) {
             best = best.max(Some(v));
         }
     }
@@ -335,9 +355,7 @@ mod tests {
                        "rows_skipped": 0, "segments_added": 1, "segments_removed": 0},
             "recall_estimate": 0.98
         });
-        let body = serde_json::to_string(&v1).unwrap();
-        let env = serde_json::json!({"crc32": crc32fast::hash(body.as_bytes()), "manifest": v1});
-        let m = decode(&serde_json::to_vec(&env).unwrap(), "v1").unwrap();
+        let m = decode(&envelope(&v1), "v1").unwrap();
         let hnsw = IndexKind::Hnsw(HnswParams { m: 12, ef_construction: 80 });
         assert_eq!(m.format_version, FORMAT_VERSION);
         assert_eq!(m.kind, hnsw);
@@ -345,6 +363,52 @@ mod tests {
         assert_eq!((m.version, m.dim, m.segments[0].rows), (3, 4, 5));
         // written back, it is a version 2 manifest
         assert_eq!(decode(&encode(&m).unwrap(), "v2").unwrap(), m);
+    }
+
+    fn local_store() -> (tempfile::TempDir, Arc<dyn ObjectStore>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+        (dir, store)
+    }
+
+    fn envelope(body: &serde_json::Value) -> Vec<u8> {
+        let text = serde_json::to_string(body).unwrap();
+        serde_json::to_vec(&serde_json::json!({"crc32": crc32fast::hash(text.as_bytes()), "manifest": body})).unwrap()
+    }
+
+    /// A checksum-valid manifest claiming dimension 0 or 2^40 is corrupt (it made search
+    /// divide by zero or allocate without bound).
+    #[test]
+    fn implausible_dimensions_are_corrupt() {
+        for dim in [0u64, 1 << 40, MAX_DIM as u64 + 1] {
+            let mut v = serde_json::to_value(sample()).unwrap();
+            v["dim"] = dim.into();
+            match decode(&envelope(&v), "m") {
+                Err(LakeError::CorruptIndex(msg)) => assert!(msg.contains("dimension"), "{msg}"),
+                other => panic!("dim {dim}: expected CorruptIndex, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn only_exact_manifest_names_are_versions() {
+        assert_eq!(parse_manifest_name("00000000000000000007.json"), Some(7));
+        for name in ["7.json", "+0000000000000000007.json", "0000000000000000007a.json", "18446744073709551615.json"] {
+            assert_eq!(parse_manifest_name(name), None, "{name}");
+        }
+        assert_eq!(next_version(6).unwrap(), 7);
+        assert!(matches!(next_version(u64::MAX), Err(LakeError::CorruptIndex(_))));
+    }
+
+    #[tokio::test]
+    async fn stray_manifest_names_shadow_nothing() {
+        let (_dir, store) = local_store();
+        let root = Path::from("idx");
+        commit(&store, &root, &sample()).await.unwrap();
+        for stray in ["5.json", "+5.json", "18446744073709551615.json"] {
+            put_file(&store, &root, &format!("manifests/{stray}"), b"{}".to_vec()).await.unwrap();
+        }
+        assert_eq!(latest_version(&store, &root).await.unwrap(), Some(1));
     }
 
     #[test]
@@ -358,9 +422,7 @@ mod tests {
         assert_eq!(v["kind"], serde_json::json!({"kind": "hnsw", "m": 8, "ef_construction": 40}));
         let mut newer = v.clone();
         newer["format_version"] = 3.into();
-        let body = serde_json::to_string(&newer).unwrap();
-        let env = serde_json::json!({"crc32": crc32fast::hash(body.as_bytes()), "manifest": newer});
-        assert!(matches!(decode(&serde_json::to_vec(&env).unwrap(), "v3"), Err(LakeError::CorruptIndex(_))));
+        assert!(matches!(decode(&envelope(&newer), "v3"), Err(LakeError::CorruptIndex(_))));
     }
 
     #[test]
@@ -376,9 +438,7 @@ mod tests {
 
     #[tokio::test]
     async fn commit_is_put_if_absent_with_writer_check() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn ObjectStore> =
-            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+        let (_dir, store) = local_store();
         let root = Path::from("idx");
         let m = sample();
         commit(&store, &root, &m).await.unwrap();

@@ -22,6 +22,7 @@ use arrow_schema::{Field, Schema};
 use crate::error::{LakeError, Result};
 use crate::index::container::{self, section_tag, u32_bytes, u32s, Container, Tag};
 use crate::index::kind::SegmentIndex;
+use crate::vector::column::MAX_DIM;
 
 /// One segment in memory.
 #[derive(Clone, Debug)]
@@ -136,7 +137,7 @@ impl Segment {
         let meta_bytes = c.section(&section_tag("META"))?;
         let meta: Meta = serde_json::from_slice(meta_bytes).map_err(|e| bad(format!("META: {e}")))?;
         let (n, dim) = (meta.n, meta.dim);
-        if (dim == 0 && n > 0) || n > u32::MAX as usize - 1 {
+        if (dim == 0 && n > 0) || dim > MAX_DIM || n > u32::MAX as usize - 1 {
             return Err(bad(format!("implausible header {}", String::from_utf8_lossy(meta_bytes))));
         }
         let (files, file_sizes): (Vec<String>, Vec<u64>) =
@@ -160,6 +161,11 @@ impl Segment {
         let count = n.checked_mul(dim).ok_or_else(|| bad("vector size overflows".into()))?;
         let vectors =
             container::f32s(c.section(&section_tag("VECTORS"))?, count, "VECTORS").map_err(|e| e.context(name))?;
+        // Stored vectors were validated when read from the lake: a NaN or infinity here would
+        // rank its row first (or last) for every query, so it is corruption, not data.
+        if let Some(i) = vectors.iter().position(|x| !x.is_finite()) {
+            return Err(bad(format!("node {} holds a non-finite value", i / dim.max(1))));
+        }
         let index = SegmentIndex::decode(&meta.kind, meta_bytes, &c, n, name)?;
         let keys = match c.has(&section_tag("KEYS")) {
             true => {
@@ -267,6 +273,19 @@ mod tests {
         let d = Segment::decode(&container_with(&s, meta, &extra), "legacy").unwrap();
         assert_eq!(graph_of(&d).layer0, g.layer0);
         assert_eq!(graph_of(&d).entry, 0);
+    }
+
+    /// A checksum-valid segment holding NaN would rank that row first for every query.
+    #[test]
+    fn non_finite_stored_vectors_are_corrupt() {
+        for bad in [f32::NAN, f32::INFINITY] {
+            let mut s = sample(SegmentIndex::Flat);
+            s.vectors[3] = bad;
+            match Segment::decode(&s.encode().unwrap(), "s") {
+                Err(LakeError::CorruptIndex(m)) => assert!(m.contains("node 1 holds a non-finite value"), "{m}"),
+                other => panic!("expected CorruptIndex, got {other:?}"),
+            }
+        }
     }
 
     #[test]

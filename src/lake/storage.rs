@@ -34,6 +34,12 @@ impl StorageOptions {
             if is_secret_key(k) {
                 register_secret(v);
             }
+            if let Some(userinfo) = url_userinfo(v) {
+                register_secret(userinfo);
+                if let Some((_, password)) = userinfo.split_once(':') {
+                    register_secret(password);
+                }
+            }
         }
         StorageOptions(map)
     }
@@ -43,9 +49,14 @@ impl StorageOptions {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
-    /// The options whose values are safe to show or pickle (no credentials).
+    /// The options whose values are safe to show or pickle (no credentials: neither secret
+    /// keys nor URLs carrying user info, such as `proxy_url=http://user:pass@host`).
     pub fn public(&self) -> BTreeMap<String, String> {
-        self.0.iter().filter(|(k, _)| !is_secret_key(k)).map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.0
+            .iter()
+            .filter(|(k, v)| !is_secret_key(k) && url_userinfo(v).is_none())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 }
 
@@ -56,14 +67,23 @@ impl fmt::Debug for StorageOptions {
     }
 }
 
-/// Whether an option key names a credential (its value is never shown).
+/// Whether an option key names a credential (its value is never shown). Switches named after
+/// signing (`aws_skip_signature`) are flags, not credentials.
 pub fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     ["secret", "key", "token", "password", "sas", "credential", "signature", "service_account"]
         .iter()
         .any(|s| k.contains(s))
         && !k.ends_with("_path")
+        && !k.ends_with("skip_signature")
         && k != "aws_sse_kms_key_id"
+}
+
+/// The user info (`user:password`) of a URL-valued option, if it has one.
+fn url_userinfo(value: &str) -> Option<&str> {
+    let rest = &value[value.find("://")? + 3..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    authority.rfind('@').map(|at| &authority[..at]).filter(|u| !u.is_empty())
 }
 
 static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
@@ -164,6 +184,28 @@ pub fn parse_object_uri(uri: &str) -> Result<Location> {
     parse(uri, false)
 }
 
+/// `uri` as it may appear in a message: without user info (`scheme://KEY:SECRET@host`) and
+/// without a query string (`?sig=...`). Textual, so it also holds for URIs that do not parse
+/// (a secret may hold `/` or `@`: everything up to the last `@` before the query goes).
+pub fn without_credentials(uri: &str) -> String {
+    let (base, had_query) = match uri.find('?') {
+        Some(i) => (&uri[..i], true),
+        None => (uri, false),
+    };
+    let out = match base.find("://") {
+        Some(s) => match base[s + 3..].rfind('@') {
+            Some(at) => format!("{}***@{}", &base[..s + 3], &base[s + 3 + at + 1..]),
+            None => base.to_string(),
+        },
+        None => base.to_string(),
+    };
+    if had_query {
+        format!("{out}?***")
+    } else {
+        out
+    }
+}
+
 fn parse(uri: &str, globs: bool) -> Result<Location> {
     let uri = uri.trim();
     if uri.is_empty() {
@@ -175,7 +217,8 @@ fn parse(uri: &str, globs: bool) -> Result<Location> {
         let s = p.to_string_lossy().replace('\\', "/");
         return local_location(s.trim_start_matches('/'), uri, globs);
     }
-    let url = Url::parse(uri).map_err(|e| LakeError::InvalidArgument(format!("cannot parse URI '{uri}': {e}")))?;
+    let url = Url::parse(uri)
+        .map_err(|e| LakeError::InvalidArgument(format!("cannot parse URI '{}': {e}", without_credentials(uri))))?;
     let display = {
         let mut u = url.clone();
         let _ = u.set_password(None);
@@ -430,6 +473,38 @@ mod tests {
     fn percent_decoding() {
         assert_eq!(percent_decode("a%20b"), "a b");
         assert_eq!(percent_decode("100%"), "100%");
+    }
+
+    #[test]
+    fn flags_are_not_secrets_and_proxy_credentials_are() {
+        let o = StorageOptions::new([
+            ("aws_skip_signature".to_string(), "true".to_string()),
+            ("proxy_url".to_string(), "http://puser:ppass-9@proxy:3128".to_string()),
+            ("aws_region".to_string(), "eu-west-1".to_string()),
+        ]);
+        assert_eq!(redact("filter 'true AND x' is true"), "filter 'true AND x' is true");
+        assert!(!redact("via http://puser:ppass-9@proxy:3128").contains("ppass-9"));
+        let public = o.public();
+        assert_eq!(public.get("aws_skip_signature").map(String::as_str), Some("true"));
+        assert!(!public.contains_key("proxy_url"));
+        assert!(public.contains_key("aws_region"));
+    }
+
+    #[test]
+    fn uris_in_messages_carry_no_credentials() {
+        for (uri, secret) in [
+            ("s3://AKIAKEY:se/cr@et@bucket/t", "se/cr"),
+            ("s3://AKIAKEY:secret@bucket/t", "secret"),
+            ("az://acct/c/t?sv=1&sig=abc%2Fdef", "abc"),
+            ("s3://AKIAKEY:se cret@bu cket/t", "se cret"),
+        ] {
+            assert!(!without_credentials(uri).contains(secret), "{uri}");
+            assert!(!without_credentials(uri).contains("AKIAKEY"), "{uri}");
+            if let Err(e) = parse_uri(uri) {
+                assert!(!e.to_string().contains(secret), "{e}");
+            }
+        }
+        assert_eq!(without_credentials("s3://b/k"), "s3://b/k");
     }
 
     #[test]

@@ -11,6 +11,20 @@ use arrow::datatypes::{DataType, Field};
 
 use crate::error::{LakeError, Result};
 
+/// The largest vector dimension lakevec accepts (columns, queries, stored indexes). Sizes
+/// read from files are checked against it before anything is allocated from them.
+pub const MAX_DIM: usize = 1 << 16;
+
+/// The largest squared norm a vector may have: a quarter of `f32::MAX`, so that the squared
+/// distance between any two valid vectors (at most `(|a| + |b|)^2 <= 4 max(|a|, |b|)^2`), and
+/// any dot product, stays finite.
+pub const MAX_SQUARED_NORM: f32 = f32::MAX / 4.0;
+
+/// The squared norm of `row`, summed in f64 (no overflow for finite f32 values).
+fn squared_norm(row: &[f32]) -> f32 {
+    row.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>() as f32
+}
+
 /// Row `i` of a list array -> (first value, value count).
 type RowBounds = Box<dyn Fn(usize) -> (usize, usize)>;
 
@@ -60,6 +74,13 @@ pub fn vector_field_dim(field: &Field) -> Result<Option<usize>> {
     }
     if dim == Some(0) {
         return Err(LakeError::Vector(format!("column '{}' has dimension 0", field.name())));
+    }
+    if dim.is_some_and(|d| d > MAX_DIM) {
+        return Err(LakeError::Vector(format!(
+            "column '{}' has dimension {}, more than the {MAX_DIM} lakevec supports",
+            field.name(),
+            dim.unwrap_or_default()
+        )));
     }
     Ok(dim)
 }
@@ -133,7 +154,9 @@ impl<'a> VectorSink<'a> {
             } else {
                 let (start, len) = bounds(i);
                 let dim = *self.dim.get_or_insert(len);
-                if len != dim {
+                if len > MAX_DIM {
+                    Some(format!("has dimension {len}, more than the {MAX_DIM} lakevec supports"))
+                } else if len != dim {
                     Some(format!("has dimension {len}, expected {dim}"))
                 } else if len == 0 {
                     Some("is empty".to_string())
@@ -143,6 +166,10 @@ impl<'a> VectorSink<'a> {
                     let row = &raw[start..start + len];
                     match row.iter().position(|x| !x.is_finite()) {
                         Some(j) => Some(format!("holds {} at position {j}", row[j])),
+                        None if squared_norm(row) > MAX_SQUARED_NORM => Some(format!(
+                            "is too large: its squared norm exceeds {MAX_SQUARED_NORM:e}, so distances \
+                             would overflow float32 (scale the vectors)"
+                        )),
                         None if self.zero_invalid && row.iter().all(|x| *x == 0.0) => {
                             Some("is all zeros (no direction for the cosine metric)".to_string())
                         }
@@ -203,6 +230,28 @@ mod tests {
     use arrow::array::{FixedSizeListArray, Float64Array, ListArray};
     use arrow::datatypes::Float32Type;
     use std::sync::Arc;
+
+    #[test]
+    fn vectors_whose_distances_would_overflow_are_invalid() {
+        let a: ArrayRef = Arc::new(FixedSizeListArray::from_iter_primitive::<Float32Type, _, _>(
+            vec![Some(vec![Some(1e20f32), Some(0.0)]), Some(vec![Some(1.0), Some(2.0)])],
+            2,
+        ));
+        let mut sink = VectorSink::new("v", None, OnInvalid::Error);
+        let e = sink.append(&a, &|i| format!("row {i}")).unwrap_err().to_string();
+        assert!(e.contains("row 0") && e.contains("too large"), "{e}");
+        let mut sink = VectorSink::new("v", None, OnInvalid::Skip);
+        assert_eq!(sink.append(&a, &|i| format!("row {i}")).unwrap(), vec![false, true]);
+    }
+
+    #[test]
+    fn dimensions_above_max_dim_are_refused() {
+        let item = Arc::new(Field::new("item", DataType::Float32, true));
+        let ok = Field::new("v", DataType::FixedSizeList(item.clone(), MAX_DIM as i32), true);
+        assert_eq!(vector_field_dim(&ok).unwrap(), Some(MAX_DIM));
+        let big = Field::new("v", DataType::FixedSizeList(item, MAX_DIM as i32 + 1), true);
+        assert!(matches!(vector_field_dim(&big), Err(LakeError::Vector(m)) if m.contains("more than")));
+    }
 
     #[test]
     fn fixed_size_list_f64_and_sliced() {
