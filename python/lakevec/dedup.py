@@ -85,8 +85,8 @@ def minhash_signatures(
 
     Shingles: ``"word"`` n-grams of ``\\w+`` tokens or ``"char"`` n-grams, after
     ``normalize`` (default: NFKC, case-fold, whitespace). Hash family: 64-bit FNV-1a +
-    SplitMix64 per shingle, then ``num_perm`` permutations ``(a x + b) mod (2^61 - 1)``
-    (Carter-Wegman universal family, p = 2^31 - 1; Broder 1997).
+    SplitMix64 per shingle, then ``num_perm`` permutations ``(a x + b) mod (2^31 - 1)``
+    (Carter-Wegman universal family; Broder 1997).
 
     Raises:
         SchemaError: ``column`` missing or not text. InvalidArgumentError: bad ``num_perm``

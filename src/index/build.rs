@@ -204,8 +204,7 @@ pub(crate) fn new_manifest(
 pub(crate) async fn publish(at: IndexAt, mut m: Manifest, segments: Vec<Arc<LoadedSegment>>) -> Result<VectorIndex> {
     m.version = manifest::next_version(manifest::latest_version(&at.store, at.root()).await?.unwrap_or(0))?;
     manifest::commit(&at.store, at.root(), &m).await?;
-    let manifest_bytes = manifest::encode(&m)?.len() as u64;
-    Ok(VectorIndex::with_state(at, IndexState { manifest: m, segments, manifest_bytes }))
+    Ok(VectorIndex::with_state(at, IndexState { manifest: m, segments }))
 }
 
 impl VectorIndex {

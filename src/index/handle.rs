@@ -106,8 +106,7 @@ impl VectorIndex {
         m.table_version = table_version;
         m.commit = commit;
         manifest::commit(&self.at.store, self.at.root(), &m).await?;
-        let manifest_bytes = manifest::encode(&m)?.len() as u64;
-        self.set_state(IndexState { manifest: m, segments: loaded, manifest_bytes });
+        self.set_state(IndexState { manifest: m, segments: loaded });
         Ok(())
     }
 

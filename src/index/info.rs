@@ -9,6 +9,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use crate::error::Result;
 use crate::index::handle::VectorIndex;
 use crate::index::liveness::{deleted_nodes, live_entry};
+use crate::index::manifest::encode;
 use crate::lake::datafiles::DataFileEntry;
 use crate::lake::pin::TablePin;
 use crate::lake::storage::redact;
@@ -80,7 +81,9 @@ pub async fn coverage(idx: &VectorIndex) -> Result<(Option<i64>, RecordBatch)> {
 pub fn stats(idx: &VectorIndex) -> serde_json::Value {
     let st = idx.state();
     let m = &st.manifest;
-    let sidecar: u64 = st.manifest_bytes
+    // the manifest as committed (encoded the same way), plus every file it lists
+    let manifest_bytes = encode(m).map_or(0, |b| b.len() as u64);
+    let sidecar: u64 = manifest_bytes
         + m.segments.iter().map(|s| s.file.bytes + s.tombstones.as_ref().map_or(0, |t| t.bytes)).sum::<u64>();
     let mut params = m.kind.params_json();
     params["on_invalid"] = serde_json::to_value(m.on_invalid).unwrap_or_default();

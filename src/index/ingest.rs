@@ -11,6 +11,7 @@ use futures::StreamExt;
 
 use crate::error::{LakeError, Result};
 use crate::index::kind::SegmentIndex;
+use crate::index::manifest::Manifest;
 use crate::index::segment::Segment;
 use crate::lake::datafiles::Deleted;
 use crate::lake::table::LakeTable;
@@ -29,6 +30,23 @@ pub struct ReadSpec<'a> {
     pub dim: Option<usize>,
     pub filter: Option<&'a str>,
     pub concurrency: usize,
+}
+
+impl<'a> ReadSpec<'a> {
+    /// Reading more rows of an existing index's column (its key, metric, rule for invalid
+    /// rows and dimension), `concurrency` files at a time: refresh, and the unindexed files a
+    /// stale search reads.
+    pub fn for_index(m: &'a Manifest, concurrency: usize) -> Self {
+        ReadSpec {
+            column: &m.column,
+            key: m.key.as_deref(),
+            metric: m.metric,
+            on_invalid: m.on_invalid,
+            dim: Some(m.dim),
+            filter: None,
+            concurrency,
+        }
+    }
 }
 
 /// Check that `column` (and `key`) exist in `table` and `column` is a vector column.

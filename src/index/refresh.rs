@@ -7,10 +7,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::error::{LakeError, Result};
-use crate::index::build::{build_structure, now_ms, BuildSpec, Phase, Progress};
+use crate::index::build::{build_structure, now_ms, Phase, Progress};
 use crate::index::dist::{load_refresh_parts, BuiltSegment};
 use crate::index::handle::VectorIndex;
-use crate::index::ingest::read_segment;
+use crate::index::ingest::{read_segment, ReadSpec};
 use crate::index::liveness::{deleted_nodes, live_entry, missing_files};
 use crate::index::location::indexed_table_url;
 use crate::index::manifest::CommitInfo;
@@ -20,7 +20,7 @@ use crate::lake::datafiles::DataFileEntry;
 use crate::lake::pin::TablePin;
 use crate::lake::storage::redact;
 use crate::lake::table::LakeTable;
-use crate::runtime::CancelToken;
+use crate::runtime::{resolve_threads, CancelToken};
 
 impl VectorIndex {
     /// Bring the index to the table's latest version: new data files become a new segment,
@@ -114,8 +114,7 @@ impl VectorIndex {
                 new_files.iter().filter_map(|&i| entries[i].live_rows()).sum::<u64>() as usize,
                 Ordering::Relaxed,
             );
-            let spec = BuildSpec::of(m);
-            let read = spec.read_spec(Some(m.dim), threads)?;
+            let read = ReadSpec::for_index(m, resolve_threads(threads)? * 2);
             let (seg, skipped) = read_segment(table, &new_files, &read, cancel, &progress.done).await?;
             info.files_encoded = new_files.len() as u64;
             info.rows_encoded = seg.len() as u64;

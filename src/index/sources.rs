@@ -138,15 +138,7 @@ pub(crate) async fn sources(
         });
     }
     if !missing.is_empty() && p.stale == Stale::Exact {
-        let spec = ReadSpec {
-            column: &m.column,
-            key: m.key.as_deref(),
-            metric: m.metric,
-            on_invalid: m.on_invalid,
-            dim: Some(m.dim),
-            filter: p.filter.as_deref(),
-            concurrency: threads * 2,
-        };
+        let spec = ReadSpec { filter: p.filter.as_deref(), ..ReadSpec::for_index(m, threads * 2) };
         let (seg, _) = read_segment(table, &missing, &spec, cancel, &AtomicUsize::new(0)).await?;
         let n = seg.len();
         out.push(SearchSource {

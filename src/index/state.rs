@@ -33,8 +33,6 @@ impl LoadedSegment {
 pub struct IndexState {
     pub manifest: Manifest,
     pub segments: Vec<Arc<LoadedSegment>>,
-    /// Size of the encoded manifest (for `stats`).
-    pub manifest_bytes: u64,
 }
 
 impl IndexState {

@@ -60,8 +60,7 @@ pub async fn load_state(at: &IndexAt, version: Option<u64>) -> Result<IndexState
     for r in &m.segments {
         segments.push(Arc::new(load_segment(at, &m, r).await?));
     }
-    let manifest_bytes = manifest::encode(&m)?.len() as u64;
-    Ok(IndexState { manifest: m, segments, manifest_bytes })
+    Ok(IndexState { manifest: m, segments })
 }
 
 /// Write `seg` (built as `kind`) and its tombstones `deleted` as new immutable files;

@@ -264,7 +264,6 @@ pub async fn data_files(
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::with_capacity(tasks.len());
     for t in &tasks {
-        let data_key = normal_file_url(&t.data_file_path);
         if !seen.insert(t.data_file_path.clone()) {
             continue;
         }
@@ -275,9 +274,12 @@ pub async fn data_files(
             Deleted::ByValue { delete_files: eq }
         } else {
             let mut rows = Vec::new();
+            // the delete files' keys are normalised; this file's path is, once, when it has any
+            let mut data_key = None;
             for d in t.deletes.iter().filter(|d| d.file_type == DataContentType::PositionDeletes) {
                 if let Some(m) = by_file.get(&d.file_path) {
-                    if let Some(r) = m.get(&data_key) {
+                    let key = data_key.get_or_insert_with(|| normal_file_url(&t.data_file_path));
+                    if let Some(r) = m.get(key.as_str()) {
                         rows.extend_from_slice(r);
                     }
                 }
@@ -340,7 +342,9 @@ async fn read_position_deletes(resolver: &PathResolver, path: &str) -> Result<Ha
         .map_err(|e| ctx(e.into()))?
         .build()
         .map_err(|e| ctx(e.into()))?;
-    let mut out: HashMap<String, Vec<u64>> = HashMap::new();
+    // keyed by the path as written (one delete file repeats it for every row), normalised once
+    // per distinct path at the end
+    let mut raw: HashMap<String, Vec<u64>> = HashMap::new();
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(|e| ctx(e.into()))?;
         let (Some(fp), Some(pos)) = (batch.column_by_name("file_path"), batch.column_by_name("pos")) else {
@@ -353,9 +357,17 @@ async fn read_position_deletes(resolver: &PathResolver, path: &str) -> Result<Ha
         let pos = pos.as_primitive::<Int64Type>();
         for i in 0..batch.num_rows() {
             if fp.is_valid(i) && pos.is_valid(i) {
-                out.entry(normal_file_url(fp.value(i))).or_default().push(pos.value(i) as u64);
+                let rows = match raw.get_mut(fp.value(i)) {
+                    Some(rows) => rows,
+                    None => raw.entry(fp.value(i).to_string()).or_default(),
+                };
+                rows.push(pos.value(i) as u64);
             }
         }
+    }
+    let mut out: HashMap<String, Vec<u64>> = HashMap::with_capacity(raw.len());
+    for (path, rows) in raw {
+        out.entry(normal_file_url(&path)).or_default().extend(rows);
     }
     Ok(out)
 }
@@ -369,6 +381,42 @@ mod tests {
         assert_eq!(metadata_version("v12.metadata.json"), Some(12));
         assert_eq!(metadata_version("00012-1b2c.metadata.json"), Some(12));
         assert_eq!(metadata_version("version-hint.text"), None);
+    }
+
+    /// A position delete file names its data files as the writer spelled them (`file:/x`,
+    /// `file:///x`, through a symlink): each distinct spelling is normalised once, and rows of
+    /// one file under several spellings land under one key.
+    #[tokio::test]
+    async fn position_deletes_are_keyed_by_one_normal_path() {
+        use arrow::array::{Int64Array, RecordBatch, StringArray};
+        let dir = tempfile::tempdir().unwrap();
+        let real = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::write(real.join("a.parquet"), b"x").unwrap();
+        std::os::unix::fs::symlink(&real, real.join("link")).unwrap();
+        let r = real.display();
+        let paths = [
+            format!("file:{r}/a.parquet"),
+            format!("file://{r}/a.parquet"),
+            format!("{r}/link/a.parquet"),
+            format!("file://{r}/b.parquet"),
+        ];
+        let batch = RecordBatch::try_from_iter([
+            ("file_path", Arc::new(StringArray::from_iter_values(&paths)) as arrow::array::ArrayRef),
+            ("pos", Arc::new(Int64Array::from(vec![3, 1, 2, 7])) as arrow::array::ArrayRef),
+        ])
+        .unwrap();
+        let file = real.join("deletes.parquet");
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&file).unwrap(), batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let resolver = PathResolver::new(StorageOptions::default(), "", "");
+        let got = read_position_deletes(&resolver, &format!("file://{}", file.display())).await.unwrap();
+        assert_eq!(got.len(), 2, "{got:?}");
+        let mut a = got[&normal_file_url(&format!("file://{r}/a.parquet"))].clone();
+        a.sort();
+        assert_eq!(a, vec![1, 2, 3]);
+        assert_eq!(got[&normal_file_url(&format!("file://{r}/b.parquet"))], vec![7]);
     }
 
     #[test]
