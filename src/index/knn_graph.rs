@@ -10,9 +10,9 @@ use crate::error::{LakeError, Result};
 use crate::index::build::DEFAULT_EF;
 use crate::index::handle::VectorIndex;
 use crate::index::merge::SourceHit;
-use crate::index::query::{check_k_ef, SearchParams, Stale};
+use crate::index::query::{check_k_ef, check_result_size, SearchParams, Stale};
 use crate::index::search::search_sources;
-use crate::index::sources::sources;
+use crate::index::sources::{candidates, sources};
 use crate::runtime::{pool, run_cpu, CancelToken};
 
 /// The k-nearest-neighbour graph of every live indexed row (as stored): for each row its
@@ -69,6 +69,8 @@ pub async fn knn_graph(
         Some(r) => nodes[r].to_vec(),
         None => nodes,
     };
+    let (live, name) = candidates(&srcs);
+    check_result_size(nodes.len(), k, live.saturating_sub(1), 2 * name, "knn_graph")?;
     let nodes = Arc::new(nodes);
     let (s2, c, n2) = (srcs.clone(), cancel.clone(), nodes.clone());
     let edges: Vec<Vec<SourceHit>> = run_cpu(pool(threads)?, cancel.clone(), move || {

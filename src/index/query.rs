@@ -21,6 +21,32 @@ pub(crate) fn check_k_ef(k: usize, ef: Option<usize>) -> Result<()> {
     Ok(())
 }
 
+/// Half the machine's physical memory, in bytes: the most a single result may take.
+fn result_budget() -> u128 {
+    // SAFETY: sysconf only reads system configuration values.
+    let (pages, page) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    (pages.max(0) as u128 * page.max(0) as u128 / 2).max(1 << 30)
+}
+
+/// Refuse, before anything is searched or allocated, a result of `queries` x min(`k`,
+/// `candidates`) rows that could not be held: over half the machine's memory (about 48
+/// bytes per row plus `names` bytes of file names), or over the 2 GiB of text an Arrow
+/// string column holds. `what` names the call in the error (`InvalidArgument`).
+pub(crate) fn check_result_size(queries: usize, k: usize, candidates: usize, names: usize, what: &str) -> Result<()> {
+    let rows = queries as u128 * k.min(candidates) as u128;
+    let bytes = rows * (48 + names as u128);
+    let text = rows * names as u128;
+    if bytes > result_budget() || text > i32::MAX as u128 {
+        return Err(LakeError::InvalidArgument(format!(
+            "{what} would return {rows} rows ({queries} x k={k} over {candidates} rows, about {} MiB), more than \
+             one result can hold (half the machine's memory, 2 GiB of file names); ask for fewer queries per \
+             call or a smaller k",
+            bytes >> 20
+        )));
+    }
+    Ok(())
+}
+
 /// What a search does with table files the index does not cover.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stale {

@@ -11,8 +11,8 @@ use crate::index::build::DEFAULT_EF;
 use crate::index::handle::VectorIndex;
 use crate::index::merge::{merge_hits, SourceHit};
 use crate::index::output::assemble;
-use crate::index::query::{check_k_ef, SearchParams, Stale};
-use crate::index::sources::{sources, SearchSource};
+use crate::index::query::{check_k_ef, check_result_size, SearchParams, Stale};
+use crate::index::sources::{candidates, sources, SearchSource};
 use crate::index::state::IndexState;
 use crate::lake::pin::TablePin;
 use crate::lake::table::LakeTable;
@@ -99,6 +99,8 @@ pub async fn search_index(
             s
         }
     };
+    let (rows, name) = candidates(&srcs);
+    check_result_size(nq, p.k, rows, name, "search")?;
     let (k, exact, metric, dim) = (p.k, p.exact, m.metric, m.dim);
     let c = cancel.clone();
     let s2 = srcs.clone();

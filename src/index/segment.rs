@@ -10,11 +10,9 @@
 //! is indexed). Every section is checksummed, and every count and id is checked against the
 //! others before use. A `META` without `kind` (segments written before kinds existed) is HNSW.
 
-use std::io::Cursor;
 use std::sync::Arc;
 
 use arrow::array::ArrayRef;
-use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
 use arrow_schema::{Field, Schema};
@@ -168,20 +166,56 @@ impl Segment {
         }
         let index = SegmentIndex::decode(&meta.kind, meta_bytes, &c, n, name)?;
         let keys = match c.has(&section_tag("KEYS")) {
-            true => {
-                let bytes = c.section(&section_tag("KEYS"))?;
-                let mut r = StreamReader::try_new(Cursor::new(bytes), None).map_err(|e| bad(format!("KEYS: {e}")))?;
-                let batch =
-                    r.next().ok_or_else(|| bad("KEYS: no batch".into()))?.map_err(|e| bad(format!("KEYS: {e}")))?;
-                if batch.num_columns() != 1 || batch.num_rows() != n {
-                    return Err(bad(format!("KEYS holds {} rows, expected {n}", batch.num_rows())));
-                }
-                Some(batch.column(0).clone())
-            }
+            true => Some(read_keys(c.section(&section_tag("KEYS"))?, n).map_err(|m| bad(format!("KEYS: {m}")))?),
             false => None,
         };
         Ok(Segment { dim, files, file_sizes, fstart, rows, vectors, index, keys })
     }
+}
+
+/// The key column from a KEYS section: an uncompressed Arrow IPC stream of one batch of `n`
+/// rows. Every message is checked before arrow decodes it (lengths within the bytes, no
+/// compression: a compressed buffer's 8-byte length prefix would size an allocation).
+fn read_keys(bytes: &[u8], n: usize) -> std::result::Result<ArrayRef, String> {
+    use arrow::buffer::Buffer;
+    use arrow::ipc::{root_as_message, MessageHeader};
+    let mut at = 0usize;
+    loop {
+        let word = |i: usize| bytes.get(i..i + 4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")));
+        let mut len = word(at).ok_or("truncated stream")?;
+        at += 4;
+        if len == u32::MAX {
+            len = word(at).ok_or("truncated stream")?;
+            at += 4;
+        }
+        if len == 0 {
+            break;
+        }
+        let meta = bytes.get(at..at + len as usize).ok_or("message longer than the section")?;
+        let msg = root_as_message(meta).map_err(|e| format!("bad message: {e}"))?;
+        let body = usize::try_from(msg.bodyLength()).map_err(|_| "negative body length")?;
+        at = (at + len as usize)
+            .checked_add(body)
+            .filter(|&e| e <= bytes.len())
+            .ok_or("body longer than the section")?;
+        let compressed = match msg.header_type() {
+            MessageHeader::RecordBatch => msg.header_as_record_batch().and_then(|b| b.compression()).is_some(),
+            MessageHeader::DictionaryBatch => {
+                msg.header_as_dictionary_batch().and_then(|d| d.data()).and_then(|b| b.compression()).is_some()
+            }
+            _ => false,
+        };
+        if compressed {
+            return Err("compressed buffers (lakevec writes KEYS uncompressed)".into());
+        }
+    }
+    let mut decoder = arrow::ipc::reader::StreamDecoder::new();
+    let mut buf = Buffer::from(bytes[..at].to_vec());
+    let batch = decoder.decode(&mut buf).map_err(|e| e.to_string())?.ok_or("no batch")?;
+    if batch.num_columns() != 1 || batch.num_rows() != n {
+        return Err(format!("{} rows, expected {n}", batch.num_rows()));
+    }
+    Ok(batch.column(0).clone())
 }
 
 #[cfg(test)]
@@ -309,5 +343,25 @@ mod tests {
                 assert!(matches!(Segment::decode(&bytes[..i], "s"), Err(LakeError::CorruptIndex(_))), "cut at {i}");
             }
         }
+    }
+
+    #[test]
+    fn keys_sizes_are_checked_against_the_section() {
+        let keys: ArrayRef = Arc::new(Int64Array::from(vec![7, 8, 9]));
+        let schema = Arc::new(Schema::new(vec![Field::new("key", keys.data_type().clone(), true)]));
+        let mut buf = Vec::new();
+        let mut w = StreamWriter::try_new(&mut buf, &schema).unwrap();
+        w.write(&RecordBatch::try_new(schema.clone(), vec![keys.clone()]).unwrap()).unwrap();
+        w.finish().unwrap();
+        drop(w);
+        assert_eq!(read_keys(&buf, 3).unwrap().as_ref(), keys.as_ref());
+        assert!(read_keys(&buf, 4).unwrap_err().contains("expected 4"));
+        for i in 0..buf.len() {
+            assert!(read_keys(&buf[..i], 3).is_err(), "cut at {i}");
+        }
+        // A metadata length of 2^31 in the first message: refused before anything is sized by it.
+        let mut huge = buf.clone();
+        huge[4..8].copy_from_slice(&(1u32 << 31).to_le_bytes());
+        assert!(read_keys(&huge, 3).unwrap_err().contains("longer than the section"));
     }
 }

@@ -36,6 +36,13 @@ pub enum SearchSegment {
     Own(Box<Segment>),
 }
 
+/// Live candidate rows of `srcs` and the longest file name among them (for result bounds).
+pub(crate) fn candidates(srcs: &[SearchSource]) -> (usize, usize) {
+    let rows = srcs.iter().map(|s| s.allowed_count).sum();
+    let name = srcs.iter().flat_map(|s| s.segment.seg().files.iter().map(|f| f.len())).max().unwrap_or(0);
+    (rows, name)
+}
+
 impl SearchSegment {
     pub(crate) fn seg(&self) -> &Segment {
         match self {

@@ -28,9 +28,10 @@ use object_store::path::Path;
 
 use crate::error::{LakeError, Result};
 use crate::lake::datafiles::{DataFileEntry, Deleted};
+use crate::lake::deletion_vector::{deleted_rows, DvSource};
 use crate::lake::pin::TablePin;
 use crate::lake::session::new_session;
-use crate::lake::storage::{normal_file_url, parse_object_uri, percent_decode, store_for, Location, StorageOptions};
+use crate::lake::storage::{parse_object_uri, percent_decode, without_credentials, Location};
 
 /// An opened Delta table snapshot.
 #[derive(Debug)]
@@ -38,6 +39,9 @@ pub struct DeltaSource {
     pub table: DeltaTable,
     pub scan: Arc<DeltaScanNext>,
     pub provider: Arc<dyn TableProvider>,
+    /// Rows deleted by each data file's deletion vector (by log path), read and checked at
+    /// open so that no scan sizes anything by an unchecked vector.
+    deleted: HashMap<String, Deleted>,
 }
 
 struct PlainLogStore;
@@ -145,6 +149,64 @@ async fn find_bad_commit(store: &Arc<dyn ObjectStore>, loc: &Location) -> Option
     None
 }
 
+/// The store and object of a data file named in the log (relative to the root, or absolute).
+/// Absolute paths must lie in the table's own store: metadata never opens another bucket.
+fn data_object(
+    rel: &str,
+    loc: &Location,
+    store: &Arc<dyn ObjectStore>,
+    display: &str,
+) -> Result<(Arc<dyn ObjectStore>, Path)> {
+    if !rel.contains("://") {
+        return Ok((store.clone(), Path::from(format!("{}/{}", loc.path.as_ref(), rel).trim_start_matches('/'))));
+    }
+    let l = parse_object_uri(rel)?;
+    if l.store_url != loc.store_url {
+        return Err(LakeError::PermissionDenied(format!(
+            "Delta table '{display}' names data file '{}' outside the table's store ({}); lakevec opens \
+             only the store the table was opened on",
+            without_credentials(rel),
+            loc.store_url
+        )));
+    }
+    Ok((store.clone(), l.path))
+}
+
+/// The row count in a data file's Parquet footer.
+async fn footer_rows(store: Arc<dyn ObjectStore>, object: Path, size: u64, file: &str) -> Result<u64> {
+    use parquet::arrow::async_reader::{AsyncFileReader, ParquetObjectReader};
+    let mut reader = ParquetObjectReader::new(store, object).with_file_size(size);
+    let md = reader.get_metadata(None).await.map_err(|e| LakeError::CorruptFile(format!("data file '{file}': {e}")))?;
+    Ok(md.file_metadata().num_rows().max(0) as u64)
+}
+
+/// The deleted positions of every data file that has a deletion vector, by log path, each
+/// checked against its file's footer row count (`deletion_vector.rs`). Keeps the
+/// positions of all deleted rows resident (8 bytes each).
+async fn deletion_vectors(
+    table: &DeltaTable,
+    loc: &Location,
+    store: &Arc<dyn ObjectStore>,
+) -> Result<HashMap<String, Deleted>> {
+    use futures::{StreamExt, TryStreamExt};
+    let display = loc.display.as_str();
+    let state = table.snapshot().map_err(|e| map_delta_error(e, display))?;
+    let jobs: Vec<_> = state
+        .log_data()
+        .into_iter()
+        .filter_map(|f| Some((f.path().to_string(), f.deletion_vector_descriptor()?, f.size())))
+        .map(|(rel, dv, size)| async move {
+            let (fstore, object) = data_object(&rel, loc, store, display)?;
+            let file = format!("{display}/{rel}");
+            let rows = footer_rows(fstore, object, size as u64, &file).await?;
+            let src = DvSource { store, root: &loc.path, store_url: loc.store_url.as_str(), file: &file };
+            let deleted = deleted_rows(&dv, &src, rows).await?;
+            Ok::<_, LakeError>((rel, Deleted::from_positions(deleted)))
+        })
+        .collect();
+    futures::stream::iter(jobs).buffer_unordered(16).try_collect().await
+}
+
 impl DeltaSource {
     /// Open the Delta table at `loc` (store root `store`), pinned by `pin`.
     pub async fn open(loc: &Location, store: Arc<dyn ObjectStore>, pin: &TablePin) -> Result<Self> {
@@ -173,6 +235,12 @@ impl DeltaSource {
                 });
             }
         };
+        // Data files named outside the table's store are refused before delta-rs plans a scan.
+        if let Ok(snap) = table.snapshot() {
+            for f in snap.log_data() {
+                data_object(&f.path(), loc, &store_for_log, display)?;
+            }
+        }
         let state = new_session(1, None)?.state();
         let scan = table
             .table_provider()
@@ -181,7 +249,8 @@ impl DeltaSource {
             .await
             .map_err(|e| unsupported_or(LakeError::from(e), display))?;
         let scan = Arc::new(scan);
-        Ok(DeltaSource { table, provider: scan.clone(), scan })
+        let deleted = deletion_vectors(&table, loc, &store_for_log).await?;
+        Ok(DeltaSource { table, provider: scan.clone(), scan, deleted })
     }
 
     /// The loaded version.
@@ -190,30 +259,11 @@ impl DeltaSource {
     }
 
     /// The live data files with their deletion vectors read (positions of deleted rows).
-    pub async fn entries(
-        &self,
-        loc: &Location,
-        store: &Arc<dyn ObjectStore>,
-        options: &StorageOptions,
-    ) -> Result<Vec<DataFileEntry>> {
+    pub async fn entries(&self, loc: &Location, store: &Arc<dyn ObjectStore>) -> Result<Vec<DataFileEntry>> {
         let display = loc.display.as_str();
         let state = self.table.snapshot().map_err(|e| map_delta_error(e, display))?;
         let root = self.table.table_url().clone();
         let files: Vec<_> = state.log_data().into_iter().collect();
-        let mut masks: HashMap<String, Vec<u64>> = HashMap::new();
-        if files.iter().any(|f| f.deletion_vector_descriptor().is_some()) {
-            let ctx = new_session(1, None)?;
-            crate::lake::session::register_store(&ctx, &loc.store_url, store.clone());
-            let dvs = self
-                .scan
-                .deletion_vectors(&ctx.state())
-                .await
-                .map_err(|e| LakeError::from(e).context(format!("reading deletion vectors of '{display}'")))?;
-            for d in dvs {
-                let rows = d.keep_mask.iter().enumerate().filter(|(_, k)| !**k).map(|(i, _)| i as u64).collect();
-                masks.insert(normal_file_url(&d.filepath), rows);
-            }
-        }
         let partition_cols = state.metadata().partition_columns().to_vec();
         // Under column mapping the log keys partition values by physical name.
         let physical = self.physical_names()?;
@@ -226,12 +276,7 @@ impl DeltaSource {
                 root.join(&rel).map(|u| u.to_string()).unwrap_or_else(|_| format!("{root}{rel}"))
             };
             let url = percent_decode(&url);
-            let (fstore, object) = if rel.contains("://") {
-                let l = parse_object_uri(&rel)?;
-                (store_for(&l, options)?, l.path)
-            } else {
-                (store.clone(), Path::from(format!("{}/{}", loc.path.as_ref(), rel).trim_start_matches('/')))
-            };
+            let (fstore, object) = data_object(&rel, loc, store, display)?;
             #[allow(deprecated)]
             let add = f.add_action();
             let partition = partition_cols
@@ -245,9 +290,9 @@ impl DeltaSource {
                 })
                 .collect();
             let deleted = match f.deletion_vector_descriptor() {
-                Some(_) => Deleted::from_positions(masks.remove(&normal_file_url(&url)).ok_or_else(|| {
+                Some(_) => self.deleted.get(&rel).cloned().ok_or_else(|| {
                     LakeError::Internal(format!("no deletion vector read for '{url}' of '{display}'"))
-                })?),
+                })?,
                 None => Deleted::None,
             };
             out.push(DataFileEntry {

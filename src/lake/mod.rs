@@ -4,6 +4,7 @@
 
 pub mod changes;
 pub mod datafiles;
+pub mod deletion_vector;
 pub mod delta;
 pub mod iceberg;
 pub mod iceberg_io;

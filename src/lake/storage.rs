@@ -100,17 +100,50 @@ const SECRET_ENV_VARS: &[&str] = &[
     "AZURE_CLIENT_SECRET",
 ];
 
-/// Remember a secret so that [`redact`] removes it from any message.
+/// Remember a secret so that [`redact`] removes it from any message, in every form a message
+/// may carry it: as given, percent-decoded, percent-encoded (as in a URL), and, for a query
+/// string such as an Azure SAS token, its `sig` value on its own.
 pub fn register_secret(value: &str) {
-    // Very short values would redact ordinary words; real credentials are long.
-    if value.len() < 4 {
+    if value.is_empty() {
         return;
     }
-    let mut s = SECRETS.write().unwrap_or_else(|p| p.into_inner());
-    if !s.iter().any(|x| x == value) {
-        s.push(value.to_string());
-        s.sort_by_key(|x| std::cmp::Reverse(x.len()));
+    let mut forms = vec![value.to_string()];
+    for pair in value.trim_start_matches('?').split('&') {
+        if let Some(("sig", v)) = pair.split_once('=') {
+            forms.push(v.to_string());
+        }
     }
+    for f in forms.clone() {
+        forms.push(percent_decode(&f));
+        forms.push(percent_encoding::utf8_percent_encode(&f, percent_encoding::NON_ALPHANUMERIC).to_string());
+        forms.push(url::form_urlencoded::byte_serialize(f.as_bytes()).collect());
+    }
+    let mut s = SECRETS.write().unwrap_or_else(|p| p.into_inner());
+    for f in forms {
+        if !f.is_empty() && !s.contains(&f) {
+            s.push(f);
+        }
+    }
+    s.sort_by_key(|x| std::cmp::Reverse(x.len()));
+}
+
+/// `msg` with each occurrence of `secret` replaced by `***`; a secret under 4 characters only
+/// where it stands alone (not inside a longer word or number), so that it cannot hide text.
+fn replace_secret(msg: &str, secret: &str) -> String {
+    if secret.len() >= 4 {
+        return msg.replace(secret, "***");
+    }
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric());
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(i) = rest.find(secret) {
+        let (before, after) = (rest[..i].chars().next_back(), rest[i + secret.len()..].chars().next());
+        out.push_str(&rest[..i]);
+        out.push_str(if word(before) || word(after) { secret } else { "***" });
+        rest = &rest[i + secret.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn register_env_secrets() {
@@ -128,7 +161,7 @@ pub fn redact(msg: &str) -> String {
     let mut out = msg.to_string();
     for s in secrets.iter() {
         if out.contains(s.as_str()) {
-            out = out.replace(s.as_str(), "***");
+            out = replace_secret(&out, s);
         }
     }
     out
@@ -459,6 +492,16 @@ mod tests {
         assert!(!format!("{o:?}").contains("s3cr3t"));
         assert_eq!(redact("denied for s3cr3t-VALUE-123!"), "denied for ***!");
         assert_eq!(o.public().len(), 1);
+    }
+
+    #[test]
+    fn encoded_and_short_secrets_are_redacted() {
+        register_secret("sv=2020-08-04&sig=Ab+c/d=");
+        register_secret("q7");
+        let msg = "GET https://a.blob.core.windows.net/c?sv=2020-08-04&sig=Ab%2Bc%2Fd%3D failed; sig Ab+c/d=";
+        let r = redact(msg);
+        assert!(!r.contains("Ab%2Bc%2Fd%3D") && !r.contains("Ab+c/d="), "{r}");
+        assert_eq!(redact("key q7, 'q7' but q77 and aq7 stay"), "key ***, '***' but q77 and aq7 stay");
     }
 
     #[test]

@@ -247,7 +247,7 @@ impl LakeTable {
             .get_or_try_init(|| async {
                 let v = match &self.source {
                     Source::Parquet(p) => p.entries(),
-                    Source::Delta(d) => d.entries(&self.location, &self.store, &self.options).await?,
+                    Source::Delta(d) => d.entries(&self.location, &self.store).await?,
                     Source::Iceberg(i) => i.entries.clone(),
                 };
                 Ok::<_, LakeError>(Arc::new(v))
