@@ -50,6 +50,7 @@ fn _lakevec(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<python::dedup::dist::PyComponents>()?;
     m.add_function(wrap_pyfunction!(python::tag::rule_tags, m)?)?;
     m.add_function(wrap_pyfunction!(python::tag::knn_arrays, m)?)?;
+    m.add_function(wrap_pyfunction!(python::tag::within_arrays, m)?)?;
     m.add_function(wrap_pyfunction!(python::tag::hashing_embed, m)?)?;
     Ok(())
 }

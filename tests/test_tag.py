@@ -149,6 +149,36 @@ def test_concepts_over_data_and_index(shared_data, tmp_path):
     assert all(got[r] == data_rows[r] for r in got if r in data_rows and near[ids.index(r)])
 
 
+def test_concepts_beyond_internal_search_limits(tmp_path):
+    """A concept that matches more rows than k/ef may be (index of 20,000 rows, data of
+    120,000) failed on internal limits; every matching row is tagged (exact range search)."""
+    rng = np.random.default_rng(1)
+    dim = 8
+    v = rng.standard_normal((120_000, dim)).astype(np.float32)
+    v[:, 0] += 3.0  # most rows lie near the concept direction
+    c = np.eye(dim, dtype=np.float32)[0]
+    cos = (v @ c) / np.linalg.norm(v, axis=1)
+    threshold = 0.5
+    want = 1.0 - cos <= threshold
+    margin = np.abs(1.0 - cos - threshold) > 1e-5
+    data = pa.table({"id": np.arange(len(v)), "vector": pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), dim)})
+    tags = lakevec.tag.concepts(data, {"x": c}, threshold=threshold, column="vector").column("tags").to_pylist()
+    got = np.array([t == ["x"] for t in tags])
+    assert want.sum() > 100_000
+    assert (got == want)[margin].all()
+    pq.write_table(data.slice(0, 20_000), tmp_path / "t.parquet")
+    idx = lakevec.build_index(str(tmp_path / "t.parquet"), "vector", metric="cosine", key="id", progress=False)
+    res = lakevec.tag.concepts(idx, {"x": c}, threshold=threshold)
+    rows = set(res.column("_row").to_pylist())
+    assert want[:20_000].sum() > 16_384
+    assert all((r in rows) == bool(w) for r, (w, ok) in enumerate(zip(want[:20_000], margin)) if ok)
+    # the range search itself: every row within max_distance, nearest first
+    hits = idx.search(c, k=None, exact=True, max_distance=threshold)
+    assert hits.num_rows == len(rows) and (np.diff(hits.column("distance").to_numpy()) >= 0).all()
+    with pytest.raises(E.InvalidArgumentError, match="k=None needs exact=True and max_distance"):
+        idx.search(c, k=None)
+
+
 @pytest.mark.slow
 def test_semantic_dedup_minilm(shared_data, tmp_path):
     deltalake = pytest.importorskip("deltalake")

@@ -121,7 +121,7 @@ class VectorIndex:
     def search(
         self,
         queries: Any,
-        k: int,
+        k: int | None,
         ef: int | None = None,
         filter: str | None = None,
         exact: bool = False,
@@ -129,6 +129,7 @@ class VectorIndex:
         stale: str = "exact",
         columns: list[str] | None = None,
         num_threads: int | None = None,
+        max_distance: float | None = None,
     ) -> pa.Table: ...
     def knn_graph(
         self,
@@ -280,3 +281,12 @@ def knn_arrays(
     query_name: str = "vectors",
     base_name: str = "exemplars",
 ) -> tuple[list[int], list[float]]: ...
+def within_arrays(
+    queries: Any,
+    base: Any | None,
+    radius: float,
+    metric: str,
+    num_threads: int | None = None,
+    query_name: str = "queries",
+    base_name: str = "data",
+) -> tuple[list[int], list[int], list[float]]: ...

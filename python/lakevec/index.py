@@ -160,7 +160,7 @@ class VectorIndex:
     def search(
         self,
         queries: Any,
-        k: int = 10,
+        k: int | None = 10,
         *,
         ef: int | None = None,
         filter: str | None = None,
@@ -169,13 +169,15 @@ class VectorIndex:
         version: int | None = None,
         stale: str = "exact",
         num_threads: int | None = None,
+        max_distance: float | None = None,
     ) -> pa.Table:
         """The ``k`` nearest table rows to each query.
 
         Args:
             queries: one vector (1-D), a 2-D numpy array ``(n, dim)``, or an Arrow array /
                 chunked array / one-column table of FixedSizeList or List of floats.
-            k: neighbours per query.
+            k: neighbours per query; ``None`` with ``exact=True`` and ``max_distance``: every
+                row within ``max_distance`` (a range search).
             ef: HNSW beam width (``ef_search``; default ``max(64, k)``): larger is slower
                 and more accurate.
             filter: SQL predicate over the table's columns (``"section = 'games'"``). It
@@ -193,6 +195,7 @@ class VectorIndex:
                 not given; no table access unless ``filter``/``columns`` need it), or
                 ``"error"`` (raise :class:`~lakevec.exceptions.StaleIndexError`).
             num_threads: queries searched in parallel (lakevec's pool, GIL released).
+            max_distance: only hits within this distance (same units as ``distance``).
 
         Returns:
             ``pyarrow.Table``, nearest first per query: ``query`` (int64, 0-based query
@@ -204,11 +207,13 @@ class VectorIndex:
             VectorError: a query of the wrong dimension or holding NaN/inf (names it).
             FilterError: a filter that does not parse or names an unknown column.
             StaleIndexError: ``stale="error"`` and the version is not fully indexed.
+            InvalidArgumentError: ``k`` outside 1..=100,000 (or ``None`` without ``exact=True``
+                and ``max_distance``), or a result too large to hold (queries x k rows).
         """
         q = _inputs.queries(queries, self.dim)
         return self._inner.search(
             q,
-            int(k),
+            None if k is None else int(k),
             ef,
             filter,
             bool(exact),
@@ -216,6 +221,7 @@ class VectorIndex:
             stale,
             list(columns) if columns is not None else None,
             num_threads,
+            None if max_distance is None else float(max_distance),
         )
 
     def knn_graph(

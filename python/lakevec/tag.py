@@ -212,6 +212,12 @@ def _lists(values: pa.ChunkedArray, qi, n):
     return pa.array(out, pa.list_(values.type))
 
 
+# Largest k a concept's graph range search grows to before it turns to an exact range search,
+# and the largest k/ef an index search accepts.
+_GRAPH_RANGE_MAX_K = 4096
+_MAX_K = 100_000
+
+
 def concepts(
     index_or_data: Any,
     concepts: Mapping[str, Any],
@@ -228,10 +234,12 @@ def concepts(
 
     ``concepts`` maps a tag to one vector or several (2-D). Over a
     :class:`lakevec.VectorIndex` each concept vector is a range search (graph searches with
-    growing ``k`` until the farthest hit is beyond ``threshold``), not a scan; the result
-    lists the matched rows only (``_file``, ``_row``, the key, ``tags``). Over in-memory
-    data or a table (``column`` names the vector column) every row is compared exactly and
-    every row is returned with its (possibly empty) ``tags``.
+    growing ``k`` until the farthest hit is beyond ``threshold``; past k = 4,096 an exact
+    range search, ``search(k=None, exact=True, max_distance=threshold)``), so any number of
+    rows can match; the result lists the matched rows only (``_file``, ``_row``, ``tags``).
+    Over in-memory data or a table (``column`` names the vector column) every row is
+    compared exactly (a parallel range search that keeps only the matches) and every row is
+    returned with its (possibly empty) ``tags``.
 
     Raises:
         InvalidArgumentError: empty ``concepts``, no ``column`` for data. VectorError: a
@@ -257,7 +265,15 @@ def concepts(
         for qi in range(len(q)):
             k = 16
             while True:
-                hits = idx.search(q[qi], k=min(k, max(total, 1)), ef=max(ef or 0, 2 * k), num_threads=num_threads)
+                if k > _GRAPH_RANGE_MAX_K:
+                    # More rows lie within the threshold than a graph search should rank: an
+                    # exact range search returns every one of them.
+                    hits = idx.search(q[qi], k=None, exact=True, max_distance=threshold, num_threads=num_threads)
+                    d = hits.column("distance").to_numpy()
+                    break
+                hits = idx.search(
+                    q[qi], k=min(k, max(total, 1)), ef=min(max(ef or 0, 2 * k), _MAX_K), num_threads=num_threads
+                )
                 d = hits.column("distance").to_numpy()
                 if len(d) < k or d.max() > threshold or k >= total:
                     break
@@ -281,12 +297,8 @@ def concepts(
     arr = _vectors(inp.data, column)
     n = inp.data.num_rows
     qarr = pa.FixedSizeListArray.from_arrays(pa.array(q.ravel()), q.shape[1])
-    flat_i, flat_d = _lakevec.knn_arrays(qarr, arr, max(n, 1), metric, num_threads, "concepts", column)
-    idx_m = np.asarray(flat_i, np.int64).reshape(len(q), -1)
-    d_m = np.asarray(flat_d, np.float64).reshape(len(q), -1)
+    qis, rows, _ = _lakevec.within_arrays(qarr, arr, float(threshold), metric, num_threads, "concepts", column)
     tags: list[set] = [set() for _ in range(n)]
-    for qi in range(len(q)):
-        sel = (idx_m[qi] >= 0) & (d_m[qi] <= threshold)
-        for r in idx_m[qi][sel]:
-            tags[r].add(names[qi])
+    for qi, r in zip(qis, rows):
+        tags[r].add(names[qi])
     return _inputs.finish(inp, pa.table({"tags": [[t for t in order if t in s] for s in tags]}))

@@ -11,7 +11,7 @@ use crate::index::build::DEFAULT_EF;
 use crate::index::handle::VectorIndex;
 use crate::index::merge::SourceHit;
 use crate::index::query::{check_k_ef, check_result_size, SearchParams, Stale};
-use crate::index::search::search_sources;
+use crate::index::search::{search_sources, Mode};
 use crate::index::sources::{candidates, sources};
 use crate::runtime::{pool, run_cpu, CancelToken};
 
@@ -42,6 +42,7 @@ pub async fn knn_graph(
                 stale: Stale::Ignore,
                 columns: None,
                 num_threads: threads,
+                max_distance: None,
             },
             cancel,
         )
@@ -78,7 +79,7 @@ pub async fn knn_graph(
             .map(|&(si, i)| {
                 c.check()?;
                 let q = s2[si].segment.seg().vector(i as usize);
-                let all = search_sources(&s2, metric, q, k, ef, false, Some((si, i)));
+                let all = search_sources(&s2, metric, q, k, ef, Mode::Graph(None), Some((si, i)));
                 Ok(all)
             })
             .collect::<Result<Vec<_>>>()

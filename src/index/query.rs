@@ -9,8 +9,11 @@ use crate::vector::distance::Metric;
 /// Largest `k` and `ef` accepted (a result of k rows per query is materialised).
 pub const MAX_K: usize = 100_000;
 
+/// `k` of an exact range search (`max_distance`) that returns every hit within it.
+pub const UNBOUNDED_K: usize = usize::MAX;
+
 pub(crate) fn check_k_ef(k: usize, ef: Option<usize>) -> Result<()> {
-    if k == 0 || k > MAX_K {
+    if k == 0 || (k > MAX_K && k != UNBOUNDED_K) {
         return Err(LakeError::InvalidArgument(format!("k must be in 1..={MAX_K}, got {k}")));
     }
     if let Some(ef) = ef {
@@ -80,6 +83,8 @@ pub struct SearchParams {
     pub stale: Stale,
     pub columns: Option<Vec<String>>,
     pub num_threads: Option<usize>,
+    /// Only hits within this distance; with `exact` and `k == usize::MAX`, all of them.
+    pub max_distance: Option<f32>,
 }
 
 /// Parse query vectors (a list array) into prepared rows of `dim`: `(rows, count)`.

@@ -6,32 +6,55 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use rayon::prelude::*;
 
-use crate::error::Result;
+use crate::error::{LakeError, Result};
 use crate::index::build::DEFAULT_EF;
 use crate::index::handle::VectorIndex;
 use crate::index::merge::{merge_hits, SourceHit};
 use crate::index::output::assemble;
-use crate::index::query::{check_k_ef, check_result_size, SearchParams, Stale};
+use crate::index::query::{check_k_ef, check_result_size, SearchParams, Stale, UNBOUNDED_K};
 use crate::index::sources::{candidates, sources, SearchSource};
 use crate::index::state::IndexState;
 use crate::lake::pin::TablePin;
 use crate::lake::table::LakeTable;
 use crate::runtime::{pool, run_cpu, CancelToken};
 use crate::vector::distance::Metric;
-use crate::vector::exact::exact;
+use crate::vector::exact::{exact, within};
 use crate::vector::hit::Hit;
 
 /// Search one source: exact when asked (`exact`), else as the segment's index kind decides.
-fn search_source(src: &SearchSource, metric: Metric, q: &[f32], k: usize, ef: usize, exact_only: bool) -> Vec<Hit> {
+fn search_source(src: &SearchSource, metric: Metric, q: &[f32], k: usize, ef: usize, mode: Mode) -> Vec<Hit> {
     let seg = src.segment.seg();
     if src.allowed_count == 0 || seg.is_empty() {
         return Vec::new();
     }
     let allowed = src.allowed.as_ref();
-    if exact_only {
-        return exact(&seg.vectors, seg.dim, metric, q, k, allowed);
+    let mut hits = match mode {
+        Mode::Exact(Some(r)) if k == UNBOUNDED_K => return within(&seg.vectors, seg.dim, metric, q, r, allowed),
+        Mode::Exact(_) => exact(&seg.vectors, seg.dim, metric, q, k, allowed),
+        Mode::Graph(_) => seg.index.search(&seg.vectors, seg.dim, metric, q, k, ef, allowed, src.allowed_count),
+    };
+    if let Mode::Exact(Some(r)) | Mode::Graph(Some(r)) = mode {
+        hits.retain(|h| h.0 <= r);
     }
-    seg.index.search(&seg.vectors, seg.dim, metric, q, k, ef, allowed, src.allowed_count)
+    hits
+}
+
+/// How sources are searched: exactly or through their index, with an optional radius
+/// (only hits within that distance).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Mode {
+    Exact(Option<f32>),
+    Graph(Option<f32>),
+}
+
+impl Mode {
+    pub(crate) fn new(exact: bool, radius: Option<f32>) -> Self {
+        if exact {
+            Mode::Exact(radius)
+        } else {
+            Mode::Graph(radius)
+        }
+    }
 }
 
 /// The `k` nearest hits to `q` over all `srcs`, merged ([`merge_hits`]); `skip` leaves out one
@@ -42,13 +65,12 @@ pub(crate) fn search_sources(
     q: &[f32],
     k: usize,
     ef: usize,
-    exact_only: bool,
+    mode: Mode,
     skip: Option<(usize, u32)>,
 ) -> Vec<SourceHit> {
     // one more per source when a row is skipped, so `k` remain
-    let per_source = k + usize::from(skip.is_some());
-    let lists =
-        srcs.iter().enumerate().map(|(si, src)| (si, search_source(src, metric, q, per_source, ef, exact_only)));
+    let per_source = k.saturating_add(usize::from(skip.is_some()));
+    let lists = srcs.iter().enumerate().map(|(si, src)| (si, search_source(src, metric, q, per_source, ef, mode)));
     merge_hits(lists, k, skip)
 }
 
@@ -65,6 +87,12 @@ pub async fn search_index(
 ) -> Result<RecordBatch> {
     let m = st.manifest.clone();
     check_k_ef(p.k, p.ef)?;
+    if p.k == UNBOUNDED_K && !(p.exact && p.max_distance.is_some()) {
+        return Err(LakeError::InvalidArgument("k=None needs exact=True and max_distance".into()));
+    }
+    if p.max_distance.is_some_and(|r| r.is_nan()) {
+        return Err(LakeError::InvalidArgument("max_distance is NaN".into()));
+    }
     let ef = p.ef.unwrap_or(DEFAULT_EF.max(p.k)).max(p.k);
     let needs_table = p.filter.is_some() || p.version.is_some() || p.stale != Stale::Ignore || p.columns.is_some();
     let pin_version = p.version.or(if p.stale == Stale::Ignore { m.table_version } else { None });
@@ -100,8 +128,10 @@ pub async fn search_index(
         }
     };
     let (rows, name) = candidates(&srcs);
-    check_result_size(nq, p.k, rows, name, "search")?;
-    let (k, exact, metric, dim) = (p.k, p.exact, m.metric, m.dim);
+    if p.k != UNBOUNDED_K {
+        check_result_size(nq, p.k, rows, name, "search")?;
+    }
+    let (k, mode, metric, dim) = (p.k, Mode::new(p.exact, p.max_distance), m.metric, m.dim);
     let c = cancel.clone();
     let s2 = srcs.clone();
     let hits: Vec<Vec<SourceHit>> = run_cpu(pool(p.num_threads)?, cancel.clone(), move || {
@@ -110,7 +140,7 @@ pub async fn search_index(
             .map(|qi| {
                 c.check()?;
                 let q = &qs[qi * dim..(qi + 1) * dim];
-                let all = search_sources(&s2, metric, q, k, ef, exact, None);
+                let all = search_sources(&s2, metric, q, k, ef, mode, None);
                 Ok(all)
             })
             .collect()

@@ -76,6 +76,45 @@ pub fn knn_arrays(
     })
 }
 
+/// Range search between in-memory vector sets: every (query, row) pair within `radius`
+/// (query index, row index, distance), ordered by query then distance; `base=None` compares
+/// the queries with each other.
+#[pyfunction]
+#[pyo3(signature = (queries, base, radius, metric, num_threads=None, query_name=String::from("queries"), base_name=String::from("data")))]
+#[allow(clippy::too_many_arguments)]
+pub fn within_arrays(
+    py: Python<'_>,
+    queries: PyArray,
+    base: Option<PyArray>,
+    radius: f32,
+    metric: &str,
+    num_threads: Option<usize>,
+    query_name: String,
+    base_name: String,
+) -> PyResult<(Vec<i64>, Vec<i64>, Vec<f32>)> {
+    let metric = Metric::parse(metric)?;
+    if radius.is_nan() {
+        return Err(crate::error::LakeError::InvalidArgument("radius is NaN".into()).into());
+    }
+    let q = queries.array().clone();
+    let b = base.map(|b| b.array().clone());
+    let row = |i: usize| format!("row {i}");
+    cpu(py, num_threads, move |c| {
+        let (bv, dim) = match &b {
+            Some(b) => prepared_rows(b, &base_name, None, metric, &row)?,
+            None => prepared_rows(&q, &query_name, None, metric, &row)?,
+        };
+        let (qv, _) = match &b {
+            Some(_) => prepared_rows(&q, &query_name, Some(dim), metric, &row)?,
+            None => (bv.clone(), dim),
+        };
+        if dim == 0 {
+            return Ok((Vec::new(), Vec::new(), Vec::new()));
+        }
+        crate::vector::knn::within_all(&qv, &bv, dim, metric, radius, &c)
+    })
+}
+
 /// Feature-hashing vectors of a text array (FixedSizeList<float32, dim>).
 #[pyfunction]
 #[pyo3(signature = (array, column, dim, ngram_lo, ngram_hi, analyzer, norm, lowercase=true, alternate_sign=true, num_threads=None))]

@@ -30,6 +30,21 @@ pub fn exact(vectors: &[f32], dim: usize, metric: Metric, q: &[f32], k: usize, a
     top.into_sorted_vec()
 }
 
+/// Every allowed node within distance `radius` of `q` (a range search), nearest first.
+pub fn within(vectors: &[f32], dim: usize, metric: Metric, q: &[f32], radius: f32, allowed: Option<&Bits>) -> Vec<Hit> {
+    let n = vectors.len().checked_div(dim).unwrap_or(0);
+    let hit = |i: usize| {
+        let d = metric.distance(q, &vectors[i * dim..(i + 1) * dim]);
+        (d <= radius).then_some(Hit(d, i as u32))
+    };
+    let mut out: Vec<Hit> = match allowed {
+        Some(a) => a.ones().filter(|&i| i < n).filter_map(hit).collect(),
+        None => (0..n).filter_map(hit).collect(),
+    };
+    out.sort_unstable();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -44,5 +59,8 @@ mod tests {
         a.set(0, true);
         let hits = exact(&v, 1, Metric::L2, &[3.2], 3, Some(&a));
         assert_eq!(hits.iter().map(|h| h.1).collect::<Vec<_>>(), vec![0, 9]);
+        let near = within(&v, 1, Metric::L2, &[3.2], 1.5, None);
+        assert_eq!(near.iter().map(|h| h.1).collect::<Vec<_>>(), vec![3, 4, 2]);
+        assert!(within(&v, 1, Metric::L2, &[3.2], 1.5, Some(&a)).is_empty());
     }
 }

@@ -6,7 +6,7 @@ use rayon::prelude::*;
 use crate::error::Result;
 use crate::runtime::CancelToken;
 use crate::vector::distance::Metric;
-use crate::vector::exact::exact;
+use crate::vector::exact::{exact, within};
 
 /// For each of the `nq` queries (rows of `dim` in `queries`), its `k` nearest rows of
 /// `base`, nearest first (ties to the smaller index): (indices, distances), `nq * k` each,
@@ -45,4 +45,37 @@ pub fn knn(
         Ok::<(), crate::error::LakeError>(())
     })?;
     Ok((idx, dist))
+}
+
+/// Rows of `base` per parallel task of a range search.
+const WITHIN_BLOCK: usize = 1 << 14;
+
+/// Every (query, base row) pair within distance `radius` (a range search), as three parallel
+/// vectors (query index, row index, distance), ordered by query, then distance. Exact: each
+/// query is compared with every row, in blocks of 16,384 rows spread over the pool. Keeps
+/// only the matches (12 bytes each).
+pub fn within_all(
+    queries: &[f32],
+    base: &[f32],
+    dim: usize,
+    metric: Metric,
+    radius: f32,
+    cancel: &CancelToken,
+) -> Result<(Vec<i64>, Vec<i64>, Vec<f32>)> {
+    let (nq, n) = (queries.len() / dim.max(1), base.len() / dim.max(1));
+    let blocks = n.div_ceil(WITHIN_BLOCK);
+    let parts: Vec<Vec<(i64, i64, f32)>> = (0..nq * blocks)
+        .into_par_iter()
+        .map(|t| {
+            cancel.check()?;
+            let (qi, b) = (t / blocks, t % blocks);
+            let (lo, hi) = (b * WITHIN_BLOCK, ((b + 1) * WITHIN_BLOCK).min(n));
+            let q = &queries[qi * dim..(qi + 1) * dim];
+            let hits = within(&base[lo * dim..hi * dim], dim, metric, q, radius, None);
+            Ok(hits.into_iter().map(|h| (qi as i64, (lo + h.1 as usize) as i64, h.0)).collect())
+        })
+        .collect::<Result<_>>()?;
+    let mut all: Vec<(i64, i64, f32)> = parts.into_iter().flatten().collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0).then(a.2.total_cmp(&b.2)).then(a.1.cmp(&b.1)));
+    Ok((all.iter().map(|h| h.0).collect(), all.iter().map(|h| h.1).collect(), all.iter().map(|h| h.2).collect()))
 }

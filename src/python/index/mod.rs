@@ -153,13 +153,13 @@ impl PyVectorIndex {
     }
 
     /// Search (see `lakevec.VectorIndex.search`); `queries` is a list array of vectors.
-    #[pyo3(signature = (queries, k, ef=None, filter=None, exact=false, version=None, stale="exact", columns=None, num_threads=None))]
+    #[pyo3(signature = (queries, k, ef=None, filter=None, exact=false, version=None, stale="exact", columns=None, num_threads=None, max_distance=None))]
     #[allow(clippy::too_many_arguments)]
     fn search<'py>(
         &self,
         py: Python<'py>,
         queries: PyArray,
-        k: usize,
+        k: Option<usize>,
         ef: Option<usize>,
         filter: Option<String>,
         exact: bool,
@@ -167,11 +167,14 @@ impl PyVectorIndex {
         stale: &str,
         columns: Option<Vec<String>>,
         num_threads: Option<usize>,
+        max_distance: Option<f32>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let k = k.unwrap_or(crate::index::query::UNBOUNDED_K);
         let idx = self.inner.clone();
         let st = idx.state();
         let (q, nq) = prepare_queries(queries.array(), st.manifest.dim, st.manifest.metric)?;
-        let p = SearchParams { k, ef, filter, exact, version, stale: Stale::parse(stale)?, columns, num_threads };
+        let stale = Stale::parse(stale)?;
+        let p = SearchParams { k, ef, filter, exact, version, stale, columns, num_threads, max_distance };
         let batch =
             wait_for_future(py, async move { search_index(&idx, st, Arc::new(q), nq, p, &CancelToken::new()).await })?;
         table_of(py, batch)
