@@ -6,12 +6,12 @@
 //! none of its threads (rayon-rs/rayon#708, delta-rs#2744), so the inherited executors are
 //! leaked, never used or dropped (dropping would wait for threads that do not exist).
 //!
-//! Before a `fork()` the runtime is shut down (a `pthread_atfork` prepare handler, registered
-//! when the runtime is first built): its parked worker threads would otherwise stay queued in
-//! `parking_lot`'s process-wide park table, which the child inherits and then walks when its
-//! own threads park (observed: SIGSEGV in a forked child's tokio worker). The parent rebuilds
-//! the runtime on next use. The shutdown is skipped while a lakevec call is running or a
-//! stream holds the runtime; a fork at that moment is unsafe, as with any threaded library.
+//! A `fork()` first waits for lakevec's threads to leave every lock (a `pthread_atfork`
+//! prepare handler, registered when the runtime is first built; see [`prepare_fork`]): calls
+//! in flight finish, and the runtime is shut down (or, held by an open stream, left parked).
+//! Otherwise the child inherits locks held by threads it does not have (observed: SIGSEGV
+//! and hangs in a forked child's tokio workers, in `parking_lot`'s park table). The parent
+//! rebuilds the runtime on next use.
 //!
 //! Thread count, in order of precedence: an explicit `num_threads` argument,
 //! `LAKEVEC_NUM_THREADS`, `RAYON_NUM_THREADS`, then the CPUs in this process's affinity mask
@@ -93,9 +93,41 @@ pub fn enter() -> InFlight {
     InFlight(())
 }
 
-extern "C" fn shutdown_before_fork() {
-    if IN_FLIGHT.load(Ordering::SeqCst) > 0 {
-        return;
+/// Set from a fork's prepare handler until the fork returns: calls in flight then neither
+/// take the GIL (the forking thread holds it) nor start new runtime work.
+static FORK_PENDING: AtomicBool = AtomicBool::new(false);
+
+/// How long a `fork()` waits for lakevec's calls in flight and its runtime to go quiet.
+const FORK_WAIT: Duration = Duration::from_secs(30);
+
+/// Whether a fork is waiting for lakevec's threads (see [`prepare_fork`]).
+pub fn fork_pending() -> bool {
+    FORK_PENDING.load(Ordering::SeqCst)
+}
+
+/// Every worker of `rt` parked (tokio's park/unpark count is odd while parked) and nothing
+/// queued: no worker is inside a lock.
+fn runtime_parked(rt: &tokio::runtime::Runtime) -> Option<Vec<u64>> {
+    let m = rt.metrics();
+    let counts: Vec<u64> = (0..m.num_workers()).map(|w| m.worker_park_unpark_count(w)).collect();
+    (m.global_queue_depth() == 0 && counts.iter().all(|c| c % 2 == 1)).then_some(counts)
+}
+
+/// `fork()`'s prepare handler. A child inherits the parent's memory but only the forking
+/// thread: any lock another thread held at that instant stays locked in the child for good
+/// (observed: a child's new tokio workers hung in `parking_lot`'s park table, whose bucket
+/// locks the parent's busy workers held). So the fork waits (up to [`FORK_WAIT`]) until no
+/// thread of lakevec's is inside one: calls in flight finish (they do not need the GIL while
+/// a fork is pending), then the runtime is shut down when nothing else holds it (its workers
+/// joined), or else (an open read stream holds it) until every worker has stayed parked
+/// over 20 ms. The child builds fresh executors on first use. That last case stays unsafe:
+/// parked workers remain queued in `parking_lot`'s table, and the child's new threads
+/// reuse their stacks (glibc's stack cache), so a child may hang; README says so.
+extern "C" fn prepare_fork() {
+    FORK_PENDING.store(true, Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + FORK_WAIT;
+    while IN_FLIGHT.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
     }
     let Ok(mut guard) = RUNTIME.try_lock() else { return };
     let pid = std::process::id();
@@ -105,21 +137,42 @@ extern "C" fn shutdown_before_fork() {
         return;
     }
     match Arc::try_unwrap(owned.value) {
-        // Joins the workers (bounded): none is left parked when the process forks.
+        // Joins the workers (bounded): none is left inside a lock when the process forks.
         Ok(rt) => rt.shutdown_timeout(Duration::from_secs(2)),
-        // Still referenced (an open stream): keep it.
-        Err(shared) => *guard = Some(Owned { pid, value: shared }),
+        // Still referenced (an open stream): keep it, and let it go quiet.
+        Err(shared) => {
+            let mut last = None;
+            let mut stable = 0;
+            while stable < 4 && std::time::Instant::now() < deadline {
+                let now = runtime_parked(&shared);
+                stable = if now.is_some() && now == last { stable + 1 } else { 0 };
+                last = now;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            *guard = Some(Owned { pid, value: shared });
+        }
     }
+}
+
+extern "C" fn after_fork_parent() {
+    FORK_PENDING.store(false, Ordering::SeqCst);
+}
+
+extern "C" fn after_fork_child() {
+    FORK_PENDING.store(false, Ordering::SeqCst);
+    // No call of the parent's runs in the child (only the forking thread exists).
+    IN_FLIGHT.store(0, Ordering::SeqCst);
 }
 
 fn register_fork_handler() {
     static ONCE: Once = Once::new();
     #[cfg(unix)]
     // SAFETY: `pthread_atfork` takes plain `extern "C" fn()` pointers with no arguments, which
-    // `shutdown_before_fork` is; it is registered once per process (`Once`), never unwinds (it
-    // only `try_lock`s and shuts an idle runtime down) and stays valid for the process's life.
+    // the three handlers are; they are registered once per process (`Once`), never unwind (they
+    // only touch atomics, `try_lock` and shut an idle runtime down) and stay valid for the
+    // process's life.
     ONCE.call_once(|| unsafe {
-        libc::pthread_atfork(Some(shutdown_before_fork), None, None);
+        libc::pthread_atfork(Some(prepare_fork), Some(after_fork_parent), Some(after_fork_child));
     });
 }
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import _thread
 import multiprocessing as mp
+import subprocess
+import sys
 import threading
 import time
 
@@ -161,3 +163,92 @@ def test_child_processes_run_every_kernel(tmp_path, method):
         3 if method == "fork" else 1,
         lambda: lakevec.dedup.minhash(pa.table({"text": texts}), "text", num_threads=2),
     )
+
+
+FORK_WHILE_BUSY = """
+import os, sys, threading, time
+import numpy as np, pyarrow as pa, pyarrow.parquet as pq
+import lakevec
+p, mode, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+idx = lakevec.open_index(lakevec.Table.open(p))
+q = np.random.default_rng(1).standard_normal((2000, 16)).astype(np.float32)
+if mode == "search":
+    def busy():
+        while True:
+            idx.search(q, k=10, exact=True)
+    threading.Thread(target=busy, daemon=True).start()
+    time.sleep(0.3)
+else:
+    stream = iter(lakevec.Table.open(p).scan(batch_size=1000))
+    next(stream)
+ok = 0
+for _ in range(rounds):
+    pid = os.fork()
+    if pid == 0:
+        n = lakevec.read_table(p, columns=["id"]).num_rows
+        hits = lakevec.open_index(lakevec.Table.open(p)).search(q[:4], k=3, exact=True)
+        os._exit(0 if n == 100_000 and hits.num_rows == 12 else 3)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.02)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        status = "hung"
+    ok += status == 0
+if mode == "stream":
+    assert sum(b.num_rows for b in stream) == 100_000 - 1000  # the parent's stream goes on
+print("ok", ok)
+"""
+
+
+@pytest.fixture(scope="module")
+def flat_index(tmp_path_factory):
+    d = tmp_path_factory.mktemp("flat")
+    v = np.random.default_rng(0).standard_normal((100_000, 16)).astype(np.float32)
+    t = pa.table({"id": np.arange(len(v)), "vector": pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), 16)})
+    pq.write_table(t, d / "t.parquet", row_group_size=5000)
+    lakevec.build_index(str(d / "t.parquet"), "vector", progress=False, index_type="flat")
+    return d / "t.parquet"
+
+
+def test_fork_while_another_thread_searches(flat_index):
+    """os.fork() while another thread searched left children hung in locks the parent's busy
+    workers held at the fork (6 of 8 here) or killed them with SIGSEGV; every child now reads
+    and searches (the fork waits for the call in flight, then the runtime is shut down)."""
+    rounds = 12
+    r = subprocess.run(
+        [sys.executable, "-c", FORK_WHILE_BUSY, str(flat_index), "search", str(rounds)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split()[-2:] == ["ok", str(rounds)], r.stdout + r.stderr[-2000:]
+
+
+EXIT_WHILE_SEARCHING = """
+import sys, threading, time
+import numpy as np
+import lakevec
+idx = lakevec.open_index(lakevec.Table.open(sys.argv[1]))
+q = np.random.default_rng(1).standard_normal((20000, 16)).astype(np.float32)
+def busy():
+    while True:
+        idx.search(q, k=10, exact=True)
+threading.Thread(target=busy, daemon=True).start()
+time.sleep(0.3)
+"""
+
+
+def test_interpreter_exit_while_a_daemon_thread_searches(flat_index):
+    """The interpreter exiting while a daemon thread was inside search() aborted the process
+    (SIGABRT, "FATAL: exception not rethrown"); it now exits 0."""
+    for _ in range(3):
+        r = subprocess.run(
+            [sys.executable, "-c", EXIT_WHILE_SEARCHING, str(flat_index)], capture_output=True, text=True, timeout=300
+        )
+        assert r.returncode == 0, (r.returncode, r.stderr[-2000:])

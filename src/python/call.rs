@@ -23,6 +23,33 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
+/// Whether the interpreter is shutting down. Python 3.11-3.13 end a daemon thread that takes
+/// the GIL during finalization with `pthread_exit`, whose forced unwind through Rust frames
+/// aborts the process ("FATAL: exception not rethrown"). Looked up at run time:
+/// `Py_IsFinalizing` (3.13+) or `_Py_IsFinalizing` (3.8-3.12).
+fn finalizing() -> bool {
+    type IsFinalizing = unsafe extern "C" fn() -> std::ffi::c_int;
+    static F: std::sync::OnceLock<Option<IsFinalizing>> = std::sync::OnceLock::new();
+    let f = F.get_or_init(|| {
+        [c"Py_IsFinalizing", c"_Py_IsFinalizing"].iter().find_map(|name| {
+            // SAFETY: `dlsym` with RTLD_DEFAULT only looks a symbol up in the loaded objects.
+            let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+            // SAFETY: both symbols are CPython functions `int (void)`, safe to call at any time.
+            (!p.is_null()).then(|| unsafe { std::mem::transmute::<*mut std::ffi::c_void, IsFinalizing>(p) })
+        })
+    });
+    // SAFETY: see above; the function takes no arguments and only reads a flag.
+    f.is_some_and(|f| unsafe { f() } != 0)
+}
+
+/// Never return: the thread of a call that ends while the interpreter exits waits for the
+/// process to end instead of taking the GIL (see [`finalizing`]).
+fn park_forever() -> ! {
+    loop {
+        std::thread::park();
+    }
+}
+
 /// Run `fut` on lakevec's tokio runtime with the GIL released. Every 100 ms the calling
 /// thread re-acquires the GIL to run Python's signal handlers; a `KeyboardInterrupt` (or any
 /// exception a handler raises) drops the future, which cancels its tasks, and is re-raised.
@@ -45,16 +72,25 @@ where
     F: Future<Output = Result<T>> + Send,
     T: Send,
 {
-    let _in_flight = crate::runtime::enter();
     let rt = runtime()?;
-    let outcome = py.detach(|| {
-        catch_unwind(AssertUnwindSafe(|| {
+    let in_flight = crate::runtime::enter();
+    let outcome = py.detach(move || {
+        // Dropped when the closure returns, before the GIL is taken again (in reverse order:
+        // the runtime first), so a pending fork can see this call finished.
+        let _in_flight = in_flight;
+        let rt = rt;
+        let r = catch_unwind(AssertUnwindSafe(|| {
             rt.block_on(async {
                 tokio::pin!(fut);
                 loop {
                     tokio::select! {
                         r = &mut fut => return Ok(r),
                         _ = tokio::time::sleep(SIGNAL_POLL) => {
+                            // Not while a fork waits for this call (the forking thread holds
+                            // the GIL) nor while the interpreter exits (see `finalizing`).
+                            if crate::runtime::fork_pending() || finalizing() {
+                                continue;
+                            }
                             Python::attach(|py| {
                                 py.check_signals()?;
                                 tick(py)
@@ -63,7 +99,11 @@ where
                     }
                 }
             })
-        }))
+        }));
+        if finalizing() {
+            park_forever();
+        }
+        r
     });
     match outcome {
         Ok(Ok(Ok(v))) => Ok(v),
