@@ -53,6 +53,9 @@ pub enum LakeError {
     /// Another writer committed an index version first.
     #[error("{0}")]
     CommitConflict(String),
+    /// A commit whose outcome could not be read back (the write may or may not have landed).
+    #[error("{0}")]
+    CommitUnknown(String),
     /// The call was cancelled (Ctrl-C); the Python layer raises `KeyboardInterrupt`.
     #[error("operation cancelled")]
     Cancelled,
@@ -82,6 +85,7 @@ impl LakeError {
             InvalidArgument(m) => InvalidArgument(format!("{ctx}: {m}")),
             StaleIndex(m) => StaleIndex(format!("{ctx}: {m}")),
             CommitConflict(m) => CommitConflict(format!("{ctx}: {m}")),
+            CommitUnknown(m) => CommitUnknown(format!("{ctx}: {m}")),
             Cancelled => Cancelled,
             Internal(m) => Internal(format!("{ctx}: {m}")),
         }
@@ -104,6 +108,7 @@ impl LakeError {
             InvalidArgument(_) => "InvalidArgument",
             StaleIndex(_) => "StaleIndex",
             CommitConflict(_) => "CommitConflict",
+            CommitUnknown(_) => "CommitUnknown",
             Cancelled => "Cancelled",
             Internal(_) => "Internal",
         }

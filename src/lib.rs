@@ -18,6 +18,9 @@ pub(crate) mod vector;
 #[cfg(feature = "python")]
 mod python;
 
+#[cfg(feature = "fuzz")]
+pub mod fuzz_api;
+
 #[cfg(feature = "python")]
 use pyo3::prelude::*;
 

@@ -92,9 +92,7 @@ def test_sigkill_at_commit_step(s3, tally, op, step):
     table = stage_table(files, op)
     # while the held request is still open, and after the proxy forwarded it
     problems.append(index_problem(index_uri, s3.direct, table, q, {before, before + 1}))
-    print("IMMEDIATE", op, step, _v(index_uri, s3))
     s3.quiesce()
-    print("AFTER", op, step, _v(index_uri, s3), s3.disarm())
     hits = s3.disarm()
     problems.append(index_problem(index_uri, s3.direct, table, q, {before, before + 1}))
     tally.add("wrong_answers" if any(problems) else "recovered", faults=1 + len(hits))
@@ -133,8 +131,10 @@ def test_refresh_and_compact_race(request, tmp_path, tally, where):
     problem = index_problem(index_uri, opts, table, q, {3})
     won = [op for op, o in outs.items() if o == {"ok": True}]
     lost = [op for op, o in outs.items() if o is not None and o.get("error") == "CommitConflictError"]
-    tally.add("recovered" if len(won) == 1 and problem is None else "wrong_answers", faults=1)
-    tally.add_counts(clear_errors=len(lost))
+    if len(won) == 1 and len(lost) == 1 and problem is None:
+        tally.add_counts(cases=2, faults=1, recovered=1, clear_errors=1)
+    else:
+        tally.add_counts(cases=2, faults=1, wrong_answers=2)
     assert len(won) == 1 and len(lost) == 1, results
     assert "another writer" in outs[lost[0]]["message"], outs
     assert problem is None, problem
@@ -180,7 +180,6 @@ print(json.dumps({"searches": n, "bad": bad[:5], "n_bad": len(bad), "errors": er
 """
 
 
-@pytest.mark.slow
 def test_readers_see_whole_versions(tmp_path, tally):
     deltalake = pytest.importorskip("deltalake")
     p = str(tmp_path / "t")
@@ -217,15 +216,9 @@ def test_readers_see_whole_versions(tmp_path, tally):
     tally.add_counts(
         cases=searches, faults=sum(commits), recovered=searches - n_bad, wrong_answers=n_bad, crashes=died + errs
     )
-    assert all(commits), commits
+    assert all(commits[::2]), commits  # every refresh has a new file (a compaction may have nothing to merge)
     assert died == 0 and errs == 0, reports
     assert n_bad == 0, [r["bad"] for r in reports if r.get("n_bad")]
     # the readers really ran across the commits
     assert len(versions) >= 10 and searches >= 100, (len(versions), searches)
-
-
-def _v(u, s3):
-    try:
-        return lakevec.open_index(u, storage_options=s3.direct).version
-    except Exception as e:
-        return repr(e)[:80]
+    print(f"{searches} searches over {len(versions)} of {1 + sum(commits)} index versions")

@@ -70,3 +70,63 @@ def test_vectors_whose_distances_would_overflow_are_invalid(tmp_path):
     assert idx.stats()["rows"] == 49
     with pytest.raises(E.VectorError, match="too large"):
         idx.search(v[7:8], k=3)
+
+
+def test_a_corrupt_newest_manifest_is_skipped_by_readers_and_writers(tmp_path):
+    """A truncated or corrupt newest manifest blocked refresh and compact for good (every
+    open failed); readers now open the newest valid version, and the next commit goes after
+    the corrupt one (never overwriting it)."""
+    _table(tmp_path / "t", range(100))
+    idx = lakevec.build_index(str(tmp_path / "t"), "vector", progress=False)
+    v = idx.version
+    folder = index_dir(idx) / "manifests"
+    (folder / f"{v + 1:020}.json").write_bytes(b'{"truncated": ')
+    again = lakevec.open_index(idx.uri)
+    assert again.version == v
+    _table(tmp_path / "t", range(100, 150), seed=1, mode="append")
+    assert again.refresh() is True
+    assert again.version == v + 2
+    assert (folder / f"{v + 1:020}.json").read_bytes() == b'{"truncated": '
+    fresh = lakevec.open_index(idx.uri)
+    assert fresh.version == v + 2 and fresh.stats()["rows"] == 150
+    # the handle opened before never goes back to the older version on reload
+    again.reload()
+    assert again.version == v + 2
+
+
+def test_a_parquet_file_rewritten_in_place_at_the_same_size_is_not_indexed(tmp_path):
+    """A data file rewritten in place with other vectors and the same byte size was still
+    served from the index (old vectors and addresses) and coverage() said "indexed"; files are
+    now identified by the listing's ETag / last-modified too."""
+    import os
+    import time
+
+    import pyarrow.parquet as pq
+
+    d = tmp_path / "t"
+    d.mkdir()
+    dim = 8
+
+    def write(name, seed):
+        v = np.random.default_rng(seed).standard_normal((50, dim)).astype(np.float32)
+        t = pa.table({"id": np.arange(50), "vector": pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), dim)})
+        pq.write_table(t, d / name, compression="none", use_dictionary=False, write_statistics=False)
+        return v
+
+    write("a.parquet", 0)
+    old = write("b.parquet", 1)
+    idx = lakevec.build_index(str(d), "vector", progress=False, index_type="flat")
+    size = os.path.getsize(d / "b.parquet")
+    time.sleep(0.01)
+    new = write("b.parquet", 2)
+    assert os.path.getsize(d / "b.parquet") == size
+    cov = lakevec.open_index(idx.uri).coverage().to_pydict()
+    assert dict(zip(cov["path"], cov["status"]))["b.parquet"] == "missing"
+    # the row's new vector is found where it now is; the old one is gone
+    hit = idx.search(new[7], k=1, exact=True)
+    assert hit.column("_file").to_pylist() == ["b.parquet"] and hit.column("distance").to_pylist()[0] < 1e-5
+    gone = idx.search(old[7], k=1, exact=True)
+    assert gone.column("distance").to_pylist()[0] > 1e-3
+    assert idx.refresh() is True
+    cov = idx.coverage().to_pydict()
+    assert set(cov["status"]) == {"indexed"}

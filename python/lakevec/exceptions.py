@@ -27,6 +27,7 @@ __all__ = [
     "InvalidArgumentError",
     "StaleIndexError",
     "CommitConflictError",
+    "CommitStateUnknownError",
     "InternalError",
 ]
 
@@ -86,6 +87,12 @@ class StaleIndexError(LakevecError):
 
 class CommitConflictError(LakevecError):
     """Another writer published the same index version first; reopen the index and retry."""
+
+
+class CommitStateUnknownError(StorageError):
+    """An index commit whose outcome is unknown: the manifest write may have landed but could
+    not be read back (the store kept failing). Reopen the index to see which version it is at;
+    the previous version stays readable either way."""
 
 
 class InternalError(LakevecError):

@@ -203,7 +203,8 @@ pub(crate) fn new_manifest(
 /// Publish `m` as the next version at `at` (put-if-absent) and return the opened index.
 pub(crate) async fn publish(at: IndexAt, mut m: Manifest, segments: Vec<Arc<LoadedSegment>>) -> Result<VectorIndex> {
     m.version = manifest::next_version(manifest::latest_version(&at.store, at.root()).await?.unwrap_or(0))?;
-    manifest::commit(&at.store, at.root(), &m).await?;
+    let local = at.local_file(&manifest::manifest_path(at.root(), m.version));
+    manifest::commit(&at.store, at.root(), &m, local).await?;
     Ok(VectorIndex::with_state(at, IndexState { manifest: m, segments }))
 }
 

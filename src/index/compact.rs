@@ -31,6 +31,7 @@ impl VectorIndex {
             dim: m.dim,
             files: Vec::new(),
             file_sizes: Vec::new(),
+            file_tags: Vec::new(),
             fstart: vec![0],
             rows: Vec::new(),
             vectors: Vec::new(),
@@ -52,6 +53,7 @@ impl VectorIndex {
                 }
                 seg.files.push(s.seg.files[f].clone());
                 seg.file_sizes.push(s.seg.file_sizes[f]);
+                seg.file_tags.push(s.seg.file_tags.get(f).cloned().flatten());
                 seg.fstart.push(seg.rows.len() as u32);
             }
         }

@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex, RwLock};
 
-use crate::error::Result;
+use crate::error::{LakeError, Result};
 use crate::index::location::IndexAt;
 use crate::index::manifest::{self, CommitInfo, SegmentRef};
 use crate::index::sources::SearchSource;
@@ -59,8 +59,13 @@ impl VectorIndex {
         self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Make `s` the current state unless a newer version is already current (a `reload()`
+    /// racing a commit never moves the state backwards).
     fn set_state(&self, s: IndexState) {
-        *self.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(s);
+        let mut cur = self.state.write().unwrap_or_else(|p| p.into_inner());
+        if s.manifest.version >= cur.manifest.version {
+            *cur = Arc::new(s);
+        }
     }
 
     /// The indexed table at its latest version: one LIST request checks the table's
@@ -100,14 +105,41 @@ impl VectorIndex {
         commit: CommitInfo,
     ) -> Result<()> {
         let mut m = st.manifest.clone();
-        m.version = manifest::next_version(m.version)?;
+        m.version = self.next_version(st.manifest.version).await?;
         m.writer_id = manifest::new_id();
         m.segments = segments;
         m.table_version = table_version;
         m.commit = commit;
-        manifest::commit(&self.at.store, self.at.root(), &m).await?;
+        let local = self.at.local_file(&manifest::manifest_path(self.at.root(), m.version));
+        manifest::commit(&self.at.store, self.at.root(), &m, local).await?;
         self.set_state(IndexState { manifest: m, segments: loaded });
         Ok(())
+    }
+
+    /// The version to commit after `current`: the next one, unless newer manifests exist that
+    /// all fail verification (corrupt or truncated files: skipped, never overwritten). A
+    /// newer valid manifest means another writer committed since `current` was read.
+    async fn next_version(&self, current: u64) -> Result<u64> {
+        let next = manifest::next_version(current)?;
+        let newer: Vec<u64> =
+            manifest::versions(&self.at.store, self.at.root()).await?.into_iter().filter(|&v| v >= next).collect();
+        for &v in &newer {
+            match manifest::read(&self.at.store, self.at.root(), v).await {
+                Err(LakeError::CorruptIndex(_)) => {}
+                Ok(found) => {
+                    return Err(LakeError::CommitConflict(format!(
+                        "index version {v} at '{}' was committed by another writer ({}) after version {current} \
+                         was read; reopen the index and retry",
+                        self.at.uri, found.writer_id
+                    )))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match newer.first() {
+            Some(&newest) => manifest::next_version(newest),
+            None => Ok(next),
+        }
     }
 
     /// Reload the newest committed version (another process may have refreshed).

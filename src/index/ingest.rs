@@ -101,6 +101,7 @@ pub async fn read_segment(
     sink.zero_invalid = spec.metric == Metric::Cosine;
     let mut out_files = Vec::with_capacity(files.len());
     let mut sizes = Vec::with_capacity(files.len());
+    let mut tags = Vec::with_capacity(files.len());
     let mut fstart = vec![0u32];
     let mut rows: Vec<u64> = Vec::new();
     let mut keys: Vec<ArrayRef> = Vec::new();
@@ -139,6 +140,7 @@ pub async fn read_segment(
         }
         out_files.push(e.path.clone());
         sizes.push(e.size);
+        tags.push(e.tag.clone());
         fstart.push(rows.len() as u32);
     }
     let dim = sink.dim.or(spec.dim).unwrap_or(0);
@@ -159,7 +161,16 @@ pub async fn read_segment(
         }
         None => None,
     };
-    let seg =
-        Segment { dim, files: out_files, file_sizes: sizes, fstart, rows, vectors, index: SegmentIndex::Flat, keys };
+    let seg = Segment {
+        dim,
+        files: out_files,
+        file_sizes: sizes,
+        file_tags: tags,
+        fstart,
+        rows,
+        vectors,
+        index: SegmentIndex::Flat,
+        keys,
+    };
     Ok((seg, skipped))
 }

@@ -1,5 +1,6 @@
-//! Which indexed rows are still live in a table version: files kept (same path and size),
-//! files removed or rewritten, rows deleted since (deletion vectors, position deletes).
+//! Which indexed rows are still live in a table version: files kept (same path, size and,
+//! where the listing gives one, version tag), files removed or rewritten, rows deleted since
+//! (deletion vectors, position deletes).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -9,23 +10,41 @@ use crate::index::segment::Segment;
 use crate::index::state::LoadedSegment;
 use crate::lake::datafiles::{DataFileEntry, Deleted};
 
-/// The live entry of segment file `f`, if the table version still has it (same path and
-/// size; a Parquet file rewritten in place at another size is a different file).
+/// Whether a file indexed with `tag` is the listed `e` (tags differ only when both are known:
+/// a Parquet file rewritten in place, even at the same size).
+fn same_version(tag: Option<&str>, e: &DataFileEntry) -> bool {
+    match (tag, e.tag.as_deref()) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    }
+}
+
+/// The live entry of segment file `f`, if the table version still has it (same path, size
+/// and version tag; a Parquet file rewritten in place is a different file).
 pub fn live_entry<'a>(
     seg: &Segment,
     f: usize,
     by_path: &HashMap<&str, &'a DataFileEntry>,
 ) -> Option<&'a DataFileEntry> {
-    by_path.get(seg.files[f].as_str()).copied().filter(|e| e.size == seg.file_sizes[f])
+    let tag = seg.file_tags.get(f).and_then(|t| t.as_deref());
+    by_path.get(seg.files[f].as_str()).copied().filter(|e| e.size == seg.file_sizes[f] && same_version(tag, e))
 }
 
 /// Indices of `entries` (a table version's live files) that no segment holds.
 pub fn missing_files(segments: &[Arc<LoadedSegment>], entries: &[DataFileEntry]) -> Vec<usize> {
-    let indexed: HashSet<(&str, u64)> = segments
-        .iter()
-        .flat_map(|s| s.seg.files.iter().map(|f| f.as_str()).zip(s.seg.file_sizes.iter().copied()))
-        .collect();
-    (0..entries.len()).filter(|&i| !indexed.contains(&(entries[i].path.as_str(), entries[i].size))).collect()
+    let mut indexed: HashMap<(&str, u64), HashSet<Option<&str>>> = HashMap::new();
+    for s in segments {
+        for (f, path) in s.seg.files.iter().enumerate() {
+            let tag = s.seg.file_tags.get(f).and_then(|t| t.as_deref());
+            indexed.entry((path.as_str(), s.seg.file_sizes[f])).or_default().insert(tag);
+        }
+    }
+    (0..entries.len())
+        .filter(|&i| {
+            let e = &entries[i];
+            !indexed.get(&(e.path.as_str(), e.size)).is_some_and(|tags| tags.iter().any(|t| same_version(*t, e)))
+        })
+        .collect()
 }
 
 /// Nodes of `seg` deleted in a table version with live files `by_path`.
@@ -66,6 +85,7 @@ mod tests {
             store: Arc::new(object_store::memory::InMemory::new()),
             object: Path::from(path),
             size,
+            tag: None,
             num_records: Some(10),
             partition: vec![],
             deleted: Deleted::from_positions(deleted),
@@ -79,6 +99,7 @@ mod tests {
             dim: 1,
             files: vec!["a".into(), "b".into()],
             file_sizes: vec![100, 200],
+            file_tags: vec![None, Some("v1".into())],
             fstart: vec![0, 3, 6],
             rows: vec![0, 2, 5, 0, 1, 2],
             vectors: vec![0.0; 6],
@@ -97,5 +118,12 @@ mod tests {
         let b2 = entry("b", 201, vec![]);
         let by_path: HashMap<&str, &DataFileEntry> = [("a", &a), ("b", &b2)].into_iter().collect();
         assert_eq!(deleted_nodes(&seg, &by_path).unwrap(), vec![1, 3, 4, 5]);
+        // ... or at the same size: its version tag (ETag / last-modified) tells
+        let b3 = DataFileEntry { tag: Some("v2".into()), ..entry("b", 200, vec![]) };
+        let by_path: HashMap<&str, &DataFileEntry> = [("a", &a), ("b", &b3)].into_iter().collect();
+        assert_eq!(deleted_nodes(&seg, &by_path).unwrap(), vec![1, 3, 4, 5]);
+        let b4 = DataFileEntry { tag: Some("v1".into()), ..entry("b", 200, vec![]) };
+        let by_path: HashMap<&str, &DataFileEntry> = [("a", &a), ("b", &b4)].into_iter().collect();
+        assert_eq!(deleted_nodes(&seg, &by_path).unwrap(), vec![1]);
     }
 }

@@ -34,6 +34,11 @@ impl IndexAt {
     pub fn root(&self) -> &Path {
         &self.loc.path
     }
+
+    /// The local file of index object `object` (`None` for remote stores).
+    pub fn local_file(&self, object: &Path) -> Option<std::path::PathBuf> {
+        self.loc.is_local().then(|| std::path::PathBuf::from(format!("/{}", object.as_ref())))
+    }
 }
 
 /// The full URL of a table's root, as stored in manifests. An Iceberg table opened from a

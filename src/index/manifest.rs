@@ -204,22 +204,73 @@ pub fn next_version(v: u64) -> Result<u64> {
     v.checked_add(1).ok_or_else(|| LakeError::CorruptIndex(format!("index version {v} has no successor")))
 }
 
+/// Attempts at a LIST, an index-file PUT or a commit before its error is reported (on top
+/// of the store client's own retries, which do not cover every failure: a LIST whose body is
+/// cut off, a 409 to a PUT of a fresh name).
+const ATTEMPTS: usize = 3;
+
+/// Whether an error is worth another attempt (not a refusal or a missing object).
+fn transient(e: &object_store::Error) -> bool {
+    use object_store::Error as E;
+    !matches!(
+        e,
+        E::NotFound { .. }
+            | E::PermissionDenied { .. }
+            | E::Unauthenticated { .. }
+            | E::NotSupported { .. }
+            | E::NotImplemented { .. }
+            | E::InvalidPath { .. }
+    )
+}
+
+/// Every manifest version under `root`, newest first (a LIST, retried when it fails midway).
+pub async fn versions(store: &Arc<dyn ObjectStore>, root: &Path) -> Result<Vec<u64>> {
+    let prefix = child(root, "manifests");
+    let mut attempt = 0;
+    'list: loop {
+        attempt += 1;
+        let mut list = store.list(Some(&prefix));
+        let mut out = Vec::new();
+        while let Some(item) = list.next().await {
+            match item {
+                Ok(meta) => out.extend(meta.location.filename().and_then(parse_manifest_name)),
+                Err(object_store::Error::NotFound { .. }) => break,
+                Err(e) if attempt < ATTEMPTS && transient(&e) => continue 'list,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        out.sort_unstable_by(|a, b| b.cmp(a));
+        return Ok(out);
+    }
+}
+
 /// The newest manifest version under `root`, if any.
 pub async fn latest_version(store: &Arc<dyn ObjectStore>, root: &Path) -> Result<Option<u64>> {
-    let prefix = child(root, "manifests");
-    let mut list = store.list(Some(&prefix));
-    let mut best = None;
-    while let Some(item) = list.next().await {
-        let meta = match item {
-            Ok(m) => m,
-            Err(object_store::Error::NotFound { .. }) => break,
-            Err(e) => return Err(e.into()),
-        };
-        if let Some(v) = meta.location.filename().and_then(parse_manifest_name) {
-            best = best.max(Some(v));
+    Ok(versions(store, root).await?.first().copied())
+}
+
+/// The newest manifest that reads and verifies, with the newer versions skipped as corrupt
+/// (version, reason). A manifest that cannot be read for another reason (storage) is an
+/// error, not a reason to go back.
+pub async fn newest_valid(store: &Arc<dyn ObjectStore>, root: &Path) -> Result<Option<(Manifest, Vec<(u64, String)>)>> {
+    let mut skipped = Vec::new();
+    let mut first_err = None;
+    for v in versions(store, root).await? {
+        match read(store, root, v).await {
+            Ok(m) => return Ok(Some((m, skipped))),
+            Err(LakeError::CorruptIndex(msg)) => {
+                skipped.push((v, msg.clone()));
+                first_err.get_or_insert(LakeError::CorruptIndex(msg));
+            }
+            // Listed but gone (a concurrent writer's cleanup): the next one down.
+            Err(LakeError::NotFound(_)) => continue,
+            Err(e) => return Err(e),
         }
     }
-    Ok(best)
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(None),
+    }
 }
 
 /// Read and verify manifest `version`.
@@ -233,12 +284,22 @@ pub async fn read(store: &Arc<dyn ObjectStore>, root: &Path, version: u64) -> Re
     Ok(m)
 }
 
-/// Write an immutable index file (unique name; a retried write is harmless).
+/// Write an immutable index file (unique name; a retried write is harmless, so any failure
+/// the store client gave up on is tried again, up to [`ATTEMPTS`] times).
 pub async fn put_file(store: &Arc<dyn ObjectStore>, root: &Path, rel: &str, bytes: Vec<u8>) -> Result<FileRef> {
     let crc32 = crc32fast::hash(&bytes);
     let len = bytes.len() as u64;
-    store.put(&child(root, rel), PutPayload::from(Bytes::from(bytes))).await?;
-    Ok(FileRef { path: rel.to_string(), bytes: len, crc32 })
+    let payload = Bytes::from(bytes);
+    let path = child(root, rel);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match store.put(&path, PutPayload::from(payload.clone())).await {
+            Ok(_) => return Ok(FileRef { path: rel.to_string(), bytes: len, crc32 }),
+            Err(e) if attempt < ATTEMPTS && transient(&e) => continue,
+            Err(e) => return Err(LakeError::from(e).context(format!("writing index file '{path}'"))),
+        }
+    }
 }
 
 /// Read an index file and check its size and checksum against `f`.
@@ -264,34 +325,99 @@ pub async fn get_file(store: &Arc<dyn ObjectStore>, root: &Path, f: &FileRef) ->
     Ok(bytes)
 }
 
-/// Publish `m` as version `m.version` with put-if-absent (see the module docs).
-pub async fn commit(store: &Arc<dyn ObjectStore>, root: &Path, m: &Manifest) -> Result<()> {
+/// Publish `m` as version `m.version` with put-if-absent, then read it back and compare the
+/// writer id (a store that ignores `If-None-Match` overwrites silently; the read-back tells).
+///
+/// Outcomes: `Ok` (this writer's manifest is there); `CommitConflict` (another writer's
+/// manifest, or a corrupt one, holds the version: nothing of this commit is visible);
+/// `CommitUnknown` when a write may have landed but what is there cannot be read (the store
+/// kept failing), so the caller cannot tell; other errors when nothing landed.
+///
+/// `local` is the manifest's local file for a local store: it is then written durably
+/// (`durable::create_durable`) instead of through the store.
+pub async fn commit(
+    store: &Arc<dyn ObjectStore>,
+    root: &Path,
+    m: &Manifest,
+    local: Option<std::path::PathBuf>,
+) -> Result<()> {
     let path = manifest_path(root, m.version);
     let payload = Bytes::from(encode(m)?);
+    let unknown = |e: LakeError| {
+        LakeError::CommitUnknown(format!(
+            "commit state unknown: index version {} at '{path}' may or may not have been written, and reading \
+             it back failed ({e}); reopen the index to see its version",
+            m.version
+        ))
+    };
+    // Whether an earlier attempt may have landed (its answer was lost or ambiguous).
+    let mut maybe_landed = false;
     let mut last_err = None;
-    for _attempt in 0..3 {
-        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
-        match store.put_opts(&path, PutPayload::from(payload.clone()), opts).await {
-            Ok(_) => return Ok(()),
-            Err(e) => {
-                // Already there, or an ambiguous failure: look at what is there.
-                match read(store, root, m.version).await {
-                    Ok(found) if found.writer_id == m.writer_id => return Ok(()),
-                    Ok(found) => {
-                        return Err(LakeError::CommitConflict(format!(
-                            "index version {} at '{path}' was committed by another writer ({}); \
-                         reopen the index and retry",
-                            m.version, found.writer_id
-                        )))
-                    }
-                    Err(LakeError::NotFound(_)) => last_err = Some(LakeError::from(e)),
-                    Err(other) if matches!(e, object_store::Error::AlreadyExists { .. }) => return Err(other),
-                    Err(_) => last_err = Some(LakeError::from(e)),
-                }
+    for _ in 0..ATTEMPTS {
+        let put = put_if_absent(store, &path, payload.clone(), local.clone()).await;
+        let exists =
+            matches!(put, Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }));
+        match read(store, root, m.version).await {
+            Ok(found) if found.writer_id == m.writer_id => return Ok(()),
+            Ok(found) => {
+                return Err(LakeError::CommitConflict(format!(
+                    "index version {} at '{path}' was committed by another writer ({}); reopen the index and retry",
+                    m.version, found.writer_id
+                )))
+            }
+            Err(LakeError::CorruptIndex(msg)) if exists || put.is_ok() => {
+                return Err(LakeError::CommitConflict(format!(
+                    "index version {} at '{path}' is held by a corrupt manifest ({msg}); reopen the index (it \
+                     reads the newest valid version and commits after the corrupt one) and retry",
+                    m.version
+                )))
+            }
+            Err(LakeError::NotFound(_)) if put.is_ok() => {
+                // Acknowledged but not readable yet: nothing to compare, nothing to retry.
+                return Err(unknown(LakeError::NotFound("not found after the write".into())));
+            }
+            Err(LakeError::NotFound(_)) => {
+                // Nothing there: the put failed before landing; try again.
+                maybe_landed = false;
+                last_err = put.err().map(LakeError::from);
+            }
+            Err(e) if put.is_ok() || exists || maybe_landed => return Err(unknown(e)),
+            Err(_) => {
+                maybe_landed = true;
+                last_err = put.err().map(LakeError::from);
             }
         }
     }
-    Err(last_err.unwrap_or_else(|| LakeError::Internal("commit failed".into())).context(format!("committing '{path}'")))
+    let e = last_err.unwrap_or_else(|| LakeError::Internal("commit failed".into()));
+    if maybe_landed {
+        return Err(unknown(e));
+    }
+    Err(e.context(format!("committing '{path}'")))
+}
+
+/// Create `path` with `payload` unless it exists, through the store or durably on local disk.
+async fn put_if_absent(
+    store: &Arc<dyn ObjectStore>,
+    path: &Path,
+    payload: Bytes,
+    local: Option<std::path::PathBuf>,
+) -> std::result::Result<(), object_store::Error> {
+    let Some(file) = local else {
+        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+        return store.put_opts(path, PutPayload::from(payload), opts).await.map(|_| ());
+    };
+    let written = tokio::task::spawn_blocking(move || crate::index::durable::create_durable(&file, &payload)).await;
+    let e = match written {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(e)) => e,
+        Err(join) => std::io::Error::other(join.to_string()),
+    };
+    Err(match e.kind() {
+        std::io::ErrorKind::AlreadyExists => {
+            object_store::Error::AlreadyExists { path: path.to_string(), source: Box::new(e) }
+        }
+        _ => object_store::Error::Generic { store: "LocalFileSystem", source: Box::new(e) },
+    })
 }
 
 /// A new random writer / file id.
@@ -404,7 +530,7 @@ mod tests {
     async fn stray_manifest_names_shadow_nothing() {
         let (_dir, store) = local_store();
         let root = Path::from("idx");
-        commit(&store, &root, &sample()).await.unwrap();
+        commit(&store, &root, &sample(), None).await.unwrap();
         for stray in ["5.json", "+5.json", "18446744073709551615.json"] {
             put_file(&store, &root, &format!("manifests/{stray}"), b"{}".to_vec()).await.unwrap();
         }
@@ -441,13 +567,108 @@ mod tests {
         let (_dir, store) = local_store();
         let root = Path::from("idx");
         let m = sample();
-        commit(&store, &root, &m).await.unwrap();
+        commit(&store, &root, &m, None).await.unwrap();
         // The same writer retrying (ambiguous first answer) succeeds.
-        commit(&store, &root, &m).await.unwrap();
+        commit(&store, &root, &m, None).await.unwrap();
         let mut other = m.clone();
         other.writer_id = new_id();
-        assert!(matches!(commit(&store, &root, &other).await, Err(LakeError::CommitConflict(_))));
+        assert!(matches!(commit(&store, &root, &other, None).await, Err(LakeError::CommitConflict(_))));
         assert_eq!(latest_version(&store, &root).await.unwrap(), Some(1));
         assert_eq!(read(&store, &root, 1).await.unwrap(), m);
+    }
+
+    #[tokio::test]
+    async fn readers_skip_corrupt_newest_manifests() {
+        let (_dir, store) = local_store();
+        let root = Path::from("idx");
+        commit(&store, &root, &sample(), None).await.unwrap();
+        put_file(&store, &root, "manifests/00000000000000000002.json", b"{\"cut".to_vec()).await.unwrap();
+        let (m, skipped) = newest_valid(&store, &root).await.unwrap().unwrap();
+        assert_eq!(m.version, 1);
+        assert_eq!(skipped.len(), 1);
+        assert_eq!(skipped[0].0, 2);
+        // A writer aiming at the corrupt version is told it is taken, and nothing is overwritten.
+        let mut m2 = sample();
+        m2.version = 2;
+        match commit(&store, &root, &m2, None).await {
+            Err(LakeError::CommitConflict(msg)) => assert!(msg.contains("corrupt manifest"), "{msg}"),
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+    }
+
+    /// A store that ignores `If-None-Match` (every put overwrites), and on each put lets a
+    /// rival writer overwrite the object right after: only the read-back can tell.
+    #[derive(Debug)]
+    struct Overwriting {
+        inner: Arc<dyn ObjectStore>,
+        rival: Option<Bytes>,
+    }
+
+    impl std::fmt::Display for Overwriting {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "Overwriting")
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for Overwriting {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            _opts: PutOptions,
+        ) -> object_store::Result<object_store::PutResult> {
+            let r = self.inner.put(location, payload).await?;
+            if let Some(b) = &self.rival {
+                self.inner.put(location, PutPayload::from(b.clone())).await?;
+            }
+            Ok(r)
+        }
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: object_store::PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+        async fn get_opts(
+            &self,
+            location: &Path,
+            options: object_store::GetOptions,
+        ) -> object_store::Result<object_store::GetResult> {
+            self.inner.get_opts(location, options).await
+        }
+        fn delete_stream(
+            &self,
+            locations: futures::stream::BoxStream<'static, object_store::Result<Path>>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<Path>> {
+            self.inner.delete_stream(locations)
+        }
+        fn list(
+            &self,
+            prefix: Option<&Path>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+            self.inner.list(prefix)
+        }
+        async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<object_store::ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+        async fn copy_opts(&self, from: &Path, to: &Path, o: object_store::CopyOptions) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, o).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_store_ignoring_if_none_match_is_caught_by_the_read_back() {
+        let (_dir, local) = local_store();
+        let root = Path::from("idx");
+        let mut rival = sample();
+        rival.writer_id = new_id();
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(Overwriting { inner: local, rival: Some(Bytes::from(encode(&rival).unwrap())) });
+        match commit(&store, &root, &sample(), None).await {
+            Err(LakeError::CommitConflict(msg)) => assert!(msg.contains(&rival.writer_id), "{msg}"),
+            other => panic!("expected a conflict, got {other:?}"),
+        }
     }
 }

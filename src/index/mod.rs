@@ -14,6 +14,7 @@ pub mod build;
 pub mod compact;
 pub mod container;
 pub mod dist;
+pub mod durable;
 pub mod flat;
 pub mod handle;
 pub mod hnsw;

@@ -29,6 +29,9 @@ pub struct Segment {
     /// Data file paths (as `Table.files()` lists them) and their sizes in bytes.
     pub files: Vec<String>,
     pub file_sizes: Vec<u64>,
+    /// Each file's version when it was read (ETag or last-modified; `None` when the table
+    /// format's files are immutable or the segment predates tags). Section `FTAGS`, optional.
+    pub file_tags: Vec<Option<String>>,
     /// `files.len() + 1` offsets: the nodes of file `f` are `fstart[f]..fstart[f + 1]`.
     pub fstart: Vec<u32>,
     /// Row position of each node within its file, increasing within a file.
@@ -122,6 +125,13 @@ impl Segment {
         if let Some(k) = &keys {
             sections.push((section_tag("KEYS"), k));
         }
+        let tags = match self.file_tags.iter().any(Option::is_some) {
+            true => Some(serde_json::to_vec(&self.file_tags).map_err(|e| LakeError::Internal(e.to_string()))?),
+            false => None,
+        };
+        if let Some(t) = &tags {
+            sections.push((section_tag("FTAGS"), t));
+        }
         if sections.len() > container::MAX_SECTIONS as usize {
             return Err(LakeError::Internal(format!("{} sections exceed the container's limit", sections.len())));
         }
@@ -142,6 +152,15 @@ impl Segment {
             serde_json::from_slice(c.section(&section_tag("FILES"))?).map_err(|e| bad(format!("FILES: {e}")))?;
         if files.len() != meta.files || file_sizes.len() != meta.files {
             return Err(bad(format!("{} files listed, header says {}", files.len(), meta.files)));
+        }
+        let file_tags: Vec<Option<String>> = match c.has(&section_tag("FTAGS")) {
+            true => {
+                serde_json::from_slice(c.section(&section_tag("FTAGS"))?).map_err(|e| bad(format!("FTAGS: {e}")))?
+            }
+            false => vec![None; meta.files],
+        };
+        if file_tags.len() != meta.files {
+            return Err(bad(format!("{} file tags for {} files", file_tags.len(), meta.files)));
         }
         let fstart = u32s(c.section(&section_tag("FSTART"))?, meta.files + 1, "FSTART").map_err(|e| e.context(name))?;
         if fstart.first() != Some(&0)
@@ -169,7 +188,7 @@ impl Segment {
             true => Some(read_keys(c.section(&section_tag("KEYS"))?, n).map_err(|m| bad(format!("KEYS: {m}")))?),
             false => None,
         };
-        Ok(Segment { dim, files, file_sizes, fstart, rows, vectors, index, keys })
+        Ok(Segment { dim, files, file_sizes, file_tags, fstart, rows, vectors, index, keys })
     }
 }
 
@@ -229,6 +248,7 @@ mod tests {
             dim: 2,
             files: vec!["a.parquet".into(), "b.parquet".into()],
             file_sizes: vec![10, 20],
+            file_tags: vec![Some("e1".into()), None],
             fstart: vec![0, 2, 3],
             rows: vec![0, 5, 1],
             vectors: vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0],

@@ -116,6 +116,7 @@ mod tests {
             store: Arc::new(object_store::memory::InMemory::new()),
             object: path.into(),
             size: 1,
+            tag: None,
             num_records: Some(10),
             partition: vec![],
             deleted: Deleted::from_positions(deleted),

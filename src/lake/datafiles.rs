@@ -62,6 +62,10 @@ pub struct DataFileEntry {
     /// The object to read.
     pub object: Path,
     pub size: u64,
+    /// The object's version as the listing gives it (ETag, else last-modified), for tables
+    /// whose files can be rewritten in place (Parquet folders); `None` for Delta and Iceberg,
+    /// whose data files are immutable.
+    pub tag: Option<String>,
     /// Rows in the file before deletes (`None` when the table metadata does not say).
     pub num_records: Option<u64>,
     /// Partition values as written in the table metadata (raw strings, `None` = null).

@@ -146,6 +146,16 @@ fn check_bitmap(bitmap: &RoaringTreemap, cardinality: i64, rows: u64) -> std::re
     }
 }
 
+/// Decode a deletion vector's bytes as stored inline (`framed` false: magic + bitmap) or in
+/// a file from its offset (size, magic, bitmap, CRC), and check it against `cardinality` and
+/// `rows` (the decoders' fuzzing entry point).
+#[cfg(feature = "fuzz")]
+pub fn decode_checked(b: &[u8], framed: bool, cardinality: i64, rows: u64) -> std::result::Result<Vec<u64>, String> {
+    let bitmap = if framed { parse_framed(b, b.len().saturating_sub(8) as u64)? } else { parse_inline(b)? };
+    check_bitmap(&bitmap, cardinality, rows)?;
+    Ok(bitmap.iter().collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

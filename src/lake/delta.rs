@@ -300,6 +300,7 @@ impl DeltaSource {
                 store: fstore,
                 object,
                 size: f.size() as u64,
+                tag: None,
                 num_records: f.num_records().map(|n| n as u64),
                 partition,
                 deleted,

@@ -309,6 +309,7 @@ pub async fn data_files(
             store,
             object,
             size: t.file_size_in_bytes,
+            tag: None,
             num_records: t.record_count,
             partition,
             deleted,

@@ -211,6 +211,7 @@ impl ParquetTable {
                 store: self.store.clone(),
                 object: f.meta.location.clone(),
                 size: f.meta.size,
+                tag: Some(f.meta.e_tag.clone().unwrap_or_else(|| f.meta.last_modified.to_rfc3339())),
                 num_records: Some(f.num_rows),
                 partition: self
                     .partition_fields

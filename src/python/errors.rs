@@ -29,6 +29,7 @@ pub fn class_name(e: &LakeError) -> &'static str {
         InvalidArgument(_) => "InvalidArgumentError",
         StaleIndex(_) => "StaleIndexError",
         CommitConflict(_) => "CommitConflictError",
+        CommitUnknown(_) => "CommitStateUnknownError",
         Cancelled => "KeyboardInterrupt",
         Internal(_) => "InternalError",
     }
