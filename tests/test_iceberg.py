@@ -260,3 +260,35 @@ def test_iceberg_on_s3(moto_s3, tmp_path):
     assert latest.changes(snaps[0], snaps[1]).num_rows == 1
     with pytest.raises(E.StoragePermissionError):
         lakevec.Table.open(loc, moto_s3.options(secret="wrong-secret")).to_arrow()
+
+
+def test_a_promoted_key_column_keeps_the_index_usable(tmp_path):
+    """After the key column was promoted int -> long, refresh() committed and then every
+    search and compact failed mixing Int32 and Int64 keys; keys now widen to the new type."""
+    from pyiceberg.types import LongType
+
+    import numpy as np
+
+    cat = SqlCatalog("lake", uri=f"sqlite:///{tmp_path}/c.db", warehouse=f"file://{tmp_path}/wh")
+    cat.create_namespace("db")
+    rng = np.random.default_rng(0)
+
+    def rows(ids, dtype):
+        v = rng.standard_normal((len(ids), 4)).astype(np.float32)
+        return pa.table({"id": pa.array(ids, dtype), "vector": pa.array(list(v), pa.list_(pa.float32()))}), v
+
+    first, v0 = rows(range(0, 60), pa.int32())
+    t = cat.create_table("db.v", schema=first.schema)
+    t.append(first)
+    idx = lakevec.build_index(t.location(), "vector", key="id", progress=False)
+    with t.update_schema() as u:
+        u.update_column("id", LongType())
+    t = cat.load_table("db.v")
+    second, v1 = rows(range(3_000_000_000, 3_000_000_040), pa.int64())
+    t.append(second)
+    assert idx.refresh() is True
+    for _ in range(2):  # before and after compaction
+        hits = idx.search(np.vstack([v0[5], v1[7]]), k=1, exact=True)
+        assert hits.schema.field("id").type == pa.int64()
+        assert hits.column("id").to_pylist() == [5, 3_000_000_007]
+        assert idx.compact() in (True, False)

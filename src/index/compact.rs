@@ -65,7 +65,7 @@ impl VectorIndex {
                     s.seg.keys.as_deref().ok_or_else(|| LakeError::CorruptIndex("a segment lacks its keys".into()))
                 })
                 .collect::<Result<_>>()?;
-            seg.keys = Some(arrow::compute::interleave(&arrays, &key_parts)?);
+            seg.keys = Some(crate::index::segment::interleave_keys(&arrays, &key_parts)?);
         }
         let (seg, _) = build_structure(seg, m.metric, &m.kind, threads, cancel, progress, false).await?;
         progress.set_phase(Phase::Write);

@@ -69,7 +69,7 @@ pub(crate) async fn assemble(
                     .ok_or_else(|| LakeError::CorruptIndex("a segment lacks its keys".into()))
             })
             .collect::<Result<_>>()?;
-        let k = arrow::compute::interleave(&arrays, &key_ix)?;
+        let k = crate::index::segment::interleave_keys(&arrays, &key_ix)?;
         fields.push(Field::new(key, k.data_type().clone(), true));
         cols.push(k);
     }

@@ -192,6 +192,44 @@ impl Segment {
     }
 }
 
+/// `arrays[i][j]` for each `(i, j)` of `ix` (`arrow::compute::interleave`), over key arrays
+/// that may differ in type after a schema evolution (Iceberg promotes int -> long, float ->
+/// double, decimal precision): all are cast to the one type they all widen to; when there is
+/// none, a `Schema` error names the types.
+pub fn interleave_keys(arrays: &[&dyn arrow::array::Array], ix: &[(usize, usize)]) -> Result<ArrayRef> {
+    use arrow::datatypes::DataType as T;
+    let first = match arrays.first() {
+        Some(a) => a.data_type().clone(),
+        None => return Ok(arrow::array::new_empty_array(&T::Null)),
+    };
+    if arrays.iter().all(|a| a.data_type() == &first) {
+        return Ok(arrow::compute::interleave(arrays, ix)?);
+    }
+    let widens = |from: &T, to: &T| match (from, to) {
+        (T::Int8, T::Int16 | T::Int32 | T::Int64) | (T::Int16, T::Int32 | T::Int64) | (T::Int32, T::Int64) => true,
+        (T::UInt8 | T::UInt16 | T::UInt32, T::Int64) | (T::Float32, T::Float64) => true,
+        (T::Decimal128(p, s), T::Decimal128(q, t)) => s == t && p <= q,
+        (T::Utf8, T::LargeUtf8) | (T::Binary, T::LargeBinary) => true,
+        (a, b) => a == b,
+    };
+    // The type every key array widens to (the newest, after a promotion).
+    let target = arrays
+        .iter()
+        .map(|a| a.data_type())
+        .find(|t| arrays.iter().all(|a| widens(a.data_type(), t)))
+        .cloned()
+        .ok_or_else(|| {
+            let types: Vec<String> = arrays.iter().map(|a| a.data_type().to_string()).collect();
+            LakeError::Schema(format!(
+                "the key column changed type ({}), not by a widening; rebuild the index",
+                types.join(" -> ")
+            ))
+        })?;
+    let cast: Vec<ArrayRef> = arrays.iter().map(|a| arrow::compute::cast(*a, &target)).collect::<Result<_, _>>()?;
+    let refs: Vec<&dyn arrow::array::Array> = cast.iter().map(|a| a.as_ref()).collect();
+    Ok(arrow::compute::interleave(&refs, ix)?)
+}
+
 /// The key column from a KEYS section: an uncompressed Arrow IPC stream of one batch of `n`
 /// rows. Every message is checked before arrow decodes it (lengths within the bytes, no
 /// compression: a compressed buffer's 8-byte length prefix would size an allocation).
@@ -383,5 +421,20 @@ mod tests {
         let mut huge = buf.clone();
         huge[4..8].copy_from_slice(&(1u32 << 31).to_le_bytes());
         assert!(read_keys(&huge, 3).unwrap_err().contains("longer than the section"));
+    }
+
+    #[test]
+    fn promoted_keys_are_widened_and_others_refused() {
+        use arrow::array::{Int32Array, StringArray};
+        let old: ArrayRef = Arc::new(Int32Array::from(vec![1, 2]));
+        let new: ArrayRef = Arc::new(Int64Array::from(vec![3_000_000_000]));
+        let k = interleave_keys(&[old.as_ref(), new.as_ref()], &[(1, 0), (0, 1)]).unwrap();
+        assert_eq!(k.as_ref(), &Int64Array::from(vec![3_000_000_000, 2]) as &dyn arrow::array::Array);
+        let text: ArrayRef = Arc::new(StringArray::from(vec!["a"]));
+        let e = interleave_keys(&[old.as_ref(), text.as_ref()], &[(0, 0)]).unwrap_err();
+        assert!(e.to_string().contains("changed type (Int32 -> Utf8)"), "{e}");
+        // whatever the order of segments
+        let k = interleave_keys(&[new.as_ref(), old.as_ref()], &[(1, 0)]).unwrap();
+        assert_eq!(k.data_type(), &arrow::datatypes::DataType::Int64);
     }
 }
