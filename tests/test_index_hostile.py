@@ -130,3 +130,51 @@ def test_a_parquet_file_rewritten_in_place_at_the_same_size_is_not_indexed(tmp_p
     assert idx.refresh() is True
     cov = idx.coverage().to_pydict()
     assert set(cov["status"]) == {"indexed"}
+
+
+def test_a_run_of_identical_vectors_does_not_absorb_the_graph(tmp_path):
+    """50,000 rows sharing one vector and 10 that differ: graph search found none of the 10 at
+    rank 1 even at ef=5000 and the recall estimate was 0.0 without a warning. The graph now
+    holds one node per distinct vector and hands out every copy."""
+    import warnings
+
+    import pyarrow.parquet as pq
+
+    dim = 16
+    rng = np.random.default_rng(5)
+    v = np.repeat(rng.standard_normal((1, dim)).astype(np.float32), 50_010, axis=0)
+    odd = rng.choice(50_010, 10, replace=False)
+    v[odd] = rng.standard_normal((10, dim)).astype(np.float32)
+    t = pa.table({"id": np.arange(len(v)), "vector": pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), dim)})
+    pq.write_table(t, tmp_path / "t.parquet")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no LowRecallWarning
+        idx = lakevec.build_index(str(tmp_path / "t.parquet"), "vector", key="id", progress=False)
+    assert idx.stats()["recall_estimate"] >= 0.99
+    hits = idx.search(v[odd], k=1)
+    assert hits.column("id").to_pylist() == odd.tolist()
+    assert hits.column("distance").to_numpy().max() < 1e-5
+    common = int(np.setdiff1d(np.arange(10), odd)[0])
+    many = idx.search(v[common], k=100)
+    assert many.num_rows == 100 and many.column("distance").to_numpy().max() < 1e-5
+    assert many.column("id").to_pylist() == sorted(many.column("id").to_pylist())  # ties by row
+    # deleting the group's first row keeps its copies findable
+    deltalake = pytest.importorskip("deltalake")
+    deltalake.write_deltalake(str(tmp_path / "d"), t)
+    d = lakevec.build_index(str(tmp_path / "d"), "vector", key="id", progress=False)
+    deltalake.DeltaTable(str(tmp_path / "d")).delete(f"id = {common}")
+    assert d.refresh() is True
+    after = d.search(v[common], k=3)
+    assert common not in after.column("id").to_pylist() and after.column("distance").to_numpy().max() < 1e-5
+
+
+def test_a_low_recall_estimate_warns(tmp_path):
+    """A build whose recall@10 estimate is low says so (LowRecallWarning)."""
+    import pyarrow.parquet as pq
+
+    v = np.random.default_rng(0).standard_normal((4000, 64)).astype(np.float32)
+    t = pa.table({"id": np.arange(len(v)), "vector": pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), 64)})
+    pq.write_table(t, tmp_path / "t.parquet")
+    with pytest.warns(lakevec.index.LowRecallWarning, match="recall@10 estimate"):
+        idx = lakevec.build_index(str(tmp_path / "t.parquet"), "vector", m=2, ef_construction=2, progress=False)
+    assert idx.stats()["recall_estimate"] < lakevec.index.LOW_RECALL

@@ -4,6 +4,7 @@ lake rows, stored as a sidecar beside the table, following the table as it chang
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -261,7 +262,10 @@ class VectorIndex:
         Raises:
             CommitConflictError: another writer committed the same index version first.
         """
-        return _run_with_progress(progress, "refresh", lambda cb: self._inner.refresh(num_threads, cb))
+        changed = _run_with_progress(progress, "refresh", lambda cb: self._inner.refresh(num_threads, cb))
+        if changed:
+            _warn_low_recall(self)
+        return changed
 
     def compact(self, *, num_threads: int | None = None, progress: Any = False) -> bool:
         """Merge all segments into one and drop deleted rows, rebuilding the graph from the
@@ -370,11 +374,34 @@ def build_index(
     if not isinstance(table, Table):
         table = Table.open(str(table), storage_options)
     spec = build_spec(column, metric, name, index_uri, key, index_type, m, ef_construction, on_invalid)
-    return _run_with_progress(
+    idx = _run_with_progress(
         progress,
         "build_index",
         lambda cb: VectorIndex(_lakevec.VectorIndex.build(table._inner, spec, num_threads, cb), storage_options),
     )
+    _warn_low_recall(idx)
+    return idx
+
+
+# Below this recall@10 estimate a build warns: the graph does not serve its rows well.
+LOW_RECALL = 0.8
+
+
+def _warn_low_recall(idx: VectorIndex) -> None:
+    """Warn (``LowRecallWarning``) when the index's recall@10 estimate is under
+    :data:`LOW_RECALL`: searches will miss many true neighbours at the default ef."""
+    r = idx.stats().get("recall_estimate")
+    if r is not None and r < LOW_RECALL:
+        warnings.warn(
+            f"index '{idx.uri}' has a recall@10 estimate of {r:.2f} (graph search vs exact at ef=64): raise "
+            f"ef at search time, rebuild with larger m / ef_construction, or search with exact=True",
+            LowRecallWarning,
+            stacklevel=3,
+        )
+
+
+class LowRecallWarning(UserWarning):
+    """A built or refreshed index whose recall@10 estimate is low (see ``stats()``)."""
 
 
 def build_spec(

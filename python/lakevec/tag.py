@@ -234,7 +234,7 @@ def concepts(
 
     ``concepts`` maps a tag to one vector or several (2-D). Over a
     :class:`lakevec.VectorIndex` each concept vector is a range search (graph searches with
-    growing ``k`` until the farthest hit is beyond ``threshold``; past k = 4,096 an exact
+    growing ``k`` until a tenth of the hits lie beyond ``threshold``; past k = 4,096 an exact
     range search, ``search(k=None, exact=True, max_distance=threshold)``), so any number of
     rows can match; the result lists the matched rows only (``_file``, ``_row``, ``tags``).
     Over in-memory data or a table (``column`` names the vector column) every row is
@@ -275,7 +275,9 @@ def concepts(
                     q[qi], k=min(k, max(total, 1)), ef=min(max(ef or 0, 2 * k), _MAX_K), num_threads=num_threads
                 )
                 d = hits.column("distance").to_numpy()
-                if len(d) < k or d.max() > threshold or k >= total:
+                # Done when the ring's edge is inside this result (most of it beyond threshold is
+                # not needed: an approximate search may rank a stray far row among near ones).
+                if len(d) < k or (d <= threshold).sum() < 0.9 * k or k >= total:
                     break
                 k *= 4
             keep = d <= threshold

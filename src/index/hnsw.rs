@@ -11,6 +11,7 @@ use crate::index::kind::{KindSections, SegmentIndex};
 use crate::runtime::CancelToken;
 use crate::vector::bits::Bits;
 use crate::vector::distance::Metric;
+use crate::vector::dups::Dups;
 use crate::vector::exact::exact;
 use crate::vector::graph::{search_graph, Graph};
 use crate::vector::graph_build::{build_graph, HnswParams};
@@ -28,7 +29,9 @@ struct GraphMeta {
     entry: u32,
 }
 
-/// Build the graph of `vectors` (see [`build_graph`]).
+/// Build the graph of `vectors` (see [`build_graph`]) over one row per distinct vector: the
+/// other rows of a group of identical vectors get no edges and are found through their
+/// group (`dups.rs`), so that a run of copies cannot absorb the graph.
 pub fn build_hnsw(
     vectors: &[f32],
     dim: usize,
@@ -38,7 +41,49 @@ pub fn build_hnsw(
     cancel: &CancelToken,
     done: &AtomicUsize,
 ) -> Result<SegmentIndex> {
-    Ok(SegmentIndex::Hnsw(build_graph(vectors, dim, metric, params, pool, cancel, done)?))
+    let Some(dups) = Dups::find(vectors, dim) else {
+        return Ok(SegmentIndex::Hnsw(build_graph(vectors, dim, metric, params, pool, cancel, done)?));
+    };
+    let n = vectors.len() / dim;
+    let others = dups.others(n);
+    let reps: Vec<u32> = (0..n as u32).filter(|&i| !others.get(i as usize)).collect();
+    let mut rv = Vec::with_capacity(reps.len() * dim);
+    for &r in &reps {
+        rv.extend_from_slice(&vectors[r as usize * dim..(r as usize + 1) * dim]);
+    }
+    let g = build_graph(&rv, dim, metric, params, pool, cancel, done)?;
+    done.fetch_add(dups.count, std::sync::atomic::Ordering::Relaxed);
+    // The graph over representatives, renumbered to rows; other rows keep empty lists.
+    let m0 = g.m0;
+    let mut layer0 = vec![0u32; n * (1 + m0)];
+    for (gi, &row) in reps.iter().enumerate() {
+        let nb = g.neighbors0(gi as u32);
+        let base = row as usize * (1 + m0);
+        layer0[base] = nb.len() as u32;
+        for (j, &x) in nb.iter().enumerate() {
+            layer0[base + 1 + j] = reps[x as usize];
+        }
+    }
+    let upper = g
+        .upper
+        .iter()
+        .map(|(off, nbr)| {
+            let (mut o, mut out) = (Vec::with_capacity(n + 1), Vec::new());
+            o.push(0u32);
+            let mut gi = 0;
+            for row in 0..n {
+                if reps.get(gi).is_some_and(|&r| r as usize == row) {
+                    let (a, b) = (off[gi] as usize, off[gi + 1] as usize);
+                    out.extend(nbr[a..b].iter().map(|&x| reps[x as usize]));
+                    gi += 1;
+                }
+                o.push(out.len() as u32);
+            }
+            (o, out)
+        })
+        .collect();
+    let entry = reps[g.entry as usize];
+    Ok(SegmentIndex::Hnsw(Graph { n, m0, layer0, upper, entry, dups: Some(std::sync::Arc::new(dups)) }))
 }
 
 /// Graph search of one segment, or an exact scan when that is cheaper: when the allowed rows
@@ -67,11 +112,34 @@ pub fn search_hnsw(
     if g.n != n || (allowed_count as f64) <= graph_cost {
         return exact(vectors, dim, metric, q, k, allowed);
     }
-    let hits = search_graph(g, vectors, dim, metric, q, k, ef, allowed);
+    let hits = walk(g, vectors, dim, metric, q, k, ef, allowed);
     if hits.len() < k.min(allowed_count) {
         return exact(vectors, dim, metric, q, k, allowed);
     }
     hits
+}
+
+/// The graph walk alone (no exact fallback). With groups of identical rows, the walk admits
+/// each group's representative when any row of the group is allowed, and every allowed row of
+/// a group found is handed out at the representative's distance.
+#[allow(clippy::too_many_arguments)]
+pub fn walk(
+    g: &Graph,
+    vectors: &[f32],
+    dim: usize,
+    metric: Metric,
+    q: &[f32],
+    k: usize,
+    ef: usize,
+    allowed: Option<&Bits>,
+) -> Vec<Hit> {
+    match &g.dups {
+        Some(d) => {
+            let reps = d.allowed_reps(allowed);
+            d.expand(search_graph(g, vectors, dim, metric, q, k, ef, reps.as_ref().or(allowed)), k, allowed)
+        }
+        None => search_graph(g, vectors, dim, metric, q, k, ef, allowed),
+    }
 }
 
 /// Whether `g` is a graph over `n` rows built with `p`.
@@ -126,5 +194,5 @@ pub fn decode_graph(meta: &[u8], c: &Container<'_>, n: usize, name: &str) -> Res
     if n > 0 && gm.entry as usize >= n {
         return Err(bad(format!("entry point {} is out of range", gm.entry)));
     }
-    Ok(SegmentIndex::Hnsw(Graph { n, m0, layer0, upper, entry: gm.entry }))
+    Ok(SegmentIndex::Hnsw(Graph { n, m0, layer0, upper, entry: gm.entry, dups: None }))
 }

@@ -145,7 +145,7 @@ impl SegmentIndex {
         allowed: Option<&Bits>,
     ) -> Vec<Hit> {
         match self {
-            SegmentIndex::Hnsw(g) => crate::vector::graph::search_graph(g, vectors, dim, metric, q, k, ef, allowed),
+            SegmentIndex::Hnsw(g) => hnsw::walk(g, vectors, dim, metric, q, k, ef, allowed),
             SegmentIndex::Flat => flat::search_flat(vectors, dim, metric, q, k, allowed),
         }
     }

@@ -183,7 +183,11 @@ impl Segment {
         if let Some(i) = vectors.iter().position(|x| !x.is_finite()) {
             return Err(bad(format!("node {} holds a non-finite value", i / dim.max(1))));
         }
-        let index = SegmentIndex::decode(&meta.kind, meta_bytes, &c, n, name)?;
+        let mut index = SegmentIndex::decode(&meta.kind, meta_bytes, &c, n, name)?;
+        if let SegmentIndex::Hnsw(g) = &mut index {
+            // Groups of identical rows are not stored: found again from the vectors.
+            g.dups = crate::vector::dups::Dups::find(&vectors, dim).map(Arc::new);
+        }
         let keys = match c.has(&section_tag("KEYS")) {
             true => Some(read_keys(c.section(&section_tag("KEYS"))?, n).map_err(|m| bad(format!("KEYS: {m}")))?),
             false => None,
@@ -297,7 +301,7 @@ mod tests {
 
     fn graph() -> Graph {
         let layer0 = vec![2, 1, 2, 1, 0, 0, 1, 1, 0];
-        Graph { n: 3, m0: 2, layer0, upper: vec![(vec![0, 1, 1, 2], vec![2, 0])], entry: 0 }
+        Graph { n: 3, m0: 2, layer0, upper: vec![(vec![0, 1, 1, 2], vec![2, 0])], entry: 0, dups: None }
     }
 
     fn graph_of(s: &Segment) -> &Graph {

@@ -29,6 +29,8 @@ pub struct Graph {
     /// Layers 1..: CSR offsets (`n + 1`) and neighbour ids.
     pub upper: Vec<(Vec<u32>, Vec<u32>)>,
     pub entry: u32,
+    /// Groups of identical rows: only each group's first row has edges (see `dups.rs`).
+    pub dups: Option<std::sync::Arc<crate::vector::dups::Dups>>,
 }
 
 impl Graph {

@@ -78,7 +78,7 @@ pub fn build_graph(
     let n = vectors.len().checked_div(dim).unwrap_or(0);
     let m0 = 2 * params.m;
     if n == 0 {
-        return Ok(Graph { n: 0, m0, layer0: Vec::new(), upper: Vec::new(), entry: 0 });
+        return Ok(Graph { n: 0, m0, layer0: Vec::new(), upper: Vec::new(), entry: 0, dups: None });
     }
     if n > u32::MAX as usize - 1 {
         return Err(LakeError::InvalidArgument(format!("a segment holds at most {} rows, got {n}", u32::MAX - 1)));
@@ -149,7 +149,7 @@ fn extract(hnsw: &Hnsw<f32, LakeDistance>, n: usize, m0: usize) -> Result<Graph>
         upper.push((off, ids));
     }
     let entry = (0..n).find(|&i| level[i] == top).unwrap_or(0) as u32;
-    Ok(Graph { n, m0, layer0, upper, entry })
+    Ok(Graph { n, m0, layer0, upper, entry, dups: None })
 }
 
 #[cfg(test)]

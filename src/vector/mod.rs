@@ -1,10 +1,11 @@
 //! Vectors in memory, independent of tables: distance kernels, vector columns to flat `f32`
-//! rows, bitsets, exact search, the HNSW graph (construction and search hot loop), and exact
-//! kNN between two sets.
+//! rows, bitsets, exact search, the HNSW graph (construction and search hot loop), groups of
+//! identical vectors, and exact kNN between two sets.
 
 pub mod bits;
 pub mod column;
 pub mod distance;
+pub mod dups;
 pub mod exact;
 pub mod graph;
 pub mod graph_build;
