@@ -265,9 +265,8 @@ def test_iceberg_on_s3(moto_s3, tmp_path):
 def test_a_promoted_key_column_keeps_the_index_usable(tmp_path):
     """After the key column was promoted int -> long, refresh() committed and then every
     search and compact failed mixing Int32 and Int64 keys; keys now widen to the new type."""
-    from pyiceberg.types import LongType
-
     import numpy as np
+    from pyiceberg.types import LongType
 
     cat = SqlCatalog("lake", uri=f"sqlite:///{tmp_path}/c.db", warehouse=f"file://{tmp_path}/wh")
     cat.create_namespace("db")
