@@ -67,7 +67,7 @@ print("seed corpus:", {t.name: len(list(t.iterdir())) for t in out.iterdir()})
 PYEOF
 
 cd fuzz
-cargo +nightly fuzz build -O -s none "${TARGETS[@]/#/}" 2>&1 | grep -vE '^\s+Compiling' | tail -5
+cargo +nightly fuzz build -O -s none 2>&1 | grep -vE "^\s+Compiling" | tail -5
 JOBS="${FUZZ_JOBS:-2}"  # targets fuzzed at once (one core each)
 for t in "${TARGETS[@]}"; do
   while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do sleep 5; done

@@ -178,3 +178,23 @@ def test_a_low_recall_estimate_warns(tmp_path):
     with pytest.warns(lakevec.index.LowRecallWarning, match="recall@10 estimate"):
         idx = lakevec.build_index(str(tmp_path / "t.parquet"), "vector", m=2, ef_construction=2, progress=False)
     assert idx.stats()["recall_estimate"] < lakevec.index.LOW_RECALL
+
+
+def test_a_manifest_cannot_point_the_index_at_another_store(tmp_path, monkeypatch):
+    """A manifest's table_uri is bytes anyone with write access to the index can change: it
+    may only name the index's own store (or one the caller lists in LAKEVEC_ALLOWED_STORES)."""
+    _table(tmp_path / "t", range(50))
+    idx = lakevec.build_index(str(tmp_path / "t"), "vector", progress=False)
+    m = read_manifest(idx)
+    m["table_uri"] = "memory:///elsewhere/t"
+    write_manifest(index_dir(idx), idx.version, m)
+    crafted = lakevec.open_index(idx.uri)
+    q = np.zeros(8, np.float32)
+    assert crafted.search(q, k=3, stale="ignore").num_rows == 3  # the index alone still serves
+    with pytest.raises(E.StoragePermissionError, match="outside the index's store") as ei:
+        crafted.search(q, k=3)
+    assert "memory:///elsewhere/t" in str(ei.value)
+    monkeypatch.setenv("LAKEVEC_ALLOWED_STORES", "memory://")
+    with pytest.raises(E.LakevecError) as ei:
+        lakevec.open_index(idx.uri).search(q, k=3)
+    assert "outside the index's store" not in str(ei.value)

@@ -262,10 +262,7 @@ class VectorIndex:
         Raises:
             CommitConflictError: another writer committed the same index version first.
         """
-        changed = _run_with_progress(progress, "refresh", lambda cb: self._inner.refresh(num_threads, cb))
-        if changed:
-            _warn_low_recall(self)
-        return changed
+        return _run_with_progress(progress, "refresh", lambda cb: self._inner.refresh(num_threads, cb))
 
     def compact(self, *, num_threads: int | None = None, progress: Any = False) -> bool:
         """Merge all segments into one and drop deleted rows, rebuilding the graph from the
@@ -401,7 +398,7 @@ def _warn_low_recall(idx: VectorIndex) -> None:
 
 
 class LowRecallWarning(UserWarning):
-    """A built or refreshed index whose recall@10 estimate is low (see ``stats()``)."""
+    """A built index whose recall@10 estimate is low (see ``stats()``)."""
 
 
 def build_spec(

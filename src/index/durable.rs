@@ -15,8 +15,17 @@ use std::path::Path;
 pub fn sync_file(path: &Path) -> std::io::Result<()> {
     File::open(path)?.sync_all()?;
     match path.parent() {
-        Some(dir) => File::open(dir)?.sync_all(),
+        Some(dir) => sync_dir(dir),
         None => Ok(()),
+    }
+}
+
+/// fsync a folder; file systems that cannot (EINVAL on some FUSE and network mounts) are
+/// left as they are: their files were fsynced.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    match File::open(dir)?.sync_all() {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOTSUP)) => Ok(()),
+        other => other,
     }
 }
 
@@ -32,7 +41,7 @@ pub fn create_durable(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::hard_link(&tmp, path)?;
-        File::open(dir)?.sync_all()
+        sync_dir(dir)
     })();
     let _ = std::fs::remove_file(&tmp);
     result

@@ -31,6 +31,9 @@ pub struct VectorIndex {
     /// The table's latest version as last opened (reused while its fingerprint holds).
     latest: Mutex<Option<Arc<LatestTable>>>,
     pub(crate) sources_cache: Mutex<SourcesCache>,
+    /// Whether this process wrote the manifest's table location (the handle a build returns):
+    /// then its store is not checked (`IndexAt::check_table_store`); an opened index is.
+    table_trusted: bool,
 }
 
 impl VectorIndex {
@@ -42,7 +45,17 @@ impl VectorIndex {
     /// Open index version `version` (the newest when `None`).
     pub async fn open_version(at: IndexAt, version: Option<u64>) -> Result<Self> {
         let state = load_state(&at, version).await?;
-        Ok(Self::with_state(at, state))
+        let mut idx = Self::with_state(at, state);
+        idx.table_trusted = false;
+        Ok(idx)
+    }
+
+    /// Check the manifest's table location unless the caller vouched for it.
+    fn check_table(&self, table_uri: &str) -> Result<()> {
+        match self.table_trusted {
+            true => Ok(()),
+            false => self.at.check_table_store(table_uri),
+        }
     }
 
     pub(crate) fn with_state(at: IndexAt, state: IndexState) -> Self {
@@ -51,6 +64,7 @@ impl VectorIndex {
             state: RwLock::new(Arc::new(state)),
             latest: Default::default(),
             sources_cache: Default::default(),
+            table_trusted: true,
         }
     }
 
@@ -72,6 +86,7 @@ impl VectorIndex {
     /// fingerprint ([`latest_fingerprint`]); the table is reopened only when it changed.
     pub async fn latest_table(&self) -> Result<Arc<LatestTable>> {
         let m = &self.state().manifest;
+        self.check_table(&m.table_uri)?;
         let loc = parse_uri(&m.table_uri)?;
         let store = store_for(&loc, &self.at.options)?;
         let format = Format::parse(&m.table_format)?;
@@ -90,6 +105,7 @@ impl VectorIndex {
     /// Open the indexed table at `pin` with this index's storage options.
     pub async fn open_table(&self, pin: TablePin) -> Result<LakeTable> {
         let m = &self.state().manifest;
+        self.check_table(&m.table_uri)?;
         let format = Some(Format::parse(&m.table_format)?);
         LakeTable::open(&m.table_uri, self.at.options.clone(), format, pin).await
     }
@@ -124,16 +140,15 @@ impl VectorIndex {
         let newer: Vec<u64> =
             manifest::versions(&self.at.store, self.at.root()).await?.into_iter().filter(|&v| v >= next).collect();
         for &v in &newer {
-            match manifest::read(&self.at.store, self.at.root(), v).await {
-                Err(LakeError::CorruptIndex(_)) => {}
-                Ok(found) => {
+            match manifest::probe(&self.at.store, self.at.root(), v).await? {
+                manifest::Probe::Damaged(_) | manifest::Probe::Missing => {}
+                manifest::Probe::Valid(found) => {
                     return Err(LakeError::CommitConflict(format!(
                         "index version {v} at '{}' was committed by another writer ({}) after version {current} \
                          was read; reopen the index and retry",
                         self.at.uri, found.writer_id
                     )))
                 }
-                Err(e) => return Err(e),
             }
         }
         match newer.first() {

@@ -35,9 +35,31 @@ impl IndexAt {
         &self.loc.path
     }
 
+    /// Check that `table_uri` (read from this index's manifest, so from bytes anyone with
+    /// write access to the index folder can change) lies in a store the caller configured:
+    /// the index's own (same scheme and bucket/host), or one listed in the environment
+    /// variable `LAKEVEC_ALLOWED_STORES` (comma-separated, e.g. `s3://other-bucket,gs://b`).
+    /// Otherwise `PermissionDenied` naming both: a crafted manifest cannot make lakevec open
+    /// another bucket or host with the caller's credentials.
+    pub fn check_table_store(&self, table_uri: &str) -> Result<()> {
+        let t = parse_uri(table_uri)?;
+        if crate::lake::storage::store_allowed(&self.loc.store_url, &t.store_url) {
+            return Ok(());
+        }
+        Err(LakeError::PermissionDenied(format!(
+            "index '{}' names its table at '{}', outside the index's store ({}); lakevec opens a table from an \
+             index manifest only in the index's own store or in a store listed in LAKEVEC_ALLOWED_STORES",
+            self.uri,
+            crate::lake::storage::without_credentials(table_uri),
+            self.loc.store_url
+        )))
+    }
+
     /// The local file of index object `object` (`None` for remote stores).
     pub fn local_file(&self, object: &Path) -> Option<std::path::PathBuf> {
-        self.loc.is_local().then(|| std::path::PathBuf::from(format!("/{}", object.as_ref())))
+        // Object paths are percent-encoded (non-ASCII and `%#~|^{}<>"`); the file is not.
+        let decoded = crate::lake::storage::percent_decode(object.as_ref());
+        self.loc.is_local().then(|| std::path::PathBuf::from(format!("/{decoded}")))
     }
 }
 

@@ -249,26 +249,54 @@ pub async fn latest_version(store: &Arc<dyn ObjectStore>, root: &Path) -> Result
     Ok(versions(store, root).await?.first().copied())
 }
 
-/// The newest manifest that reads and verifies, with the newer versions skipped as corrupt
-/// (version, reason). A manifest that cannot be read for another reason (storage) is an
-/// error, not a reason to go back.
+/// What is stored as manifest `version`.
+pub enum Probe {
+    Valid(Box<Manifest>),
+    /// Damaged bytes (not a JSON envelope, or its checksum fails): a torn or corrupted file,
+    /// which readers skip and writers never overwrite.
+    Damaged(String),
+    /// Listed but gone (a concurrent cleanup).
+    Missing,
+}
+
+/// Whether manifest bytes are damaged (as opposed to intact but not understood: a newer
+/// format version, an unknown kind, which must stop a reader rather than be skipped).
+fn damaged(bytes: &[u8]) -> bool {
+    let Ok(env) = serde_json::from_slice::<Envelope>(bytes) else { return true };
+    serde_json::to_string(&env.manifest).map_or(true, |body| crc32fast::hash(body.as_bytes()) != env.crc32)
+}
+
+/// Read manifest `version` and say what it is; a manifest that is intact but fails to decode
+/// (newer format, unknown values, implausible fields) is an error, not `Damaged`.
+pub async fn probe(store: &Arc<dyn ObjectStore>, root: &Path, version: u64) -> Result<Probe> {
+    let path = manifest_path(root, version);
+    let bytes = match store.get(&path).await {
+        Ok(r) => r.bytes().await?,
+        Err(object_store::Error::NotFound { .. }) => return Ok(Probe::Missing),
+        Err(e) => return Err(e.into()),
+    };
+    match decode(&bytes, path.as_ref()) {
+        Ok(m) if m.version == version => Ok(Probe::Valid(Box::new(m))),
+        Ok(m) => Err(LakeError::CorruptIndex(format!("index manifest '{path}' says it is version {}", m.version))),
+        Err(LakeError::CorruptIndex(msg)) if damaged(&bytes) => Ok(Probe::Damaged(msg)),
+        Err(e) => Err(e),
+    }
+}
+
+/// The newest manifest that reads and verifies, with the newer damaged ones skipped
+/// (version, reason). A manifest that cannot be read (storage) or is intact but not
+/// understood (a newer lakevec's) is an error, not a reason to go back.
 pub async fn newest_valid(store: &Arc<dyn ObjectStore>, root: &Path) -> Result<Option<(Manifest, Vec<(u64, String)>)>> {
     let mut skipped = Vec::new();
-    let mut first_err = None;
     for v in versions(store, root).await? {
-        match read(store, root, v).await {
-            Ok(m) => return Ok(Some((m, skipped))),
-            Err(LakeError::CorruptIndex(msg)) => {
-                skipped.push((v, msg.clone()));
-                first_err.get_or_insert(LakeError::CorruptIndex(msg));
-            }
-            // Listed but gone (a concurrent writer's cleanup): the next one down.
-            Err(LakeError::NotFound(_)) => continue,
-            Err(e) => return Err(e),
+        match probe(store, root, v).await? {
+            Probe::Valid(m) => return Ok(Some((*m, skipped))),
+            Probe::Damaged(msg) => skipped.push((v, msg)),
+            Probe::Missing => {}
         }
     }
-    match first_err {
-        Some(e) => Err(e),
+    match skipped.into_iter().next() {
+        Some((_, msg)) => Err(LakeError::CorruptIndex(msg)),
         None => Ok(None),
     }
 }
@@ -587,6 +615,15 @@ mod tests {
         assert_eq!(m.version, 1);
         assert_eq!(skipped.len(), 1);
         assert_eq!(skipped[0].0, 2);
+        // An intact manifest of a newer format is not skipped: it stops readers.
+        let mut newer = serde_json::to_value(sample()).unwrap();
+        newer["version"] = 3.into();
+        newer["format_version"] = 99.into();
+        put_file(&store, &root, "manifests/00000000000000000003.json", envelope(&newer)).await.unwrap();
+        assert!(
+            matches!(newest_valid(&store, &root).await, Err(LakeError::CorruptIndex(m)) if m.contains("format version 99"))
+        );
+        store.delete(&manifest_path(&root, 3)).await.unwrap();
         // A writer aiming at the corrupt version is told it is taken, and nothing is overwritten.
         let mut m2 = sample();
         m2.version = 2;

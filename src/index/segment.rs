@@ -259,15 +259,24 @@ fn read_keys(bytes: &[u8], n: usize) -> std::result::Result<ArrayRef, String> {
             .checked_add(body)
             .filter(|&e| e <= bytes.len())
             .ok_or("body longer than the section")?;
-        let compressed = match msg.header_type() {
-            MessageHeader::RecordBatch => msg.header_as_record_batch().and_then(|b| b.compression()).is_some(),
-            MessageHeader::DictionaryBatch => {
-                msg.header_as_dictionary_batch().and_then(|d| d.data()).and_then(|b| b.compression()).is_some()
-            }
-            _ => false,
+        let batch = match msg.header_type() {
+            MessageHeader::RecordBatch => msg.header_as_record_batch(),
+            MessageHeader::DictionaryBatch => msg.header_as_dictionary_batch().and_then(|d| d.data()),
+            _ => None,
         };
-        if compressed {
-            return Err("compressed buffers (lakevec writes KEYS uncompressed)".into());
+        if let Some(b) = batch {
+            if b.compression().is_some() {
+                return Err("compressed buffers (lakevec writes KEYS uncompressed)".into());
+            }
+            // Every buffer inside the message body (arrow slices them without checking).
+            let inside = |x: &arrow::ipc::Buffer| {
+                x.offset() >= 0
+                    && x.length() >= 0
+                    && (x.offset() as u64).saturating_add(x.length() as u64) <= body as u64
+            };
+            if b.buffers().is_some_and(|bs| !bs.iter().all(inside)) {
+                return Err("a buffer lies outside its message body".into());
+            }
         }
     }
     let mut decoder = arrow::ipc::reader::StreamDecoder::new();

@@ -61,15 +61,15 @@ fn dv_object(d: &DeletionVectorDescriptor, src: &DvSource) -> Result<Option<Path
             Ok(Some(Path::from(format!("{}/{rel}", src.root.as_ref()).trim_start_matches('/'))))
         }
         StorageType::AbsolutePath => {
-            let url = crate::lake::storage::percent_decode(s);
-            let Some(rest) = url.strip_prefix(src.store_url) else {
+            let l = crate::lake::storage::parse_object_uri(&crate::lake::storage::percent_decode(s))?;
+            if l.store_url.as_str() != src.store_url {
                 return Err(LakeError::PermissionDenied(format!(
                     "deletion vector of data file '{}' lies outside the table's store: '{}'",
                     src.file,
                     crate::lake::storage::without_credentials(s)
                 )));
-            };
-            Path::parse(rest).map(Some).map_err(|e| corrupt(src.file, e))
+            }
+            Ok(Some(l.path))
         }
     }
 }

@@ -5,15 +5,15 @@
 //! Storage goes through lakevec's own object stores (`storage.rs`): the table is opened with
 //! `with_storage_backend`, and a plain log store is registered for object-store schemes, so
 //! S3, GCS and Azure work without delta-rs's cloud features and with the same options.
-//! Tables whose protocol needs a reader feature delta-rs cannot honour (e.g. `v2Checkpoint`)
-//! are refused with `LakeError::Unsupported` naming the feature.
+//! Tables with `v2Checkpoint` are read through delta-kernel's scan (`delta_kernel.rs`); other
+//! reader features delta-rs cannot honour are refused with `LakeError::Unsupported` naming
+//! the feature.
 
 use std::sync::{Arc, Once};
 
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::TableProvider;
-use deltalake::delta_datafusion::DeltaScanNext;
 use deltalake::errors::DeltaTableError;
 use deltalake::logstore::{
     default_logstore, logstore_factories, LogStore, LogStoreFactory, ObjectStoreRef, StorageConfig,
@@ -31,13 +31,16 @@ use crate::lake::datafiles::{DataFileEntry, Deleted};
 use crate::lake::deletion_vector::{deleted_rows, DvSource};
 use crate::lake::pin::TablePin;
 use crate::lake::session::new_session;
-use crate::lake::storage::{parse_object_uri, percent_decode, without_credentials, Location};
+use crate::lake::storage::{
+    parse_object_uri, percent_decode, store_for, without_credentials, Location, StorageOptions,
+};
 
 /// An opened Delta table snapshot.
 #[derive(Debug)]
 pub struct DeltaSource {
     pub table: DeltaTable,
-    pub scan: Arc<DeltaScanNext>,
+    /// delta-rs's `DeltaScan`, or for tables it refuses but its kernel reads
+    /// (`v2Checkpoint`), the kernel's scan (`delta_kernel.rs`).
     pub provider: Arc<dyn TableProvider>,
     /// Rows deleted by each data file's deletion vector (by log path), read and checked at
     /// open so that no scan sizes anything by an unchecked vector.
@@ -155,21 +158,25 @@ fn data_object(
     rel: &str,
     loc: &Location,
     store: &Arc<dyn ObjectStore>,
+    options: &StorageOptions,
     display: &str,
 ) -> Result<(Arc<dyn ObjectStore>, Path)> {
     if !rel.contains("://") {
         return Ok((store.clone(), Path::from(format!("{}/{}", loc.path.as_ref(), rel).trim_start_matches('/'))));
     }
     let l = parse_object_uri(rel)?;
-    if l.store_url != loc.store_url {
+    if !crate::lake::storage::store_allowed(&loc.store_url, &l.store_url) {
         return Err(LakeError::PermissionDenied(format!(
             "Delta table '{display}' names data file '{}' outside the table's store ({}); lakevec opens \
-             only the store the table was opened on",
+             only the table's own store, or stores listed in LAKEVEC_ALLOWED_STORES",
             without_credentials(rel),
             loc.store_url
         )));
     }
-    Ok((store.clone(), l.path))
+    if l.store_url == loc.store_url {
+        return Ok((store.clone(), l.path));
+    }
+    Ok((store_for(&l, options)?, l.path))
 }
 
 /// The row count in a data file's Parquet footer.
@@ -187,6 +194,7 @@ async fn deletion_vectors(
     table: &DeltaTable,
     loc: &Location,
     store: &Arc<dyn ObjectStore>,
+    options: &StorageOptions,
 ) -> Result<HashMap<String, Deleted>> {
     use futures::{StreamExt, TryStreamExt};
     let display = loc.display.as_str();
@@ -196,7 +204,7 @@ async fn deletion_vectors(
         .into_iter()
         .filter_map(|f| Some((f.path().to_string(), f.deletion_vector_descriptor()?, f.size())))
         .map(|(rel, dv, size)| async move {
-            let (fstore, object) = data_object(&rel, loc, store, display)?;
+            let (fstore, object) = data_object(&rel, loc, store, options, display)?;
             let file = format!("{display}/{rel}");
             let rows = footer_rows(fstore, object, size as u64, &file).await?;
             let src = DvSource { store, root: &loc.path, store_url: loc.store_url.as_str(), file: &file };
@@ -209,7 +217,12 @@ async fn deletion_vectors(
 
 impl DeltaSource {
     /// Open the Delta table at `loc` (store root `store`), pinned by `pin`.
-    pub async fn open(loc: &Location, store: Arc<dyn ObjectStore>, pin: &TablePin) -> Result<Self> {
+    pub async fn open(
+        loc: &Location,
+        store: Arc<dyn ObjectStore>,
+        options: &StorageOptions,
+        pin: &TablePin,
+    ) -> Result<Self> {
         register_log_stores();
         let url = delta_root_url(loc)?;
         let display = loc.display.as_str();
@@ -238,19 +251,23 @@ impl DeltaSource {
         // Data files named outside the table's store are refused before delta-rs plans a scan.
         if let Ok(snap) = table.snapshot() {
             for f in snap.log_data() {
-                data_object(&f.path(), loc, &store_for_log, display)?;
+                data_object(&f.path(), loc, &store_for_log, options, display)?;
             }
         }
-        let state = new_session(1, None)?.state();
-        let scan = table
-            .table_provider()
-            .with_session(Arc::new(state))
-            .build()
-            .await
-            .map_err(|e| unsupported_or(LakeError::from(e), display))?;
-        let scan = Arc::new(scan);
-        let deleted = deletion_vectors(&table, loc, &store_for_log).await?;
-        Ok(DeltaSource { table, provider: scan.clone(), scan, deleted })
+        let provider: Arc<dyn TableProvider> = if crate::lake::delta_kernel::needs_kernel_scan(&table) {
+            crate::lake::delta_kernel::kernel_provider(&table, display).await?
+        } else {
+            let state = new_session(1, None)?.state();
+            let scan = table
+                .table_provider()
+                .with_session(Arc::new(state))
+                .build()
+                .await
+                .map_err(|e| unsupported_or(LakeError::from(e), display))?;
+            Arc::new(scan)
+        };
+        let deleted = deletion_vectors(&table, loc, &store_for_log, options).await?;
+        Ok(DeltaSource { table, provider, deleted })
     }
 
     /// The loaded version.
@@ -259,7 +276,12 @@ impl DeltaSource {
     }
 
     /// The live data files with their deletion vectors read (positions of deleted rows).
-    pub async fn entries(&self, loc: &Location, store: &Arc<dyn ObjectStore>) -> Result<Vec<DataFileEntry>> {
+    pub async fn entries(
+        &self,
+        loc: &Location,
+        store: &Arc<dyn ObjectStore>,
+        options: &StorageOptions,
+    ) -> Result<Vec<DataFileEntry>> {
         let display = loc.display.as_str();
         let state = self.table.snapshot().map_err(|e| map_delta_error(e, display))?;
         let root = self.table.table_url().clone();
@@ -276,7 +298,7 @@ impl DeltaSource {
                 root.join(&rel).map(|u| u.to_string()).unwrap_or_else(|_| format!("{root}{rel}"))
             };
             let url = percent_decode(&url);
-            let (fstore, object) = data_object(&rel, loc, store, display)?;
+            let (fstore, object) = data_object(&rel, loc, store, options, display)?;
             #[allow(deprecated)]
             let add = f.add_action();
             let partition = partition_cols

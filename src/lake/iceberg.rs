@@ -411,7 +411,7 @@ mod tests {
             parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&file).unwrap(), batch.schema(), None).unwrap();
         w.write(&batch).unwrap();
         w.close().unwrap();
-        let resolver = PathResolver::new(StorageOptions::default(), "", "");
+        let resolver = PathResolver::new(StorageOptions::default(), "", &format!("file://{r}"));
         let got = read_position_deletes(&resolver, &format!("file://{}", file.display())).await.unwrap();
         assert_eq!(got.len(), 2, "{got:?}");
         let mut a = got[&normal_file_url(&format!("file://{r}/a.parquet"))].clone();

@@ -53,6 +53,9 @@ pub struct PathResolver {
     options: StorageOptions,
     /// `(from, to)`: paths under `from/` are read under `to/` (both canonical, no trailing `/`).
     reroot: Option<(String, String)>,
+    /// The store the table was opened in: metadata may name objects only there (or in a
+    /// store allowed by `storage::store_allowed`). `None`: no restriction (tests).
+    home: Option<url::Url>,
 }
 
 impl PathResolver {
@@ -61,7 +64,12 @@ impl PathResolver {
         let from = canonical(declared).trim_end_matches('/').to_string();
         let to = canonical(actual).trim_end_matches('/').to_string();
         let reroot = (from != to && !from.is_empty()).then_some((from, to));
-        PathResolver { options, reroot }
+        // A folder that does not parse allows no store at all.
+        let home = crate::lake::storage::parse_uri(actual)
+            .ok()
+            .map(|l| l.store_url)
+            .or_else(|| url::Url::parse("lakevec-none:///").ok());
+        PathResolver { options, reroot, home }
     }
 
     /// The URL a metadata path is read from.
@@ -86,13 +94,22 @@ impl PathResolver {
     /// The store and object path for a metadata path.
     pub fn resolve(&self, p: &str) -> Result<(Arc<dyn ObjectStore>, Path)> {
         let loc = parse_object_uri(&self.url(p)?)?;
+        if let Some(home) = &self.home {
+            if !crate::lake::storage::store_allowed(home, &loc.store_url) {
+                return Err(LakeError::PermissionDenied(format!(
+                    "Iceberg metadata names '{}' outside the table's store ({home}); lakevec opens only the \
+                     table's own store, or stores listed in LAKEVEC_ALLOWED_STORES",
+                    crate::lake::storage::without_credentials(p)
+                )));
+            }
+        }
         let store = store_for(&loc, &self.options)?;
         Ok((store, loc.path))
     }
 }
 
 fn empty_resolver() -> Arc<PathResolver> {
-    Arc::new(PathResolver { options: StorageOptions::default(), reroot: None })
+    Arc::new(PathResolver { options: StorageOptions::default(), reroot: None, home: None })
 }
 
 fn ice_err(e: LakeError, path: &str) -> IceError {
@@ -233,5 +250,8 @@ mod tests {
         assert_eq!(r.url("s3://old/wh/t2/a.parquet").unwrap(), "s3://old/wh/t2/a.parquet");
         let same = PathResolver::new(StorageOptions::default(), "file:/x/t", "file:///x/t");
         assert!(same.reroot.is_none());
+        // an object in another store than the table's is refused (metadata cannot pick stores)
+        assert!(matches!(r.resolve("s3://old/wh/t2/a.parquet"), Err(LakeError::PermissionDenied(_))));
+        assert!(r.resolve("file:///new/t/data/a.parquet").is_ok());
     }
 }

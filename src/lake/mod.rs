@@ -6,6 +6,7 @@ pub mod changes;
 pub mod datafiles;
 pub mod deletion_vector;
 pub mod delta;
+pub mod delta_kernel;
 pub mod iceberg;
 pub mod iceberg_io;
 pub mod listing;

@@ -167,6 +167,25 @@ pub fn redact(msg: &str) -> String {
     out
 }
 
+/// Whether metadata found in the store `home` (a Delta log, Iceberg metadata, an index
+/// manifest: bytes anyone with write access there can change) may make lakevec open an
+/// object in the store `other`: the same store (scheme and bucket/host), or one the caller
+/// listed in the environment variable `LAKEVEC_ALLOWED_STORES` (comma-separated URLs, e.g.
+/// `s3://other-bucket,gs://b`). So crafted metadata cannot send the caller's credentials
+/// and requests to another bucket or host.
+pub fn store_allowed(home: &Url, other: &Url) -> bool {
+    if home == other {
+        return true;
+    }
+    std::env::var("LAKEVEC_ALLOWED_STORES")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| parse_uri(s).ok())
+        .any(|a| &a.store_url == other)
+}
+
 /// A parsed table location: the store it lives in and the path inside it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Location {

@@ -181,7 +181,7 @@ impl LakeTable {
                 (Source::Parquet(Arc::new(t)), n)
             }
             Format::Delta => {
-                let d = DeltaSource::open(&location, store.clone(), &pin).await?;
+                let d = DeltaSource::open(&location, store.clone(), &options, &pin).await?;
                 let n = match d.num_rows_from_log()? {
                     Some(n) => n,
                     None => count_rows(d.provider.clone(), &location, store.clone()).await?,
@@ -247,7 +247,7 @@ impl LakeTable {
             .get_or_try_init(|| async {
                 let v = match &self.source {
                     Source::Parquet(p) => p.entries(),
-                    Source::Delta(d) => d.entries(&self.location, &self.store).await?,
+                    Source::Delta(d) => d.entries(&self.location, &self.store, &self.options).await?,
                     Source::Iceberg(i) => i.entries.clone(),
                 };
                 Ok::<_, LakeError>(Arc::new(v))

@@ -91,6 +91,7 @@ where
                             if crate::runtime::fork_pending() || finalizing() {
                                 continue;
                             }
+                            let _in_python = crate::runtime::in_python();
                             Python::attach(|py| {
                                 py.check_signals()?;
                                 tick(py)
@@ -101,6 +102,8 @@ where
             })
         }));
         if finalizing() {
+            drop(rt);
+            drop(_in_flight);
             park_forever();
         }
         r

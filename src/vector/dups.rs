@@ -23,25 +23,31 @@ pub struct Dups {
 
 impl Dups {
     /// Group the `n = vectors.len() / dim` rows of `vectors` by their bits; `None` when all
-    /// rows are distinct. Keeps one hash entry per distinct vector while grouping.
+    /// rows are distinct. Keeps a 64-bit hash and a row id per distinct vector while grouping
+    /// (rows are compared bit for bit when their hashes meet).
     pub fn find(vectors: &[f32], dim: usize) -> Option<Dups> {
+        use std::hash::{Hash, Hasher};
         if dim == 0 {
             return None;
         }
-        let rows = vectors.chunks_exact(dim);
-        let mut first: HashMap<Vec<u32>, u32> = HashMap::with_capacity(rows.len());
+        let row = |i: u32| &vectors[i as usize * dim..(i as usize + 1) * dim];
+        let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+        let n = vectors.len() / dim;
+        // hash -> the distinct rows with that hash (almost always one)
+        let mut seen: HashMap<u64, Vec<u32>> = HashMap::with_capacity(n);
         let mut members: HashMap<u32, Vec<u32>> = HashMap::new();
         let mut count = 0;
-        for (i, r) in rows.enumerate() {
-            let key: Vec<u32> = r.iter().map(|x| x.to_bits()).collect();
-            match first.get(&key) {
+        for i in 0..n as u32 {
+            let r = row(i);
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            r.iter().for_each(|x| x.to_bits().hash(&mut h));
+            let reps = seen.entry(h.finish()).or_default();
+            match reps.iter().find(|&&rep| same(row(rep), r)) {
                 Some(&rep) => {
-                    members.entry(rep).or_default().push(i as u32);
+                    members.entry(rep).or_default().push(i);
                     count += 1;
                 }
-                None => {
-                    first.insert(key, i as u32);
-                }
+                None => reps.push(i),
             }
         }
         (count > 0).then_some(Dups { members, count })
