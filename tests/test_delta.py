@@ -90,7 +90,11 @@ def test_reads_right_or_refuses_clearly(path: Path):
         assert _rows(got) == _rows(ref)
 
 
-V2_CHECKPOINT = {"delta/checkpoint-v2-table": 44, "delta-golden/v2-checkpoint-json": 10, "delta-golden/v2-checkpoint-parquet": 10}
+V2_CHECKPOINT = {
+    "delta/checkpoint-v2-table": 44,
+    "delta-golden/v2-checkpoint-json": 10,
+    "delta-golden/v2-checkpoint-parquet": 10,
+}
 
 
 @pytest.mark.parametrize("rel", sorted(V2_CHECKPOINT))
