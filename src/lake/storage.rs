@@ -128,18 +128,27 @@ pub fn register_secret(value: &str) {
 }
 
 /// `msg` with each occurrence of `secret` replaced by `***`; a secret under 4 characters only
-/// where it stands alone (not inside a longer word or number), so that it cannot hide text.
+/// where it stands as a value: a whole word, a quoted string (`'x'`, `"x"`) or after `=` /
+/// `:`, so that it cannot hide the text around it (`'s` in "index's", `k` in "k=None").
 fn replace_secret(msg: &str, secret: &str) -> String {
     if secret.len() >= 4 {
         return msg.replace(secret, "***");
     }
-    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric());
+    let quote = |c: char| c == '\'' || c == '"';
+    let opens = |c: Option<char>| c.is_none_or(|c| c.is_whitespace() || quote(c) || "=:([".contains(c));
+    let closes = |c: Option<char>| c.is_none_or(|c| c.is_whitespace() || quote(c) || ",.;)]&".contains(c));
     let mut out = String::with_capacity(msg.len());
     let mut rest = msg;
     while let Some(i) = rest.find(secret) {
         let (before, after) = (rest[..i].chars().next_back(), rest[i + secret.len()..].chars().next());
+        let quoted_alike = match (before.filter(|&c| quote(c)), after.filter(|&c| quote(c))) {
+            (Some(a), Some(b)) => a == b,
+            (None, None) => true,
+            _ => false,
+        };
+        let value = opens(before) && closes(after) && quoted_alike;
         out.push_str(&rest[..i]);
-        out.push_str(if word(before) || word(after) { secret } else { "***" });
+        out.push_str(if value { "***" } else { secret });
         rest = &rest[i + secret.len()..];
     }
     out.push_str(rest);
@@ -521,6 +530,7 @@ mod tests {
         let r = redact(msg);
         assert!(!r.contains("Ab%2Bc%2Fd%3D") && !r.contains("Ab+c/d="), "{r}");
         assert_eq!(redact("key q7, 'q7' but q77 and aq7 stay"), "key ***, '***' but q77 and aq7 stay");
+        assert_eq!(redact("secret=q7&x, q7's, q7=1"), "secret=***&x, q7's, q7=1");
     }
 
     #[test]
