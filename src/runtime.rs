@@ -87,26 +87,6 @@ impl Drop for InFlight {
     }
 }
 
-/// Calls in flight that are taking or holding the GIL (a signal check, a progress tick, or
-/// Python code run from there): a fork from the thread that holds the GIL cannot wait for
-/// them, so they do not count as running work (see [`prepare_fork`]).
-static IN_PYTHON: AtomicUsize = AtomicUsize::new(0);
-
-/// Marks a call in flight as taking or holding the GIL for its lifetime.
-pub struct InPython(());
-
-impl Drop for InPython {
-    fn drop(&mut self) {
-        IN_PYTHON.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// Mark a call in flight as about to take the GIL (drop the guard once it released it).
-pub fn in_python() -> InPython {
-    IN_PYTHON.fetch_add(1, Ordering::SeqCst);
-    InPython(())
-}
-
 /// Mark the start of a call that uses the runtime.
 pub fn enter() -> InFlight {
     IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
@@ -146,10 +126,9 @@ fn runtime_parked(rt: &tokio::runtime::Runtime) -> Option<Vec<u64>> {
 extern "C" fn prepare_fork() {
     FORK_PENDING.store(true, Ordering::SeqCst);
     let deadline = std::time::Instant::now() + FORK_WAIT;
-    // Calls taking or holding the GIL cannot finish while this thread holds it: wait for the
-    // others only.
-    let running = || IN_FLIGHT.load(Ordering::SeqCst).saturating_sub(IN_PYTHON.load(Ordering::SeqCst));
-    while running() > 0 && std::time::Instant::now() < deadline {
+    // (A call whose signal check is waiting for the GIL this thread holds cannot finish: the
+    // fork then waits out FORK_WAIT, by which time the call's work has gone quiet.)
+    while IN_FLIGHT.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(1));
     }
     let Ok(mut guard) = RUNTIME.try_lock() else { return };
@@ -185,7 +164,6 @@ extern "C" fn after_fork_child() {
     FORK_PENDING.store(false, Ordering::SeqCst);
     // No call of the parent's runs in the child (only the forking thread exists).
     IN_FLIGHT.store(0, Ordering::SeqCst);
-    IN_PYTHON.store(0, Ordering::SeqCst);
 }
 
 fn register_fork_handler() {

@@ -234,6 +234,46 @@ pub fn interleave_keys(arrays: &[&dyn arrow::array::Array], ix: &[(usize, usize)
     Ok(arrow::compute::interleave(&refs, ix)?)
 }
 
+/// Whether an IPC schema field is a key type arrow-ipc maps without panicking (its schema
+/// conversion panics, rather than errs, on e.g. an Int of bit width 0): flat types only.
+fn key_type_ok(f: &arrow::ipc::Field<'_>) -> std::result::Result<(), String> {
+    use arrow::ipc::{DateUnit, Precision, TimeUnit, Type};
+    if f.dictionary().is_some() || f.children().is_some_and(|c| !c.is_empty()) {
+        return Err("a nested or dictionary key column".into());
+    }
+    let ok = match f.type_type() {
+        Type::Int => f.type_as_int().is_some_and(|t| matches!(t.bitWidth(), 8 | 16 | 32 | 64)),
+        Type::FloatingPoint => f
+            .type_as_floating_point()
+            .is_some_and(|t| matches!(t.precision(), Precision::HALF | Precision::SINGLE | Precision::DOUBLE)),
+        Type::Utf8 | Type::LargeUtf8 | Type::Binary | Type::LargeBinary | Type::Bool => true,
+        Type::Utf8View | Type::BinaryView => true,
+        Type::Time => f.type_as_time().is_some_and(|t| {
+            matches!((t.unit(), t.bitWidth()), (TimeUnit::SECOND | TimeUnit::MILLISECOND, 32))
+                || matches!((t.unit(), t.bitWidth()), (TimeUnit::MICROSECOND | TimeUnit::NANOSECOND, 64))
+        }),
+        Type::Duration => f.type_as_duration().is_some_and(|t| {
+            matches!(t.unit(), TimeUnit::SECOND | TimeUnit::MILLISECOND | TimeUnit::MICROSECOND | TimeUnit::NANOSECOND)
+        }),
+        Type::Date => f.type_as_date().is_some_and(|t| matches!(t.unit(), DateUnit::DAY | DateUnit::MILLISECOND)),
+        Type::Timestamp => f.type_as_timestamp().is_some_and(|t| {
+            matches!(t.unit(), TimeUnit::SECOND | TimeUnit::MILLISECOND | TimeUnit::MICROSECOND | TimeUnit::NANOSECOND)
+        }),
+        Type::Decimal => f.type_as_decimal().is_some_and(|t| {
+            matches!(t.bitWidth(), 128 | 256)
+                && (1..=76).contains(&t.precision())
+                && (0..=t.precision()).contains(&t.scale())
+        }),
+        Type::FixedSizeBinary => f.type_as_fixed_size_binary().is_some_and(|t| t.byteWidth() > 0),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("key type {:?} is not one lakevec writes", f.type_type()))
+    }
+}
+
 /// The key column from a KEYS section: an uncompressed Arrow IPC stream of one batch of `n`
 /// rows. Every message is checked before arrow decodes it (lengths within the bytes, no
 /// compression: a compressed buffer's 8-byte length prefix would size an allocation).
@@ -259,6 +299,13 @@ fn read_keys(bytes: &[u8], n: usize) -> std::result::Result<ArrayRef, String> {
             .checked_add(body)
             .filter(|&e| e <= bytes.len())
             .ok_or("body longer than the section")?;
+        if msg.header_type() == MessageHeader::Schema {
+            let fields = msg.header_as_schema().and_then(|s| s.fields()).ok_or("a schema without fields")?;
+            if fields.len() != 1 {
+                return Err(format!("{} key columns in the schema, expected 1", fields.len()));
+            }
+            key_type_ok(&fields.get(0))?;
+        }
         let batch = match msg.header_type() {
             MessageHeader::RecordBatch => msg.header_as_record_batch(),
             MessageHeader::DictionaryBatch => msg.header_as_dictionary_batch().and_then(|d| d.data()),
@@ -461,6 +508,13 @@ mod tests {
         let mut bad = buf.clone();
         bad[at..at + 16].copy_from_slice(&[(-112i64).to_le_bytes(), 5i64.to_le_bytes()].concat());
         assert!(read_keys(&bad, 3).is_err());
+        // An Int of bit width 0 in the schema (the fuzz target's second find: arrow-ipc's schema
+        // conversion panics on it): refused as a key type lakevec does not write.
+        let meta_len = u32::from_le_bytes(buf[4..8].try_into().unwrap()) as usize;
+        let w = buf[8..8 + meta_len].windows(4).position(|w| w == 64i32.to_le_bytes()).expect("bitWidth 64") + 8;
+        let mut zero = buf.clone();
+        zero[w..w + 4].copy_from_slice(&0i32.to_le_bytes());
+        assert!(read_keys(&zero, 3).unwrap_err().contains("key type"));
         // A metadata length of 2^31 in the first message: refused before anything is sized by it.
         let mut huge = buf.clone();
         huge[4..8].copy_from_slice(&(1u32 << 31).to_le_bytes());

@@ -91,7 +91,6 @@ where
                             if crate::runtime::fork_pending() || finalizing() {
                                 continue;
                             }
-                            let _in_python = crate::runtime::in_python();
                             Python::attach(|py| {
                                 py.check_signals()?;
                                 tick(py)
