@@ -182,3 +182,25 @@ def moto_s3():
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture
+def tally(request):
+    """Fault tests: records the test's outcome counts into LAKEVEC_FAULT_TALLY when set."""
+    from _faultkit import Tally
+
+    t = Tally(request.node.nodeid)
+    yield t
+    t.flush()
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """Fault tests: a moto S3 server behind the fault proxy, for one test module (test_s3.py
+    has its own)."""
+    pytest.importorskip("moto")
+    from _faultkit import FaultyS3
+
+    server = FaultyS3()
+    yield server
+    server.close()

@@ -17,7 +17,6 @@ from _faultkit import (
     STAGES,
     FaultyS3,
     K,
-    Tally,
     Writer,
     batch,
     build,
@@ -31,21 +30,6 @@ from _faultkit import (
 import lakevec
 
 HOLD = "delay:3"  # long enough to see the request and kill its writer; it is forwarded after
-
-
-@pytest.fixture
-def tally(request):
-    t = Tally(request.node.nodeid)
-    yield t
-    t.flush()
-
-
-@pytest.fixture(scope="module")
-def s3():
-    pytest.importorskip("moto")
-    server = FaultyS3()
-    yield server
-    server.close()
 
 
 def _hold_rules(step: str, version: int) -> list[dict]:

@@ -12,7 +12,6 @@ from _faultkit import (
     STAGES,
     FaultyS3,
     K,
-    Tally,
     attempt,
     brute,
     build,
@@ -81,21 +80,6 @@ CASES = [
     for target in kinds
     for fault in FAULTS[method] + EXTRA.get((method, target), ())
 ]
-
-
-@pytest.fixture
-def tally(request):
-    t = Tally(request.node.nodeid)
-    yield t
-    t.flush()
-
-
-@pytest.fixture(scope="module")
-def s3():
-    pytest.importorskip("moto")
-    server = FaultyS3()
-    yield server
-    server.close()
 
 
 class World:

@@ -303,13 +303,13 @@ pub async fn newest_valid(store: &Arc<dyn ObjectStore>, root: &Path) -> Result<O
 
 /// Read and verify manifest `version`.
 pub async fn read(store: &Arc<dyn ObjectStore>, root: &Path, version: u64) -> Result<Manifest> {
-    let path = manifest_path(root, version);
-    let bytes = store.get(&path).await?.bytes().await?;
-    let m = decode(&bytes, path.as_ref())?;
-    if m.version != version {
-        return Err(LakeError::CorruptIndex(format!("index manifest '{path}' says it is version {}", m.version)));
+    match probe(store, root, version).await? {
+        Probe::Valid(m) => Ok(*m),
+        Probe::Damaged(msg) => Err(LakeError::CorruptIndex(msg)),
+        Probe::Missing => {
+            Err(LakeError::NotFound(format!("index manifest '{}' does not exist", manifest_path(root, version))))
+        }
     }
-    Ok(m)
 }
 
 /// Write an immutable index file (unique name; a retried write is harmless, so any failure

@@ -59,20 +59,35 @@ pub fn knn_arrays(
     }
     let q = queries.array().clone();
     let b = base.map(|b| b.array().clone());
-    let row = |i: usize| format!("row {i}");
     cpu(py, num_threads, move |c| {
-        let (bv, dim) = match &b {
-            Some(b) => prepared_rows(b, &base_name, None, metric, &row)?,
-            None => prepared_rows(&q, &query_name, None, metric, &row)?,
-        };
-        let (qv, _) = match &b {
-            Some(_) => prepared_rows(&q, &query_name, Some(dim), metric, &row)?,
-            None => (bv.clone(), dim),
-        };
+        let (qv, bv, dim) = prepared_pair(&q, b.as_ref(), &query_name, &base_name, metric)?;
         if dim == 0 {
             return Ok((Vec::new(), Vec::new()));
         }
         crate::vector::knn::knn(&qv, &bv, dim, metric, k, b.is_none(), &c)
+    })
+}
+
+/// Query and base rows prepared for `metric` with the base's dimension: `(queries, base,
+/// dim)`; without a base, the queries are compared with each other.
+fn prepared_pair(
+    q: &arrow::array::ArrayRef,
+    b: Option<&arrow::array::ArrayRef>,
+    query_name: &str,
+    base_name: &str,
+    metric: Metric,
+) -> crate::error::Result<(Vec<f32>, Vec<f32>, usize)> {
+    let row = |i: usize| format!("row {i}");
+    Ok(match b {
+        Some(b) => {
+            let (bv, dim) = prepared_rows(b, base_name, None, metric, &row)?;
+            let (qv, _) = prepared_rows(q, query_name, Some(dim), metric, &row)?;
+            (qv, bv, dim)
+        }
+        None => {
+            let (bv, dim) = prepared_rows(q, query_name, None, metric, &row)?;
+            (bv.clone(), bv, dim)
+        }
     })
 }
 
@@ -98,16 +113,8 @@ pub fn within_arrays(
     }
     let q = queries.array().clone();
     let b = base.map(|b| b.array().clone());
-    let row = |i: usize| format!("row {i}");
     cpu(py, num_threads, move |c| {
-        let (bv, dim) = match &b {
-            Some(b) => prepared_rows(b, &base_name, None, metric, &row)?,
-            None => prepared_rows(&q, &query_name, None, metric, &row)?,
-        };
-        let (qv, _) = match &b {
-            Some(_) => prepared_rows(&q, &query_name, Some(dim), metric, &row)?,
-            None => (bv.clone(), dim),
-        };
+        let (qv, bv, dim) = prepared_pair(&q, b.as_ref(), &query_name, &base_name, metric)?;
         if dim == 0 {
             return Ok((Vec::new(), Vec::new(), Vec::new()));
         }
