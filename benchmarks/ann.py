@@ -12,7 +12,10 @@ Two sets from ../shared/data/ann: MiniLM sentence embeddings (12,052 x 384, cosi
   no table access);
 * lakevec's sidecar size vs the raw vector bytes (rows * dim * 4) and exact=True recall;
 * "lakevec QPS at recall>=0.95 / hnswlib QPS at recall>=0.95", each at the lowest ef of the
-  sweep reaching recall@10 >= 0.95, 1-thread QPS.
+  sweep reaching recall@10 >= 0.95, 1-thread QPS;
+* single-query latency at that ef: ``idx.search(one_vector)`` (stale="ignore"; and the
+  default stale="exact" on an index opened with consistency_interval=60 and 0) against
+  hnswlib's ``knn_query`` of one vector, and the same query's share of a batch call.
 
 hnswlib and faiss are optional (pip install hnswlib faiss-cpu); a missing one is skipped with
 a note.
@@ -131,6 +134,42 @@ class Faiss:
 FAISS_THREADS = faiss.omp_get_max_threads() if faiss else 1
 
 
+def single_us(call, Q) -> float:
+    """Median microseconds of ``call(q)`` over the queries, one vector per call (after 50
+    warm-up calls)."""
+    for v in Q[:50]:
+        call(v)
+    times = []
+    for v in Q:
+        t0 = time.perf_counter()
+        call(v)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1e6)
+
+
+def single_calls(lib, ef: int, uri: str, Q) -> dict:
+    """{call name: (ef, median us)} of one-vector calls to ``lib`` at ``ef``."""
+    if isinstance(lib, Lakevec):
+        reopened = lakevec.open_index(lakevec.Table.open(uri), consistency_interval=60)
+        strict = lakevec.open_index(lakevec.Table.open(uri))
+        return {
+            "lakevec": (ef, single_us(lambda v: lib.idx.search(v, k=K, ef=ef, stale="ignore", num_threads=1), Q)),
+            "lakevec (stale='exact', consistency_interval=60)": (
+                ef,
+                single_us(lambda v: reopened.search(v, k=K, ef=ef, num_threads=1), Q),
+            ),
+            "lakevec (stale='exact', consistency_interval=0)": (
+                ef,
+                single_us(lambda v: strict.search(v, k=K, ef=ef, num_threads=1), Q),
+            ),
+        }
+    if isinstance(lib, Hnswlib):
+        lib.p.set_ef(ef)
+        lib.p.set_num_threads(1)
+        return {"hnswlib": (ef, single_us(lambda v: lib.p.knn_query(v, k=K), Q))}
+    return {}
+
+
 def run_set(data: Path, name: str, metric: str, repeat: int) -> None:
     base, X, ids, Q, gt10 = load(data, name)
     print(
@@ -138,7 +177,7 @@ def run_set(data: Path, name: str, metric: str, repeat: int) -> None:
         f"M={M}, ef_construction={EFC}, {os.cpu_count()} cores, load avg {os.getloadavg()[0]:.2f}\n"
     )
     libs = [Lakevec] + ([Hnswlib] if hnswlib else []) + ([Faiss] if faiss else [])
-    rows, one_thread = [], {}
+    rows, one_thread, single, batch_share = [], {}, {}, {}
     with tempfile.TemporaryDirectory(prefix=f"ann_{name}_") as tmp:
         from deltalake import write_deltalake
 
@@ -169,6 +208,10 @@ def run_set(data: Path, name: str, metric: str, repeat: int) -> None:
                 _, sn = best_of(repeat, lambda lib=lib, ef=ef: lib.search(Q, ef, None))
                 rows.append((cls.name, ef, r, len(Q) / s1, len(Q) / sn))
                 one_thread.setdefault(cls.name, []).append((ef, r, len(Q) / s1))
+            ef95 = next((ef for ef, r, _ in one_thread.get(cls.name, []) if r >= 0.95), EFS[-1])
+            single.update(single_calls(lib, ef95, uri, Q))
+            if cls is Lakevec:
+                batch_share[cls.name] = 1e6 / dict((e, q) for e, _, q in one_thread[cls.name])[ef95]
             del lib
     print(f"(1-min load average after the runs: {os.getloadavg()[0]:.2f}; other processes skew QPS)")
     print("\n| library | ef | recall@10 | QPS 1 thread | QPS batch |")
@@ -179,6 +222,19 @@ def run_set(data: Path, name: str, metric: str, repeat: int) -> None:
 
     def at95(lib):
         return next(((ef, q) for ef, r, q in one_thread.get(lib, []) if r >= 0.95), None)
+
+    print("\nSingle-query latency (one vector per call, 1 thread, median of 1,000 calls, at each library's ef")
+    print("reaching recall@10 >= 0.95):\n")
+    print("| call | ef | median us | vs hnswlib |")
+    print("|---|---:|---:|---:|")
+    h = single.get("hnswlib", (None, None))[1]
+    for lib, (ef, us) in single.items():
+        print(f"| {lib} | {ef} | {us:.0f} | {us / h:.2f}x |" if h else f"| {lib} | {ef} | {us:.0f} | - |")
+    if "lakevec" in batch_share:
+        print(
+            f"| lakevec: the same query's share of a 1-thread batch call | {single['lakevec'][0]} | "
+            f"{batch_share['lakevec']:.0f} | single - share = {single['lakevec'][1] - batch_share['lakevec']:.0f} us |"
+        )
 
     a, b = at95("lakevec"), at95("hnswlib")
     if a and b:

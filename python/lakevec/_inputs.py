@@ -110,3 +110,42 @@ def queries(queries: Any, dim: int) -> pa.Array:
         raise VectorError("queries have dimension 0")
     a = np.ascontiguousarray(a)
     return pa.FixedSizeListArray.from_arrays(pa.array(a.reshape(-1)), a.shape[1])
+
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+
+
+def byte_size(value: int | str | None, what: str = "memory_limit") -> int | None:
+    """``4_000_000_000``, ``"4GB"`` (powers of 10) or ``"4GiB"`` (powers of 2) as bytes; None
+    stays None.
+
+    Raises:
+        InvalidArgumentError: not a non-negative size.
+    """
+    from .exceptions import InvalidArgumentError
+
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise InvalidArgumentError(f"{what} must be a size in bytes or a string like '4GB', not {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise InvalidArgumentError(f"{what} must not be negative, got {value}")
+        return value
+    import re
+
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", str(value))
+    if not m or m.group(2).lower() not in _UNITS:
+        raise InvalidArgumentError(f"{what} must be a size in bytes or a string like '4GB', not {value!r}")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])

@@ -3,6 +3,7 @@ lake rows, stored as a sidecar beside the table, following the table as it chang
 
 from __future__ import annotations
 
+import datetime
 import json
 import warnings
 from collections.abc import Mapping, Sequence
@@ -92,6 +93,17 @@ class VectorIndex:
         return self._inner.uri
 
     @property
+    def consistency_interval(self) -> float | None:
+        """Seconds a confirmed view of the table serves searches (see :func:`open_index`)."""
+        return self._inner.consistency_interval
+
+    @consistency_interval.setter
+    def consistency_interval(self, seconds: float | datetime.timedelta | None) -> None:
+        if isinstance(seconds, datetime.timedelta):
+            seconds = seconds.total_seconds()
+        self._inner.set_consistency_interval(seconds)
+
+    @property
     def version(self) -> int:
         """The index version (its manifest number; +1 per build, refresh or compact)."""
         return self._inner.version
@@ -149,9 +161,13 @@ class VectorIndex:
     def stats(self) -> dict:
         """Statistics: ``rows`` (live indexed rows), ``rows_stored``, ``tombstones``,
         ``segments``, ``data_files``, ``sidecar_bytes`` (all index files of this version),
-        ``vector_bytes``, ``params`` (index_type; m and ef_construction for HNSW;
+        ``vector_bytes``, ``params`` (index_type; m, ef_construction and builder for HNSW;
         on_invalid), ``recall_estimate`` (recall@10 of the kind's search vs exact search at
-        ef=64 on up to 200 indexed rows, measured at build), ``last_commit`` (operation,
+        ef=64 on up to 200 indexed rows per segment, row-weighted, measured at build),
+        ``segments_loaded`` (segments in memory: an opened index reads manifests only and
+        loads a segment on its first use), ``mapped_bytes`` (bytes of local index files
+        mapped read-only by the loaded segments: the operating system pages in what searches
+        touch, and can drop them again), ``last_commit`` (operation,
         files_encoded, rows_encoded, rows_skipped, ...), ``version``, ``table_version``,
         ``metric``, ``dim``, ``column``, ``key`` and ``kernel`` (the distance kernels in
         use)."""
@@ -264,15 +280,29 @@ class VectorIndex:
         """
         return _run_with_progress(progress, "refresh", lambda cb: self._inner.refresh(num_threads, cb))
 
-    def compact(self, *, num_threads: int | None = None, progress: Any = False) -> bool:
-        """Merge all segments into one and drop deleted rows, rebuilding the graph from the
-        index's own vectors (nothing is read from the lake). Returns whether a new version
-        was committed.
+    def compact(
+        self,
+        *,
+        num_threads: int | None = None,
+        progress: Any = False,
+        memory_limit: int | str | None = None,
+        max_segment_rows: int | None = None,
+    ) -> bool:
+        """Merge segments and drop deleted rows, rebuilding the graphs from the index's own
+        vectors (nothing is read from the lake). Consecutive segments whose live rows fit the
+        memory budget together become one (all of them when they fit: the default budget is
+        half the available memory; see :func:`build_index` for ``memory_limit`` and
+        ``max_segment_rows``); each merged segment is built, written and dropped before the
+        next. Returns whether a new version was committed.
 
         Raises:
             CommitConflictError: another writer committed the same index version first.
+            InvalidArgumentError: a bad ``memory_limit`` or ``max_segment_rows``.
         """
-        return _run_with_progress(progress, "compact", lambda cb: self._inner.compact(num_threads, cb))
+        limit = _inputs.byte_size(memory_limit)
+        return _run_with_progress(
+            progress, "compact", lambda cb: self._inner.compact(num_threads, cb, limit, max_segment_rows)
+        )
 
     def coverage(self) -> pa.Table:
         """One row per live data file of the table's latest version: ``path``, ``status``
@@ -288,8 +318,40 @@ class VectorIndex:
         v, t = self._inner.coverage()
         return t.replace_schema_metadata({"table_version": "" if v is None else str(v)})
 
+    def vacuum(
+        self, retain: datetime.timedelta | float = datetime.timedelta(days=7), dry_run: bool = False
+    ) -> pa.Table:
+        """Delete the index files no reader within ``retain`` needs, like Delta Lake's VACUUM.
+
+        Kept: the newest version, every version committed less than ``retain`` ago (a
+        ``timedelta`` or seconds) and the segment and tombstone files they list, and any file
+        written less than ``retain`` ago (a build in progress writes its files before its
+        manifest). Deleted: older manifests, and segment/tombstone files no kept manifest
+        lists, including those of builds and refreshes that failed or were killed before they
+        committed (local or Ray). Files that are not lakevec's are never touched.
+
+        A reader holding an older version keeps the segments it already loaded (a mapped local
+        file stays readable after deletion); a segment it had not loaded yet raises
+        :class:`~lakevec.exceptions.CorruptIndexError` naming the missing file. With
+        ``retain=0`` a build running at the same time can lose its files: keep ``retain``
+        above the longest build.
+
+        Returns:
+            ``pyarrow.Table`` with one row per file: ``path`` (relative to the index folder),
+            ``kind`` (``"manifest"``, ``"segment"``, ``"tombstone"``), ``bytes`` (int64),
+            ``deleted`` (False throughout with ``dry_run=True``).
+
+        Raises:
+            InvalidArgumentError: a negative ``retain``. StorageError: a listing or delete failed
+            (files deleted before it stay deleted; run it again).
+        """
+        if isinstance(retain, datetime.timedelta):
+            retain = retain.total_seconds()
+        return self._inner.vacuum(float(retain), bool(dry_run))
+
     def reload(self) -> VectorIndex:
-        """Load the newest committed version (after a refresh by another process)."""
+        """Load the newest committed version (after a refresh by another process); the next
+        search also checks the table for a new version, whatever ``consistency_interval``."""
         self._inner.reload()
         return self
 
@@ -304,7 +366,7 @@ class VectorIndex:
         return (reopen_index, (self.uri, dict(self._inner.public_storage_options()), self.version))
 
 
-_INDEXES = ProcessCache(limit=4)  # an index holds its vectors and graphs in memory
+_INDEXES = ProcessCache(limit=4)  # a loaded index holds its segments (mapped or in memory)
 
 
 def reopen_index(uri: str, storage_options: dict, version: int) -> VectorIndex:
@@ -328,11 +390,14 @@ def build_index(
     progress: Any = True,
     on_invalid: str = "error",
     storage_options: Mapping[str, str] | None = None,
+    builder: str = "native",
+    memory_limit: int | str | None = None,
+    max_segment_rows: int | None = None,
 ) -> VectorIndex:
     """Build a vector index over ``table[column]`` and store it beside the table.
 
     The vectors are read from the lake with their row addresses; the index kind's structure
-    (HNSW: a graph built with hnsw_rs, Malkov & Yashunin 2018) is built in parallel on
+    (HNSW: a graph, Malkov & Yashunin 2018) is built in parallel on
     lakevec's thread pool with the GIL released (Ctrl-C cancels), and committed as the next
     version at the index location.
 
@@ -361,20 +426,35 @@ def build_index(
         on_invalid: ``"error"`` raises on a null, wrong-length, NaN/inf (or, for cosine,
             all-zero) vector naming its file and row; ``"skip"`` leaves such rows out.
         storage_options: for a table URI.
+        builder: who builds an HNSW graph: ``"native"`` (lakevec's parallel builder) or
+            ``"hnsw_rs"`` (the hnsw_rs crate, the reference it is tested against). The stored
+            graph has the same form; refreshes of the index use the same builder.
+        memory_limit: the build's memory budget: bytes, or a string such as ``"4GB"`` or
+            ``"512MiB"`` (at least 16 MiB). Default: half the memory available when the call
+            starts. The table's data files are cut into segments that fit it (a segment holds
+            whole files; a single file larger than the budget still makes one segment): each
+            segment is read, built, written and dropped before the next, so the peak stays
+            near the budget plus the read batches in flight, whatever the table's size.
+            Searches merge the segments exactly (see :meth:`VectorIndex.compact`).
+        max_segment_rows: at most this many rows per segment (default: no limit besides the
+            budget).
 
     Raises:
         SchemaError: ``column`` or ``key`` not in the table.
         VectorError: not a vector column, an invalid vector, or no vectors at all.
-        InvalidArgumentError: bad ``metric``, ``index_type``, ``m``, ``ef_construction`` or
-            ``on_invalid``.
+        InvalidArgumentError: bad ``metric``, ``index_type``, ``m``, ``ef_construction``,
+            ``on_invalid``, ``builder``, ``memory_limit`` or ``max_segment_rows``.
     """
     if not isinstance(table, Table):
         table = Table.open(str(table), storage_options)
-    spec = build_spec(column, metric, name, index_uri, key, index_type, m, ef_construction, on_invalid)
+    spec = build_spec(column, metric, name, index_uri, key, index_type, m, ef_construction, on_invalid, builder)
+    limit = _inputs.byte_size(memory_limit)
     idx = _run_with_progress(
         progress,
         "build_index",
-        lambda cb: VectorIndex(_lakevec.VectorIndex.build(table._inner, spec, num_threads, cb), storage_options),
+        lambda cb: VectorIndex(
+            _lakevec.VectorIndex.build(table._inner, spec, num_threads, cb, limit, max_segment_rows), storage_options
+        ),
     )
     _warn_low_recall(idx)
     return idx
@@ -411,12 +491,13 @@ def build_spec(
     m: int = 16,
     ef_construction: int = 200,
     on_invalid: str = "error",
+    builder: str = "native",
 ) -> _lakevec.BuildSpec:
     """The named build parameters (:func:`build_index`'s arguments) as the native
     ``BuildSpec``, validated (``InvalidArgumentError``); what distributed builds send to
     their tasks."""
     return _lakevec.BuildSpec(
-        column, metric, name, index_uri, key, index_type, int(m), int(ef_construction), on_invalid
+        column, metric, name, index_uri, key, index_type, int(m), int(ef_construction), on_invalid, builder
     )
 
 
@@ -425,24 +506,45 @@ def open_index(
     name: str = "default",
     storage_options: Mapping[str, str] | None = None,
     version: int | None = None,
+    consistency_interval: float | datetime.timedelta | None = 0.0,
 ) -> VectorIndex:
     """Open an index: by its folder URI, or by its table (a :class:`Table`, whose default
     index location for ``name`` is used, see :func:`build_index`).
+
+    Opening reads the index's manifests only (milliseconds, whatever the index's size); each
+    segment is loaded on its first use: on a local disk its file is mapped read-only (the
+    operating system pages in what searches touch), from an object store it is downloaded.
+    Size and checksum are verified before first use, so a damaged segment file is reported
+    (``CorruptIndexError``) by the first search, refresh or coverage call that needs it.
 
     ``storage_options`` serve both the index folder and the table (credentials stay in this
     process; a pickled index carries none). ``version``: an index version to open (default:
     the newest); a pickled index reopens the version it was pickled at.
 
+    ``consistency_interval`` (seconds or a ``timedelta``), as LanceDB's
+    ``read_consistency_interval``: how old a view of the *table* a search with
+    ``stale="exact"`` or ``"error"`` may use before it checks the table for a new version (one
+    LIST or log read). ``0`` (default): every search checks, so rows appended a moment ago are
+    found (exactly, until :meth:`VectorIndex.refresh`). ``60``: searches within a minute of
+    the last check do no I/O at all, and an append becomes visible to them at most a minute
+    later, or at once after :meth:`VectorIndex.reload`. ``None``: only ``reload()`` checks.
+
     Raises:
         TableNotFoundError: no index there (or no such version).
-        CorruptIndexError: a manifest or index file fails verification.
+        CorruptIndexError: a manifest fails verification.
+        InvalidArgumentError: a negative ``consistency_interval``.
     """
     opts = {str(k): str(v) for k, v in (storage_options or {}).items()}
+    if isinstance(consistency_interval, datetime.timedelta):
+        consistency_interval = consistency_interval.total_seconds()
     if isinstance(index_uri_or_table, Table):
         if not opts and version is None:
             inner = _lakevec.VectorIndex.open_for_table(index_uri_or_table._inner, name)
+            inner.set_consistency_interval(consistency_interval)
             return VectorIndex(inner, index_uri_or_table._inner.public_storage_options())
         uri = _lakevec.VectorIndex.default_uri(index_uri_or_table._inner, name)
     else:
         uri = str(index_uri_or_table)
-    return VectorIndex(_lakevec.VectorIndex.open(uri, opts, version), opts)
+    inner = _lakevec.VectorIndex.open(uri, opts, version)
+    inner.set_consistency_interval(consistency_interval)
+    return VectorIndex(inner, opts)

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::error::{LakeError, Result};
+use crate::index::budget::Budget;
 use crate::index::handle::VectorIndex;
 use crate::index::ingest::{check_vector_columns, read_segment, ReadSpec};
 use crate::index::kind::IndexKind;
@@ -104,6 +105,7 @@ impl BuildSpec {
             dim,
             filter: None,
             concurrency: resolve_threads(threads)? * 2,
+            expected_rows: 0,
         })
     }
 }
@@ -139,21 +141,25 @@ pub(crate) async fn build_structure(
 }
 
 /// recall@10 of the kind's approximate search (ef = [`DEFAULT_EF`]) against exact search,
-/// for up to [`RECALL_SAMPLE`] evenly spaced indexed rows used as queries.
+/// for up to [`RECALL_SAMPLE`] evenly spaced indexed rows used as queries, in parallel on the
+/// current rayon pool.
 fn recall_estimate(seg: &Segment, metric: Metric) -> f64 {
+    use rayon::prelude::*;
     let n = seg.len();
     if n == 0 {
         return 1.0;
     }
     let step = (n / RECALL_SAMPLE).max(1);
-    let (mut hit, mut total) = (0usize, 0usize);
-    for i in (0..n).step_by(step).take(RECALL_SAMPLE) {
-        let q = seg.vector(i);
-        let truth: Vec<u32> = exact(&seg.vectors, seg.dim, metric, q, 10, None).iter().map(|h| h.1).collect();
-        let got = seg.index.approximate(&seg.vectors, seg.dim, metric, q, 10, DEFAULT_EF, None);
-        hit += got.iter().filter(|h| truth.contains(&h.1)).count();
-        total += truth.len();
-    }
+    let sample: Vec<usize> = (0..n).step_by(step).take(RECALL_SAMPLE).collect();
+    let (hit, total) = sample
+        .par_iter()
+        .map(|&i| {
+            let q = seg.vector(i);
+            let truth: Vec<u32> = exact(&seg.vectors, seg.dim, metric, q, 10, None).iter().map(|h| h.1).collect();
+            let got = seg.index.approximate(&seg.vectors, seg.dim, metric, q, 10, DEFAULT_EF, None);
+            (got.iter().filter(|h| truth.contains(&h.1)).count(), truth.len())
+        })
+        .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
     hit as f64 / total.max(1) as f64
 }
 
@@ -200,52 +206,109 @@ pub(crate) fn new_manifest(
     }
 }
 
-/// Publish `m` as the next version at `at` (put-if-absent) and return the opened index.
-pub(crate) async fn publish(at: IndexAt, mut m: Manifest, segments: Vec<Arc<LoadedSegment>>) -> Result<VectorIndex> {
+/// Publish `m` as the next version at `at` (put-if-absent) and return the opened index, with
+/// `segments` (one per manifest entry) already loaded.
+pub(crate) async fn publish(at: IndexAt, m: Manifest, segments: Vec<Arc<LoadedSegment>>) -> Result<VectorIndex> {
+    let m = commit_new(&at, m).await?;
+    Ok(VectorIndex::with_state(at, IndexState::loaded(m, segments)))
+}
+
+/// [`publish`], the segments left to load on first use.
+pub(crate) async fn publish_lazy(at: IndexAt, m: Manifest) -> Result<VectorIndex> {
+    let m = commit_new(&at, m).await?;
+    Ok(VectorIndex::with_state(at, IndexState::lazy(m)))
+}
+
+/// Commit `m` as the version after the newest at `at`.
+async fn commit_new(at: &IndexAt, mut m: Manifest) -> Result<Manifest> {
     m.version = manifest::next_version(manifest::latest_version(&at.store, at.root()).await?.unwrap_or(0))?;
     let local = at.local_file(&manifest::manifest_path(at.root(), m.version));
     manifest::commit(&at.store, at.root(), &m, local).await?;
-    Ok(VectorIndex::with_state(at, IndexState { manifest: m, segments }))
+    Ok(m)
 }
 
 impl VectorIndex {
-    /// Build an index over `table` and commit it as the next version at `at`.
+    /// Build an index over `table` and commit it as the next version at `at`, streaming: the
+    /// data files are cut into segments that fit `budget` ([`Budget::plan`]); each is read,
+    /// built, written and dropped before the next is read. A one-segment index stays loaded;
+    /// with several, the returned index maps them on first use.
+    #[allow(clippy::too_many_arguments)]
     pub async fn build(
         table: &LakeTable,
         at: IndexAt,
         spec: BuildSpec,
         threads: Option<usize>,
+        budget: Budget,
         cancel: &CancelToken,
         progress: &Arc<Progress>,
     ) -> Result<Self> {
-        let dim = check_buildable(table, &spec)?;
+        let mut dim = check_buildable(table, &spec)?;
         let entries = table.entries().await?;
         progress.total.store(table.num_rows() as usize, Ordering::Relaxed);
         let all: Vec<usize> = (0..entries.len()).collect();
-        let read = spec.read_spec(dim, threads)?;
-        let (seg, skipped) = read_segment(table, &all, &read, cancel, &progress.done).await?;
-        if seg.dim == 0 {
+        let mut groups = budget.plan(&entries, &all, dim, &spec.kind).into_iter();
+        let mut refs = Vec::new();
+        let mut kept: Option<Arc<LoadedSegment>> = None;
+        let (mut rows_encoded, mut skipped, mut recall_sum) = (0u64, 0usize, 0f64);
+        // Files read before the dimension was known that held no valid vector: they join the
+        // next segment (or one of their own at the end), so that every file is covered.
+        let mut carry: Vec<usize> = Vec::new();
+        loop {
+            let group: Vec<usize> = match groups.next() {
+                Some(g) => carry.drain(..).chain(g).collect(),
+                None if !carry.is_empty() && dim.is_some() => std::mem::take(&mut carry),
+                None => break,
+            };
+            if group.is_empty() {
+                continue;
+            }
+            progress.set_phase(Phase::Read);
+            let mut read = spec.read_spec(dim, threads)?;
+            read.concurrency = budget.read_concurrency(&entries, &group, read.concurrency);
+            read.expected_rows = group.iter().map(|&i| Budget::file_bytes(&entries[i], dim, &spec.kind).0).sum();
+            let (seg, sk) = read_segment(table, &group, &read, cancel, &progress.done).await?;
+            skipped += sk;
+            if seg.dim == 0 {
+                carry = group; // no valid vector yet, dimension unknown (rows counted as skipped)
+                continue;
+            }
+            if dim.is_none() {
+                // Learnt from the first rows: the rest of the plan is cut by it.
+                dim = Some(seg.dim);
+                let rest: Vec<usize> = groups.by_ref().flatten().collect();
+                groups = budget.plan(&entries, &rest, dim, &spec.kind).into_iter();
+            }
+            let n = seg.len();
+            let (seg, recall) = build_structure(seg, spec.metric, &spec.kind, threads, cancel, progress, true).await?;
+            progress.set_phase(Phase::Write);
+            let r = write_segment(&at, &seg, &spec.kind, &[]).await?;
+            rows_encoded += n as u64;
+            recall_sum += recall.unwrap_or(1.0) * n as f64;
+            kept = (refs.is_empty()).then(|| Arc::new(LoadedSegment::new(r.clone(), seg, &[])));
+            refs.push(r);
+        }
+        let Some(dim) = dim.filter(|_| rows_encoded > 0) else {
             return Err(LakeError::Vector(format!(
                 "table '{}' has no valid vectors in column '{}' (it is empty{}): nothing to index",
                 table.uri,
                 spec.column,
                 if skipped > 0 { format!(", or all {skipped} rows were invalid") } else { String::new() }
             )));
-        }
-        let rows_encoded = seg.len() as u64;
-        let (seg, recall) = build_structure(seg, spec.metric, &spec.kind, threads, cancel, progress, true).await?;
-        progress.set_phase(Phase::Write);
-        let r = write_segment(&at, &seg, &spec.kind, &[]).await?;
+        };
         let commit = CommitInfo {
             operation: "build".into(),
             timestamp_ms: now_ms(),
             files_encoded: entries.len() as u64,
             rows_encoded,
             rows_skipped: skipped as u64,
-            segments_added: 1,
+            segments_added: refs.len() as u64,
             segments_removed: 0,
         };
-        let m = new_manifest(table, &spec, seg.dim, vec![r.clone()], commit, recall);
-        publish(at, m, vec![Arc::new(LoadedSegment::new(r, seg, &[]))]).await
+        let recall = Some(recall_sum / rows_encoded.max(1) as f64);
+        let m = new_manifest(table, &spec, dim, refs, commit, recall);
+        match (kept, m.segments.len()) {
+            (Some(seg), 1) => publish(at, m, vec![seg]).await,
+            _ => publish_lazy(at, m).await,
+        }
     }
 }

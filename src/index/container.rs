@@ -23,29 +23,67 @@ const ENTRY_LEN: usize = 32;
 /// A section tag: 8 ASCII bytes, e.g. `b"VECTORS\0"`.
 pub type Tag = [u8; 8];
 
-/// Serialize `sections` (tag, payload) into one container.
-pub fn write(sections: &[(Tag, &[u8])]) -> Vec<u8> {
+/// Sections start at multiples of this many bytes, so that arrays are used in place from a
+/// mapped file (`f32`/`u32`/`u64` need 4 or 8; 64 is a cache line). Gaps are zero bytes.
+pub const ALIGN: u64 = 64;
+
+fn aligned(x: u64) -> u64 {
+    x.div_ceil(ALIGN) * ALIGN
+}
+
+/// The container of `sections` (tag, payload) as the pieces to write in order: the header and
+/// section table, then each payload (borrowed, not copied) after the zero padding that puts it
+/// at an offset that is a multiple of [`ALIGN`].
+pub fn pieces<'a>(sections: &[(Tag, &'a [u8])]) -> Vec<std::borrow::Cow<'a, [u8]>> {
+    use std::borrow::Cow;
     let table_len = sections.len() * ENTRY_LEN;
     let mut offset = (HEADER_LEN + table_len) as u64;
     let mut table = Vec::with_capacity(table_len);
+    let mut pads = Vec::with_capacity(sections.len());
     for (tag, data) in sections {
+        let start = aligned(offset);
+        pads.push((start - offset) as usize);
         table.extend_from_slice(tag);
-        table.extend_from_slice(&offset.to_le_bytes());
+        table.extend_from_slice(&start.to_le_bytes());
         table.extend_from_slice(&(data.len() as u64).to_le_bytes());
         table.extend_from_slice(&crc32fast::hash(data).to_le_bytes());
         table.extend_from_slice(&0u32.to_le_bytes());
-        offset += data.len() as u64;
+        offset = start + data.len() as u64;
     }
-    let mut out = Vec::with_capacity(offset as usize);
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&(sections.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&table).to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
-    out.extend_from_slice(&table);
-    for (_, data) in sections {
-        out.extend_from_slice(data);
+    let mut head = Vec::with_capacity(HEADER_LEN + table_len);
+    head.extend_from_slice(&MAGIC);
+    head.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    head.extend_from_slice(&(sections.len() as u32).to_le_bytes());
+    head.extend_from_slice(&crc32fast::hash(&table).to_le_bytes());
+    head.extend_from_slice(&0u32.to_le_bytes());
+    head.extend_from_slice(&table);
+    let mut out = vec![Cow::Owned(head)];
+    for ((_, data), pad) in sections.iter().zip(pads) {
+        if pad > 0 {
+            out.push(Cow::Owned(vec![0u8; pad]));
+        }
+        out.push(Cow::Borrowed(*data));
     }
+    out
+}
+
+/// Write `sections` as one container to `w` (see [`pieces`]). Returns the container's length
+/// and CRC-32 (what a manifest records for the file).
+pub fn write_to<W: std::io::Write>(w: &mut W, sections: &[(Tag, &[u8])]) -> std::io::Result<(u64, u32)> {
+    let mut crc = crc32fast::Hasher::new();
+    let mut len = 0u64;
+    for p in pieces(sections) {
+        crc.update(&p);
+        len += p.len() as u64;
+        w.write_all(&p)?;
+    }
+    Ok((len, crc.finalize()))
+}
+
+/// Serialize `sections` (tag, payload) into one container in memory (see [`write_to`]).
+pub fn write(sections: &[(Tag, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_to(&mut out, sections).expect("writing to a Vec cannot fail");
     out
 }
 
@@ -117,12 +155,45 @@ impl<'a> Container<'a> {
             }
             entries.push(Entry { tag, start: off as usize, end: end as usize, crc: u32_at(e, 24) });
         }
+        // Bytes outside every section (alignment padding) must be zero, so that no byte of
+        // the file escapes a check.
+        let mut spans: Vec<(usize, usize)> = entries.iter().map(|e| (e.start, e.end)).collect();
+        spans.sort_unstable();
+        let mut at = table_end;
+        for &(a, b) in spans.iter().chain(std::iter::once(&(bytes.len(), bytes.len()))) {
+            if a > at && bytes[at..a].iter().any(|&x| x != 0) {
+                return Err(bad(format!("non-zero bytes between sections at {at}..{a}")));
+            }
+            at = at.max(b);
+        }
         Ok(Container { bytes, entries, name: name.to_string() })
     }
 
     /// Whether the container has a section `tag`.
     pub fn has(&self, tag: &Tag) -> bool {
         self.entries.iter().any(|e| &e.tag == tag)
+    }
+
+    /// The byte range of section `tag` in the container, checksum verified.
+    pub fn range(&self, tag: &Tag) -> Result<std::ops::Range<usize>> {
+        let s = self.section(tag)?;
+        let start = s.as_ptr() as usize - self.bytes.as_ptr() as usize;
+        Ok(start..start + s.len())
+    }
+
+    /// The range of section `tag` holding exactly `count` values of `size` bytes
+    /// (checksum and length verified; `what` names it in errors).
+    pub fn array_range(&self, tag: &Tag, count: usize, size: usize, what: &str) -> Result<std::ops::Range<usize>> {
+        let r = self.range(tag)?;
+        let need = count.checked_mul(size).ok_or_else(|| LakeError::CorruptIndex(format!("{what}: size overflows")))?;
+        if r.len() != need {
+            return Err(LakeError::CorruptIndex(format!(
+                "index file '{}' is corrupt: {what}: {} bytes, expected {need}",
+                self.name,
+                r.len()
+            )));
+        }
+        Ok(r)
     }
 
     /// The payload of section `tag`, checksum verified.
@@ -144,6 +215,7 @@ impl<'a> Container<'a> {
 }
 
 /// Decode `count` little-endian f32 values, checking the payload length first.
+#[cfg(test)]
 pub fn f32s(data: &[u8], count: usize, what: &str) -> Result<Vec<f32>> {
     let need = count.checked_mul(4).ok_or_else(|| LakeError::CorruptIndex(format!("{what}: size overflows")))?;
     if data.len() != need {
@@ -168,6 +240,7 @@ pub fn section_tag(name: &str) -> Tag {
     t
 }
 
+#[cfg(test)]
 pub fn u32_bytes(v: &[u32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
@@ -187,6 +260,18 @@ mod tests {
     fn sample() -> Vec<u8> {
         let v: Vec<u8> = [1.5f32, -2.0, 3.25].iter().flat_map(|x| x.to_le_bytes()).collect();
         write(&[(*b"VECTORS\0", &v), (*b"META\0\0\0\0", b"{\"dim\":3}")])
+    }
+
+    #[test]
+    fn sections_are_aligned_and_the_crc_is_the_files() {
+        let bytes = sample();
+        let c = Container::open(&bytes, "x").unwrap();
+        for t in [b"VECTORS\0", b"META\0\0\0\0"] {
+            assert_eq!(c.range(t).unwrap().start as u64 % ALIGN, 0);
+        }
+        let mut out = Vec::new();
+        let (len, crc) = write_to(&mut out, &[(*b"A\0\0\0\0\0\0\0", b"xyz")]).unwrap();
+        assert_eq!((len as usize, crc), (out.len(), crc32fast::hash(&out)));
     }
 
     #[test]

@@ -220,7 +220,8 @@ pub async fn commit_build(
     let m = new_manifest(table, &spec, dim, segments, commit, estimate);
     let mut loaded = Vec::with_capacity(parts.len());
     for r in &m.segments {
-        loaded.push(Arc::new(load_segment(&at, &m, r).await?));
+        let (seg, deleted) = load_segment(&at, &m, r).await?;
+        loaded.push(Arc::new(LoadedSegment::new(r.clone(), seg, &deleted)));
     }
     publish(at, m, loaded).await
 }
@@ -238,7 +239,8 @@ pub async fn load_refresh_parts(
     let (parts, _) = check_parts(table, &spec, parts, new_files, Some(m.dim))?;
     let mut out = Vec::with_capacity(parts.len());
     for p in parts {
-        let l = Arc::new(load_segment(at, m, &p.segment).await?);
+        let (seg, deleted) = load_segment(at, m, &p.segment).await?;
+        let l = Arc::new(LoadedSegment::new(p.segment.clone(), seg, &deleted));
         out.push((p, l));
     }
     Ok(out)
@@ -268,7 +270,11 @@ mod tests {
             column: "v".into(),
             key: None,
             metric: Metric::L2,
-            kind: IndexKind::Hnsw(crate::vector::graph_build::HnswParams { m: 16, ef_construction: 200 }),
+            kind: IndexKind::Hnsw(crate::vector::hnsw_params::HnswParams {
+                m: 16,
+                ef_construction: 200,
+                builder: Default::default(),
+            }),
             on_invalid: OnInvalid::Error,
         };
         assert_eq!(BuiltSegment::from_json(&b.to_json().unwrap()).unwrap(), b);

@@ -9,16 +9,17 @@ use crate::error::{LakeError, Result};
 use crate::index::location::IndexAt;
 use crate::index::manifest::{self, CommitInfo, SegmentRef};
 use crate::index::sources::SearchSource;
-use crate::index::state::{IndexState, LoadedSegment};
-use crate::index::store::load_state;
+use crate::index::state::{load_state, IndexState, LoadedSegment};
 use crate::lake::pin::TablePin;
 use crate::lake::storage::{parse_uri, store_for};
 use crate::lake::table::{latest_fingerprint, Format, LakeTable};
 
-/// The indexed table at its latest version, with the fingerprint it was opened at.
+/// The indexed table at its latest version, with the fingerprint it was opened at and when
+/// that fingerprint was last confirmed.
 pub struct LatestTable {
     pub fingerprint: String,
     pub table: Arc<LakeTable>,
+    pub checked: std::time::Instant,
 }
 
 /// Unfiltered search sources computed for (index version, table fingerprint + stale mode).
@@ -34,6 +35,10 @@ pub struct VectorIndex {
     /// Whether this process wrote the manifest's table location (the handle a build returns):
     /// then its store is not checked (`IndexAt::check_table_store`); an opened index is.
     table_trusted: bool,
+    /// How long a confirmed view of the latest table serves searches before the table is
+    /// checked for a new version, in nanoseconds (0: every search checks; `u64::MAX`: only
+    /// `reload()` does).
+    consistency_ns: std::sync::atomic::AtomicU64,
 }
 
 impl VectorIndex {
@@ -65,6 +70,21 @@ impl VectorIndex {
             latest: Default::default(),
             sources_cache: Default::default(),
             table_trusted: true,
+            consistency_ns: Default::default(),
+        }
+    }
+
+    /// Set the consistency interval (see `consistency_ns`; `None`: never check by itself).
+    pub fn set_consistency_interval(&self, d: Option<std::time::Duration>) {
+        let ns = d.map_or(u64::MAX, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        self.consistency_ns.store(ns, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The consistency interval (`None`: never check by itself).
+    pub fn consistency_interval(&self) -> Option<std::time::Duration> {
+        match self.consistency_ns.load(std::sync::atomic::Ordering::Relaxed) {
+            u64::MAX => None,
+            ns => Some(std::time::Duration::from_nanos(ns)),
         }
     }
 
@@ -82,22 +102,29 @@ impl VectorIndex {
         }
     }
 
-    /// The indexed table at its latest version: one LIST request checks the table's
-    /// fingerprint ([`latest_fingerprint`]); the table is reopened only when it changed.
+    /// The indexed table at its latest version: within the consistency interval of the last
+    /// check, the view that check confirmed (no I/O); after it, one LIST request checks the
+    /// table's fingerprint ([`latest_fingerprint`]) and the table is reopened only when it
+    /// changed.
     pub async fn latest_table(&self) -> Result<Arc<LatestTable>> {
         let m = &self.state().manifest;
         self.check_table(&m.table_uri)?;
+        let cached = self.latest.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(l) = &cached {
+            if self.consistency_interval().is_none_or(|d| l.checked.elapsed() < d) {
+                return Ok(l.clone());
+            }
+        }
         let loc = parse_uri(&m.table_uri)?;
         let store = store_for(&loc, &self.at.options)?;
         let format = Format::parse(&m.table_format)?;
         let fingerprint = latest_fingerprint(&store, &loc, format).await?;
-        if let Some(l) = self.latest.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            if l.fingerprint == fingerprint {
-                return Ok(l.clone());
-            }
-        }
-        let table = Arc::new(self.open_table(TablePin::default()).await?);
-        let l = Arc::new(LatestTable { fingerprint, table });
+        let checked = std::time::Instant::now();
+        let table = match cached.filter(|l| l.fingerprint == fingerprint) {
+            Some(l) => l.table.clone(),
+            None => Arc::new(self.open_table(TablePin::default()).await?),
+        };
+        let l = Arc::new(LatestTable { fingerprint, table, checked });
         *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(l.clone());
         Ok(l)
     }
@@ -110,13 +137,13 @@ impl VectorIndex {
         LakeTable::open(&m.table_uri, self.at.options.clone(), format, pin).await
     }
 
-    /// Commit the version after `st` with `segments` (loaded: `loaded`), covering
-    /// `table_version`, and make it the current state.
+    /// Commit the version after `st` with `segments` (loaded: `loaded`, one per segment; or
+    /// `None`: loaded on first use), covering `table_version`, and make it the current state.
     pub(crate) async fn commit_next(
         &self,
         st: &IndexState,
         segments: Vec<SegmentRef>,
-        loaded: Vec<Arc<LoadedSegment>>,
+        loaded: Option<Vec<Arc<LoadedSegment>>>,
         table_version: Option<i64>,
         commit: CommitInfo,
     ) -> Result<()> {
@@ -128,7 +155,10 @@ impl VectorIndex {
         m.commit = commit;
         let local = self.at.local_file(&manifest::manifest_path(self.at.root(), m.version));
         manifest::commit(&self.at.store, self.at.root(), &m, local).await?;
-        self.set_state(IndexState { manifest: m, segments: loaded });
+        self.set_state(match loaded {
+            Some(l) => IndexState::loaded(m, l),
+            None => IndexState::lazy(m),
+        });
         Ok(())
     }
 
@@ -157,10 +187,12 @@ impl VectorIndex {
         }
     }
 
-    /// Reload the newest committed version (another process may have refreshed).
+    /// Reload the newest committed version (another process may have refreshed); the next
+    /// search also checks the table for a new version, whatever the consistency interval.
     pub async fn reload(&self) -> Result<()> {
         let st = load_state(&self.at, None).await?;
         self.set_state(st);
+        *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = None;
         Ok(())
     }
 }

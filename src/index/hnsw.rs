@@ -6,7 +6,9 @@
 use std::sync::atomic::AtomicUsize;
 
 use crate::error::{LakeError, Result};
-use crate::index::container::{section_tag, u32_bytes, u32s, Container};
+use std::sync::Arc;
+
+use crate::index::container::{section_tag, u32s, Container};
 use crate::index::kind::{KindSections, SegmentIndex};
 use crate::runtime::CancelToken;
 use crate::vector::bits::Bits;
@@ -14,8 +16,10 @@ use crate::vector::distance::Metric;
 use crate::vector::dups::Dups;
 use crate::vector::exact::exact;
 use crate::vector::graph::{search_graph, Graph};
-use crate::vector::graph_build::{build_graph, HnswParams};
+use crate::vector::graph_build::build_graph;
 use crate::vector::hit::Hit;
+use crate::vector::hnsw_params::HnswParams;
+use crate::vector::mapped::{le_bytes, Arr, Backing};
 
 /// Largest `m0` and layer count a stored graph may claim (hnsw_rs builds at most 16 layers;
 /// `m <= 128` gives `m0 <= 256`).
@@ -83,7 +87,7 @@ pub fn build_hnsw(
         })
         .collect();
     let entry = reps[g.entry as usize];
-    Ok(SegmentIndex::Hnsw(Graph { n, m0, layer0, upper, entry, dups: Some(std::sync::Arc::new(dups)) }))
+    Ok(SegmentIndex::Hnsw(Graph { n, m0, layer0: layer0.into(), upper, entry, dups: Some(Arc::new(dups)) }))
 }
 
 /// Graph search of one segment, or an exact scan when that is cheaper: when the allowed rows
@@ -148,28 +152,29 @@ pub fn hnsw_matches(g: &Graph, p: &HnswParams, n: usize) -> bool {
 }
 
 /// `META` fields and sections of `g`.
-pub fn encode_graph(g: &Graph) -> Result<KindSections> {
+pub fn encode_graph(g: &Graph) -> Result<KindSections<'_>> {
     let meta = GraphMeta { m0: g.m0, layers: g.upper.len(), entry: g.entry };
     let mut meta = serde_json::to_value(meta).map_err(|e| LakeError::Internal(e.to_string()))?;
     meta["kind"] = "hnsw".into();
-    let mut sections = vec![(section_tag("LAYER0"), u32_bytes(&g.layer0))];
+    let mut sections = vec![(section_tag("LAYER0"), le_bytes(&g.layer0))];
     for (l, (off, nbr)) in g.upper.iter().enumerate() {
-        sections.push((section_tag(&format!("UPOFF{:02}", l + 1)), u32_bytes(off)));
-        sections.push((section_tag(&format!("UPNBR{:02}", l + 1)), u32_bytes(nbr)));
+        sections.push((section_tag(&format!("UPOFF{:02}", l + 1)), le_bytes(off)));
+        sections.push((section_tag(&format!("UPNBR{:02}", l + 1)), le_bytes(nbr)));
     }
     Ok((meta, sections))
 }
 
 /// Parse and verify the graph of a segment of `n` rows: every count against the others and
 /// every neighbour id and the entry point against `n`, before use.
-pub fn decode_graph(meta: &[u8], c: &Container<'_>, n: usize, name: &str) -> Result<SegmentIndex> {
+pub fn decode_graph(meta: &[u8], c: &Container<'_>, buf: &Arc<Backing>, n: usize, name: &str) -> Result<SegmentIndex> {
     let bad = |why: String| LakeError::CorruptIndex(format!("index file '{name}' is corrupt: {why}"));
     let gm: GraphMeta = serde_json::from_slice(meta).map_err(|e| bad(format!("META: {e}")))?;
     if gm.m0 == 0 || gm.m0 > MAX_M0 || gm.layers > MAX_LAYERS {
         return Err(bad(format!("implausible graph header {}", String::from_utf8_lossy(meta))));
     }
     let m0 = gm.m0;
-    let layer0 = u32s(c.section(&section_tag("LAYER0"))?, n * (1 + m0), "LAYER0").map_err(|e| e.context(name))?;
+    let count = n.checked_mul(1 + m0).ok_or_else(|| bad("LAYER0 size overflows".into()))?;
+    let layer0: Arr<u32> = Arr::view(buf, c.array_range(&section_tag("LAYER0"), count, 4, "LAYER0")?);
     for i in 0..n {
         let base = i * (1 + m0);
         let cnt = layer0[base] as usize;

@@ -27,7 +27,8 @@ pub async fn coverage(idx: &VectorIndex) -> Result<(Option<i64>, RecordBatch)> {
     let by_path: HashMap<&str, &DataFileEntry> = entries.iter().map(|e| (e.path.as_str(), e)).collect();
     // path -> (indexed live rows, whether the table's deletes match the index's)
     let mut state: HashMap<&str, (i64, bool)> = HashMap::new();
-    for s in &st.segments {
+    let segs = st.segments(&idx.at).await?;
+    for s in &segs {
         let now: Vec<u64> = deleted_nodes(&s.seg, &by_path)?;
         let mut now_dead = Bits::new(s.seg.len(), false);
         for d in now {
@@ -99,12 +100,14 @@ pub fn stats(idx: &VectorIndex) -> serde_json::Value {
         "metric": m.metric.as_str(),
         "dim": m.dim,
         "rows": st.live_rows(),
-        "rows_stored": st.segments.iter().map(|s| s.seg.len()).sum::<usize>(),
+        "rows_stored": m.segments.iter().map(|s| s.rows).sum::<u64>(),
         "tombstones": m.segments.iter().map(|s| s.num_tombstones).sum::<u64>(),
         "segments": m.segments.len(),
         "data_files": m.segments.iter().map(|s| s.data_files.len()).sum::<usize>(),
         "sidecar_bytes": sidecar,
-        "vector_bytes": st.segments.iter().map(|s| s.seg.vectors.len() * 4).sum::<usize>(),
+        "vector_bytes": m.segments.iter().map(|s| s.rows).sum::<u64>() * m.dim as u64 * 4,
+        "segments_loaded": st.loaded_segments().count(),
+        "mapped_bytes": st.loaded_segments().map(|s| s.seg.mapped_bytes()).sum::<usize>(),
         "params": params,
         "recall_estimate": m.recall_estimate,
         "last_commit": m.commit,

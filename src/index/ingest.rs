@@ -30,6 +30,9 @@ pub struct ReadSpec<'a> {
     pub dim: Option<usize>,
     pub filter: Option<&'a str>,
     pub concurrency: usize,
+    /// Rows expected (0: unknown): the vector buffer is sized for them once, not grown by
+    /// doubling (which holds up to twice the vectors while it copies).
+    pub expected_rows: u64,
 }
 
 impl<'a> ReadSpec<'a> {
@@ -45,6 +48,7 @@ impl<'a> ReadSpec<'a> {
             dim: Some(m.dim),
             filter: None,
             concurrency,
+            expected_rows: 0,
         }
     }
 }
@@ -99,6 +103,9 @@ pub async fn read_segment(
     }
     let mut sink = VectorSink::new(spec.column, spec.dim, spec.on_invalid);
     sink.zero_invalid = spec.metric == Metric::Cosine;
+    if let (Some(d), true) = (spec.dim, spec.expected_rows > 0) {
+        sink.data.reserve_exact((spec.expected_rows as usize).saturating_mul(d));
+    }
     let mut out_files = Vec::with_capacity(files.len());
     let mut sizes = Vec::with_capacity(files.len());
     let mut tags = Vec::with_capacity(files.len());
@@ -167,8 +174,8 @@ pub async fn read_segment(
         file_sizes: sizes,
         file_tags: tags,
         fstart,
-        rows,
-        vectors,
+        rows: rows.into(),
+        vectors: vectors.into(),
         index: SegmentIndex::Flat,
         keys,
     };

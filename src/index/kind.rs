@@ -19,11 +19,13 @@ use crate::runtime::CancelToken;
 use crate::vector::bits::Bits;
 use crate::vector::distance::Metric;
 use crate::vector::graph::Graph;
-use crate::vector::graph_build::HnswParams;
 use crate::vector::hit::Hit;
+use crate::vector::hnsw_params::{GraphBuilder, HnswParams};
+use crate::vector::mapped::Backing;
 
-/// What a kind adds to a segment file: fields of its `META` and its own sections.
-pub type KindSections = (serde_json::Value, Vec<(Tag, Vec<u8>)>);
+/// What a kind adds to a segment file: fields of its `META` and its own sections (borrowed
+/// from the structure where its bytes are already the stored form).
+pub type KindSections<'a> = (serde_json::Value, Vec<(Tag, std::borrow::Cow<'a, [u8]>)>);
 
 /// An index kind with its construction parameters (persisted, tagged by `kind`).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -46,10 +48,12 @@ pub enum SegmentIndex {
 }
 
 impl IndexKind {
-    /// The kind named `index_type` ("hnsw" or "flat"); `m` and `ef_construction` apply to HNSW.
-    pub fn from_args(index_type: &str, m: usize, ef_construction: usize) -> Result<Self> {
+    /// The kind named `index_type` ("hnsw" or "flat"); `m`, `ef_construction` and `builder`
+    /// ("native" or "hnsw_rs") apply to HNSW.
+    pub fn from_args(index_type: &str, m: usize, ef_construction: usize, builder: &str) -> Result<Self> {
+        let builder = GraphBuilder::parse(builder)?;
         let kind = match index_type {
-            "hnsw" => IndexKind::Hnsw(HnswParams { m, ef_construction }),
+            "hnsw" => IndexKind::Hnsw(HnswParams { m, ef_construction, builder }),
             "flat" => IndexKind::Flat,
             o => return Err(LakeError::InvalidArgument(format!("index_type must be 'hnsw' or 'flat', not '{o}'"))),
         };
@@ -95,6 +99,7 @@ impl IndexKind {
         match self {
             IndexKind::Hnsw(p) => serde_json::json!({
                 "index_type": self.name(), "m": p.m, "ef_construction": p.ef_construction,
+                "builder": p.builder.as_str(),
             }),
             IndexKind::Flat => serde_json::json!({"index_type": self.name()}),
         }
@@ -160,7 +165,7 @@ impl SegmentIndex {
     }
 
     /// The kind's header fields (merged into the segment's `META`) and its sections.
-    pub fn encode(&self) -> Result<KindSections> {
+    pub fn encode(&self) -> Result<KindSections<'_>> {
         match self {
             SegmentIndex::Hnsw(g) => hnsw::encode_graph(g),
             SegmentIndex::Flat => Ok((serde_json::json!({"kind": "flat"}), Vec::new())),
@@ -168,10 +173,18 @@ impl SegmentIndex {
     }
 
     /// Parse and verify the structure of kind `kind` (from `META`; "hnsw" when absent, as in
-    /// segments written before kinds existed) over `n` rows. `name` is used in errors.
-    pub fn decode(kind: &str, meta: &[u8], c: &Container<'_>, n: usize, name: &str) -> Result<SegmentIndex> {
+    /// segments written before kinds existed) over `n` rows, using its arrays in place in
+    /// `buf` (the bytes `c` reads). `name` is used in errors.
+    pub fn decode(
+        kind: &str,
+        meta: &[u8],
+        c: &Container<'_>,
+        buf: &std::sync::Arc<Backing>,
+        n: usize,
+        name: &str,
+    ) -> Result<SegmentIndex> {
         match kind {
-            "hnsw" => hnsw::decode_graph(meta, c, n, name),
+            "hnsw" => hnsw::decode_graph(meta, c, buf, n, name),
             "flat" => Ok(SegmentIndex::Flat),
             o => Err(LakeError::CorruptIndex(format!(
                 "index file '{name}' holds a segment of unknown kind '{o}' (written by a newer \

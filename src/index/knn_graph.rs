@@ -30,7 +30,7 @@ pub async fn knn_graph(
     let st = idx.state();
     let srcs = Arc::new(
         sources(
-            &idx.at.uri,
+            &idx.at,
             &st,
             None,
             &SearchParams {

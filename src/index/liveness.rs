@@ -101,8 +101,8 @@ mod tests {
             file_sizes: vec![100, 200],
             file_tags: vec![None, Some("v1".into())],
             fstart: vec![0, 3, 6],
-            rows: vec![0, 2, 5, 0, 1, 2],
-            vectors: vec![0.0; 6],
+            rows: vec![0, 2, 5, 0, 1, 2].into(),
+            vectors: vec![0.0; 6].into(),
             index: crate::index::kind::SegmentIndex::Flat,
             keys: None,
         };

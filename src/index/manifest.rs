@@ -456,7 +456,7 @@ pub fn new_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vector::graph_build::HnswParams;
+    use crate::vector::hnsw_params::HnswParams;
 
     fn sample() -> Manifest {
         Manifest {
@@ -472,7 +472,7 @@ mod tests {
             key: None,
             metric: Metric::Cosine,
             dim: 4,
-            kind: IndexKind::Hnsw(HnswParams { m: 16, ef_construction: 200 }),
+            kind: IndexKind::Hnsw(HnswParams { m: 16, ef_construction: 200, builder: Default::default() }),
             on_invalid: OnInvalid::Error,
             segments: vec![],
             commit: CommitInfo::default(),
@@ -510,7 +510,7 @@ mod tests {
             "recall_estimate": 0.98
         });
         let m = decode(&envelope(&v1), "v1").unwrap();
-        let hnsw = IndexKind::Hnsw(HnswParams { m: 12, ef_construction: 80 });
+        let hnsw = IndexKind::Hnsw(HnswParams { m: 12, ef_construction: 80, builder: Default::default() });
         assert_eq!(m.format_version, FORMAT_VERSION);
         assert_eq!(m.kind, hnsw);
         assert_eq!(m.segments[0].kind, hnsw);
@@ -571,7 +571,7 @@ mod tests {
         m.kind = IndexKind::Flat;
         let v = serde_json::to_value(&m).unwrap();
         assert_eq!(v["kind"], serde_json::json!({"kind": "flat"}));
-        m.kind = IndexKind::Hnsw(HnswParams { m: 8, ef_construction: 40 });
+        m.kind = IndexKind::Hnsw(HnswParams { m: 8, ef_construction: 40, builder: Default::default() });
         let v = serde_json::to_value(&m).unwrap();
         assert_eq!(v["kind"], serde_json::json!({"kind": "hnsw", "m": 8, "ef_construction": 40}));
         let mut newer = v.clone();

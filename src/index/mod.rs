@@ -10,6 +10,7 @@
 //! - reading: [`search`] over [`sources`], [`merge`] of their hits, [`output`];
 //!   [`knn_graph`]; [`info`] (coverage, stats).
 
+pub mod budget;
 pub mod build;
 pub mod compact;
 pub mod container;
@@ -34,3 +35,4 @@ pub mod segment;
 pub mod sources;
 pub mod state;
 pub mod store;
+pub mod vacuum;

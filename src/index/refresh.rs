@@ -39,7 +39,8 @@ impl VectorIndex {
     /// The live data files of `table` that no segment holds (what a refresh to it encodes).
     pub async fn pending_files(&self, table: &LakeTable) -> Result<Vec<String>> {
         let entries = table.entries().await?;
-        Ok(missing_files(&self.state().segments, &entries).into_iter().map(|i| entries[i].path.clone()).collect())
+        let segs = self.state().segments(&self.at).await?;
+        Ok(missing_files(&segs, &entries).into_iter().map(|i| entries[i].path.clone()).collect())
     }
 
     /// [`refresh`](Self::refresh) to `table` (a pinned version of the indexed table). With
@@ -64,12 +65,13 @@ impl VectorIndex {
             )));
         }
         let entries = table.entries().await?;
+        let segs = st.segments(&self.at).await?;
         let by_path: HashMap<&str, &DataFileEntry> = entries.iter().map(|e| (e.path.as_str(), e)).collect();
         let mut segments = Vec::new();
         let mut loaded = Vec::new();
         let mut changed = false;
         let mut removed = 0u64;
-        for s in &st.segments {
+        for s in &segs {
             let deleted = deleted_nodes(&s.seg, &by_path)?;
             if !(0..s.seg.files.len()).any(|f| live_entry(&s.seg, f, &by_path).is_some()) {
                 changed = true;
@@ -89,7 +91,7 @@ impl VectorIndex {
             }
         }
         // (a dropped segment holds none of the live files, so its files never hide one)
-        let new_files = missing_files(&st.segments, &entries);
+        let new_files = missing_files(&segs, &entries);
         let mut info = CommitInfo {
             operation: "refresh".into(),
             timestamp_ms: now_ms(),
@@ -129,7 +131,7 @@ impl VectorIndex {
         if !changed && table.version() == m.table_version {
             return Ok(false);
         }
-        self.commit_next(&st, segments, loaded, table.version(), info).await?;
+        self.commit_next(&st, segments, Some(loaded), table.version(), info).await?;
         Ok(true)
     }
 }

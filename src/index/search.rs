@@ -21,6 +21,9 @@ use crate::vector::distance::Metric;
 use crate::vector::exact::{exact, within};
 use crate::vector::hit::Hit;
 
+/// Calls with at most this many queries over one segment walk its graph on the calling thread.
+const INLINE_QUERIES: usize = 2;
+
 /// Search one source: exact when asked (`exact`), else as the segment's index kind decides.
 fn search_source(src: &SearchSource, metric: Metric, q: &[f32], k: usize, ef: usize, mode: Mode) -> Vec<Hit> {
     let seg = src.segment.seg();
@@ -70,6 +73,15 @@ pub(crate) fn search_sources(
 ) -> Vec<SourceHit> {
     // one more per source when a row is skipped, so `k` remain
     let per_source = k.saturating_add(usize::from(skip.is_some()));
+    if srcs.len() > 1 {
+        // Segments in parallel (nested in a batch's parallel queries, rayon balances both).
+        let lists: Vec<(usize, Vec<Hit>)> = srcs
+            .par_iter()
+            .enumerate()
+            .map(|(si, src)| (si, search_source(src, metric, q, per_source, ef, mode)))
+            .collect();
+        return merge_hits(lists, k, skip);
+    }
     let lists = srcs.iter().enumerate().map(|(si, src)| (si, search_source(src, metric, q, per_source, ef, mode)));
     merge_hits(lists, k, skip)
 }
@@ -120,7 +132,7 @@ pub async fn search_index(
     let srcs = match cached {
         Some(s) => s,
         None => {
-            let s = Arc::new(sources(&idx.at.uri, &st, table.as_deref(), &p, cancel).await?);
+            let s = Arc::new(sources(&idx.at, &st, table.as_deref(), &p, cancel).await?);
             if let Some((v, f)) = cache_key {
                 *idx.sources_cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((v, f, s.clone()));
             }
@@ -132,6 +144,14 @@ pub async fn search_index(
         check_result_size(nq, p.k, rows, name, "search")?;
     }
     let (k, mode, metric, dim) = (p.k, Mode::new(p.exact, p.max_distance), m.metric, m.dim);
+    if nq <= INLINE_QUERIES && srcs.len() == 1 && matches!(mode, Mode::Graph(_)) {
+        // A few graph walks over one segment take microseconds: run them on this thread (GIL
+        // released) rather than pay a hand-off to the pool and back.
+        cancel.check()?;
+        let hits: Vec<Vec<SourceHit>> =
+            (0..nq).map(|qi| search_sources(&srcs, metric, &qs[qi * dim..(qi + 1) * dim], k, ef, mode, None)).collect();
+        return assemble(&srcs, &hits, &m, table.as_deref(), p.columns.as_deref(), p.num_threads).await;
+    }
     let c = cancel.clone();
     let s2 = srcs.clone();
     let hits: Vec<Vec<SourceHit>> = run_cpu(pool(p.num_threads)?, cancel.clone(), move || {

@@ -18,9 +18,10 @@ use arrow::record_batch::RecordBatch;
 use arrow_schema::{Field, Schema};
 
 use crate::error::{LakeError, Result};
-use crate::index::container::{self, section_tag, u32_bytes, u32s, Container, Tag};
+use crate::index::container::{self, section_tag, u32s, Container, Tag};
 use crate::index::kind::SegmentIndex;
 use crate::vector::column::MAX_DIM;
+use crate::vector::mapped::{le_bytes, Arr, Backing};
 
 /// One segment in memory.
 #[derive(Clone, Debug)]
@@ -35,9 +36,9 @@ pub struct Segment {
     /// `files.len() + 1` offsets: the nodes of file `f` are `fstart[f]..fstart[f + 1]`.
     pub fstart: Vec<u32>,
     /// Row position of each node within its file, increasing within a file.
-    pub rows: Vec<u64>,
-    /// `n * dim` prepared vectors.
-    pub vectors: Vec<f32>,
+    pub rows: Arr<u64>,
+    /// `n * dim` prepared vectors (owned after a build, in place in the file once loaded).
+    pub vectors: Arr<f32>,
     /// The kind's search structure over `vectors`.
     pub index: SegmentIndex,
     /// Key column values, one per node.
@@ -67,6 +68,11 @@ impl Segment {
         self.rows.is_empty()
     }
 
+    /// Bytes of the index file mapped for this segment (0 when its arrays are in memory).
+    pub fn mapped_bytes(&self) -> usize {
+        self.vectors.backing().map_or(0, |b| b.mapped_bytes())
+    }
+
     pub fn vector(&self, i: usize) -> &[f32] {
         &self.vectors[i * self.dim..(i + 1) * self.dim]
     }
@@ -82,8 +88,19 @@ impl Segment {
         self.rows[a..b].binary_search(&row).ok().map(|j| (a + j) as u32)
     }
 
-    /// Serialize to container bytes.
+    /// Serialize to container bytes in memory (tests and fuzzing; index files are written
+    /// from [`Self::sections`] without this copy).
+    #[cfg(test)]
     pub fn encode(&self) -> Result<Vec<u8>> {
+        let sections = self.sections()?;
+        let refs: Vec<(Tag, &[u8])> = sections.iter().map(|(t, b)| (*t, b.as_ref())).collect();
+        Ok(container::write(&refs))
+    }
+
+    /// The container sections of the segment: small ones encoded, the arrays (vectors, rows,
+    /// graph) borrowed as they are in memory (no copy on little-endian targets).
+    pub fn sections(&self) -> Result<Vec<(Tag, std::borrow::Cow<'_, [u8]>)>> {
+        use std::borrow::Cow;
         let internal = |e: serde_json::Error| LakeError::Internal(e.to_string());
         let (kind_meta, kind_sections) = self.index.encode()?;
         let mut meta = serde_json::to_value(Meta {
@@ -98,9 +115,9 @@ impl Segment {
         }
         let meta = serde_json::to_vec(&meta).map_err(internal)?;
         let files = serde_json::to_vec(&(&self.files, &self.file_sizes)).map_err(internal)?;
-        let fstart = u32_bytes(&self.fstart);
-        let rows: Vec<u8> = self.rows.iter().flat_map(|x| x.to_le_bytes()).collect();
-        let vectors: Vec<u8> = self.vectors.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let fstart = le_bytes(&self.fstart);
+        let rows = le_bytes(&self.rows);
+        let vectors = le_bytes(&self.vectors);
         let keys = match &self.keys {
             Some(k) => {
                 let schema = Arc::new(Schema::new(vec![Field::new("key", k.data_type().clone(), true)]));
@@ -114,33 +131,40 @@ impl Segment {
             }
             None => None,
         };
-        let mut sections: Vec<(Tag, &[u8])> = vec![
-            (section_tag("META"), &meta),
-            (section_tag("FILES"), &files),
-            (section_tag("FSTART"), &fstart),
-            (section_tag("ROWS"), &rows),
-            (section_tag("VECTORS"), &vectors),
+        let mut sections: Vec<(Tag, Cow<'_, [u8]>)> = vec![
+            (section_tag("META"), Cow::Owned(meta)),
+            (section_tag("FILES"), Cow::Owned(files)),
+            (section_tag("FSTART"), fstart),
+            (section_tag("ROWS"), rows),
+            (section_tag("VECTORS"), vectors),
         ];
-        sections.extend(kind_sections.iter().map(|(t, b)| (*t, b.as_slice())));
-        if let Some(k) = &keys {
-            sections.push((section_tag("KEYS"), k));
+        sections.extend(kind_sections);
+        if let Some(k) = keys {
+            sections.push((section_tag("KEYS"), Cow::Owned(k)));
         }
         let tags = match self.file_tags.iter().any(Option::is_some) {
             true => Some(serde_json::to_vec(&self.file_tags).map_err(|e| LakeError::Internal(e.to_string()))?),
             false => None,
         };
-        if let Some(t) = &tags {
-            sections.push((section_tag("FTAGS"), t));
+        if let Some(t) = tags {
+            sections.push((section_tag("FTAGS"), Cow::Owned(t)));
         }
         if sections.len() > container::MAX_SECTIONS as usize {
             return Err(LakeError::Internal(format!("{} sections exceed the container's limit", sections.len())));
         }
-        Ok(container::write(&sections))
+        Ok(sections)
     }
 
-    /// Parse and verify container bytes (`name` is used in errors).
+    /// Parse and verify container bytes (`name` is used in errors); the arrays are copied.
+    #[cfg(any(test, feature = "fuzz"))]
     pub fn decode(bytes: &[u8], name: &str) -> Result<Segment> {
-        let c = Container::open(bytes, name)?;
+        Self::decode_in(&Arc::new(Backing::Bytes(bytes::Bytes::copy_from_slice(bytes))), name)
+    }
+
+    /// Parse and verify the container in `buf`; the vectors, rows and graph are used in place
+    /// (views into `buf`, which they keep alive) when their sections are aligned.
+    pub fn decode_in(buf: &Arc<Backing>, name: &str) -> Result<Segment> {
+        let c = Container::open(buf, name)?;
         let bad = |why: String| LakeError::CorruptIndex(format!("index file '{name}' is corrupt: {why}"));
         let meta_bytes = c.section(&section_tag("META"))?;
         let meta: Meta = serde_json::from_slice(meta_bytes).map_err(|e| bad(format!("META: {e}")))?;
@@ -169,21 +193,20 @@ impl Segment {
         {
             return Err(bad("file offsets are not increasing from 0 to the row count".into()));
         }
-        let rows = container::u64s(c.section(&section_tag("ROWS"))?, n, "ROWS").map_err(|e| e.context(name))?;
+        let rows: Arr<u64> = Arr::view(buf, c.array_range(&section_tag("ROWS"), n, 8, "ROWS")?);
         for f in 0..meta.files {
             if rows[fstart[f] as usize..fstart[f + 1] as usize].windows(2).any(|w| w[0] >= w[1]) {
                 return Err(bad(format!("rows of file '{}' are not increasing", files[f])));
             }
         }
         let count = n.checked_mul(dim).ok_or_else(|| bad("vector size overflows".into()))?;
-        let vectors =
-            container::f32s(c.section(&section_tag("VECTORS"))?, count, "VECTORS").map_err(|e| e.context(name))?;
+        let vectors: Arr<f32> = Arr::view(buf, c.array_range(&section_tag("VECTORS"), count, 4, "VECTORS")?);
         // Stored vectors were validated when read from the lake: a NaN or infinity here would
         // rank its row first (or last) for every query, so it is corruption, not data.
         if let Some(i) = vectors.iter().position(|x| !x.is_finite()) {
             return Err(bad(format!("node {} holds a non-finite value", i / dim.max(1))));
         }
-        let mut index = SegmentIndex::decode(&meta.kind, meta_bytes, &c, n, name)?;
+        let mut index = SegmentIndex::decode(&meta.kind, meta_bytes, &c, buf, n, name)?;
         if let SegmentIndex::Hnsw(g) = &mut index {
             // Groups of identical rows are not stored: found again from the vectors.
             g.dups = crate::vector::dups::Dups::find(&vectors, dim).map(Arc::new);
@@ -372,8 +395,8 @@ mod tests {
             file_sizes: vec![10, 20],
             file_tags: vec![Some("e1".into()), None],
             fstart: vec![0, 2, 3],
-            rows: vec![0, 5, 1],
-            vectors: vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0],
+            rows: vec![0, 5, 1].into(),
+            vectors: vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0].into(),
             index,
             keys: Some(Arc::new(Int64Array::from(vec![7, 8, 9]))),
         }
@@ -381,7 +404,7 @@ mod tests {
 
     fn graph() -> Graph {
         let layer0 = vec![2, 1, 2, 1, 0, 0, 1, 1, 0];
-        Graph { n: 3, m0: 2, layer0, upper: vec![(vec![0, 1, 1, 2], vec![2, 0])], entry: 0, dups: None }
+        Graph { n: 3, m0: 2, layer0: layer0.into(), upper: vec![(vec![0, 1, 1, 2], vec![2, 0])], entry: 0, dups: None }
     }
 
     fn graph_of(s: &Segment) -> &Graph {
@@ -423,7 +446,7 @@ mod tests {
         let files = serde_json::to_vec(&(&s.files, &s.file_sizes)).unwrap();
         let rows: Vec<u8> = s.rows.iter().flat_map(|x| x.to_le_bytes()).collect();
         let vectors: Vec<u8> = s.vectors.iter().flat_map(|x| x.to_le_bytes()).collect();
-        let fstart = u32_bytes(&s.fstart);
+        let fstart = container::u32_bytes(&s.fstart);
         let mut sections: Vec<(Tag, &[u8])> = vec![
             (section_tag("META"), &meta),
             (section_tag("FILES"), &files),
@@ -442,9 +465,9 @@ mod tests {
         let g = graph_of(&s);
         let meta = serde_json::json!({"n": 3, "dim": 2, "files": 2, "m0": 2, "layers": 1, "entry": 0});
         let extra = [
-            ("LAYER0", u32_bytes(&g.layer0)),
-            ("UPOFF01", u32_bytes(&g.upper[0].0)),
-            ("UPNBR01", u32_bytes(&g.upper[0].1)),
+            ("LAYER0", container::u32_bytes(&g.layer0)),
+            ("UPOFF01", container::u32_bytes(&g.upper[0].0)),
+            ("UPNBR01", container::u32_bytes(&g.upper[0].1)),
         ];
         let d = Segment::decode(&container_with(&s, meta, &extra), "legacy").unwrap();
         assert_eq!(graph_of(&d).layer0, g.layer0);
@@ -456,7 +479,9 @@ mod tests {
     fn non_finite_stored_vectors_are_corrupt() {
         for bad in [f32::NAN, f32::INFINITY] {
             let mut s = sample(SegmentIndex::Flat);
-            s.vectors[3] = bad;
+            let mut v = s.vectors.to_vec();
+            v[3] = bad;
+            s.vectors = v.into();
             match Segment::decode(&s.encode().unwrap(), "s") {
                 Err(LakeError::CorruptIndex(m)) => assert!(m.contains("node 1 holds a non-finite value"), "{m}"),
                 other => panic!("expected CorruptIndex, got {other:?}"),

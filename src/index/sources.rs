@@ -13,6 +13,7 @@ use futures::StreamExt;
 use crate::error::{LakeError, Result};
 use crate::index::ingest::{read_segment, ReadSpec};
 use crate::index::liveness::{deleted_nodes, missing_files};
+use crate::index::location::IndexAt;
 use crate::index::query::{SearchParams, Stale};
 use crate::index::segment::Segment;
 use crate::index::state::{IndexState, LoadedSegment};
@@ -72,17 +73,18 @@ async fn filter_rows(table: &LakeTable, filter: &str, concurrency: usize) -> Res
 
 /// Sources for a search of `table`'s version (or of the index as stored when `table` is None).
 pub(crate) async fn sources(
-    index_uri: &str,
+    at: &IndexAt,
     st: &Arc<IndexState>,
     table: Option<&LakeTable>,
     p: &SearchParams,
     cancel: &CancelToken,
 ) -> Result<Vec<SearchSource>> {
     let m = &st.manifest;
+    let index_uri = &at.uri;
     let threads = resolve_threads(p.num_threads)?;
+    let segs = st.segments(at).await?;
     let Some(table) = table else {
-        return Ok(st
-            .segments
+        return Ok(segs
             .iter()
             .map(|s| SearchSource {
                 allowed: (s.live_count < s.seg.len()).then(|| s.live.clone()),
@@ -94,9 +96,9 @@ pub(crate) async fn sources(
     let entries = table.entries().await?;
     let by_path: HashMap<&str, &DataFileEntry> = entries.iter().map(|e| (e.path.as_str(), e)).collect();
     let covered = table.format != Format::Parquet && table.version() == m.table_version;
-    let mut live: Vec<Bits> = Vec::with_capacity(st.segments.len());
+    let mut live: Vec<Bits> = Vec::with_capacity(segs.len());
     let mut stale_rows = false;
-    for s in &st.segments {
+    for s in &segs {
         if covered {
             live.push(s.live.clone());
         } else {
@@ -108,7 +110,7 @@ pub(crate) async fn sources(
             live.push(b);
         }
     }
-    let missing = missing_files(&st.segments, &entries);
+    let missing = missing_files(&segs, &entries);
     if p.stale == Stale::Error && (!missing.is_empty() || stale_rows) {
         return Err(LakeError::StaleIndex(format!(
             "the index at '{}' covers table version {:?}, but the searched version {:?} has {} unindexed data files{}; \
@@ -124,8 +126,8 @@ pub(crate) async fn sources(
         Some(f) => Some(filter_rows(table, f, threads * 2).await?),
         None => None,
     };
-    let mut out = Vec::with_capacity(st.segments.len() + 1);
-    for (s, mut b) in st.segments.iter().zip(live) {
+    let mut out = Vec::with_capacity(segs.len() + 1);
+    for (s, mut b) in segs.iter().zip(live) {
         if let Some(ar) = &allowed_rows {
             let mut fb = Bits::new(s.seg.len(), false);
             for (f, path) in s.seg.files.iter().enumerate() {

@@ -9,7 +9,8 @@ use crate::index::kind::IndexKind;
 use crate::index::location::IndexAt;
 use crate::index::manifest::{self, FileRef, Manifest, SegmentRef};
 use crate::index::segment::Segment;
-use crate::index::state::{IndexState, LoadedSegment};
+use crate::vector::mapped::Backing;
+use object_store::ObjectStoreExt;
 
 /// The one section of a tombstone file: sorted u64 node ids.
 const TOMB_TAG: container::Tag = *b"DELETED\0";
@@ -31,12 +32,48 @@ pub(crate) fn decode_tombstones(bytes: &[u8], name: &str, count: u64, rows: u64)
     Ok(d)
 }
 
+/// The verified bytes of index file `f`: a read-only map of the file on a local store (its
+/// pages load as searches touch them), a download otherwise. Size and CRC-32 are checked
+/// against `f` before anything uses the bytes.
+async fn file_backing(at: &IndexAt, f: &FileRef) -> Result<Arc<Backing>> {
+    let object = manifest::child(at.root(), &f.path);
+    let Some(local) = at.local_file(&object) else {
+        return Ok(Arc::new(Backing::Bytes(manifest::get_file(&at.store, at.root(), f).await?)));
+    };
+    let (want_len, want_crc) = (f.bytes, f.crc32);
+    tokio::task::spawn_blocking(move || -> Result<Arc<Backing>> {
+        let file = std::fs::File::open(&local).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                LakeError::CorruptIndex(format!("index file '{object}' listed in the manifest is missing"))
+            }
+            _ => LakeError::Storage(format!("opening index file '{object}': {e}")),
+        })?;
+        let len = file.metadata().map_err(|e| LakeError::Storage(format!("index file '{object}': {e}")))?.len();
+        if len != want_len {
+            return Err(LakeError::CorruptIndex(format!(
+                "index file '{object}' is corrupt: {len} bytes, the manifest says {want_len}"
+            )));
+        }
+        let buf = match len {
+            0 => Backing::Bytes(bytes::Bytes::new()),
+            _ => Backing::map(&file).map_err(|e| LakeError::Storage(format!("mapping index file '{object}': {e}")))?,
+        };
+        if buf.len() as u64 != want_len || crc32fast::hash(&buf) != want_crc {
+            return Err(LakeError::CorruptIndex(format!("index file '{object}' is corrupt: checksum mismatch")));
+        }
+        Ok(Arc::new(buf))
+    })
+    .await
+    .map_err(|e| LakeError::Internal(e.to_string()))?
+}
+
 /// Read segment `r` of manifest `m` with its tombstones, verified against `r` (row count,
-/// files, dimension, kind).
-pub(crate) async fn load_segment(at: &IndexAt, m: &Manifest, r: &SegmentRef) -> Result<LoadedSegment> {
-    let bytes = manifest::get_file(&at.store, at.root(), &r.file).await?;
+/// files, dimension, kind); returns it with its deleted nodes. On a local store the segment's
+/// arrays stay in its mapped file.
+pub(crate) async fn load_segment(at: &IndexAt, m: &Manifest, r: &SegmentRef) -> Result<(Segment, Vec<u64>)> {
+    let buf = file_backing(at, &r.file).await?;
     let name = manifest::child(at.root(), &r.file.path).to_string();
-    let seg = Segment::decode(&bytes, &name)?;
+    let seg = Segment::decode_in(&buf, &name)?;
     // (a segment of files without any valid vector, built without a known dimension, has dim 0)
     let dim_ok = seg.dim == m.dim || (seg.is_empty() && seg.dim == 0);
     if seg.len() as u64 != r.rows || !dim_ok || seg.files != r.data_files || !seg.index.matches(&r.kind, seg.len()) {
@@ -50,34 +87,19 @@ pub(crate) async fn load_segment(at: &IndexAt, m: &Manifest, r: &SegmentRef) -> 
         }
         None => Vec::new(),
     };
-    Ok(LoadedSegment::new(r.clone(), seg, &deleted))
+    Ok((seg, deleted))
 }
 
-/// Load index version `version` (when `None`: the newest whose manifest verifies; newer
-/// corrupt or truncated manifests are skipped and logged, so one damaged file does not lock
-/// readers and writers out).
-pub async fn load_state(at: &IndexAt, version: Option<u64>) -> Result<IndexState> {
-    let m = match version {
-        Some(v) => manifest::read(&at.store, at.root(), v).await?,
-        None => {
-            let (m, skipped) = manifest::newest_valid(&at.store, at.root()).await?.ok_or_else(|| {
-                LakeError::NotFound(format!("no lakevec index at '{}' (no manifests/ folder)", at.uri))
-            })?;
-            for (v, why) in skipped {
-                log::warn!("lakevec index '{}': skipped corrupt manifest version {v} ({why})", at.uri);
-            }
-            m
-        }
-    };
-    let mut segments = Vec::with_capacity(m.segments.len());
-    for r in &m.segments {
-        segments.push(Arc::new(load_segment(at, &m, r).await?));
-    }
-    Ok(IndexState { manifest: m, segments })
-}
+/// Files up to this size go to object stores in one PUT; larger ones by multipart upload
+/// (S3 caps a single PUT at 5 GiB), in parts of [`PART_BYTES`].
+const SINGLE_PUT_MAX: usize = 64 << 20;
+const PART_BYTES: usize = 16 << 20;
+/// Parts in flight at once during a multipart upload (bounds the memory it holds).
+const PARTS_IN_FLIGHT: usize = 2;
 
 /// Write `seg` (built as `kind`) and its tombstones `deleted` as new immutable files;
-/// returns its manifest entry.
+/// returns its manifest entry. The segment's arrays are written from memory as they are: a
+/// local file directly, an object-store file in one PUT (small) or a multipart upload.
 pub(crate) async fn write_segment(
     at: &IndexAt,
     seg: &Segment,
@@ -86,18 +108,78 @@ pub(crate) async fn write_segment(
 ) -> Result<SegmentRef> {
     let id = manifest::new_id();
     let path = format!("segments/{id}.lkv");
-    let file = manifest::put_file(&at.store, at.root(), &path, seg.encode()?).await?;
+    let object = manifest::child(at.root(), &path);
+    let sections = seg.sections()?;
+    let refs: Vec<(container::Tag, &[u8])> = sections.iter().map(|(t, b)| (*t, b.as_ref())).collect();
+    let pieces = container::pieces(&refs);
+    let total: usize = pieces.iter().map(|p| p.len()).sum();
+    let (bytes, crc32) = if let Some(local) = at.local_file(&object) {
+        // Blocking file I/O on this runtime worker, announced to tokio.
+        tokio::task::block_in_place(|| write_local(&local, &pieces))
+            .map_err(|e| LakeError::Storage(format!("writing index file '{object}': {e}")))?
+    } else if total <= SINGLE_PUT_MAX {
+        let mut all = Vec::with_capacity(total);
+        pieces.iter().for_each(|p| all.extend_from_slice(p));
+        let f = manifest::put_file(&at.store, at.root(), &path, all).await?;
+        (f.bytes, f.crc32)
+    } else {
+        upload_multipart(at, &object, &pieces).await?
+    };
+    drop(pieces);
     sync_local(at, &path).await?;
     let tombstones = write_tombstones(at, deleted).await?;
     Ok(SegmentRef {
         id,
-        file,
+        file: FileRef { path, bytes, crc32 },
         kind: kind.clone(),
         rows: seg.len() as u64,
         data_files: seg.files.clone(),
         tombstones,
         num_tombstones: deleted.len() as u64,
     })
+}
+
+/// Write `pieces` to a new local file (its folder created); returns (length, CRC-32).
+fn write_local(path: &std::path::Path, pieces: &[std::borrow::Cow<'_, [u8]>]) -> std::io::Result<(u64, u32)> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create_new(path)?);
+    let (mut len, mut crc) = (0u64, crc32fast::Hasher::new());
+    for p in pieces {
+        crc.update(p);
+        len += p.len() as u64;
+        w.write_all(p)?;
+    }
+    w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    Ok((len, crc.finalize()))
+}
+
+/// Upload `pieces` as one object by multipart upload, [`PARTS_IN_FLIGHT`] parts of
+/// [`PART_BYTES`] at a time; aborted on error. Returns (length, CRC-32).
+async fn upload_multipart(
+    at: &IndexAt,
+    object: &object_store::path::Path,
+    pieces: &[std::borrow::Cow<'_, [u8]>],
+) -> Result<(u64, u32)> {
+    let ctx = |e: object_store::Error| LakeError::from(e).context(format!("writing index file '{object}'"));
+    let upload = at.store.put_multipart(object).await.map_err(ctx)?;
+    let mut w = object_store::WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+    let (mut len, mut crc) = (0u64, crc32fast::Hasher::new());
+    for p in pieces {
+        crc.update(p);
+        len += p.len() as u64;
+        for chunk in p.chunks(PART_BYTES) {
+            if let Err(e) = w.wait_for_capacity(PARTS_IN_FLIGHT).await {
+                w.abort().await.ok();
+                return Err(ctx(e));
+            }
+            w.write(chunk);
+        }
+    }
+    w.finish().await.map_err(ctx)?;
+    Ok((len, crc.finalize()))
 }
 
 /// Write a tombstone file for nodes `deleted` (none when empty).

@@ -25,7 +25,7 @@ pub struct Graph {
     /// Max neighbours per node on layer 0.
     pub m0: usize,
     /// `n * (1 + m0)`: per node, its neighbour count then its neighbour ids.
-    pub layer0: Vec<u32>,
+    pub layer0: crate::vector::mapped::Arr<u32>,
     /// Layers 1..: CSR offsets (`n + 1`) and neighbour ids.
     pub upper: Vec<(Vec<u32>, Vec<u32>)>,
     pub entry: u32,
@@ -88,7 +88,7 @@ fn row(vectors: &[f32], dim: usize, i: u32) -> &[f32] {
 
 /// Hint the cache to load row `i` (its first two cache lines). Never dereferences.
 #[inline(always)]
-fn prefetch(vectors: &[f32], dim: usize, i: u32) {
+pub(crate) fn prefetch(vectors: &[f32], dim: usize, i: u32) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};

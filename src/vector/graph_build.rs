@@ -15,6 +15,7 @@ use crate::error::{LakeError, Result};
 use crate::runtime::CancelToken;
 use crate::vector::distance::Metric;
 use crate::vector::graph::Graph;
+use crate::vector::hnsw_params::{GraphBuilder, HnswParams};
 
 /// hnsw_rs's maximum number of layers.
 const MAX_LAYERS: usize = 16;
@@ -40,32 +41,28 @@ impl Distance<f32> for LakeDistance {
     }
 }
 
-/// Construction parameters.
-#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct HnswParams {
-    /// Max neighbours per node on layers >= 1 (layer 0 keeps `2 * m`).
-    pub m: usize,
-    pub ef_construction: usize,
-}
-
-impl HnswParams {
-    pub fn check(&self) -> Result<()> {
-        if !(2..=128).contains(&self.m) {
-            return Err(LakeError::InvalidArgument(format!("m must be in 2..=128, got {}", self.m)));
+/// Build the graph over `vectors` (rows of `dim`, already prepared for `metric`) with
+/// `params.builder`. `done` counts inserted points (read by a progress reporter).
+pub fn build_graph(
+    vectors: &[f32],
+    dim: usize,
+    metric: Metric,
+    params: HnswParams,
+    pool: &rayon::ThreadPool,
+    cancel: &CancelToken,
+    done: &AtomicUsize,
+) -> Result<Graph> {
+    params.check()?;
+    match params.builder {
+        GraphBuilder::Native => {
+            crate::vector::hnsw_build::build_native(vectors, dim, metric, params, pool, cancel, done)
         }
-        if self.ef_construction == 0 || self.ef_construction > 10_000 {
-            return Err(LakeError::InvalidArgument(format!(
-                "ef_construction must be in 1..=10000, got {}",
-                self.ef_construction
-            )));
-        }
-        Ok(())
+        GraphBuilder::HnswRs => build_hnsw_rs(vectors, dim, metric, params, pool, cancel, done),
     }
 }
 
-/// Build the graph over `vectors` (rows of `dim`, already prepared for `metric`).
-/// `done` counts inserted points (read by a progress reporter).
-pub fn build_graph(
+/// [`build_graph`] with hnsw_rs.
+fn build_hnsw_rs(
     vectors: &[f32],
     dim: usize,
     metric: Metric,
@@ -78,7 +75,7 @@ pub fn build_graph(
     let n = vectors.len().checked_div(dim).unwrap_or(0);
     let m0 = 2 * params.m;
     if n == 0 {
-        return Ok(Graph { n: 0, m0, layer0: Vec::new(), upper: Vec::new(), entry: 0, dups: None });
+        return Ok(Graph { n: 0, m0, layer0: Default::default(), upper: Vec::new(), entry: 0, dups: None });
     }
     if n > u32::MAX as usize - 1 {
         return Err(LakeError::InvalidArgument(format!("a segment holds at most {} rows, got {n}", u32::MAX - 1)));
@@ -149,7 +146,7 @@ fn extract(hnsw: &Hnsw<f32, LakeDistance>, n: usize, m0: usize) -> Result<Graph>
         upper.push((off, ids));
     }
     let entry = (0..n).find(|&i| level[i] == top).unwrap_or(0) as u32;
-    Ok(Graph { n, m0, layer0, upper, entry, dups: None })
+    Ok(Graph { n, m0, layer0: layer0.into(), upper, entry, dups: None })
 }
 
 #[cfg(test)]
@@ -157,6 +154,42 @@ mod tests {
     use super::*;
     use crate::vector::exact::exact;
     use crate::vector::graph::search_graph;
+    use crate::vector::hnsw_build::build_native;
+    use crate::vector::hnsw_build::tests::{data, hp, recall};
+    use std::sync::atomic::Ordering::Relaxed;
+
+    #[test]
+    fn native_recall_matches_hnsw_rs() {
+        let (n, dim) = (5000usize, 24usize);
+        let v = data(n, dim, 1);
+        let q = data(200, dim, 2);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let done = AtomicUsize::new(0);
+        let c = CancelToken::new();
+        let g = build_native(&v, dim, Metric::L2, hp(16, 100), &pool, &c, &done).unwrap();
+        assert_eq!(done.load(Relaxed), n);
+        // Every link is a valid node other than itself; layer-0 lists within bounds.
+        for i in 0..n as u32 {
+            let nb = g.neighbors0(i);
+            assert!(nb.len() <= g.m0 && nb.iter().all(|&x| (x as usize) < n && x != i));
+        }
+        let oracle = build_graph(
+            &v,
+            dim,
+            Metric::L2,
+            HnswParams { m: 16, ef_construction: 100, builder: GraphBuilder::HnswRs },
+            &pool,
+            &c,
+            &done,
+        )
+        .unwrap();
+        let (r, ro) = (recall(&g, &v, &q, dim, Metric::L2), recall(&oracle, &v, &q, dim, Metric::L2));
+        // hnsw_rs keeps denser layer-0 lists, which pays on uniform random data like this
+        // (hnswlib, which the native builder follows, scores as the native builder here; on the
+        // shared real sets all three agree within 0.005: tests/test_index_kinds.py, ann.py).
+        assert!(r >= ro - 0.03, "native recall {r} < hnsw_rs {ro} - 0.03");
+        assert!(r > 0.85, "native recall {r}");
+    }
 
     #[test]
     fn build_and_search_recall() {
@@ -175,7 +208,7 @@ mod tests {
             &v,
             dim,
             Metric::L2,
-            HnswParams { m: 16, ef_construction: 100 },
+            HnswParams { m: 16, ef_construction: 100, builder: GraphBuilder::HnswRs },
             &pool,
             &CancelToken::new(),
             &done,
@@ -199,8 +232,15 @@ mod tests {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
         let c = CancelToken::new();
         c.cancel();
-        let r =
-            build_graph(&v, 4, Metric::L2, HnswParams { m: 8, ef_construction: 20 }, &pool, &c, &AtomicUsize::new(0));
+        let r = build_graph(
+            &v,
+            4,
+            Metric::L2,
+            HnswParams { m: 8, ef_construction: 20, builder: GraphBuilder::HnswRs },
+            &pool,
+            &c,
+            &AtomicUsize::new(0),
+        );
         assert!(matches!(r, Err(LakeError::Cancelled)));
     }
 }

@@ -10,4 +10,7 @@ pub mod exact;
 pub mod graph;
 pub mod graph_build;
 pub mod hit;
+pub mod hnsw_build;
+pub mod hnsw_params;
 pub mod knn;
+pub mod mapped;

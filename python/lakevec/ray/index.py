@@ -72,6 +72,7 @@ def build_index(
     m: int = 16,
     ef_construction: int = 200,
     on_invalid: str = "error",
+    builder: str = "native",
     files_per_task: int | None = None,
     num_cpus_per_task: float = 1,
     storage_options: Mapping[str, str] | None = None,
@@ -105,6 +106,7 @@ def build_index(
         m=m,
         ef_construction=ef_construction,
         on_invalid=on_invalid,
+        builder=builder,
     )
     files = t.files().column("path").to_pylist()
     parts = _run_segments(t, spec, files, None, files_per_task, num_cpus_per_task, timings)

@@ -11,6 +11,7 @@ use pyo3::prelude::*;
 use pyo3_arrow::PyArray;
 
 use crate::error::Result;
+use crate::index::budget::Budget;
 use crate::index::build::Progress;
 use crate::index::dist::{build_segment, commit_build, BuiltSegment};
 use crate::index::handle::VectorIndex;
@@ -63,23 +64,27 @@ impl PyVectorIndex {
 
 #[pymethods]
 impl PyVectorIndex {
-    /// Build an index over `table` (see `lakevec.build_index`).
+    /// Build an index over `table` (see `lakevec.build_index`) within `memory_limit` bytes
+    /// (default: half the available memory), at most `max_segment_rows` rows per segment.
     #[staticmethod]
-    #[pyo3(signature = (table, spec, num_threads, progress=None))]
+    #[pyo3(signature = (table, spec, num_threads, progress=None, memory_limit=None, max_segment_rows=None))]
     fn build(
         py: Python<'_>,
         table: &PyLakeTable,
         spec: PyRef<'_, PyBuildSpec>,
         num_threads: Option<usize>,
         progress: Option<Py<PyAny>>,
+        memory_limit: Option<u64>,
+        max_segment_rows: Option<usize>,
     ) -> PyResult<Self> {
         let t = table.inner.clone();
         let (at, spec) = spec.target(&t)?;
+        let budget = Budget::new(memory_limit, max_segment_rows)?;
         let state = Arc::new(Progress::default());
         let s2 = state.clone();
         let idx = wait_for_future_with(
             py,
-            async move { VectorIndex::build(&t, at, spec, num_threads, &CancelToken::new(), &s2).await },
+            async move { VectorIndex::build(&t, at, spec, num_threads, budget, &CancelToken::new(), &s2).await },
             ticker(progress, state),
         )?;
         Ok(PyVectorIndex { inner: Arc::new(idx) })
@@ -226,14 +231,21 @@ impl PyVectorIndex {
         wait_for_future(py, async move { idx.pending_files(&t).await })
     }
 
-    /// Merge segments and drop deleted rows; returns whether a version was committed.
-    #[pyo3(signature = (num_threads=None, progress=None))]
-    fn compact(&self, py: Python<'_>, num_threads: Option<usize>, progress: Option<Py<PyAny>>) -> PyResult<bool> {
-        self.maintain(
-            py,
-            progress,
-            move |idx, cancel, state| async move { idx.compact(num_threads, &cancel, &state).await },
-        )
+    /// Merge segments within `memory_limit` bytes (default: half the available memory) and
+    /// drop deleted rows; returns whether a version was committed.
+    #[pyo3(signature = (num_threads=None, progress=None, memory_limit=None, max_segment_rows=None))]
+    fn compact(
+        &self,
+        py: Python<'_>,
+        num_threads: Option<usize>,
+        progress: Option<Py<PyAny>>,
+        memory_limit: Option<u64>,
+        max_segment_rows: Option<usize>,
+    ) -> PyResult<bool> {
+        let budget = Budget::new(memory_limit, max_segment_rows)?;
+        self.maintain(py, progress, move |idx, cancel, state| async move {
+            idx.compact(num_threads, budget, &cancel, &state).await
+        })
     }
 
     /// (table version, per-file coverage table) for the table's latest version.
@@ -252,6 +264,46 @@ impl PyVectorIndex {
     fn reload(&self, py: Python<'_>) -> PyResult<()> {
         let idx = self.inner.clone();
         wait_for_future(py, async move { idx.reload().await })
+    }
+
+    /// Delete (or list, with `dry_run`) index files no manifest younger than `retain_seconds`
+    /// references (see `lakevec.VectorIndex.vacuum`); returns what it deleted as a table.
+    #[pyo3(signature = (retain_seconds, dry_run=false))]
+    fn vacuum<'py>(&self, py: Python<'py>, retain_seconds: f64, dry_run: bool) -> PyResult<Bound<'py, PyAny>> {
+        if !(retain_seconds.is_finite() && retain_seconds >= 0.0) {
+            return Err(crate::error::LakeError::InvalidArgument(format!(
+                "retain must be a duration >= 0, got {retain_seconds} s"
+            ))
+            .into());
+        }
+        let idx = self.inner.clone();
+        let retain = std::time::Duration::from_secs_f64(retain_seconds);
+        let batch = wait_for_future(py, async move { idx.vacuum(retain, dry_run).await })?;
+        table_of(py, batch)
+    }
+
+    /// Set how long (seconds) a confirmed view of the latest table serves searches before the
+    /// table is checked again (`None`: only `reload()` checks).
+    #[pyo3(signature = (seconds))]
+    fn set_consistency_interval(&self, seconds: Option<f64>) -> PyResult<()> {
+        let d = match seconds {
+            None => None,
+            Some(s) if s.is_finite() && s >= 0.0 => Some(std::time::Duration::from_secs_f64(s.min(1e9))),
+            Some(s) if s == f64::INFINITY => None,
+            Some(s) => {
+                return Err(crate::error::LakeError::InvalidArgument(format!(
+                    "consistency_interval must be a duration >= 0 or None, got {s}"
+                ))
+                .into())
+            }
+        };
+        self.inner.set_consistency_interval(d);
+        Ok(())
+    }
+
+    #[getter]
+    fn consistency_interval(&self) -> Option<f64> {
+        self.inner.consistency_interval().map(|d| d.as_secs_f64())
     }
 
     #[getter]

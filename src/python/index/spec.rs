@@ -16,7 +16,8 @@ use crate::vector::distance::Metric;
 /// What to build: the vector `column`, `metric` ("cosine", "l2", "dot"), index `name`, its
 /// folder `index_uri` (default: beside the table), an optional `key` column stored with the
 /// hits, the `index_type` ("hnsw" or "flat"), HNSW's `m` (2..=128) and `ef_construction`
-/// (1..=10000), and `on_invalid` ("error" or "skip"). Frozen; validated on construction
+/// (1..=10000), `on_invalid` ("error" or "skip") and the HNSW `builder` ("native" or
+/// "hnsw_rs"). Frozen; validated on construction
 /// (`InvalidArgumentError`); picklable.
 #[pyclass(frozen, eq, skip_from_py_object, module = "lakevec._lakevec", name = "BuildSpec")]
 #[derive(Clone, Debug, PartialEq)]
@@ -39,6 +40,8 @@ pub struct PyBuildSpec {
     ef_construction: usize,
     #[pyo3(get)]
     on_invalid: String,
+    #[pyo3(get)]
+    builder: String,
 }
 
 impl PyBuildSpec {
@@ -49,7 +52,7 @@ impl PyBuildSpec {
             column: self.column.clone(),
             key: self.key.clone(),
             metric: Metric::parse(&self.metric)?,
-            kind: IndexKind::from_args(&self.index_type, self.m, self.ef_construction)?,
+            kind: IndexKind::from_args(&self.index_type, self.m, self.ef_construction, &self.builder)?,
             on_invalid: OnInvalid::parse(&self.on_invalid)?,
         })
     }
@@ -62,9 +65,9 @@ impl PyBuildSpec {
 
     /// The spec of an existing index (manifest `m`, at `uri`).
     pub fn of(m: &Manifest, uri: &str) -> Self {
-        let (m_, ef) = match &m.kind {
-            IndexKind::Hnsw(p) => (p.m, p.ef_construction),
-            IndexKind::Flat => (16, 200),
+        let (m_, ef, builder) = match &m.kind {
+            IndexKind::Hnsw(p) => (p.m, p.ef_construction, p.builder.as_str()),
+            IndexKind::Flat => (16, 200, "native"),
         };
         PyBuildSpec {
             column: m.column.clone(),
@@ -76,6 +79,7 @@ impl PyBuildSpec {
             m: m_,
             ef_construction: ef,
             on_invalid: m.on_invalid.as_str().into(),
+            builder: builder.into(),
         }
     }
 }
@@ -83,7 +87,7 @@ impl PyBuildSpec {
 #[pymethods]
 impl PyBuildSpec {
     #[new]
-    #[pyo3(signature = (column, metric="cosine".to_string(), name="default".to_string(), index_uri=None, key=None, index_type="hnsw".to_string(), m=16, ef_construction=200, on_invalid="error".to_string()))]
+    #[pyo3(signature = (column, metric="cosine".to_string(), name="default".to_string(), index_uri=None, key=None, index_type="hnsw".to_string(), m=16, ef_construction=200, on_invalid="error".to_string(), builder="native".to_string()))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         column: String,
@@ -95,8 +99,10 @@ impl PyBuildSpec {
         m: usize,
         ef_construction: usize,
         on_invalid: String,
+        builder: String,
     ) -> PyResult<Self> {
-        let s = PyBuildSpec { column, metric, name, index_uri, key, index_type, m, ef_construction, on_invalid };
+        let s =
+            PyBuildSpec { column, metric, name, index_uri, key, index_type, m, ef_construction, on_invalid, builder };
         s.spec()?;
         Ok(s)
     }
@@ -105,7 +111,7 @@ impl PyBuildSpec {
         let opt = |o: &Option<String>| o.as_ref().map_or("None".into(), |s| format!("'{s}'"));
         format!(
             "BuildSpec(column='{}', metric='{}', name='{}', index_uri={}, key={}, index_type='{}', \
-             m={}, ef_construction={}, on_invalid='{}')",
+             m={}, ef_construction={}, on_invalid='{}', builder='{}')",
             self.column,
             self.metric,
             self.name,
@@ -114,7 +120,8 @@ impl PyBuildSpec {
             self.index_type,
             self.m,
             self.ef_construction,
-            self.on_invalid
+            self.on_invalid,
+            self.builder
         )
     }
 
@@ -130,6 +137,7 @@ impl PyBuildSpec {
             s.m,
             s.ef_construction,
             s.on_invalid.clone(),
+            s.builder.clone(),
         );
         Ok((slf.get_type().into_any(), args.into_pyobject(slf.py())?))
     }

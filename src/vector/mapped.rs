@@ -1,0 +1,187 @@
+//! Arrays a segment uses in place: owned (just built) or views into the verified bytes of its
+//! file (a read-only memory map of a local file, or a downloaded buffer).
+//!
+//! A view is made only after the container's checks (sizes, checksums) passed and only when
+//! the section is aligned for its element type: [`Arr::view`] checks alignment and length with
+//! `bytemuck` and falls back to a copy for misaligned sections (files written before sections
+//! were aligned, or a buffer the network delivered at an odd address). Elements are stored
+//! little-endian; on a big-endian target every section is copied and converted.
+
+use std::marker::PhantomData;
+use std::ops::{Deref, Range};
+use std::sync::Arc;
+
+use bytemuck::Pod;
+
+/// The bytes behind mapped arrays.
+pub enum Backing {
+    /// A read-only map of a local index file (pages are loaded as searches touch them).
+    Map(memmap2::Mmap),
+    /// A buffer (an object-store download, or a file read whole).
+    Bytes(bytes::Bytes),
+}
+
+impl Deref for Backing {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Backing::Map(m) => m,
+            Backing::Bytes(b) => b,
+        }
+    }
+}
+
+impl std::fmt::Debug for Backing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Backing::Map(m) => write!(f, "Map({} bytes)", m.len()),
+            Backing::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
+        }
+    }
+}
+
+impl Backing {
+    /// Map the local file at `path` read-only.
+    ///
+    /// The map stays valid while the file is replaced or deleted (index files are immutable and
+    /// written under new names); truncating it in place would make reads of the lost pages
+    /// fault, which lakevec never does and its vacuum avoids by deleting, not truncating.
+    pub fn map(file: &std::fs::File) -> std::io::Result<Self> {
+        // SAFETY: memmap2 requires that the file is not modified while mapped (UB otherwise).
+        // lakevec's index files are immutable: written once under a fresh unique name, fsynced,
+        // then only read or deleted (unlinking keeps the mapped inode alive). The map is
+        // read-only and its bytes are verified (size, CRC-32) before any array views them.
+        let m = unsafe { memmap2::Mmap::map(file)? };
+        Ok(Backing::Map(m))
+    }
+
+    /// Bytes mapped from a file (0 for a buffer).
+    pub fn mapped_bytes(&self) -> usize {
+        match self {
+            Backing::Map(m) => m.len(),
+            Backing::Bytes(_) => 0,
+        }
+    }
+}
+
+/// An array of `T`: owned, or a view into a [`Backing`].
+pub enum Arr<T: Pod> {
+    Owned(Vec<T>),
+    View { buf: Arc<Backing>, range: Range<usize>, _t: PhantomData<T> },
+}
+
+impl<T: Pod> Arr<T> {
+    /// A view of `buf[range]` as `T`s when aligned (and the target is little-endian), else a
+    /// converted copy. `range` must lie in `buf` and be a multiple of `size_of::<T>()` long
+    /// (the caller checked both against the counts it expects).
+    pub fn view(buf: &Arc<Backing>, range: Range<usize>) -> Self {
+        let bytes = &buf[range.clone()];
+        if cfg!(target_endian = "little") && bytemuck::try_cast_slice::<u8, T>(bytes).is_ok() {
+            return Arr::View { buf: buf.clone(), range, _t: PhantomData };
+        }
+        let size = std::mem::size_of::<T>();
+        let mut out: Vec<T> = vec![T::zeroed(); bytes.len() / size];
+        let dst: &mut [u8] = bytemuck::cast_slice_mut(&mut out);
+        dst.copy_from_slice(&bytes[..dst.len()]);
+        if cfg!(target_endian = "big") {
+            for chunk in dst.chunks_exact_mut(size) {
+                chunk.reverse();
+            }
+        }
+        Arr::Owned(out)
+    }
+
+    /// Whether the array is a view into a file map or buffer (not a copy).
+    pub fn is_view(&self) -> bool {
+        matches!(self, Arr::View { .. })
+    }
+
+    /// The bytes a view lives in (`None` when owned).
+    pub fn backing(&self) -> Option<&Arc<Backing>> {
+        match self {
+            Arr::View { buf, .. } => Some(buf),
+            Arr::Owned(_) => None,
+        }
+    }
+}
+
+impl<T: Pod> Deref for Arr<T> {
+    type Target = [T];
+    #[inline]
+    fn deref(&self) -> &[T] {
+        match self {
+            Arr::Owned(v) => v,
+            // Alignment and length were checked when the view was made; `buf` is immutable.
+            Arr::View { buf, range, .. } => bytemuck::cast_slice(&buf[range.clone()]),
+        }
+    }
+}
+
+impl<T: Pod> From<Vec<T>> for Arr<T> {
+    fn from(v: Vec<T>) -> Self {
+        Arr::Owned(v)
+    }
+}
+
+impl<T: Pod> Default for Arr<T> {
+    fn default() -> Self {
+        Arr::Owned(Vec::new())
+    }
+}
+
+impl<T: Pod> Clone for Arr<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Arr::Owned(v) => Arr::Owned(v.clone()),
+            Arr::View { buf, range, .. } => Arr::View { buf: buf.clone(), range: range.clone(), _t: PhantomData },
+        }
+    }
+}
+
+impl<T: Pod + std::fmt::Debug> std::fmt::Debug for Arr<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Arr::Owned(v) => write!(f, "Owned({} items)", v.len()),
+            Arr::View { range, .. } => write!(f, "View({} bytes)", range.len()),
+        }
+    }
+}
+
+impl<T: Pod + PartialEq> PartialEq for Arr<T> {
+    fn eq(&self, o: &Self) -> bool {
+        **self == **o
+    }
+}
+
+/// The little-endian bytes of `v`: the values themselves on a little-endian target (no copy),
+/// a converted copy otherwise.
+pub fn le_bytes<T: Pod>(v: &[T]) -> std::borrow::Cow<'_, [u8]> {
+    let bytes: &[u8] = bytemuck::cast_slice(v);
+    if cfg!(target_endian = "little") {
+        return std::borrow::Cow::Borrowed(bytes);
+    }
+    let mut out = bytes.to_vec();
+    for chunk in out.chunks_exact_mut(std::mem::size_of::<T>()) {
+        chunk.reverse();
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aligned_sections_are_views_misaligned_are_copies() {
+        let mut raw = vec![0u8; 64];
+        raw[8..12].copy_from_slice(&1.5f32.to_le_bytes());
+        raw[13..17].copy_from_slice(&2.5f32.to_le_bytes());
+        let buf = Arc::new(Backing::Bytes(bytes::Bytes::from(raw)));
+        let base = buf.as_ptr() as usize;
+        let a: Arr<f32> = Arr::view(&buf, 8..12);
+        let b: Arr<f32> = Arr::view(&buf, 13..17);
+        assert_eq!((&a[..], &b[..]), (&[1.5f32][..], &[2.5f32][..]));
+        assert_eq!(a.is_view(), (base + 8) % 4 == 0);
+        assert_eq!(b.is_view(), (base + 13) % 4 == 0);
+    }
+}
