@@ -3,10 +3,10 @@ clustered 384-d unit vectors, every step in its own process (peak RSS per step).
 
 For each row count of ``--rows`` (e.g. 1000000,4000000), in ``--dir``:
 
-* generate: 1,000 Gaussian clusters in 384 dimensions, each row a centre plus noise,
-  normalised; written as a Parquet folder (files of 100,000 rows) and a Delta table of the
-  same files; 1,000 held-out queries of the same distribution, and their exact top-10 by
-  cosine (a blocked float32 matrix product in numpy);
+* generate: 1,000 random unit centres in 384 dimensions, each row a centre plus Gaussian
+  noise (0.03 per dimension, norm ~0.6), normalised; written as a Parquet folder (files of
+  100,000 rows) and a Delta table of the same files; 1,000 held-out queries of the same
+  distribution, and their exact top-10 by cosine (a blocked float32 matrix product in numpy);
 * lakevec: ``build_index`` over the Delta table (cosine, M=16, ef_construction=100, all
   threads, ``memory_limit`` from ``--memory-limit``); then in a new process ``open_index``
   (seconds, RSS after it), 1,000 queries one at a time at each ef of the sweep (RSS after
@@ -35,8 +35,9 @@ import time
 from pathlib import Path
 
 DIM, CLUSTERS, FILE_ROWS, NQ, K = 384, 1000, 100_000, 1000, 10
+NOISE = 0.03  # per dimension
 M, EFC = 16, 100
-EFS = [10, 16, 24, 32, 48, 64, 96, 128]
+EFS = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256]
 
 
 def rss_mb() -> float:
@@ -57,12 +58,13 @@ def unit(x):
 
 
 # ----------------------------------------------------------------- steps (own process)
-def step_generate(d: Path, rows: int) -> dict:
+def step_generate(d: Path, rows: str) -> dict:
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
     from deltalake import write_deltalake
 
+    rows = int(rows)
     rng = np.random.default_rng(rows)
     centres = unit(rng.standard_normal((CLUSTERS, DIM)))
     pqdir, delta = d / "parquet", d / "delta"
@@ -71,7 +73,8 @@ def step_generate(d: Path, rows: int) -> dict:
     def block(n, seed):
         r = np.random.default_rng(seed)
         c = r.integers(0, CLUSTERS, n)
-        return unit(centres[c] + 0.35 * r.standard_normal((n, DIM)).astype(np.float32))
+        # noise of norm ~0.6 around unit centres: clusters with structure inside them
+        return unit(centres[c] + NOISE * r.standard_normal((n, DIM)).astype(np.float32))
 
     for i, start in enumerate(range(0, rows, FILE_ROWS)):
         n = min(FILE_ROWS, rows - start)
@@ -149,7 +152,7 @@ def step_lakevec_search(d: Path) -> dict:
 
     truth = np.load(d / "truth.npy")
     t0 = time.perf_counter()
-    idx = lakevec.open_index(lakevec.Table.open(str(d / "delta")), consistency_interval=60)
+    idx = lakevec.open_index(str(d / "delta" / "_lakevec_index" / "default"), consistency_interval=60)
     open_s = time.perf_counter() - t0
     after_open = rss_mb()
     idx.search(np.load(d / "queries.npy")[:1], k=K, num_threads=1)  # first use maps the segments
@@ -292,7 +295,8 @@ def main() -> None:
         d = Path(a.dir) / f"rows-{rows}"
         if not (d / "truth.npy").exists():
             t0 = time.perf_counter()
-            run_step("generate", d, rows)
+            if run_step("generate", d, rows) is None:
+                sys.exit(1)
             print(f"\ngenerated {rows:,} rows in {time.perf_counter() - t0:.0f} s at {d}")
         vbytes = rows * DIM * 4
         print(f"\n## {rows:,} x {DIM} ({vbytes / 1e9:.2f} GB of vectors), 1,000 queries\n")

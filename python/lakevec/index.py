@@ -268,17 +268,29 @@ class VectorIndex:
         return self._inner.knn_graph(int(k), ef, num_threads, part)
 
     # --------------------------------------------------------------- maintain
-    def refresh(self, *, num_threads: int | None = None, progress: Any = False) -> bool:
+    def refresh(
+        self,
+        *,
+        num_threads: int | None = None,
+        progress: Any = False,
+        memory_limit: int | str | None = None,
+        max_segment_rows: int | None = None,
+    ) -> bool:
         """Bring the index to the table's latest version, incrementally: new data files
-        become a new segment (only their vectors are read), removed files and newly
-        deleted rows become tombstones; nothing already indexed is read again or rebuilt.
-        Returns whether a new index version was committed. ``stats()["last_commit"]``
-        says how many files and rows were encoded.
+        become new segments (only their vectors are read; as many segments as the memory
+        budget needs, see :func:`build_index` for ``memory_limit`` and ``max_segment_rows``),
+        removed files and newly deleted rows become tombstones; nothing already indexed is
+        read again or rebuilt. Returns whether a new index version was committed.
+        ``stats()["last_commit"]`` says how many files and rows were encoded.
 
         Raises:
             CommitConflictError: another writer committed the same index version first.
+            InvalidArgumentError: a bad ``memory_limit`` or ``max_segment_rows``.
         """
-        return _run_with_progress(progress, "refresh", lambda cb: self._inner.refresh(num_threads, cb))
+        limit = _inputs.byte_size(memory_limit)
+        return _run_with_progress(
+            progress, "refresh", lambda cb: self._inner.refresh(num_threads, cb, None, None, limit, max_segment_rows)
+        )
 
     def compact(
         self,

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::error::{LakeError, Result};
+use crate::index::budget::Budget;
 use crate::index::build::{build_structure, now_ms, Phase, Progress};
 use crate::index::dist::{load_refresh_parts, BuiltSegment};
 use crate::index::handle::VectorIndex;
@@ -23,17 +24,19 @@ use crate::lake::table::LakeTable;
 use crate::runtime::{resolve_threads, CancelToken};
 
 impl VectorIndex {
-    /// Bring the index to the table's latest version: new data files become a new segment,
-    /// removed files and newly deleted rows become tombstones. Returns whether a new index
-    /// version was committed.
+    /// Bring the index to the table's latest version: new data files become new segments
+    /// (as many as `budget` needs, each read, built, written and dropped in turn), removed
+    /// files and newly deleted rows become tombstones. Returns whether a new index version was
+    /// committed.
     pub async fn refresh(
         &self,
         threads: Option<usize>,
+        budget: Budget,
         cancel: &CancelToken,
         progress: &Arc<Progress>,
     ) -> Result<bool> {
         let table = self.open_table(TablePin::default()).await?;
-        self.refresh_with(&table, None, threads, cancel, progress).await
+        self.refresh_with(&table, None, threads, budget, cancel, progress).await
     }
 
     /// The live data files of `table` that no segment holds (what a refresh to it encodes).
@@ -52,6 +55,7 @@ impl VectorIndex {
         table: &LakeTable,
         parts: Option<Vec<BuiltSegment>>,
         threads: Option<usize>,
+        budget: Budget,
         cancel: &CancelToken,
         progress: &Arc<Progress>,
     ) -> Result<bool> {
@@ -116,22 +120,34 @@ impl VectorIndex {
                 new_files.iter().filter_map(|&i| entries[i].live_rows()).sum::<u64>() as usize,
                 Ordering::Relaxed,
             );
-            let read = ReadSpec::for_index(m, resolve_threads(threads)? * 2);
-            let (seg, skipped) = read_segment(table, &new_files, &read, cancel, &progress.done).await?;
             info.files_encoded = new_files.len() as u64;
-            info.rows_encoded = seg.len() as u64;
-            info.rows_skipped = skipped as u64;
-            info.segments_added = 1;
-            let (seg, _) = build_structure(seg, m.metric, &m.kind, threads, cancel, progress, false).await?;
-            progress.set_phase(Phase::Write);
-            let r = write_segment(&self.at, &seg, &m.kind, &[]).await?;
-            loaded.push(Arc::new(LoadedSegment::new(r.clone(), seg, &[])));
-            segments.push(r);
+            let groups = budget.plan(&entries, &new_files, Some(m.dim), &m.kind);
+            let one = groups.len() == 1;
+            for group in groups.iter().filter(|g| !g.is_empty()) {
+                progress.set_phase(Phase::Read);
+                let mut read = ReadSpec::for_index(m, resolve_threads(threads)? * 2);
+                read.concurrency = budget.read_concurrency(&entries, group, read.concurrency);
+                read.expected_rows =
+                    group.iter().map(|&i| Budget::file_bytes(&entries[i], Some(m.dim), &m.kind).0).sum();
+                let (seg, skipped) = read_segment(table, group, &read, cancel, &progress.done).await?;
+                info.rows_encoded += seg.len() as u64;
+                info.rows_skipped += skipped as u64;
+                info.segments_added += 1;
+                let (seg, _) = build_structure(seg, m.metric, &m.kind, threads, cancel, progress, false).await?;
+                progress.set_phase(Phase::Write);
+                let r = write_segment(&self.at, &seg, &m.kind, &[]).await?;
+                if one {
+                    loaded.push(Arc::new(LoadedSegment::new(r.clone(), seg, &[])));
+                }
+                segments.push(r);
+            }
         }
         if !changed && table.version() == m.table_version {
             return Ok(false);
         }
-        self.commit_next(&st, segments, Some(loaded), table.version(), info).await?;
+        // With several new segments, each was dropped once written: the version loads lazily.
+        let loaded = (loaded.len() == segments.len()).then_some(loaded);
+        self.commit_next(&st, segments, loaded, table.version(), info).await?;
         Ok(true)
     }
 }

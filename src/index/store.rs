@@ -74,6 +74,7 @@ pub(crate) async fn load_segment(at: &IndexAt, m: &Manifest, r: &SegmentRef) -> 
     let buf = file_backing(at, &r.file).await?;
     let name = manifest::child(at.root(), &r.file.path).to_string();
     let seg = Segment::decode_in(&buf, &name)?;
+    buf.release_resident();
     // (a segment of files without any valid vector, built without a known dimension, has dim 0)
     let dim_ok = seg.dim == m.dim || (seg.is_empty() && seg.dim == 0);
     if seg.len() as u64 != r.rows || !dim_ok || seg.files != r.data_files || !seg.index.matches(&r.kind, seg.len()) {

@@ -55,6 +55,23 @@ impl Backing {
         Ok(Backing::Map(m))
     }
 
+    /// Drop this process's resident copies of a map's pages (its RSS falls; later reads
+    /// fault the pages in again from the page cache or the file). Called once a segment's
+    /// bytes were verified and decoded, which reads every page: afterwards the pages
+    /// resident are the ones searches touch. No-op for a buffer; errors are ignored (the
+    /// advice is only an optimisation).
+    pub fn release_resident(&self) {
+        if let Backing::Map(m) = self {
+            // SAFETY: MADV_DONTNEED on a private file mapping discards the process's page
+            // table entries; a private page that was written would revert to the file's
+            // content, which is the hazard memmap2 marks this unsafe for. This map is
+            // read-only (`Mmap`, PROT_READ) and never written, so every page already holds the
+            // file's content and reads after the advice return the same bytes; the file is
+            // immutable (see `map`). No reference observes a change.
+            let _ = unsafe { m.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+        }
+    }
+
     /// Bytes mapped from a file (0 for a buffer).
     pub fn mapped_bytes(&self) -> usize {
         match self {

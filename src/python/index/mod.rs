@@ -206,7 +206,8 @@ impl PyVectorIndex {
     /// Bring the index to the table's latest version (or to `table`, a pinned version, whose
     /// new files may come as `parts` from `build_segment`); returns whether a version was
     /// committed.
-    #[pyo3(signature = (num_threads=None, progress=None, table=None, parts=None))]
+    #[pyo3(signature = (num_threads=None, progress=None, table=None, parts=None, memory_limit=None, max_segment_rows=None))]
+    #[allow(clippy::too_many_arguments)]
     fn refresh(
         &self,
         py: Python<'_>,
@@ -214,13 +215,16 @@ impl PyVectorIndex {
         progress: Option<Py<PyAny>>,
         table: Option<PyRef<'_, PyLakeTable>>,
         parts: Option<Vec<String>>,
+        memory_limit: Option<u64>,
+        max_segment_rows: Option<usize>,
     ) -> PyResult<bool> {
         let parts = parts.map(|v| parse_parts(&v)).transpose()?;
         let t = table.map(|t| t.inner.clone());
+        let budget = Budget::new(memory_limit, max_segment_rows)?;
         self.maintain(py, progress, move |idx, cancel, state| async move {
             match t {
-                Some(t) => idx.refresh_with(&t, parts, num_threads, &cancel, &state).await,
-                None => idx.refresh(num_threads, &cancel, &state).await,
+                Some(t) => idx.refresh_with(&t, parts, num_threads, budget, &cancel, &state).await,
+                None => idx.refresh(num_threads, budget, &cancel, &state).await,
             }
         })
     }
