@@ -21,6 +21,7 @@ bytes / vector bytes, open s, RSS after open, RSS after 1,000 queries, recall@10
 1-thread QPS at the lowest ef reaching recall 0.95. hnswlib and faiss are optional.
 
     python benchmarks/scale.py --rows 1000000,4000000 --dir /tmp/lakevec-scale [--memory-limit 4GB]
+        [--libs lakevec,hnswlib,faiss]
 """
 
 from __future__ import annotations
@@ -277,6 +278,7 @@ def main() -> None:
     ap.add_argument("--rows", default="1000000")
     ap.add_argument("--dir", required=True)
     ap.add_argument("--memory-limit", default="4GB")
+    ap.add_argument("--libs", default="lakevec,hnswlib,faiss", help="which libraries to run")
     ap.add_argument("--step")
     ap.add_argument("extra", nargs="*")
     a = ap.parse_args()
@@ -286,7 +288,8 @@ def main() -> None:
         return
     import importlib.util
 
-    libs = ["lakevec"] + [n for n in ("hnswlib", "faiss") if importlib.util.find_spec(n)]
+    wanted = a.libs.split(",")
+    libs = [n for n in ("lakevec", "hnswlib", "faiss") if n in wanted and importlib.util.find_spec(n)]
     print(
         f"machine: {os.cpu_count()} cores, {os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30:.0f} GiB; "
         f"M={M}, ef_construction={EFC}, dim={DIM}, cosine, lakevec memory_limit={a.memory_limit}"

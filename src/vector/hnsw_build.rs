@@ -312,8 +312,9 @@ impl<'a> Builder<'a> {
 
 /// Build the HNSW graph over `vectors` (rows of `dim`, prepared for `metric`) with at most
 /// `params.m` links per node on layers >= 1 and `2m` on layer 0, beam width
-/// `params.ef_construction`, inserting in parallel on `pool`. `done` counts inserted nodes; `cancel` is polled every
-/// [`CHUNK`] nodes.
+/// `params.ef_construction`, inserting in parallel on `pool`. `done` counts inserted nodes;
+/// `cancel` is polled every [`CHUNK`] nodes. `params.builder` is not read (the caller chose
+/// this builder).
 ///
 /// Errors: `Cancelled`; `InvalidArgument` for more than `2^32 - 2` rows.
 pub fn build_native(
