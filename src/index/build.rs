@@ -284,7 +284,10 @@ impl VectorIndex {
             let r = write_segment(&at, &seg, &spec.kind, &[]).await?;
             rows_encoded += n as u64;
             recall_sum += recall.unwrap_or(1.0) * n as f64;
-            kept = (refs.is_empty()).then(|| Arc::new(LoadedSegment::new(r.clone(), seg, &[])));
+            // Kept loaded only when it is the whole index; otherwise dropped here, so that the
+            // next segment's build does not hold it too.
+            let last = groups.len() == 0 && carry.is_empty();
+            kept = (refs.is_empty() && last).then(|| Arc::new(LoadedSegment::new(r.clone(), seg, &[])));
             refs.push(r);
         }
         let Some(dim) = dim.filter(|_| rows_encoded > 0) else {
