@@ -22,6 +22,17 @@ from conftest import load_ann, read_manifest
 deltalake = pytest.importorskip("deltalake")
 
 
+def _batch(rng, start: int, n: int) -> pa.Table:
+    """Rows ``start .. start + n``: ``id`` (int64) and a random 8-d float32 ``vector``."""
+    v = rng.standard_normal((n, 8)).astype(np.float32)
+    return pa.table(
+        {
+            "id": np.arange(start, start + n, dtype=np.int64),
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), 8),
+        }
+    )
+
+
 def _ids(res: pa.Table, nq: int, k: int) -> np.ndarray:
     return res.column("id").to_numpy().reshape(nq, k)
 
@@ -171,22 +182,13 @@ def test_two_processes_map_the_same_segments(minilm_files):
 def test_consistency_interval(tmp_path):
     rng = np.random.default_rng(0)
 
-    def batch(start, n):
-        v = rng.standard_normal((n, 8)).astype(np.float32)
-        return pa.table(
-            {
-                "id": np.arange(start, start + n, dtype=np.int64),
-                "vector": pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), 8),
-            }
-        )
-
     path = str(tmp_path / "t")
-    deltalake.write_deltalake(path, batch(0, 100))
+    deltalake.write_deltalake(path, _batch(rng, 0, 100))
     lakevec.build_index(path, "vector", key="id", progress=False)
     strong = lakevec.open_index(lakevec.Table.open(path))
     lazy = lakevec.open_index(lakevec.Table.open(path), consistency_interval=datetime.timedelta(hours=1))
     assert strong.consistency_interval == 0 and lazy.consistency_interval == 3600
-    new = batch(100, 5)
+    new = _batch(rng, 100, 5)
     q = np.stack(new.column("vector").to_numpy(zero_copy_only=False)).astype(np.float32)
     strong.search(q, k=1)
     lazy.search(q, k=1)  # the view of the table both confirmed
@@ -200,7 +202,7 @@ def test_consistency_interval(tmp_path):
     # a short interval sees it once the interval elapsed
     short = lakevec.open_index(lakevec.Table.open(path), consistency_interval=0.2)
     short.search(q, k=1)
-    last = batch(105, 1)
+    last = _batch(rng, 105, 1)
     deltalake.write_deltalake(path, last, mode="append")
     time.sleep(0.3)
     q2 = np.stack(last.column("vector").to_numpy(zero_copy_only=False)).astype(np.float32)
@@ -212,20 +214,11 @@ def test_consistency_interval(tmp_path):
 def test_vacuum_deletes_what_no_retained_version_needs(tmp_path):
     rng = np.random.default_rng(1)
 
-    def batch(start, n):
-        v = rng.standard_normal((n, 8)).astype(np.float32)
-        return pa.table(
-            {
-                "id": np.arange(start, start + n, dtype=np.int64),
-                "vector": pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), 8),
-            }
-        )
-
     path = str(tmp_path / "t")
-    deltalake.write_deltalake(path, batch(0, 200))
+    deltalake.write_deltalake(path, _batch(rng, 0, 200))
     idx = lakevec.build_index(path, "vector", key="id", progress=False)
     folder = tmp_path / "t" / "_lakevec_index" / "default"
-    deltalake.write_deltalake(path, batch(200, 50), mode="append")
+    deltalake.write_deltalake(path, _batch(rng, 200, 50), mode="append")
     idx.refresh()
     # readers of version 2: one has loaded its segments, one has not
     loaded = lakevec.open_index(lakevec.Table.open(path), version=2)

@@ -47,14 +47,20 @@ impl Graph {
     }
 }
 
-/// Per-thread scratch: a visited table stamped with a generation number.
-struct Visited {
+/// Per-thread scratch: a visited table stamped with a generation number (graph search here,
+/// and graph construction in `hnsw_build.rs`).
+pub(crate) struct Visited {
     marks: Vec<u32>,
     stamp: u32,
 }
 
 impl Visited {
-    fn reset(&mut self, n: usize) {
+    pub(crate) const fn new() -> Self {
+        Visited { marks: Vec::new(), stamp: 0 }
+    }
+
+    /// Forget every mark, for nodes `0..n`.
+    pub(crate) fn reset(&mut self, n: usize) {
         if self.marks.len() < n {
             self.marks = vec![0; n];
             self.stamp = 0;
@@ -65,8 +71,9 @@ impl Visited {
             self.stamp = 1;
         }
     }
+    /// Mark node `i`; whether it was unmarked.
     #[inline(always)]
-    fn visit(&mut self, i: u32) -> bool {
+    pub(crate) fn visit(&mut self, i: u32) -> bool {
         let m = &mut self.marks[i as usize];
         if *m == self.stamp {
             false
@@ -78,7 +85,7 @@ impl Visited {
 }
 
 thread_local! {
-    static VISITED: RefCell<Visited> = const { RefCell::new(Visited { marks: Vec::new(), stamp: 0 }) };
+    static VISITED: RefCell<Visited> = const { RefCell::new(Visited::new()) };
 }
 
 #[inline(always)]

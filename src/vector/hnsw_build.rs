@@ -34,7 +34,7 @@ use rayon::prelude::*;
 use crate::error::{LakeError, Result};
 use crate::runtime::CancelToken;
 use crate::vector::distance::Metric;
-use crate::vector::graph::{prefetch, Graph};
+use crate::vector::graph::{prefetch, Graph, Visited};
 use crate::vector::hit::Hit;
 use crate::vector::hnsw_params::HnswParams;
 
@@ -59,38 +59,15 @@ fn level_of(i: usize, ml: f64) -> usize {
     ((-u.ln() * ml) as usize).min(MAX_LEVEL)
 }
 
-/// Per-thread scratch of searches during construction: a visited table stamped with a
-/// generation number, and a buffer for one link list.
+/// Per-thread scratch of searches during construction: a visited table and a buffer for one
+/// link list.
 struct Scratch {
-    marks: Vec<u32>,
-    stamp: u32,
+    visited: Visited,
     links: Vec<u32>,
 }
 
-impl Scratch {
-    fn reset(&mut self, n: usize) {
-        if self.marks.len() != n {
-            self.marks = vec![0; n];
-            self.stamp = 0;
-        }
-        self.stamp = self.stamp.wrapping_add(1);
-        if self.stamp == 0 {
-            self.marks.iter_mut().for_each(|m| *m = 0);
-            self.stamp = 1;
-        }
-    }
-
-    #[inline(always)]
-    fn visit(&mut self, i: u32) -> bool {
-        let m = &mut self.marks[i as usize];
-        let fresh = *m != self.stamp;
-        *m = self.stamp;
-        fresh
-    }
-}
-
 thread_local! {
-    static SCRATCH: RefCell<Scratch> = const { RefCell::new(Scratch { marks: Vec::new(), stamp: 0, links: Vec::new() }) };
+    static SCRATCH: RefCell<Scratch> = const { RefCell::new(Scratch { visited: Visited::new(), links: Vec::new() }) };
 }
 
 /// The graph under construction.
@@ -176,12 +153,12 @@ impl<'a> Builder<'a> {
 
     /// Algorithm 2: the `ef` nodes nearest `q` found on `layer` from `entry`, nearest first.
     fn search_layer(&self, q: u32, entry: Hit, layer: usize, s: &mut Scratch) -> Vec<Hit> {
-        s.reset(self.levels.len());
+        s.visited.reset(self.levels.len());
         let mut links = std::mem::take(&mut s.links);
         let mut cand: BinaryHeap<Reverse<Hit>> = BinaryHeap::with_capacity(self.ef * 2);
         let mut top: BinaryHeap<Hit> = BinaryHeap::with_capacity(self.ef + 1);
-        s.visit(entry.1);
-        s.visit(q);
+        s.visited.visit(entry.1);
+        s.visited.visit(q);
         cand.push(Reverse(entry));
         top.push(entry);
         while let Some(Reverse(c)) = cand.pop() {
@@ -193,7 +170,7 @@ impl<'a> Builder<'a> {
                 prefetch(self.vectors, self.dim, nb);
             }
             for &nb in &links {
-                if !s.visit(nb) {
+                if !s.visited.visit(nb) {
                     continue;
                 }
                 let d = self.dist(q, nb);
