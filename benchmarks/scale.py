@@ -21,7 +21,11 @@ bytes / vector bytes, open s, RSS after open, RSS after 1,000 queries, recall@10
 1-thread QPS at the lowest ef reaching recall 0.95. hnswlib and faiss are optional.
 
     python benchmarks/scale.py --rows 1000000,4000000 --dir /tmp/lakevec-scale [--memory-limit 4GB]
-        [--libs lakevec,hnswlib,faiss]
+        [--libs lakevec,hnswlib,faiss] [--segments 1,2,5,10]
+
+``--segments``: also builds the first row count's table as 1, 2, 5 and 10 segments and
+prints recall@10 and QPS at ef=64 for each (many segments are searched in parallel and
+merged exactly).
 """
 
 from __future__ import annotations
@@ -165,6 +169,36 @@ def step_lakevec_search(d: Path) -> dict:
     return {"open_s": open_s, "rss_open_mb": after_open, "rss_queries_mb": after, "sweep": sweep}
 
 
+def step_lakevec_segments(d: Path, segments: str) -> dict:
+    """Build the Delta table's index as ``segments`` segments (files are whole, so a count that
+    does not divide the files gives the nearest), then search 1,000 queries at ef=64: one at
+    a time on one thread, and as one batch on all threads."""
+    import numpy as np
+
+    import lakevec
+
+    rows = lakevec.Table.open(str(d / "delta")).num_rows
+    files = -(-rows // FILE_ROWS)
+    per = -(-files // int(segments)) * FILE_ROWS
+    t0 = time.perf_counter()
+    idx = lakevec.build_index(
+        str(d / "delta"), "vector", metric="cosine", key="id", m=M, ef_construction=EFC,
+        name=f"seg{segments}", max_segment_rows=per, progress=False,
+    )  # fmt: skip
+    build_s = time.perf_counter() - t0
+    idx = lakevec.open_index(idx.uri, consistency_interval=60)
+    q, truth = np.load(d / "queries.npy"), np.load(d / "truth.npy")
+    idx.search(q[:1], k=K, num_threads=1)
+    t0 = time.perf_counter()
+    found = [idx.search(q[i], k=K, ef=64, num_threads=1).column("id").to_pylist() for i in range(NQ)]
+    qps1 = NQ / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    idx.search(q, k=K, ef=64)
+    qps_batch = NQ / (time.perf_counter() - t0)
+    rec = float(np.mean([len(set(f) & set(t)) / K for f, t in zip(found, truth)]))
+    return {"segments": idx.stats()["segments"], "build_s": build_s, "recall": rec, "qps1": qps1, "qpsb": qps_batch}
+
+
 def _read_parquet(d: Path):
     import numpy as np
     import pyarrow.parquet as pq
@@ -247,6 +281,7 @@ STEPS = {
     "generate": step_generate,
     "lakevec_build": step_lakevec_build,
     "lakevec_search": step_lakevec_search,
+    "lakevec_segments": step_lakevec_segments,
     "hnswlib_build": step_hnswlib_build,
     "hnswlib_search": step_hnswlib_search,
     "faiss_build": step_faiss_build,
@@ -279,6 +314,7 @@ def main() -> None:
     ap.add_argument("--dir", required=True)
     ap.add_argument("--memory-limit", default="4GB")
     ap.add_argument("--libs", default="lakevec,hnswlib,faiss", help="which libraries to run")
+    ap.add_argument("--segments", default="", help="also: QPS vs segment count, e.g. 1,2,5,10 (on the first --rows)")
     ap.add_argument("--step")
     ap.add_argument("extra", nargs="*")
     a = ap.parse_args()
@@ -320,6 +356,18 @@ def main() -> None:
                 f"{s['rss_queries_mb']:.0f} | {ef} | {rec:.4f} | {qps:,.0f} |"
             )
             sys.stdout.flush()
+        if a.segments and rows == int(a.rows.split(",")[0]):
+            print(f"\n### lakevec, {rows:,} rows as N segments: 1,000 queries at ef=64\n")
+            print("| segments | build s | recall@10 | QPS 1 thread, one query per call | QPS one batch, all threads |")
+            print("|---:|---:|---:|---:|---:|")
+            for n in a.segments.split(","):
+                r = run_step("lakevec_segments", d, n)
+                if r:
+                    print(
+                        f"| {r['segments']} | {r['build_s']:.1f} | {r['recall']:.4f} | {r['qps1']:,.0f} | "
+                        f"{r['qpsb']:,.0f} |"
+                    )
+                    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -174,6 +174,20 @@ class MotoS3:
             self.proc.kill()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def segment_cache_dir(tmp_path_factory):
+    """Object-store segments the tests open are cached under the test session's temporary
+    folder (``LAKEVEC_CACHE_DIR``, inherited by worker processes), not the user's cache."""
+    d = tmp_path_factory.mktemp("segment-cache")
+    previous = os.environ.get("LAKEVEC_CACHE_DIR")
+    os.environ["LAKEVEC_CACHE_DIR"] = str(d)
+    yield d
+    if previous is None:
+        os.environ.pop("LAKEVEC_CACHE_DIR", None)
+    else:
+        os.environ["LAKEVEC_CACHE_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def moto_s3():
     pytest.importorskip("moto")

@@ -252,6 +252,30 @@ def test_ray_built_index_matches_single_process_recall(minilm):
     assert _recall(idx.search(minilm["queries"], k=10, exact=True), truth) == 1.0
 
 
+def test_ray_build_within_a_memory_limit(minilm):
+    """With memory_limit, the driver cuts the files into groups that each fit the budget (one
+    task, one segment per group); max_segment_rows cuts by rows (whole files)."""
+    from lakevec import _lakevec
+
+    path, q = minilm["path"], minilm["queries"][:50]
+    t = lakevec.Table.open(path)
+    files = t.files().column("path").to_pylist()
+    spec = lakevec.index.build_spec("vector", metric="cosine", key="id", index_uri=path + "_budget")
+    groups = _lakevec.VectorIndex.plan_segments(t._inner, spec, files, None, 16 * 2**20, None)
+    assert 1 < len(groups) < len(files) and [f for g in groups for f in g] == files
+    timings: dict = {}
+    idx = lray.build_index(
+        t, "vector", metric="cosine", key="id", index_uri=path + "_budget", memory_limit="16MiB", timings=timings
+    )
+    assert idx.stats()["segments"] == len(groups) == len(timings["segment_task_seconds"])
+    want = minilm["single"].search(q, k=10, exact=True).column("id").to_pylist()
+    assert idx.search(q, k=10, exact=True).column("id").to_pylist() == want
+    rows = lray.build_index(t, "vector", metric="cosine", key="id", index_uri=path + "_rows", max_segment_rows=1)
+    assert rows.stats()["segments"] == len(files)  # a file is never split
+    with pytest.raises(lakevec.exceptions.InvalidArgumentError, match="memory_limit"):
+        lray.build_index(t, "vector", index_uri=path + "_bad", memory_limit="1MB")
+
+
 def test_search_fan_out_equals_in_process(minilm):
     idx, q = minilm["idx"], minilm["queries"][:200]
     want = idx.search(q, k=5, columns=["label"])

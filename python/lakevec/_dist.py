@@ -205,20 +205,19 @@ class BatchUDF:
 
 
 def _index_handle(index: Any, storage_options: Mapping[str, str] | None):
-    """``(uri, version, public options)`` of an index given as a VectorIndex or URI (opened
-    here, on the driver, to pin its version)."""
+    """The reopening handle (see ``VectorIndex._handle``) of an index given as a VectorIndex
+    or URI (opened here, on the driver, to pin its version)."""
     from lakevec.index import VectorIndex, open_index
 
     if not isinstance(index, VectorIndex):
         index = open_index(str(index), storage_options=storage_options)
-    return index.uri, index.version, dict(index._inner.public_storage_options())
+    return index._handle()
 
 
 def _worker_index(handle: tuple):
     from lakevec.index import reopen_index
 
-    uri, version, opts = handle
-    return reopen_index(uri, opts, version)
+    return reopen_index(*handle)
 
 
 class MinHashSignatures(BatchUDF):

@@ -106,16 +106,36 @@ class VectorIndex:
     def build(table: Table, spec: BuildSpec, num_threads: int | None, progress: Any | None = None) -> VectorIndex: ...
     @staticmethod
     def build_segment(
-        table: Table, spec: BuildSpec, files: Sequence[str], dim: int | None = None, num_threads: int | None = None
+        table: Table,
+        spec: BuildSpec,
+        files: Sequence[str],
+        dim: int | None = None,
+        num_threads: int | None = None,
+        memory_limit: int | None = None,
     ) -> str: ...
+    @staticmethod
+    def plan_segments(
+        table: Table,
+        spec: BuildSpec,
+        files: Sequence[str],
+        dim: int | None = None,
+        memory_limit: int | None = None,
+        max_segment_rows: int | None = None,
+    ) -> list[list[str]]: ...
     @staticmethod
     def commit_build(table: Table, spec: BuildSpec, parts: Sequence[str]) -> VectorIndex: ...
     @staticmethod
     def open(
-        index_uri: str, storage_options: dict[str, str] | None = None, version: int | None = None
+        index_uri: str,
+        storage_options: dict[str, str] | None = None,
+        version: int | None = None,
+        cache_dir: str | None = None,
+        cache_bytes: int | None = None,
     ) -> VectorIndex: ...
     @staticmethod
-    def open_for_table(table: Table, name: str) -> VectorIndex: ...
+    def open_for_table(
+        table: Table, name: str, cache_dir: str | None = None, cache_bytes: int | None = None
+    ) -> VectorIndex: ...
     @staticmethod
     def default_uri(table: Table, name: str) -> str: ...
     def search(

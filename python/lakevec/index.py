@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -80,11 +81,17 @@ class VectorIndex:
     reopens the index in the receiving process (cached per process).
     """
 
-    __slots__ = ("_inner", "_options")
+    __slots__ = ("_inner", "_options", "_cache")
 
-    def __init__(self, inner: _lakevec.VectorIndex, storage_options: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        inner: _lakevec.VectorIndex,
+        storage_options: Mapping[str, str] | None = None,
+        cache: tuple[str | None, int | None] = (None, None),
+    ):
         self._inner = inner
         self._options = dict(storage_options or {})
+        self._cache = cache  # (cache_dir, cache_bytes) as given to open_index, for reopening
 
     # --------------------------------------------------------------- metadata
     @property
@@ -167,7 +174,10 @@ class VectorIndex:
         ``segments_loaded`` (segments in memory: an opened index reads manifests only and
         loads a segment on its first use), ``mapped_bytes`` (bytes of local index files
         mapped read-only by the loaded segments: the operating system pages in what searches
-        touch, and can drop them again), ``last_commit`` (operation,
+        touch, and can drop them again), ``resident_bytes`` (bytes of the loaded segments in
+        this process's memory: the mapped pages searches touched, read from
+        ``/proc/self/smaps``, plus arrays held in memory), ``cache_dir`` (the segment cache of
+        an object-store index, else ``None``), ``last_commit`` (operation,
         files_encoded, rows_encoded, rows_skipped, ...), ``version``, ``table_version``,
         ``metric``, ``dim``, ``column``, ``key`` and ``kernel`` (the distance kernels in
         use)."""
@@ -375,16 +385,28 @@ class VectorIndex:
         )
 
     def __reduce__(self):
-        return (reopen_index, (self.uri, dict(self._inner.public_storage_options()), self.version))
+        return (reopen_index, self._handle())
+
+    def _handle(self) -> tuple:
+        """What reopens this index version elsewhere: URI, storage options without
+        credentials, version, and the segment cache options given to :func:`open_index`."""
+        return (self.uri, dict(self._inner.public_storage_options()), self.version, *self._cache)
 
 
 _INDEXES = ProcessCache(limit=4)  # a loaded index holds its segments (mapped or in memory)
 
 
-def reopen_index(uri: str, storage_options: dict, version: int) -> VectorIndex:
+def reopen_index(
+    uri: str, storage_options: dict, version: int, cache_dir: str | None = None, cache_bytes: int | None = None
+) -> VectorIndex:
     """Unpickle: reopen the pickled index version (once per process and version)."""
-    key = (uri, tuple(sorted(storage_options.items())), version)
-    return _INDEXES.get(key, lambda: open_index(uri, storage_options=storage_options, version=version))
+    key = (uri, tuple(sorted(storage_options.items())), version, cache_dir, cache_bytes)
+    return _INDEXES.get(
+        key,
+        lambda: open_index(
+            uri, storage_options=storage_options, version=version, cache_dir=cache_dir, cache_bytes=cache_bytes
+        ),
+    )
 
 
 def build_index(
@@ -519,15 +541,20 @@ def open_index(
     storage_options: Mapping[str, str] | None = None,
     version: int | None = None,
     consistency_interval: float | datetime.timedelta | None = 0.0,
+    cache_dir: str | os.PathLike | None = None,
+    cache_bytes: int | str | None = None,
 ) -> VectorIndex:
     """Open an index: by its folder URI, or by its table (a :class:`Table`, whose default
     index location for ``name`` is used, see :func:`build_index`).
 
     Opening reads the index's manifests only (milliseconds, whatever the index's size); each
     segment is loaded on its first use: on a local disk its file is mapped read-only (the
-    operating system pages in what searches touch), from an object store it is downloaded.
-    Size and checksum are verified before first use, so a damaged segment file is reported
-    (``CorruptIndexError``) by the first search, refresh or coverage call that needs it.
+    operating system pages in what searches touch). From an object store a segment file is
+    downloaded once into the segment cache (``cache_dir``), then mapped the same way, so
+    search memory never holds whole segments. Size and checksum are verified before first use
+    (every time a process maps a cached file: a damaged cache file is fetched again), so a
+    damaged segment file is reported (``CorruptIndexError``) by the first search, refresh or
+    coverage call that needs it.
 
     ``storage_options`` serve both the index folder and the table (credentials stay in this
     process; a pickled index carries none). ``version``: an index version to open (default:
@@ -541,22 +568,30 @@ def open_index(
     the last check do no I/O at all, and an append becomes visible to them at most a minute
     later, or at once after :meth:`VectorIndex.reload`. ``None``: only ``reload()`` checks.
 
+    ``cache_dir`` (object-store indexes only): the segment cache folder, shared by the
+    indexes and processes that name it (default: ``$LAKEVEC_CACHE_DIR``, else
+    ``lakevec/segments`` in the user's cache folder, ``~/.cache`` on Linux). ``cache_bytes``
+    (bytes, or ``"16GB"``; default 16 GiB): the folder's bound; least recently used files
+    are deleted to make room. A segment larger than it is refused (``InvalidArgumentError``);
+    ``cache_bytes=0`` turns the cache off (segments are then downloaded into memory).
+
     Raises:
         TableNotFoundError: no index there (or no such version).
         CorruptIndexError: a manifest fails verification.
-        InvalidArgumentError: a negative ``consistency_interval``.
+        InvalidArgumentError: a negative ``consistency_interval`` or ``cache_bytes``.
     """
     opts = {str(k): str(v) for k, v in (storage_options or {}).items()}
     if isinstance(consistency_interval, datetime.timedelta):
         consistency_interval = consistency_interval.total_seconds()
+    cache = (None if cache_dir is None else os.fspath(cache_dir), _inputs.byte_size(cache_bytes, "cache_bytes"))
     if isinstance(index_uri_or_table, Table):
         if not opts and version is None:
-            inner = _lakevec.VectorIndex.open_for_table(index_uri_or_table._inner, name)
+            inner = _lakevec.VectorIndex.open_for_table(index_uri_or_table._inner, name, *cache)
             inner.set_consistency_interval(consistency_interval)
-            return VectorIndex(inner, index_uri_or_table._inner.public_storage_options())
+            return VectorIndex(inner, index_uri_or_table._inner.public_storage_options(), cache)
         uri = _lakevec.VectorIndex.default_uri(index_uri_or_table._inner, name)
     else:
         uri = str(index_uri_or_table)
-    inner = _lakevec.VectorIndex.open(uri, opts, version)
+    inner = _lakevec.VectorIndex.open(uri, opts, version, *cache)
     inner.set_consistency_interval(consistency_interval)
-    return VectorIndex(inner, opts)
+    return VectorIndex(inner, opts, cache)

@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::error::{LakeError, Result};
+use crate::index::budget::Budget;
 use crate::index::build::{
     build_structure, check_buildable, new_manifest, now_ms, publish, BuildSpec, Phase, Progress,
 };
@@ -75,8 +76,27 @@ fn file_indices(table: &LakeTable, entries: &[DataFileEntry], paths: &[String]) 
         .collect()
 }
 
+/// Cut data files `files` of `table` into groups of whole files, in order, each of which
+/// [`build_segment`] builds within `budget` (see [`Budget::plan`]). `dim`: the index's
+/// dimension, if known.
+pub async fn plan_segments(
+    table: &LakeTable,
+    spec: &BuildSpec,
+    files: &[String],
+    dim: Option<usize>,
+    budget: &Budget,
+) -> Result<Vec<Vec<String>>> {
+    let schema_dim = check_buildable(table, spec)?;
+    let entries = table.entries().await?;
+    let ix = file_indices(table, &entries, files)?;
+    let groups = budget.plan(&entries, &ix, dim.or(schema_dim), &spec.kind);
+    Ok(groups.into_iter().map(|g| g.into_iter().map(|i| entries[i].path.clone()).collect()).collect())
+}
+
 /// Read `files` of `table` (its pinned version), build their graph and write the segment
-/// under `at`. `dim`: the dimension the index already has (refresh), if any.
+/// under `at`. `dim`: the dimension the index already has (refresh), if any. `budget`, when
+/// given, bounds the files read at once (the files themselves were chosen to fit it by
+/// [`plan_segments`]).
 #[allow(clippy::too_many_arguments)]
 pub async fn build_segment(
     table: &LakeTable,
@@ -85,6 +105,7 @@ pub async fn build_segment(
     files: &[String],
     dim: Option<usize>,
     threads: Option<usize>,
+    budget: Option<&Budget>,
     cancel: &CancelToken,
     progress: &Arc<Progress>,
 ) -> Result<BuiltSegment> {
@@ -92,7 +113,12 @@ pub async fn build_segment(
     let entries = table.entries().await?;
     let ix = file_indices(table, &entries, files)?;
     progress.total.store(ix.iter().filter_map(|&i| entries[i].live_rows()).sum::<u64>() as usize, Ordering::Relaxed);
-    let read = spec.read_spec(dim.or(schema_dim), threads)?;
+    let dim_known = dim.or(schema_dim);
+    let mut read = spec.read_spec(dim_known, threads)?;
+    if let Some(b) = budget {
+        read.concurrency = b.read_concurrency(&entries, &ix, read.concurrency);
+        read.expected_rows = ix.iter().map(|&i| Budget::file_bytes(&entries[i], dim_known, &spec.kind).0).sum();
+    }
     let (seg, skipped) = read_segment(table, &ix, &read, cancel, &progress.done).await?;
     let estimate = !seg.is_empty();
     let (seg, recall) = build_structure(seg, spec.metric, &spec.kind, threads, cancel, progress, estimate).await?;

@@ -108,6 +108,8 @@ pub fn stats(idx: &VectorIndex) -> serde_json::Value {
         "vector_bytes": m.segments.iter().map(|s| s.rows).sum::<u64>() * m.dim as u64 * 4,
         "segments_loaded": st.loaded_segments().count(),
         "mapped_bytes": st.loaded_segments().map(|s| s.seg.mapped_bytes()).sum::<usize>(),
+        "resident_bytes": st.loaded_segments().map(|s| s.seg.resident_bytes()).sum::<usize>(),
+        "cache_dir": idx.at.cache.as_ref().filter(|_| !idx.at.loc.is_local()).map(|c| c.dir.display().to_string()),
         "params": params,
         "recall_estimate": m.recall_estimate,
         "last_commit": m.commit,

@@ -6,6 +6,7 @@ use object_store::path::Path;
 use object_store::ObjectStore;
 
 use crate::error::{LakeError, Result};
+use crate::index::cache::SegmentCache;
 use crate::lake::storage::{parse_uri, store_for, Location, StorageOptions};
 use crate::lake::table::{Format, LakeTable};
 
@@ -17,6 +18,9 @@ pub struct IndexAt {
     pub store: Arc<dyn ObjectStore>,
     /// Options for the index store and for reopening the table (never persisted).
     pub options: StorageOptions,
+    /// Where segment files of an object-store index are cached to be mapped (`None`: they
+    /// are downloaded into memory). Unused for local indexes, whose files are mapped in place.
+    pub cache: Option<SegmentCache>,
 }
 
 impl IndexAt {
@@ -27,7 +31,14 @@ impl IndexAt {
             return Err(LakeError::InvalidArgument(format!("an index location cannot hold a glob: '{uri}'")));
         }
         let store = store_for(&loc, &options)?;
-        Ok(IndexAt { uri: loc.display.clone(), loc, store, options })
+        Ok(IndexAt { uri: loc.display.clone(), loc, store, options, cache: Some(SegmentCache::new(None, None)) })
+    }
+
+    /// This location with segment cache `cache` (`None`: object-store segments are held in
+    /// memory).
+    pub fn with_cache(mut self, cache: Option<SegmentCache>) -> Self {
+        self.cache = cache;
+        self
     }
 
     /// The index folder within its store.

@@ -2,7 +2,8 @@
 //! (segments, tombstones) and versioned manifests.
 //!
 //! - storage: [`container`] (the checksummed file format), [`segment`], [`manifest`] (the
-//!   commit protocol), [`store`] (segment and tombstone I/O, loading a version);
+//!   commit protocol), [`store`] (segment and tombstone I/O, loading a version), [`cache`]
+//!   (object-store segments cached locally to be mapped);
 //! - the index-kind seam: [`kind`], with one file per kind ([`hnsw`], [`flat`]);
 //! - the handle: [`location`], [`state`], [`handle`]; what is live: [`liveness`];
 //! - writing: [`ingest`] (vectors from the lake), [`build`], [`refresh`], [`compact`],
@@ -12,6 +13,7 @@
 
 pub mod budget;
 pub mod build;
+pub mod cache;
 pub mod compact;
 pub mod container;
 pub mod dist;

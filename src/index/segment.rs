@@ -73,6 +73,23 @@ impl Segment {
         self.vectors.backing().map_or(0, |b| b.mapped_bytes())
     }
 
+    /// Bytes of this segment in this process's memory: the resident pages of its mapped file
+    /// (or its downloaded buffer), plus the arrays it owns (see
+    /// [`crate::vector::mapped::Backing::resident_bytes`]).
+    pub fn resident_bytes(&self) -> usize {
+        let graph = match &self.index {
+            SegmentIndex::Hnsw(g) => g.owned_bytes(),
+            SegmentIndex::Flat => 0,
+        };
+        let keys = self.keys.as_ref().map_or(0, |k| k.get_array_memory_size());
+        self.vectors.backing().map_or(0, |b| b.resident_bytes())
+            + self.vectors.owned_bytes()
+            + self.rows.owned_bytes()
+            + std::mem::size_of_val(self.fstart.as_slice())
+            + graph
+            + keys
+    }
+
     pub fn vector(&self, i: usize) -> &[f32] {
         &self.vectors[i * self.dim..(i + 1) * self.dim]
     }

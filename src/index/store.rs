@@ -33,12 +33,16 @@ pub(crate) fn decode_tombstones(bytes: &[u8], name: &str, count: u64, rows: u64)
 }
 
 /// The verified bytes of index file `f`: a read-only map of the file on a local store (its
-/// pages load as searches touch them), a download otherwise. Size and CRC-32 are checked
-/// against `f` before anything uses the bytes.
+/// pages load as searches touch them), of its copy in the segment cache for an object store
+/// (see [`crate::index::cache`]), or a download into memory when the cache is off. Size and
+/// CRC-32 are checked against `f` before anything uses the bytes.
 async fn file_backing(at: &IndexAt, f: &FileRef) -> Result<Arc<Backing>> {
     let object = manifest::child(at.root(), &f.path);
     let Some(local) = at.local_file(&object) else {
-        return Ok(Arc::new(Backing::Bytes(manifest::get_file(&at.store, at.root(), f).await?)));
+        return match &at.cache {
+            Some(c) => c.backing(&at.store, &at.uri, &object, f).await,
+            None => Ok(Arc::new(Backing::Bytes(manifest::get_file(&at.store, at.root(), f).await?))),
+        };
     };
     let (want_len, want_crc) = (f.bytes, f.crc32);
     tokio::task::spawn_blocking(move || -> Result<Arc<Backing>> {

@@ -34,6 +34,12 @@ pub struct Graph {
 }
 
 impl Graph {
+    /// Bytes of the arrays this graph owns (layer 0 only when not mapped; upper layers).
+    pub fn owned_bytes(&self) -> usize {
+        let upper: usize = self.upper.iter().map(|(o, l)| 4 * (o.len() + l.len())).sum();
+        self.layer0.owned_bytes() + upper
+    }
+
     #[inline(always)]
     pub fn neighbors0(&self, i: u32) -> &[u32] {
         let base = i as usize * (1 + self.m0);

@@ -23,13 +23,21 @@ from lakevec.table import Table
 __all__ = ["build_index", "refresh", "search"]
 
 
+def _rows(max_segment_rows: int | None) -> int | None:
+    if max_segment_rows is not None and (isinstance(max_segment_rows, bool) or int(max_segment_rows) < 1):
+        raise InvalidArgumentError(f"max_segment_rows must be >= 1, got {max_segment_rows!r}")
+    return None if max_segment_rows is None else int(max_segment_rows)
+
+
 def _chunks(items: list, size: int) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _build_segment(table: Table, spec: _lakevec.BuildSpec, files: list[str], dim: int | None) -> tuple[str, float]:
+def _build_segment(
+    table: Table, spec: _lakevec.BuildSpec, files: list[str], dim: int | None, memory_limit: int | None
+) -> tuple[str, float]:
     t0 = time.perf_counter()
-    out = _lakevec.VectorIndex.build_segment(table._inner, spec, files, dim, granted_cpus())
+    out = _lakevec.VectorIndex.build_segment(table._inner, spec, files, dim, granted_cpus(), memory_limit)
     return out, time.perf_counter() - t0
 
 
@@ -44,15 +52,25 @@ def _run_segments(
     files_per_task: int | None,
     num_cpus_per_task: float,
     timings: dict | None,
+    memory_limit: int | None = None,
+    max_segment_rows: int | None = None,
 ) -> list[str]:
-    if files_per_task is None:
-        slots = max(1, int(cluster_cpus() // max(num_cpus_per_task, 1)))
-        files_per_task = max(1, math.ceil(len(files) / slots))
-    if files_per_task < 1:
+    if files_per_task is not None and files_per_task < 1:
         raise InvalidArgumentError(f"files_per_task must be >= 1, got {files_per_task}")
+    if memory_limit is None and max_segment_rows is None:
+        if files_per_task is None:
+            slots = max(1, int(cluster_cpus() // max(num_cpus_per_task, 1)))
+            files_per_task = max(1, math.ceil(len(files) / slots))
+        groups = _chunks(files, files_per_task)
+    else:
+        # groups of whole files that each fit the budget, cut further to files_per_task
+        planned = _lakevec.VectorIndex.plan_segments(table._inner, spec, files, dim, memory_limit, max_segment_rows)
+        groups = [c for g in planned for c in (_chunks(g, files_per_task) if files_per_task else [g])]
     t0 = time.perf_counter()
-    task = _build_segment_remote.options(num_cpus=num_cpus_per_task)
-    results = ray.get([task.remote(table, spec, group, dim) for group in _chunks(files, files_per_task)])
+    task = _build_segment_remote.options(
+        num_cpus=num_cpus_per_task, **({"memory": memory_limit} if memory_limit else {})
+    )
+    results = ray.get([task.remote(table, spec, group, dim, memory_limit) for group in groups if group])
     if timings is not None:
         timings["segments"] = time.perf_counter() - t0
         timings["segment_task_seconds"] = [s for _, s in results]
@@ -75,6 +93,8 @@ def build_index(
     builder: str = "native",
     files_per_task: int | None = None,
     num_cpus_per_task: float = 1,
+    memory_limit: int | str | None = None,
+    max_segment_rows: int | None = None,
     storage_options: Mapping[str, str] | None = None,
     timings: dict | None = None,
 ) -> VectorIndex:
@@ -90,6 +110,12 @@ def build_index(
     merges them into one graph). ``files_per_task`` defaults to spreading the files over the
     cluster's CPUs. ``timings``, if given, receives ``segments`` and ``commit`` (seconds)
     and ``segment_task_seconds``.
+
+    ``memory_limit`` (bytes or ``"4GB"``) and ``max_segment_rows``: the budget of *each task*
+    (see :func:`lakevec.build_index`). When either is given, the driver cuts the files into
+    groups of whole files that each fit it (then into ``files_per_task`` if also given), one
+    task per group, and each task asks Ray for ``memory=memory_limit`` so that a node runs
+    only as many build tasks as its memory holds. Without them, files are grouped by count.
 
     Raises:
         the errors of :func:`lakevec.build_index` (from the tasks, as Ray raises them), and
@@ -109,7 +135,10 @@ def build_index(
         builder=builder,
     )
     files = t.files().column("path").to_pylist()
-    parts = _run_segments(t, spec, files, None, files_per_task, num_cpus_per_task, timings)
+    limit = _inputs.byte_size(memory_limit)
+    parts = _run_segments(
+        t, spec, files, None, files_per_task, num_cpus_per_task, timings, limit, _rows(max_segment_rows)
+    )
     t0 = time.perf_counter()
     inner = _lakevec.VectorIndex.commit_build(t._inner, spec, parts)
     if timings is not None:
@@ -119,7 +148,13 @@ def build_index(
 
 @with_worker_errors
 def refresh(
-    index: VectorIndex, *, files_per_task: int | None = None, num_cpus_per_task: float = 1, timings: dict | None = None
+    index: VectorIndex,
+    *,
+    files_per_task: int | None = None,
+    num_cpus_per_task: float = 1,
+    memory_limit: int | str | None = None,
+    max_segment_rows: int | None = None,
+    timings: dict | None = None,
 ) -> bool:
     """:meth:`lakevec.VectorIndex.refresh` whose new data files are encoded by Ray tasks
     (one segment per task, as :func:`build_index`); tombstones and the commit are done on the
@@ -129,6 +164,7 @@ def refresh(
         index: the index (updated in place to the new version).
         files_per_task: new data files per task (default: spread over the cluster's CPUs).
         num_cpus_per_task: CPUs each task asks for (its thread count).
+        memory_limit, max_segment_rows: each task's budget, as in :func:`build_index`.
         timings: as in :func:`build_index`.
 
     Raises:
@@ -137,8 +173,9 @@ def refresh(
     """
     t = index.table()
     pending = index._inner.pending_files(t._inner)
+    limit, rows = _inputs.byte_size(memory_limit), _rows(max_segment_rows)
     parts = (
-        _run_segments(t, index.build_spec, pending, index.dim, files_per_task, num_cpus_per_task, timings)
+        _run_segments(t, index.build_spec, pending, index.dim, files_per_task, num_cpus_per_task, timings, limit, rows)
         if pending
         else []
     )

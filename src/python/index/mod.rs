@@ -13,7 +13,8 @@ use pyo3_arrow::PyArray;
 use crate::error::Result;
 use crate::index::budget::Budget;
 use crate::index::build::Progress;
-use crate::index::dist::{build_segment, commit_build, BuiltSegment};
+use crate::index::cache::SegmentCache;
+use crate::index::dist::{build_segment, commit_build, plan_segments, BuiltSegment};
 use crate::index::handle::VectorIndex;
 use crate::index::info::{coverage, stats};
 use crate::index::knn_graph::knn_graph;
@@ -93,8 +94,10 @@ impl PyVectorIndex {
     /// Build one segment over data files `files` of `table` and write it under the index
     /// location (a task of `lakevec.ray.build_index`); returns its description (JSON) for
     /// `commit_build` / `refresh(parts=...)`. `dim`: the existing index's dimension.
+    /// `memory_limit`: the task's budget (bounds the files read at once).
     #[staticmethod]
-    #[pyo3(signature = (table, spec, files, dim=None, num_threads=None))]
+    #[pyo3(signature = (table, spec, files, dim=None, num_threads=None, memory_limit=None))]
+    #[allow(clippy::too_many_arguments)]
     fn build_segment(
         py: Python<'_>,
         table: &PyLakeTable,
@@ -102,14 +105,36 @@ impl PyVectorIndex {
         files: Vec<String>,
         dim: Option<usize>,
         num_threads: Option<usize>,
+        memory_limit: Option<u64>,
     ) -> PyResult<String> {
         let t = table.inner.clone();
         let (at, spec) = spec.target(&t)?;
+        let budget = memory_limit.map(|b| Budget::new(Some(b), None)).transpose()?;
         let built = wait_for_future(py, async move {
             let progress = Arc::new(Progress::default());
-            build_segment(&t, &at, &spec, &files, dim, num_threads, &CancelToken::new(), &progress).await
+            let cancel = CancelToken::new();
+            build_segment(&t, &at, &spec, &files, dim, num_threads, budget.as_ref(), &cancel, &progress).await
         })?;
         Ok(built.to_json()?)
+    }
+
+    /// Cut data files `files` of `table` into groups that are each built as one segment within
+    /// `memory_limit` and `max_segment_rows` (the tasks of a Ray build with a memory limit).
+    #[staticmethod]
+    #[pyo3(signature = (table, spec, files, dim=None, memory_limit=None, max_segment_rows=None))]
+    fn plan_segments(
+        py: Python<'_>,
+        table: &PyLakeTable,
+        spec: PyRef<'_, PyBuildSpec>,
+        files: Vec<String>,
+        dim: Option<usize>,
+        memory_limit: Option<u64>,
+        max_segment_rows: Option<usize>,
+    ) -> PyResult<Vec<Vec<String>>> {
+        let t = table.inner.clone();
+        let (_, spec) = spec.target(&t)?;
+        let budget = Budget::new(memory_limit, max_segment_rows)?;
+        wait_for_future(py, async move { plan_segments(&t, &spec, &files, dim, &budget).await })
     }
 
     /// Publish segments from `build_segment` (JSON), which together hold every live data
@@ -128,25 +153,37 @@ impl PyVectorIndex {
         Ok(PyVectorIndex { inner: Arc::new(idx) })
     }
 
-    /// Open version `version` (default: the newest) of the index at `index_uri`.
+    /// Open version `version` (default: the newest) of the index at `index_uri`; object-store
+    /// segments are cached in `cache_dir` up to `cache_bytes` (0: held in memory instead).
     #[staticmethod]
-    #[pyo3(signature = (index_uri, storage_options=None, version=None))]
+    #[pyo3(signature = (index_uri, storage_options=None, version=None, cache_dir=None, cache_bytes=None))]
     fn open(
         py: Python<'_>,
         index_uri: String,
         storage_options: Option<HashMap<String, String>>,
         version: Option<u64>,
+        cache_dir: Option<std::path::PathBuf>,
+        cache_bytes: Option<u64>,
     ) -> PyResult<Self> {
-        let at = IndexAt::new(&index_uri, StorageOptions::new(storage_options.unwrap_or_default()))?;
+        let at = IndexAt::new(&index_uri, StorageOptions::new(storage_options.unwrap_or_default()))?
+            .with_cache(segment_cache(cache_dir, cache_bytes));
         let idx = wait_for_future(py, async move { VectorIndex::open_version(at, version).await })?;
         Ok(PyVectorIndex { inner: Arc::new(idx) })
     }
 
     /// Open index `name` at `table`'s default location with the table's storage options.
     #[staticmethod]
-    fn open_for_table(py: Python<'_>, table: &PyLakeTable, name: &str) -> PyResult<Self> {
+    #[pyo3(signature = (table, name, cache_dir=None, cache_bytes=None))]
+    fn open_for_table(
+        py: Python<'_>,
+        table: &PyLakeTable,
+        name: &str,
+        cache_dir: Option<std::path::PathBuf>,
+        cache_bytes: Option<u64>,
+    ) -> PyResult<Self> {
         let t = table.inner.clone();
-        let at = IndexAt::new(&default_index_uri(&t, name), t.options.clone())?;
+        let at = IndexAt::new(&default_index_uri(&t, name), t.options.clone())?
+            .with_cache(segment_cache(cache_dir, cache_bytes));
         let idx = wait_for_future(py, async move { VectorIndex::open(at).await })?;
         Ok(PyVectorIndex { inner: Arc::new(idx) })
     }
@@ -376,4 +413,9 @@ impl PyVectorIndex {
         let t = wait_for_future(py, async move { idx.open_table(pin).await })?;
         Ok(PyLakeTable { inner: Arc::new(t) })
     }
+}
+
+/// The segment cache of `open`'s arguments (`cache_bytes=0`: none).
+fn segment_cache(dir: Option<std::path::PathBuf>, bytes: Option<u64>) -> Option<SegmentCache> {
+    (bytes != Some(0)).then(|| SegmentCache::new(dir, bytes))
 }
