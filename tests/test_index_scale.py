@@ -290,3 +290,21 @@ def read_manifest_s3(moto_s3, bucket: str, prefix: str) -> dict:
     keys = [o["Key"] for o in moto_s3.s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/manifests/")["Contents"]]
     body = moto_s3.s3.get_object(Bucket=bucket, Key=sorted(keys)[-1])["Body"].read()
     return json.loads(body)["manifest"]
+
+
+def test_queries_as_numpy_float32_arrow_or_lists_give_the_same_hits(minilm_files):
+    """A float32 numpy vector or matrix goes to the core without an Arrow array; every other
+    form of the same queries returns the same table, and a wrong width is a VectorError."""
+    path, queries, _ = minilm_files
+    idx = lakevec.build_index(str(path), "vector", metric="cosine", key="id", name="forms", progress=False)
+    q = queries[:3]
+    want = idx.search(pa.FixedSizeListArray.from_arrays(pa.array(q.ravel()), 384), k=4, stale="ignore")
+    for form in (q, q.astype(np.float64), np.asfortranarray(q), q.tolist(), pa.table({"v": list(q)})):
+        assert idx.search(form, k=4, stale="ignore").equals(want)
+    one = idx.search(q[1], k=4, stale="ignore")
+    assert one.column("id").to_pylist() == want.column("id").to_pylist()[4:8]
+    assert one.schema == want.schema
+    with pytest.raises(E.VectorError, match="383"):
+        idx.search(q[:, :383].copy(), k=4)
+    with pytest.raises(E.VectorError, match="NaN|nan|finite"):
+        idx.search(np.full(384, np.nan, np.float32), k=4)

@@ -78,6 +78,18 @@ def finish(inp: Input, result: pa.Table):
     return out
 
 
+def is_float32_matrix(x: Any) -> bool:
+    """Whether ``x`` is a C-contiguous float32 numpy vector or 2-D array with rows of at least
+    one value (what the core reads directly as queries)."""
+    return (
+        type(x) is np.ndarray
+        and x.dtype == np.float32
+        and 1 <= x.ndim <= 2
+        and x.shape[-1] > 0
+        and x.flags.c_contiguous
+    )
+
+
 def queries(queries: Any, dim: int) -> pa.Array:
     """Query vectors (one vector, a 2-D array ``(n, dim)``, an Arrow array / chunked array /
     one-column table of FixedSizeList or List of floats) as an Arrow array of float vectors

@@ -237,7 +237,8 @@ class VectorIndex:
             InvalidArgumentError: ``k`` outside 1..=100,000 (or ``None`` without ``exact=True``
                 and ``max_distance``), or a result too large to hold (queries x k rows).
         """
-        q = _inputs.queries(queries, self.dim)
+        # a float32 numpy vector or matrix goes to the core as it is (no Arrow array made)
+        q = queries if _inputs.is_float32_matrix(queries) else _inputs.queries(queries, self.dim)
         return self._inner.search(
             q,
             None if k is None else int(k),

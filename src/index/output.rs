@@ -50,13 +50,14 @@ pub(crate) async fn assemble(
         Field::new("_file", DataType::Utf8, false),
         Field::new("_row", DataType::Int64, false),
     ];
-    let file_strings: Vec<String> = files.iter().map(|s| s.to_string()).collect();
+    let file_array = StringArray::from(files);
+    let row_array = Int64Array::from(rows);
     let mut cols: Vec<ArrayRef> = vec![
         Arc::new(Int64Array::from(qcol)),
         Arc::new(Int32Array::from(rank)),
         Arc::new(Float32Array::from(dist)),
-        Arc::new(StringArray::from(files)),
-        Arc::new(Int64Array::from(rows.clone())),
+        Arc::new(file_array.clone()),
+        Arc::new(row_array.clone()),
     ];
     if let Some(key) = &m.key {
         let arrays: Vec<&dyn Array> = srcs
@@ -77,7 +78,8 @@ pub(crate) async fn assemble(
         let wanted: Vec<String> = columns.iter().filter(|c| !fields.iter().any(|f| f.name() == *c)).cloned().collect();
         if !wanted.is_empty() {
             let concurrency = resolve_threads(threads)? * 2;
-            let (_, fetched) = take(table, &file_strings, &rows, Some(&wanted), concurrency).await?;
+            let file_strings: Vec<String> = file_array.iter().map(|s| s.unwrap_or_default().to_string()).collect();
+            let (_, fetched) = take(table, &file_strings, row_array.values(), Some(&wanted), concurrency).await?;
             for c in &wanted {
                 let i = fetched.schema().index_of(c)?;
                 fields.push(fetched.schema().field(i).clone());

@@ -97,7 +97,7 @@ pub async fn search_index(
     p: SearchParams,
     cancel: &CancelToken,
 ) -> Result<RecordBatch> {
-    let m = st.manifest.clone();
+    let m = &st.manifest;
     check_k_ef(p.k, p.ef)?;
     if p.k == UNBOUNDED_K && !(p.exact && p.max_distance.is_some()) {
         return Err(LakeError::InvalidArgument("k=None needs exact=True and max_distance".into()));
@@ -150,7 +150,7 @@ pub async fn search_index(
         cancel.check()?;
         let hits: Vec<Vec<SourceHit>> =
             (0..nq).map(|qi| search_sources(&srcs, metric, &qs[qi * dim..(qi + 1) * dim], k, ef, mode, None)).collect();
-        return assemble(&srcs, &hits, &m, table.as_deref(), p.columns.as_deref(), p.num_threads).await;
+        return assemble(&srcs, &hits, m, table.as_deref(), p.columns.as_deref(), p.num_threads).await;
     }
     let c = cancel.clone();
     let s2 = srcs.clone();
@@ -166,5 +166,5 @@ pub async fn search_index(
             .collect()
     })
     .await?;
-    assemble(&srcs, &hits, &m, table.as_deref(), p.columns.as_deref(), p.num_threads).await
+    assemble(&srcs, &hits, m, table.as_deref(), p.columns.as_deref(), p.num_threads).await
 }

@@ -84,6 +84,8 @@ where
                 tokio::pin!(fut);
                 loop {
                     tokio::select! {
+                        // the call first: a search done at its first poll never arms the timer
+                        biased;
                         r = &mut fut => return Ok(r),
                         _ = tokio::time::sleep(SIGNAL_POLL) => {
                             // Not while a fork waits for this call (the forking thread holds

@@ -194,13 +194,14 @@ impl PyVectorIndex {
         default_index_uri(&table.inner, name)
     }
 
-    /// Search (see `lakevec.VectorIndex.search`); `queries` is a list array of vectors.
+    /// Search (see `lakevec.VectorIndex.search`); `queries` is a list array of vectors, or a
+    /// C-contiguous float32 buffer (numpy) of one vector (1-D) or one per row (2-D).
     #[pyo3(signature = (queries, k, ef=None, filter=None, exact=false, version=None, stale="exact", columns=None, num_threads=None, max_distance=None))]
     #[allow(clippy::too_many_arguments)]
     fn search<'py>(
         &self,
         py: Python<'py>,
-        queries: PyArray,
+        queries: &Bound<'py, PyAny>,
         k: Option<usize>,
         ef: Option<usize>,
         filter: Option<String>,
@@ -214,7 +215,7 @@ impl PyVectorIndex {
         let k = k.unwrap_or(crate::index::query::UNBOUNDED_K);
         let idx = self.inner.clone();
         let st = idx.state();
-        let (q, nq) = prepare_queries(queries.array(), st.manifest.dim, st.manifest.metric)?;
+        let (q, nq) = prepare_queries(&query_array(queries)?, st.manifest.dim, st.manifest.metric)?;
         let stale = Stale::parse(stale)?;
         let p = SearchParams { k, ef, filter, exact, version, stale, columns, num_threads, max_distance };
         let batch =
@@ -418,4 +419,23 @@ impl PyVectorIndex {
 /// The segment cache of `open`'s arguments (`cache_bytes=0`: none).
 fn segment_cache(dir: Option<std::path::PathBuf>, bytes: Option<u64>) -> Option<SegmentCache> {
     (bytes != Some(0)).then(|| SegmentCache::new(dir, bytes))
+}
+
+/// Query vectors given to a search: a C-contiguous float32 buffer of one vector (1-D) or of
+/// one per row (2-D), copied into a fixed-size list array (a single query then costs no
+/// pyarrow call); otherwise an Arrow array (PyCapsule interface).
+fn query_array(queries: &Bound<'_, PyAny>) -> PyResult<arrow::array::ArrayRef> {
+    use arrow::array::{FixedSizeListArray, Float32Array};
+    if let Ok(buf) = pyo3::buffer::PyBuffer::<f32>::get(queries) {
+        let shape = buf.shape();
+        if buf.is_c_contiguous() && matches!(shape.len(), 1 | 2) {
+            let width = i32::try_from(shape[shape.len() - 1])
+                .map_err(|_| crate::error::LakeError::Vector("queries are wider than 2^31 values".into()))?;
+            let values = Arc::new(Float32Array::from(buf.to_vec(queries.py())?));
+            let item = Arc::new(arrow::datatypes::Field::new("item", arrow::datatypes::DataType::Float32, true));
+            let a = FixedSizeListArray::try_new(item, width, values, None).map_err(crate::error::LakeError::from)?;
+            return Ok(Arc::new(a));
+        }
+    }
+    Ok(queries.extract::<PyArray>()?.array().clone())
 }
