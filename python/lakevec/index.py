@@ -77,8 +77,9 @@ class VectorIndex:
     ``manifests/<version>.json``, published last with put-if-absent, so a crash never leaves
     a half-written index and concurrent readers see one version whole.
 
-    Pickles as a small handle (index URI, version, storage options without credentials) that
-    reopens the index in the receiving process (cached per process).
+    Pickles as a small handle (index URI, version, storage options without credentials, the
+    segment cache options given to :func:`open_index`) that reopens the index in the
+    receiving process (cached per process).
     """
 
     __slots__ = ("_inner", "_options", "_cache")

@@ -18,7 +18,7 @@ use crate::lake::table::LakeTable;
 use crate::runtime::{pool, resolve_threads, run_cpu, CancelToken};
 use crate::vector::column::OnInvalid;
 use crate::vector::distance::Metric;
-use crate::vector::exact::exact;
+use crate::vector::exact::exact_many;
 
 /// Sample size of the recall estimate stored at build.
 const RECALL_SAMPLE: usize = 200;
@@ -150,14 +150,14 @@ fn recall_estimate(seg: &Segment, metric: Metric) -> f64 {
         return 1.0;
     }
     let step = (n / RECALL_SAMPLE).max(1);
-    let sample: Vec<usize> = (0..n).step_by(step).take(RECALL_SAMPLE).collect();
+    let sample: Vec<&[f32]> = (0..n).step_by(step).take(RECALL_SAMPLE).map(|i| seg.vector(i)).collect();
+    let truths = exact_many(&seg.vectors, seg.dim, metric, &sample, 10);
     let (hit, total) = sample
         .par_iter()
-        .map(|&i| {
-            let q = seg.vector(i);
-            let truth: Vec<u32> = exact(&seg.vectors, seg.dim, metric, q, 10, None).iter().map(|h| h.1).collect();
+        .zip(&truths)
+        .map(|(q, truth)| {
             let got = seg.index.approximate(&seg.vectors, seg.dim, metric, q, 10, DEFAULT_EF, None);
-            (got.iter().filter(|h| truth.contains(&h.1)).count(), truth.len())
+            (got.iter().filter(|h| truth.iter().any(|t| t.1 == h.1)).count(), truth.len())
         })
         .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
     hit as f64 / total.max(1) as f64
