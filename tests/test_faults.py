@@ -100,6 +100,13 @@ class World:
         self.read_ref = lakevec.read_table(self.uri, format="parquet", storage_options=s3.direct)
 
 
+@pytest.fixture(autouse=True)
+def fresh_segment_cache(tmp_path, monkeypatch):
+    """Each case starts with an empty segment cache (an object-store index caches its segment
+    files), so the segment GETs it makes reach the store and meet its faults."""
+    monkeypatch.setenv("LAKEVEC_CACHE_DIR", str(tmp_path / "segment-cache"))
+
+
 @pytest.fixture(scope="module")
 def world(s3):
     return World(s3)
