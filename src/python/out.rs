@@ -8,31 +8,41 @@ use arrow::ffi::FFI_ArrowArray;
 use arrow::record_batch::RecordBatch;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3_arrow::PyArray;
 
 /// pyarrow schemas of recent results (few distinct ones exist: one per index and column list),
 /// so a result imports its array only (see [`table`]).
 static SCHEMAS: Mutex<Vec<(SchemaRef, Py<PyAny>)>> = Mutex::new(Vec::new());
 const SCHEMAS_KEPT: usize = 16;
-static SCHEMA_IMPORT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-static BATCH_IMPORT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-static FROM_BATCHES: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// `pyarrow.<name>` (looked up per call: a once-cell initialised by one thread while another
+/// forks would stay "initialising" in the child for good).
+fn pyarrow_attr<'py>(py: Python<'py>, name: &Bound<'py, pyo3::types::PyString>) -> PyResult<Bound<'py, PyAny>> {
+    py.import(intern!(py, "pyarrow"))?.getattr(name)
+}
 
 /// The `pyarrow.Schema` of `schema`, from [`SCHEMAS`] or imported (Arrow C schema capsule).
 fn pyarrow_schema<'py>(py: Python<'py>, schema: &SchemaRef) -> PyResult<Bound<'py, PyAny>> {
-    let mut kept = SCHEMAS.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(i) = kept.iter().position(|(s, _)| Arc::ptr_eq(s, schema) || s == schema) {
-        let obj = kept[i].1.bind(py).clone();
-        kept[..=i].rotate_right(1);
-        return Ok(obj);
+    let lock = || SCHEMAS.lock().unwrap_or_else(|p| p.into_inner());
+    {
+        let mut kept = lock();
+        if let Some(i) = kept.iter().position(|(s, _)| Arc::ptr_eq(s, schema) || s == schema) {
+            let obj = kept[i].1.bind(py).clone();
+            kept[..=i].rotate_right(1);
+            return Ok(obj);
+        }
     }
+    // (Python runs without the lock held: code that releases the GIL could otherwise meet
+    // another thread waiting for the lock while holding the GIL.)
     let capsule = pyo3_arrow::ffi::to_schema_pycapsule(py, schema.as_ref())?;
-    let obj = SCHEMA_IMPORT
-        .import(py, "pyarrow", "Schema")?
-        .call_method1(intern!(py, "_import_from_c_capsule"), (capsule,))?;
+    let obj =
+        pyarrow_attr(py, intern!(py, "Schema"))?.call_method1(intern!(py, "_import_from_c_capsule"), (capsule,))?;
+    let mut kept = lock();
     kept.insert(0, (schema.clone(), obj.clone().unbind()));
-    kept.truncate(SCHEMAS_KEPT);
+    let keep = kept.len().min(SCHEMAS_KEPT);
+    let evicted: Vec<_> = kept.drain(keep..).collect();
+    drop(kept);
+    drop(evicted); // their references are released after the lock
     Ok(obj)
 }
 
@@ -45,15 +55,14 @@ pub fn table(py: Python<'_>, batch: RecordBatch) -> PyResult<Bound<'_, PyAny>> {
     let schema = pyarrow_schema(py, batch.schema_ref())?;
     let data = StructArray::from(batch).into_data();
     let ptr = Box::into_raw(Box::new(FFI_ArrowArray::new(&data)));
-    let rb = BATCH_IMPORT
-        .import(py, "pyarrow", "RecordBatch")?
+    let rb = pyarrow_attr(py, intern!(py, "RecordBatch"))?
         .call_method1(intern!(py, "_import_from_c"), (ptr as usize, schema));
     // SAFETY: `ptr` came from `Box::into_raw` above and is taken back once. pyarrow's import
     // moves the array out of it and marks it released (its `release` callback null), so the
     // drop below frees only the box; if the import failed before moving it, the drop releases
     // the exported array (FFI_ArrowArray's Drop calls `release` only when it is set).
     drop(unsafe { Box::from_raw(ptr) });
-    FROM_BATCHES.import(py, "pyarrow", "Table")?.call_method1(intern!(py, "from_batches"), (vec![rb?],))
+    pyarrow_attr(py, intern!(py, "Table"))?.call_method1(intern!(py, "from_batches"), (vec![rb?],))
 }
 
 /// An array as a `pyarrow.Array` (through the Arrow PyCapsule interface).
