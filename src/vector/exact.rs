@@ -10,17 +10,8 @@ use crate::vector::hit::Hit;
 pub fn exact(vectors: &[f32], dim: usize, metric: Metric, q: &[f32], k: usize, allowed: Option<&Bits>) -> Vec<Hit> {
     let n = vectors.len().checked_div(dim).unwrap_or(0);
     let mut top: BinaryHeap<Hit> = BinaryHeap::with_capacity(k.min(n) + 1);
-    let mut consider = |i: usize| {
-        let d = metric.distance(q, &vectors[i * dim..(i + 1) * dim]);
-        if top.len() < k {
-            top.push(Hit(d, i as u32));
-        } else if let Some(w) = top.peek() {
-            if Hit(d, i as u32) < *w {
-                top.pop();
-                top.push(Hit(d, i as u32));
-            }
-        }
-    };
+    let mut consider =
+        |i: usize| push_top(&mut top, k, Hit(metric.distance(q, &vectors[i * dim..(i + 1) * dim]), i as u32));
     if k > 0 {
         match allowed {
             Some(a) => a.ones().filter(|&i| i < n).for_each(&mut consider),
