@@ -137,10 +137,15 @@ def test_memory_limit_sizes_are_parsed_and_checked(tmp_path):
             lakevec.build_index(str(tmp_path / "t"), "vector", memory_limit=bad, progress=False)
     with pytest.raises(E.InvalidArgumentError, match="at least 16 MiB"):
         lakevec.build_index(str(tmp_path / "t"), "vector", memory_limit="1MB", progress=False)
-    with pytest.raises(E.InvalidArgumentError, match="max_segment_rows"):
-        lakevec.build_index(str(tmp_path / "t"), "vector", max_segment_rows=0, progress=False)
+    # zero, negatives and bools are InvalidArgumentError everywhere (not OverflowError/TypeError)
+    for bad in [0, -1, True]:
+        with pytest.raises(E.InvalidArgumentError, match="max_segment_rows"):
+            lakevec.build_index(str(tmp_path / "t"), "vector", max_segment_rows=bad, progress=False)
     idx = lakevec.build_index(str(tmp_path / "t"), "vector", memory_limit=64 * 2**20, progress=False)
     assert idx.stats()["rows"] == 10
+    for call in (idx.refresh, idx.compact):
+        with pytest.raises(E.InvalidArgumentError, match="max_segment_rows"):
+            call(max_segment_rows=-1, progress=False)
 
 
 def test_open_reads_manifests_only_and_maps_segments_on_first_use(minilm_files):

@@ -138,6 +138,18 @@ _UNITS = {
 }
 
 
+def segment_rows(max_segment_rows: int | None) -> int | None:
+    """``max_segment_rows`` as a positive int; None stays None.
+
+    Raises:
+        InvalidArgumentError: a bool, or a value below 1 (where the core's extraction would
+            raise ``OverflowError``/``TypeError``).
+    """
+    if max_segment_rows is not None and (isinstance(max_segment_rows, bool) or int(max_segment_rows) < 1):
+        raise InvalidArgumentError(f"max_segment_rows must be >= 1, got {max_segment_rows!r}")
+    return None if max_segment_rows is None else int(max_segment_rows)
+
+
 def byte_size(value: int | str | None, what: str = "memory_limit") -> int | None:
     """``4_000_000_000``, ``"4GB"`` (powers of 10) or ``"4GiB"`` (powers of 2) as bytes; None
     stays None.

@@ -299,9 +299,9 @@ class VectorIndex:
             CommitConflictError: another writer committed the same index version first.
             InvalidArgumentError: a bad ``memory_limit`` or ``max_segment_rows``.
         """
-        limit = _inputs.byte_size(memory_limit)
+        limit, rows = _inputs.byte_size(memory_limit), _inputs.segment_rows(max_segment_rows)
         return _run_with_progress(
-            progress, "refresh", lambda cb: self._inner.refresh(num_threads, cb, None, None, limit, max_segment_rows)
+            progress, "refresh", lambda cb: self._inner.refresh(num_threads, cb, None, None, limit, rows)
         )
 
     def compact(
@@ -323,10 +323,8 @@ class VectorIndex:
             CommitConflictError: another writer committed the same index version first.
             InvalidArgumentError: a bad ``memory_limit`` or ``max_segment_rows``.
         """
-        limit = _inputs.byte_size(memory_limit)
-        return _run_with_progress(
-            progress, "compact", lambda cb: self._inner.compact(num_threads, cb, limit, max_segment_rows)
-        )
+        limit, rows = _inputs.byte_size(memory_limit), _inputs.segment_rows(max_segment_rows)
+        return _run_with_progress(progress, "compact", lambda cb: self._inner.compact(num_threads, cb, limit, rows))
 
     def coverage(self) -> pa.Table:
         """One row per live data file of the table's latest version: ``path``, ``status``
@@ -484,12 +482,12 @@ def build_index(
     if not isinstance(table, Table):
         table = Table.open(str(table), storage_options)
     spec = build_spec(column, metric, name, index_uri, key, index_type, m, ef_construction, on_invalid, builder)
-    limit = _inputs.byte_size(memory_limit)
+    limit, rows = _inputs.byte_size(memory_limit), _inputs.segment_rows(max_segment_rows)
     idx = _run_with_progress(
         progress,
         "build_index",
         lambda cb: VectorIndex(
-            _lakevec.VectorIndex.build(table._inner, spec, num_threads, cb, limit, max_segment_rows), storage_options
+            _lakevec.VectorIndex.build(table._inner, spec, num_threads, cb, limit, rows), storage_options
         ),
     )
     _warn_low_recall(idx)

@@ -97,9 +97,7 @@ impl SegmentCache {
         let result = async {
             let mut out = std::fs::File::create_new(&tmp).map_err(io)?;
             let got = store.get(object).await.map_err(|e| match e {
-                object_store::Error::NotFound { .. } => {
-                    LakeError::CorruptIndex(format!("index file '{object}' listed in the manifest is missing"))
-                }
+                object_store::Error::NotFound { .. } => manifest::missing_file(object),
                 e => LakeError::from(e).context(format!("reading index file '{object}'")),
             })?;
             let mut stream = got.into_stream();

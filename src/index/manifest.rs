@@ -330,13 +330,17 @@ pub async fn put_file(store: &Arc<dyn ObjectStore>, root: &Path, rel: &str, byte
     }
 }
 
+/// The error for an index file the manifest lists but the store lacks (a vacuum ran too
+/// early, or the folder was damaged): the index is unusable as committed.
+pub fn missing_file(object: &impl std::fmt::Display) -> LakeError {
+    LakeError::CorruptIndex(format!("index file '{object}' listed in the manifest is missing"))
+}
+
 /// Read an index file and check its size and checksum against `f`.
 pub async fn get_file(store: &Arc<dyn ObjectStore>, root: &Path, f: &FileRef) -> Result<Bytes> {
     let path = child(root, &f.path);
     let bytes = store.get(&path).await.map_err(|e| match e {
-        object_store::Error::NotFound { .. } => {
-            LakeError::CorruptIndex(format!("index file '{path}' listed in the manifest is missing"))
-        }
+        object_store::Error::NotFound { .. } => missing_file(&path),
         e => LakeError::from(e),
     })?;
     let bytes = bytes.bytes().await?;

@@ -24,11 +24,20 @@ pub(crate) fn check_k_ef(k: usize, ef: Option<usize>) -> Result<()> {
     Ok(())
 }
 
-/// Half the machine's physical memory, in bytes: the most a single result may take.
+/// Half the machine's physical memory, in bytes: the most a single result may take. Read
+/// once per process (`_SC_PHYS_PAGES` is a `sysinfo` system call; a single query would pay
+/// it on every search); 0 means not read yet.
 fn result_budget() -> u128 {
+    static BUDGET: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let kept = BUDGET.load(std::sync::atomic::Ordering::Relaxed);
+    if kept != 0 {
+        return kept as u128;
+    }
     // SAFETY: sysconf only reads system configuration values.
     let (pages, page) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
-    (pages.max(0) as u128 * page.max(0) as u128 / 2).max(1 << 30)
+    let b = (pages.max(0) as u128 * page.max(0) as u128 / 2).clamp(1 << 30, u64::MAX as u128);
+    BUDGET.store(b as u64, std::sync::atomic::Ordering::Relaxed);
+    b
 }
 
 /// Refuse, before anything is searched or allocated, a result of `queries` x min(`k`,

@@ -16,7 +16,7 @@ use crate::index::sources::{candidates, sources, SearchSource};
 use crate::index::state::IndexState;
 use crate::lake::pin::TablePin;
 use crate::lake::table::LakeTable;
-use crate::runtime::{pool, run_cpu, CancelToken};
+use crate::runtime::{pool, resolve_threads, run_cpu, CancelToken};
 use crate::vector::distance::Metric;
 use crate::vector::exact::{exact, within};
 use crate::vector::hit::Hit;
@@ -99,6 +99,9 @@ pub async fn search_index(
 ) -> Result<RecordBatch> {
     let m = &st.manifest;
     check_k_ef(p.k, p.ef)?;
+    if p.num_threads.is_some() {
+        resolve_threads(p.num_threads)?; // refuses 0 (the default is resolved only where used)
+    }
     if p.k == UNBOUNDED_K && !(p.exact && p.max_distance.is_some()) {
         return Err(LakeError::InvalidArgument("k=None needs exact=True and max_distance".into()));
     }

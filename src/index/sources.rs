@@ -81,7 +81,6 @@ pub(crate) async fn sources(
 ) -> Result<Vec<SearchSource>> {
     let m = &st.manifest;
     let index_uri = &at.uri;
-    let threads = resolve_threads(p.num_threads)?;
     let segs = st.segments(at).await?;
     let Some(table) = table else {
         return Ok(segs
@@ -93,6 +92,7 @@ pub(crate) async fn sources(
             })
             .collect());
     };
+    let threads = resolve_threads(p.num_threads)?;
     let entries = table.entries().await?;
     let by_path: HashMap<&str, &DataFileEntry> = entries.iter().map(|e| (e.path.as_str(), e)).collect();
     let covered = table.format != Format::Parquet && table.version() == m.table_version;

@@ -47,9 +47,7 @@ async fn file_backing(at: &IndexAt, f: &FileRef) -> Result<Arc<Backing>> {
     let (want_len, want_crc) = (f.bytes, f.crc32);
     tokio::task::spawn_blocking(move || -> Result<Arc<Backing>> {
         let file = std::fs::File::open(&local).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                LakeError::CorruptIndex(format!("index file '{object}' listed in the manifest is missing"))
-            }
+            std::io::ErrorKind::NotFound => manifest::missing_file(&object),
             _ => LakeError::Storage(format!("opening index file '{object}': {e}")),
         })?;
         let len = file.metadata().map_err(|e| LakeError::Storage(format!("index file '{object}': {e}")))?.len();

@@ -74,14 +74,26 @@ where
 {
     let rt = runtime()?;
     let in_flight = crate::runtime::enter();
+    // Boxed once, so the (large) future is never moved again.
+    let mut fut = Box::pin(fut);
     let outcome = py.detach(move || {
         // Dropped when the closure returns, before the GIL is taken again (in reverse order:
         // the runtime first), so a pending fork can see this call finished.
         let _in_flight = in_flight;
         let rt = rt;
         let r = catch_unwind(AssertUnwindSafe(|| {
+            // One poll first, in the runtime's context: a call with nothing to wait for (a
+            // search of mapped segments) ends here without block_on's parking and timer set-up.
+            // A pending future registered only this no-op waker; block_on polls it again with
+            // its own, which every future then registers instead.
+            {
+                let _context = rt.enter();
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                if let std::task::Poll::Ready(r) = fut.as_mut().poll(&mut cx) {
+                    return Ok(r);
+                }
+            }
             rt.block_on(async {
-                tokio::pin!(fut);
                 loop {
                     tokio::select! {
                         // the call first: a search done at its first poll never arms the timer

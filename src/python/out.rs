@@ -16,9 +16,22 @@ static SCHEMAS: Mutex<Vec<(SchemaRef, Py<PyAny>)>> = Mutex::new(Vec::new());
 const SCHEMAS_KEPT: usize = 16;
 
 /// `pyarrow.<name>` (looked up per call: a once-cell initialised by one thread while another
-/// forks would stay "initialising" in the child for good).
+/// forks would stay "initialising" in the child for good). The module comes from
+/// `sys.modules` when it is there (a dict lookup, where `import` costs ~1 us per call).
 fn pyarrow_attr<'py>(py: Python<'py>, name: &Bound<'py, pyo3::types::PyString>) -> PyResult<Bound<'py, PyAny>> {
-    py.import(intern!(py, "pyarrow"))?.getattr(name)
+    let key = intern!(py, "pyarrow");
+    // SAFETY: called with the GIL held (`py`); `PyImport_GetModule` takes a borrowed name and
+    // returns a new reference or NULL (absent, or an error it raised), which
+    // `from_owned_ptr_or_opt` takes over.
+    let found = unsafe { Bound::from_owned_ptr_or_opt(py, pyo3::ffi::PyImport_GetModule(key.as_ptr())) };
+    let module = match found {
+        Some(m) => m,
+        None => {
+            let _ = PyErr::take(py);
+            py.import(key)?.into_any()
+        }
+    };
+    module.getattr(name)
 }
 
 /// The `pyarrow.Schema` of `schema`, from [`SCHEMAS`] or imported (Arrow C schema capsule).
@@ -68,5 +81,5 @@ pub fn table(py: Python<'_>, batch: RecordBatch) -> PyResult<Bound<'_, PyAny>> {
 /// An array as a `pyarrow.Array` (through the Arrow PyCapsule interface).
 pub fn array(py: Python<'_>, a: ArrayRef) -> PyResult<Bound<'_, PyAny>> {
     let obj = PyArray::from_array_ref(a).into_pyobject(py)?;
-    py.import("pyarrow")?.getattr("array")?.call1((obj,))
+    pyarrow_attr(py, intern!(py, "array"))?.call1((obj,))
 }

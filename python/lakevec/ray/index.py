@@ -23,12 +23,6 @@ from lakevec.table import Table
 __all__ = ["build_index", "refresh", "search"]
 
 
-def _rows(max_segment_rows: int | None) -> int | None:
-    if max_segment_rows is not None and (isinstance(max_segment_rows, bool) or int(max_segment_rows) < 1):
-        raise InvalidArgumentError(f"max_segment_rows must be >= 1, got {max_segment_rows!r}")
-    return None if max_segment_rows is None else int(max_segment_rows)
-
-
 def _chunks(items: list, size: int) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
@@ -137,7 +131,7 @@ def build_index(
     files = t.files().column("path").to_pylist()
     limit = _inputs.byte_size(memory_limit)
     parts = _run_segments(
-        t, spec, files, None, files_per_task, num_cpus_per_task, timings, limit, _rows(max_segment_rows)
+        t, spec, files, None, files_per_task, num_cpus_per_task, timings, limit, _inputs.segment_rows(max_segment_rows)
     )
     t0 = time.perf_counter()
     inner = _lakevec.VectorIndex.commit_build(t._inner, spec, parts)
@@ -173,7 +167,7 @@ def refresh(
     """
     t = index.table()
     pending = index._inner.pending_files(t._inner)
-    limit, rows = _inputs.byte_size(memory_limit), _rows(max_segment_rows)
+    limit, rows = _inputs.byte_size(memory_limit), _inputs.segment_rows(max_segment_rows)
     parts = (
         _run_segments(t, index.build_spec, pending, index.dim, files_per_task, num_cpus_per_task, timings, limit, rows)
         if pending
