@@ -15,27 +15,27 @@ use pyo3_arrow::PyArray;
 static SCHEMAS: Mutex<Vec<(SchemaRef, Py<PyAny>)>> = Mutex::new(Vec::new());
 const SCHEMAS_KEPT: usize = 16;
 
-/// `pyarrow.<name>` (looked up per call: a once-cell initialised by one thread while another
-/// forks would stay "initialising" in the child for good). The module comes from
-/// `sys.modules` when it is there (a dict lookup, where `import` costs ~1 us per call).
-fn pyarrow_attr<'py>(py: Python<'py>, name: &Bound<'py, pyo3::types::PyString>) -> PyResult<Bound<'py, PyAny>> {
+/// The `pyarrow` module (looked up per call: a once-cell initialised by one thread while
+/// another forks would stay "initialising" in the child for good), from `sys.modules` when it
+/// is there (a dict lookup, where `import` costs ~1 us per call).
+fn pyarrow<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
     let key = intern!(py, "pyarrow");
     // SAFETY: called with the GIL held (`py`); `PyImport_GetModule` takes a borrowed name and
     // returns a new reference or NULL (absent, or an error it raised), which
     // `from_owned_ptr_or_opt` takes over.
     let found = unsafe { Bound::from_owned_ptr_or_opt(py, pyo3::ffi::PyImport_GetModule(key.as_ptr())) };
-    let module = match found {
-        Some(m) => m,
+    match found {
+        Some(m) => Ok(m),
         None => {
             let _ = PyErr::take(py);
-            py.import(key)?.into_any()
+            Ok(py.import(key)?.into_any())
         }
-    };
-    module.getattr(name)
+    }
 }
 
-/// The `pyarrow.Schema` of `schema`, from [`SCHEMAS`] or imported (Arrow C schema capsule).
-fn pyarrow_schema<'py>(py: Python<'py>, schema: &SchemaRef) -> PyResult<Bound<'py, PyAny>> {
+/// The `pyarrow.Schema` of `schema`, from [`SCHEMAS`] or imported (Arrow C schema capsule)
+/// with `pa`, the `pyarrow` module.
+fn pyarrow_schema<'py>(py: Python<'py>, pa: &Bound<'py, PyAny>, schema: &SchemaRef) -> PyResult<Bound<'py, PyAny>> {
     let lock = || SCHEMAS.lock().unwrap_or_else(|p| p.into_inner());
     {
         let mut kept = lock();
@@ -48,8 +48,7 @@ fn pyarrow_schema<'py>(py: Python<'py>, schema: &SchemaRef) -> PyResult<Bound<'p
     // (Python runs without the lock held: code that releases the GIL could otherwise meet
     // another thread waiting for the lock while holding the GIL.)
     let capsule = pyo3_arrow::ffi::to_schema_pycapsule(py, schema.as_ref())?;
-    let obj =
-        pyarrow_attr(py, intern!(py, "Schema"))?.call_method1(intern!(py, "_import_from_c_capsule"), (capsule,))?;
+    let obj = pa.getattr(intern!(py, "Schema"))?.call_method1(intern!(py, "_import_from_c_capsule"), (capsule,))?;
     let mut kept = lock();
     kept.insert(0, (schema.clone(), obj.clone().unbind()));
     let keep = kept.len().min(SCHEMAS_KEPT);
@@ -65,21 +64,22 @@ fn pyarrow_schema<'py>(py: Python<'py>, schema: &SchemaRef) -> PyResult<Bound<'p
 /// call, against ~20 us to import the batch as a C stream, schema included (which a
 /// single-vector search paid on every call).
 pub fn table(py: Python<'_>, batch: RecordBatch) -> PyResult<Bound<'_, PyAny>> {
-    let schema = pyarrow_schema(py, batch.schema_ref())?;
+    let pa = pyarrow(py)?;
+    let schema = pyarrow_schema(py, &pa, batch.schema_ref())?;
     let data = StructArray::from(batch).into_data();
     let ptr = Box::into_raw(Box::new(FFI_ArrowArray::new(&data)));
-    let rb = pyarrow_attr(py, intern!(py, "RecordBatch"))?
-        .call_method1(intern!(py, "_import_from_c"), (ptr as usize, schema));
+    let rb =
+        pa.getattr(intern!(py, "RecordBatch"))?.call_method1(intern!(py, "_import_from_c"), (ptr as usize, schema));
     // SAFETY: `ptr` came from `Box::into_raw` above and is taken back once. pyarrow's import
     // moves the array out of it and marks it released (its `release` callback null), so the
     // drop below frees only the box; if the import failed before moving it, the drop releases
     // the exported array (FFI_ArrowArray's Drop calls `release` only when it is set).
     drop(unsafe { Box::from_raw(ptr) });
-    pyarrow_attr(py, intern!(py, "Table"))?.call_method1(intern!(py, "from_batches"), (vec![rb?],))
+    pa.getattr(intern!(py, "Table"))?.call_method1(intern!(py, "from_batches"), (vec![rb?],))
 }
 
 /// An array as a `pyarrow.Array` (through the Arrow PyCapsule interface).
 pub fn array(py: Python<'_>, a: ArrayRef) -> PyResult<Bound<'_, PyAny>> {
     let obj = PyArray::from_array_ref(a).into_pyobject(py)?;
-    pyarrow_attr(py, intern!(py, "array"))?.call1((obj,))
+    pyarrow(py)?.getattr(intern!(py, "array"))?.call1((obj,))
 }
