@@ -1,4 +1,5 @@
-"""ANN search: lakevec vs hnswlib vs faiss (IndexHNSWFlat), same HNSW parameters, real data.
+"""ANN search: lakevec vs hnswlib vs faiss (IndexHNSWFlat, IndexHNSWSQ), same HNSW parameters,
+real data.
 
 Two sets from ../shared/data/ann: MiniLM sentence embeddings (12,052 x 384, cosine) and MNIST
 (9,000 x 784, L2), each with 1,000 held-out queries and exact top-100 ground truth. For each:
@@ -10,9 +11,12 @@ Two sets from ../shared/data/ann: MiniLM sentence embeddings (12,052 x 384, cosi
   QPS with one query thread (one batch call of all queries) and QPS of the same batch on all
   threads; best of --repeat runs. lakevec searches with stale="ignore" (the index as built,
   no table access);
+* the same for lakevec's ``index_type="hnsw_sq8"`` (with its default re-ranking, and without
+  re-ranking: ``rerank=0``) and faiss ``IndexHNSWSQ`` (QT_8bit, codes only);
 * lakevec's sidecar size vs the raw vector bytes (rows * dim * 4) and exact=True recall;
-* "lakevec QPS at recall>=0.95 / hnswlib QPS at recall>=0.95", each at the lowest ef of the
-  sweep reaching recall@10 >= 0.95, 1-thread QPS;
+* "lakevec QPS at recall>=0.95 / hnswlib QPS at recall>=0.95" (and hnsw_sq8 against hnswlib
+  and faiss HNSWSQ), each at the lowest ef of the sweep reaching recall@10 >= 0.95, 1-thread
+  QPS;
 * single-query latency at that ef: ``idx.search(one_vector)`` (stale="ignore"; and the
   default stale="exact" on an index opened with consistency_interval=60 and 0) against
   hnswlib's ``knn_query`` of one vector, and the same query's share of a batch call.
@@ -92,6 +96,37 @@ class Lakevec:
         return lakevec_ids(res, len(q))
 
 
+class LakevecSq8:
+    """lakevec's hnsw_sq8 kind (graph walked on 8-bit codes, the best ef candidates re-ranked
+    with the float vectors); its variant searches the same index without re-ranking."""
+
+    name = "lakevec hnsw_sq8"
+
+    def __init__(self, table_uri, metric, *_):
+        self.idx = lakevec.build_index(
+            table_uri,
+            "vector",
+            metric=metric,
+            key="id",
+            name="sq8",
+            index_type="hnsw_sq8",
+            m=M,
+            ef_construction=EFC,
+            num_threads=None,
+            progress=False,
+        )
+        self.rerank = None
+
+    def search(self, q, ef, threads):
+        res = self.idx.search(q, k=K, ef=ef, stale="ignore", num_threads=threads, rerank=self.rerank)
+        return lakevec_ids(res, len(q))
+
+    def variants(self):
+        plain = LakevecSq8.__new__(LakevecSq8)
+        plain.idx, plain.rerank = self.idx, 0
+        return [("lakevec hnsw_sq8, no re-ranking", plain)]
+
+
 class Hnswlib:
     name = "hnswlib"
 
@@ -129,6 +164,22 @@ class Faiss:
         self.ix.hnsw.efSearch = ef
         _, labels = self.ix.search(self._prep(q), K)
         return self.ids[labels]
+
+
+class FaissSq8(Faiss):
+    """faiss ``IndexHNSWSQ`` with 8-bit scalar codes (``QT_8bit``), searched on codes only."""
+
+    name = "faiss HNSWSQ"
+
+    def __init__(self, _uri, metric, X, ids):
+        self.cos = metric == "cosine"
+        X = self._prep(X)
+        mt = faiss.METRIC_INNER_PRODUCT if self.cos else faiss.METRIC_L2
+        self.ix = faiss.IndexHNSWSQ(X.shape[1], faiss.ScalarQuantizer.QT_8bit, M, mt)
+        self.ix.hnsw.efConstruction = EFC
+        self.ix.train(X)
+        self.ix.add(X)
+        self.ids = ids
 
 
 FAISS_THREADS = faiss.omp_get_max_threads() if faiss else 1
@@ -176,7 +227,7 @@ def run_set(data: Path, name: str, metric: str, repeat: int) -> None:
         f"\n## {name}: {len(X):,} x {X.shape[1]} base, {len(Q):,} queries, metric {metric}, "
         f"M={M}, ef_construction={EFC}, {os.cpu_count()} cores, load avg {os.getloadavg()[0]:.2f}\n"
     )
-    libs = [Lakevec] + ([Hnswlib] if hnswlib else []) + ([Faiss] if faiss else [])
+    libs = [Lakevec, LakevecSq8] + ([Hnswlib] if hnswlib else []) + ([Faiss, FaissSq8] if faiss else [])
     rows, one_thread, single, batch_share = [], {}, {}, {}
     with tempfile.TemporaryDirectory(prefix=f"ann_{name}_") as tmp:
         from deltalake import write_deltalake
@@ -202,12 +253,13 @@ def run_set(data: Path, name: str, metric: str, repeat: int) -> None:
                 )
                 res, secs = best_of(repeat, lambda lib=lib: lib.idx.search(Q, k=K, exact=True, stale="ignore"))
                 rows.append((cls.name, "exact", recall(lakevec_ids(res, len(Q)), gt10), None, len(Q) / secs))
-            for ef in EFS:
-                found, s1 = best_of(repeat, lambda lib=lib, ef=ef: lib.search(Q, ef, 1))
-                r = recall(found, gt10)
-                _, sn = best_of(repeat, lambda lib=lib, ef=ef: lib.search(Q, ef, None))
-                rows.append((cls.name, ef, r, len(Q) / s1, len(Q) / sn))
-                one_thread.setdefault(cls.name, []).append((ef, r, len(Q) / s1))
+            for vname, v in [(cls.name, lib)] + (lib.variants() if hasattr(lib, "variants") else []):
+                for ef in EFS:
+                    found, s1 = best_of(repeat, lambda v=v, ef=ef: v.search(Q, ef, 1))
+                    r = recall(found, gt10)
+                    _, sn = best_of(repeat, lambda v=v, ef=ef: v.search(Q, ef, None))
+                    rows.append((vname, ef, r, len(Q) / s1, len(Q) / sn))
+                    one_thread.setdefault(vname, []).append((ef, r, len(Q) / s1))
             ef95 = next((ef for ef, r, _ in one_thread.get(cls.name, []) if r >= 0.95), EFS[-1])
             single.update(single_calls(lib, ef95, uri, Q))
             if cls is Lakevec:
@@ -236,14 +288,19 @@ def run_set(data: Path, name: str, metric: str, repeat: int) -> None:
             f"{batch_share['lakevec']:.0f} | single - share = {single['lakevec'][1] - batch_share['lakevec']:.0f} us |"
         )
 
-    a, b = at95("lakevec"), at95("hnswlib")
-    if a and b:
-        print(
-            f"\n{name}: lakevec QPS at recall>=0.95 / hnswlib QPS at recall>=0.95 = "
-            f"{a[1]:,.0f} (ef={a[0]}) / {b[1]:,.0f} (ef={b[0]}) = {a[1] / b[1]:.2f}"
-        )
-    else:
-        print(f"\n{name}: lakevec/hnswlib ratio at recall>=0.95 not available (lakevec: {a}, hnswlib: {b})")
+    for mine, peer in [
+        ("lakevec", "hnswlib"),
+        ("lakevec hnsw_sq8", "hnswlib"),
+        ("lakevec hnsw_sq8", "faiss HNSWSQ"),
+    ]:
+        a, b = at95(mine), at95(peer)
+        if a and b:
+            print(
+                f"{name}: {mine} QPS at recall>=0.95 / {peer} QPS at recall>=0.95 = "
+                f"{a[1]:,.0f} (ef={a[0]}) / {b[1]:,.0f} (ef={b[0]}) = {a[1] / b[1]:.2f}"
+            )
+        else:
+            print(f"{name}: {mine}/{peer} ratio at recall>=0.95 not available ({mine}: {a}, {peer}: {b})")
 
 
 def main() -> None:

@@ -150,6 +150,7 @@ class VectorIndex:
         columns: list[str] | None = None,
         num_threads: int | None = None,
         max_distance: float | None = None,
+        rerank: int | None = None,
     ) -> pa.Table: ...
     def knn_graph(
         self,

@@ -63,10 +63,12 @@ impl Budget {
         (bytes / 2).max(MIN_BYTES)
     }
 
-    /// Estimated bytes a row costs while its segment is built as `kind` (without its vector).
-    pub fn row_overhead(kind: &IndexKind) -> u64 {
+    /// Estimated bytes a row costs while its segment is built as `kind` (without its float
+    /// vector; a quantized kind's code counts, at `dim` bytes for SQ8, 384 when not known yet).
+    pub fn row_overhead(kind: &IndexKind, dim: Option<usize>) -> u64 {
         let structure = match kind {
             IndexKind::Hnsw(p) => 4 * (1 + 2 * p.m as u64) + 32,
+            IndexKind::HnswSq8(p) => 4 * (1 + 2 * p.m as u64) + 32 + dim.unwrap_or(384) as u64 + 4,
             IndexKind::Flat => 0,
         };
         8 + 16 + structure
@@ -81,7 +83,7 @@ impl Budget {
             Some(d) => rows * 4 * d as u64,
             None => e.size,
         };
-        (rows, vectors + rows * Self::row_overhead(kind))
+        (rows, vectors + rows * Self::row_overhead(kind, dim))
     }
 
     /// Cut `files` (indices into `entries`, in order) into groups, each built as one segment

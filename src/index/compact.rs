@@ -17,7 +17,7 @@ use crate::runtime::CancelToken;
 /// Consecutive segments of `m` grouped so that each group's live rows, merged, fit `budget`
 /// (a segment over the budget on its own stays a group of one).
 fn merge_groups(m: &Manifest, budget: &Budget) -> Vec<Vec<usize>> {
-    let per_row = 4 * m.dim as u64 + Budget::row_overhead(&m.kind);
+    let per_row = 4 * m.dim as u64 + Budget::row_overhead(&m.kind, Some(m.dim));
     let cap = budget.bytes / 4 * 3;
     let mut groups: Vec<Vec<usize>> = Vec::new();
     let (mut cur, mut rows) = (Vec::new(), 0u64);

@@ -215,7 +215,6 @@ impl<'a> Container<'a> {
 }
 
 /// Decode `count` little-endian f32 values, checking the payload length first.
-#[cfg(test)]
 pub fn f32s(data: &[u8], count: usize, what: &str) -> Result<Vec<f32>> {
     let need = count.checked_mul(4).ok_or_else(|| LakeError::CorruptIndex(format!("{what}: size overflows")))?;
     if data.len() != need {

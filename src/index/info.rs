@@ -111,6 +111,7 @@ pub fn stats(idx: &VectorIndex) -> serde_json::Value {
         "resident_bytes": st.loaded_segments().map(|s| s.seg.resident_bytes()).sum::<usize>(),
         "cache_dir": idx.at.cache.as_ref().filter(|_| !idx.at.loc.is_local()).map(|c| c.dir.display().to_string()),
         "params": params,
+        "bytes_per_vector": m.kind.bytes_per_vector(m.dim),
         "recall_estimate": m.recall_estimate,
         "last_commit": m.commit,
         "kernel": kernel_name(),

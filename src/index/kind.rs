@@ -14,6 +14,7 @@ use std::sync::atomic::AtomicUsize;
 
 use crate::error::{LakeError, Result};
 use crate::index::container::{Container, Tag};
+use crate::index::hnsw_sq8::{self, Sq8Graph};
 use crate::index::{flat, hnsw};
 use crate::runtime::CancelToken;
 use crate::vector::bits::Bits;
@@ -36,6 +37,10 @@ pub enum IndexKind {
     /// No structure: every search scans the segment (exact, recall 1.0). Right for small
     /// segments and as a baseline.
     Flat,
+    /// HNSW walked on 8-bit scalar codes, re-ranked with the float vectors
+    /// ([`crate::index::hnsw_sq8`]).
+    #[serde(rename = "hnsw_sq8")]
+    HnswSq8(HnswParams),
 }
 
 /// The search structure one segment holds, by kind.
@@ -45,17 +50,23 @@ pub enum SegmentIndex {
     /// Also what a segment read from the lake holds before its structure is built: it is
     /// searchable (exactly) as it is.
     Flat,
+    HnswSq8(Box<Sq8Graph>),
 }
 
 impl IndexKind {
-    /// The kind named `index_type` ("hnsw" or "flat"); `m`, `ef_construction` and `builder`
-    /// ("native" or "hnsw_rs") apply to HNSW.
+    /// The kind named `index_type` ("hnsw", "hnsw_sq8" or "flat"); `m`, `ef_construction`
+    /// and `builder` ("native" or "hnsw_rs") apply to the HNSW kinds.
     pub fn from_args(index_type: &str, m: usize, ef_construction: usize, builder: &str) -> Result<Self> {
         let builder = GraphBuilder::parse(builder)?;
         let kind = match index_type {
             "hnsw" => IndexKind::Hnsw(HnswParams { m, ef_construction, builder }),
+            "hnsw_sq8" => IndexKind::HnswSq8(HnswParams { m, ef_construction, builder }),
             "flat" => IndexKind::Flat,
-            o => return Err(LakeError::InvalidArgument(format!("index_type must be 'hnsw' or 'flat', not '{o}'"))),
+            o => {
+                return Err(LakeError::InvalidArgument(format!(
+                    "index_type must be 'hnsw', 'hnsw_sq8' or 'flat', not '{o}'"
+                )))
+            }
         };
         kind.check()?;
         Ok(kind)
@@ -65,6 +76,7 @@ impl IndexKind {
     pub fn name(&self) -> &'static str {
         match self {
             IndexKind::Hnsw(_) => "hnsw",
+            IndexKind::HnswSq8(_) => "hnsw_sq8",
             IndexKind::Flat => "flat",
         }
     }
@@ -72,7 +84,7 @@ impl IndexKind {
     /// Check the parameters (`InvalidArgument` naming the bad one).
     pub fn check(&self) -> Result<()> {
         match self {
-            IndexKind::Hnsw(p) => p.check(),
+            IndexKind::Hnsw(p) | IndexKind::HnswSq8(p) => p.check(),
             IndexKind::Flat => Ok(()),
         }
     }
@@ -90,14 +102,29 @@ impl IndexKind {
     ) -> Result<SegmentIndex> {
         match self {
             IndexKind::Hnsw(p) => hnsw::build_hnsw(vectors, dim, metric, *p, pool, cancel, done),
+            IndexKind::HnswSq8(p) => hnsw_sq8::build_hnsw_sq8(vectors, dim, metric, *p, pool, cancel, done),
             IndexKind::Flat => flat::build_flat(vectors, dim, done),
         }
+    }
+
+    /// What one row of `dim` costs in a segment of this kind, by part, in bytes (as
+    /// `VectorIndex.stats()["bytes_per_vector"]` shows it): `floats` (the float32 vector),
+    /// `codes` (a quantized kind's code and its norm term), `graph` (layer 0's fixed
+    /// `1 + 2m` u32 slots; the upper layers add ~1/m of it). Addresses and keys come on top.
+    pub fn bytes_per_vector(&self, dim: usize) -> serde_json::Value {
+        let layer0 = |p: &HnswParams| 4 * (1 + 2 * p.m);
+        let (codes, graph) = match self {
+            IndexKind::Hnsw(p) => (0, layer0(p)),
+            IndexKind::HnswSq8(p) => (dim + 4, layer0(p)),
+            IndexKind::Flat => (0, 0),
+        };
+        serde_json::json!({"floats": 4 * dim, "codes": codes, "graph": graph})
     }
 
     /// The parameters as shown by `VectorIndex.stats()["params"]` (with `index_type`).
     pub fn params_json(&self) -> serde_json::Value {
         match self {
-            IndexKind::Hnsw(p) => serde_json::json!({
+            IndexKind::Hnsw(p) | IndexKind::HnswSq8(p) => serde_json::json!({
                 "index_type": self.name(), "m": p.m, "ef_construction": p.ef_construction,
                 "builder": p.builder.as_str(),
             }),
@@ -107,17 +134,37 @@ impl IndexKind {
 }
 
 impl SegmentIndex {
+    /// The HNSW graph of a graph kind.
+    pub fn graph_mut(&mut self) -> Option<&mut Graph> {
+        match self {
+            SegmentIndex::Hnsw(g) => Some(g),
+            SegmentIndex::HnswSq8(s) => Some(&mut s.graph),
+            SegmentIndex::Flat => None,
+        }
+    }
+
+    /// Bytes of the structure held in memory (mapped sections count with their file).
+    pub fn owned_bytes(&self) -> usize {
+        match self {
+            SegmentIndex::Hnsw(g) => g.owned_bytes(),
+            SegmentIndex::HnswSq8(s) => s.owned_bytes(),
+            SegmentIndex::Flat => 0,
+        }
+    }
+
     /// The name of the kind this structure belongs to.
     pub fn kind_name(&self) -> &'static str {
         match self {
             SegmentIndex::Hnsw(_) => "hnsw",
+            SegmentIndex::HnswSq8(_) => "hnsw_sq8",
             SegmentIndex::Flat => "flat",
         }
     }
 
     /// The `k` nearest allowed rows to `q`, nearest first, choosing between the kind's
     /// approximate search and an exact scan by cost (`allowed_count`: rows `allowed` lets
-    /// through, all `n` when `allowed` is None). `ef`: the beam width of graph kinds.
+    /// through, all `n` when `allowed` is None). `ef`: the beam width of graph kinds;
+    /// `rerank`: candidates a quantized kind re-ranks with the float vectors.
     #[allow(clippy::too_many_arguments)]
     pub fn search(
         &self,
@@ -127,11 +174,15 @@ impl SegmentIndex {
         q: &[f32],
         k: usize,
         ef: usize,
+        rerank: Option<usize>,
         allowed: Option<&Bits>,
         allowed_count: usize,
     ) -> Vec<Hit> {
         match self {
             SegmentIndex::Hnsw(g) => hnsw::search_hnsw(g, vectors, dim, metric, q, k, ef, allowed, allowed_count),
+            SegmentIndex::HnswSq8(s) => {
+                hnsw_sq8::search_hnsw_sq8(s, vectors, dim, metric, q, k, ef, rerank, allowed, allowed_count)
+            }
             SegmentIndex::Flat => flat::search_flat(vectors, dim, metric, q, k, allowed),
         }
     }
@@ -151,6 +202,7 @@ impl SegmentIndex {
     ) -> Vec<Hit> {
         match self {
             SegmentIndex::Hnsw(g) => hnsw::walk(g, vectors, dim, metric, q, k, ef, allowed),
+            SegmentIndex::HnswSq8(s) => hnsw_sq8::walk_sq8(s, vectors, dim, metric, q, k, ef, None, allowed),
             SegmentIndex::Flat => flat::search_flat(vectors, dim, metric, q, k, allowed),
         }
     }
@@ -159,6 +211,7 @@ impl SegmentIndex {
     pub fn matches(&self, kind: &IndexKind, n: usize) -> bool {
         match (self, kind) {
             (SegmentIndex::Hnsw(g), IndexKind::Hnsw(p)) => hnsw::hnsw_matches(g, p, n),
+            (SegmentIndex::HnswSq8(s), IndexKind::HnswSq8(p)) => hnsw_sq8::sq8_matches(s, p, n),
             (SegmentIndex::Flat, IndexKind::Flat) => true,
             _ => false,
         }
@@ -168,23 +221,27 @@ impl SegmentIndex {
     pub fn encode(&self) -> Result<KindSections<'_>> {
         match self {
             SegmentIndex::Hnsw(g) => hnsw::encode_graph(g),
+            SegmentIndex::HnswSq8(s) => hnsw_sq8::encode_sq8(s),
             SegmentIndex::Flat => Ok((serde_json::json!({"kind": "flat"}), Vec::new())),
         }
     }
 
     /// Parse and verify the structure of kind `kind` (from `META`; "hnsw" when absent, as in
-    /// segments written before kinds existed) over `n` rows, using its arrays in place in
-    /// `buf` (the bytes `c` reads). `name` is used in errors.
+    /// segments written before kinds existed) over `n` rows of `dim`, using its arrays in
+    /// place in `buf` (the bytes `c` reads). `name` is used in errors.
+    #[allow(clippy::too_many_arguments)]
     pub fn decode(
         kind: &str,
         meta: &[u8],
         c: &Container<'_>,
         buf: &std::sync::Arc<Backing>,
         n: usize,
+        dim: usize,
         name: &str,
     ) -> Result<SegmentIndex> {
         match kind {
             "hnsw" => hnsw::decode_graph(meta, c, buf, n, name),
+            "hnsw_sq8" => hnsw_sq8::decode_sq8(meta, c, buf, n, dim, name),
             "flat" => Ok(SegmentIndex::Flat),
             o => Err(LakeError::CorruptIndex(format!(
                 "index file '{name}' holds a segment of unknown kind '{o}' (written by a newer \

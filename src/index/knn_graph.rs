@@ -43,6 +43,7 @@ pub async fn knn_graph(
                 columns: None,
                 num_threads: threads,
                 max_distance: None,
+                rerank: None,
             },
             cancel,
         )
@@ -79,7 +80,7 @@ pub async fn knn_graph(
             .map(|&(si, i)| {
                 c.check()?;
                 let q = s2[si].segment.seg().vector(i as usize);
-                let all = search_sources(&s2, metric, q, k, ef, Mode::Graph(None), Some((si, i)));
+                let all = search_sources(&s2, metric, q, k, ef, Mode::Graph(None, None), Some((si, i)));
                 Ok(all)
             })
             .collect::<Result<Vec<_>>>()

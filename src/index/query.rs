@@ -94,6 +94,9 @@ pub struct SearchParams {
     pub num_threads: Option<usize>,
     /// Only hits within this distance; with `exact` and `k == usize::MAX`, all of them.
     pub max_distance: Option<f32>,
+    /// Candidates a quantized kind re-ranks with float vectors (`None`: its default; 0: none,
+    /// the code distances are returned).
+    pub rerank: Option<usize>,
 }
 
 /// Parse query vectors (a list array) into prepared rows of `dim`: `(rows, count)`.

@@ -34,28 +34,31 @@ fn search_source(src: &SearchSource, metric: Metric, q: &[f32], k: usize, ef: us
     let mut hits = match mode {
         Mode::Exact(Some(r)) if k == UNBOUNDED_K => return within(&seg.vectors, seg.dim, metric, q, r, allowed),
         Mode::Exact(_) => exact(&seg.vectors, seg.dim, metric, q, k, allowed),
-        Mode::Graph(_) => seg.index.search(&seg.vectors, seg.dim, metric, q, k, ef, allowed, src.allowed_count),
+        Mode::Graph(_, rerank) => {
+            seg.index.search(&seg.vectors, seg.dim, metric, q, k, ef, rerank, allowed, src.allowed_count)
+        }
     };
-    if let Mode::Exact(Some(r)) | Mode::Graph(Some(r)) = mode {
+    if let Mode::Exact(Some(r)) | Mode::Graph(Some(r), _) = mode {
         hits.retain(|h| h.0 <= r);
     }
     hits
 }
 
 /// How sources are searched: exactly or through their index, with an optional radius
-/// (only hits within that distance).
+/// (only hits within that distance); a quantized kind's graph search re-ranks this many
+/// candidates (`None`: the kind's default).
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Mode {
     Exact(Option<f32>),
-    Graph(Option<f32>),
+    Graph(Option<f32>, Option<usize>),
 }
 
 impl Mode {
-    pub(crate) fn new(exact: bool, radius: Option<f32>) -> Self {
+    pub(crate) fn new(exact: bool, radius: Option<f32>, rerank: Option<usize>) -> Self {
         if exact {
             Mode::Exact(radius)
         } else {
-            Mode::Graph(radius)
+            Mode::Graph(radius, rerank)
         }
     }
 }
@@ -146,8 +149,8 @@ pub async fn search_index(
     if p.k != UNBOUNDED_K {
         check_result_size(nq, p.k, rows, name, "search")?;
     }
-    let (k, mode, metric, dim) = (p.k, Mode::new(p.exact, p.max_distance), m.metric, m.dim);
-    if nq <= INLINE_QUERIES && srcs.len() == 1 && matches!(mode, Mode::Graph(_)) {
+    let (k, mode, metric, dim) = (p.k, Mode::new(p.exact, p.max_distance, p.rerank), m.metric, m.dim);
+    if nq <= INLINE_QUERIES && srcs.len() == 1 && matches!(mode, Mode::Graph(..)) {
         // A few graph walks over one segment take microseconds: run them on this thread (GIL
         // released) rather than pay a hand-off to the pool and back.
         cancel.check()?;

@@ -77,10 +77,7 @@ impl Segment {
     /// (or its downloaded buffer), plus the arrays it owns (see
     /// [`crate::vector::mapped::Backing::resident_bytes`]).
     pub fn resident_bytes(&self) -> usize {
-        let graph = match &self.index {
-            SegmentIndex::Hnsw(g) => g.owned_bytes(),
-            SegmentIndex::Flat => 0,
-        };
+        let graph = self.index.owned_bytes();
         let keys = self.keys.as_ref().map_or(0, |k| k.get_array_memory_size());
         self.vectors.backing().map_or(0, |b| b.resident_bytes())
             + self.vectors.owned_bytes()
@@ -223,8 +220,8 @@ impl Segment {
         if let Some(i) = vectors.iter().position(|x| !x.is_finite()) {
             return Err(bad(format!("node {} holds a non-finite value", i / dim.max(1))));
         }
-        let mut index = SegmentIndex::decode(&meta.kind, meta_bytes, &c, buf, n, name)?;
-        if let SegmentIndex::Hnsw(g) = &mut index {
+        let mut index = SegmentIndex::decode(&meta.kind, meta_bytes, &c, buf, n, dim, name)?;
+        if let Some(g) = index.graph_mut() {
             // Groups of identical rows are not stored: found again from the vectors.
             g.dups = crate::vector::dups::Dups::find(&vectors, dim).map(Arc::new);
         }
@@ -424,6 +421,30 @@ mod tests {
         Graph { n: 3, m0: 2, layer0: layer0.into(), upper: vec![(vec![0, 1, 1, 2], vec![2, 0])], entry: 0, dups: None }
     }
 
+    /// An SQ8 structure over `sample`'s vectors.
+    fn sq8() -> SegmentIndex {
+        let v = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0];
+        let sq = crate::vector::sq8::Sq8::train(&v, 2);
+        let (codes, norms) = sq.encode(&v, crate::vector::distance::Metric::L2);
+        SegmentIndex::HnswSq8(Box::new(crate::index::hnsw_sq8::Sq8Graph {
+            graph: graph(),
+            sq,
+            codes: codes.into(),
+            norms: norms.into(),
+        }))
+    }
+
+    #[test]
+    fn sq8_segments_round_trip() {
+        let s = sample(sq8());
+        let d = Segment::decode(&s.encode().unwrap(), "s").unwrap();
+        let (SegmentIndex::HnswSq8(a), SegmentIndex::HnswSq8(b)) = (&s.index, &d.index) else {
+            panic!("expected SQ8 segments");
+        };
+        assert_eq!((a.sq.clone(), &a.codes, &a.norms), (b.sq.clone(), &b.codes, &b.norms));
+        assert_eq!(a.graph.layer0, b.graph.layer0);
+    }
+
     fn graph_of(s: &Segment) -> &Graph {
         match &s.index {
             SegmentIndex::Hnsw(g) => g,
@@ -518,7 +539,7 @@ mod tests {
 
     #[test]
     fn every_flip_and_truncation_is_caught() {
-        for index in [SegmentIndex::Hnsw(graph()), SegmentIndex::Flat] {
+        for index in [SegmentIndex::Hnsw(graph()), SegmentIndex::Flat, sq8()] {
             let bytes = sample(index).encode().unwrap();
             for i in 0..bytes.len() {
                 let mut b = bytes.clone();

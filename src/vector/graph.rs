@@ -99,9 +99,10 @@ fn row(vectors: &[f32], dim: usize, i: u32) -> &[f32] {
     &vectors[i as usize * dim..(i as usize + 1) * dim]
 }
 
-/// Hint the cache to load row `i` (its first two cache lines). Never dereferences.
+/// Hint the cache to load row `i` of `dim` values (its first two cache lines). Never
+/// dereferences.
 #[inline(always)]
-pub(crate) fn prefetch(vectors: &[f32], dim: usize, i: u32) {
+pub(crate) fn prefetch<T>(vectors: &[T], dim: usize, i: u32) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
@@ -133,18 +134,32 @@ pub fn search_graph(
     ef: usize,
     allowed: Option<&Bits>,
 ) -> Vec<Hit> {
+    walk_graph(g, |i| metric.distance(q, row(vectors, dim, i)), |i| prefetch(vectors, dim, i), k, ef, allowed)
+}
+
+/// [`search_graph`] with the distance of node `i` to the query given as `dist(i)` (float
+/// vectors, or codes of a quantized kind) and `fetch(i)` hinting the cache to load what
+/// `dist(i)` will read.
+pub fn walk_graph(
+    g: &Graph,
+    dist: impl Fn(u32) -> f32,
+    fetch: impl Fn(u32),
+    k: usize,
+    ef: usize,
+    allowed: Option<&Bits>,
+) -> Vec<Hit> {
     if g.n == 0 || k == 0 {
         return Vec::new();
     }
     let ef = ef.max(k);
     let mut cur = g.entry;
-    let mut cur_d = metric.distance(q, row(vectors, dim, cur));
+    let mut cur_d = dist(cur);
     for layer in (1..=g.upper.len()).rev() {
         let mut changed = true;
         while changed {
             changed = false;
             for &nb in g.neighbors_upper(layer, cur) {
-                let d = metric.distance(q, row(vectors, dim, nb));
+                let d = dist(nb);
                 if d < cur_d {
                     cur_d = d;
                     cur = nb;
@@ -172,13 +187,13 @@ pub fn search_graph(
             }
             let nbs = g.neighbors0(c);
             for &nb in nbs {
-                prefetch(vectors, dim, nb);
+                fetch(nb);
             }
             for &nb in nbs {
                 if !visited.visit(nb) {
                     continue;
                 }
-                let dn = metric.distance(q, row(vectors, dim, nb));
+                let dn = dist(nb);
                 let bound = top.peek().map_or(f32::INFINITY, |h| h.0);
                 if top.len() < ef || dn < bound {
                     cand.push(Reverse(Hit(dn, nb)));

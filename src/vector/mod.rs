@@ -14,3 +14,4 @@ pub mod hnsw_build;
 pub mod hnsw_params;
 pub mod knn;
 pub mod mapped;
+pub mod sq8;

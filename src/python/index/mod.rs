@@ -196,7 +196,7 @@ impl PyVectorIndex {
 
     /// Search (see `lakevec.VectorIndex.search`); `queries` is a list array of vectors, or a
     /// C-contiguous float32 buffer (numpy) of one vector (1-D) or one per row (2-D).
-    #[pyo3(signature = (queries, k, ef=None, filter=None, exact=false, version=None, stale="exact", columns=None, num_threads=None, max_distance=None))]
+    #[pyo3(signature = (queries, k, ef=None, filter=None, exact=false, version=None, stale="exact", columns=None, num_threads=None, max_distance=None, rerank=None))]
     #[allow(clippy::too_many_arguments)]
     fn search<'py>(
         &self,
@@ -211,13 +211,14 @@ impl PyVectorIndex {
         columns: Option<Vec<String>>,
         num_threads: Option<usize>,
         max_distance: Option<f32>,
+        rerank: Option<usize>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let k = k.unwrap_or(crate::index::query::UNBOUNDED_K);
         let idx = self.inner.clone();
         let st = idx.state();
         let (q, nq) = prepare_queries(&query_array(queries)?, st.manifest.dim, st.manifest.metric)?;
         let stale = Stale::parse(stale)?;
-        let p = SearchParams { k, ef, filter, exact, version, stale, columns, num_threads, max_distance };
+        let p = SearchParams { k, ef, filter, exact, version, stale, columns, num_threads, max_distance, rerank };
         let batch =
             wait_for_future(py, async move { search_index(&idx, st, Arc::new(q), nq, p, &CancelToken::new()).await })?;
         table_of(py, batch)

@@ -15,7 +15,7 @@ use crate::vector::distance::Metric;
 
 /// What to build: the vector `column`, `metric` ("cosine", "l2", "dot"), index `name`, its
 /// folder `index_uri` (default: beside the table), an optional `key` column stored with the
-/// hits, the `index_type` ("hnsw" or "flat"), HNSW's `m` (2..=128) and `ef_construction`
+/// hits, the `index_type` ("hnsw", "hnsw_sq8" or "flat"), HNSW's `m` (2..=128) and `ef_construction`
 /// (1..=10000), `on_invalid` ("error" or "skip") and the HNSW `builder` ("native" or
 /// "hnsw_rs"). Frozen; validated on construction
 /// (`InvalidArgumentError`); picklable.
@@ -66,7 +66,7 @@ impl PyBuildSpec {
     /// The spec of an existing index (manifest `m`, at `uri`).
     pub fn of(m: &Manifest, uri: &str) -> Self {
         let (m_, ef, builder) = match &m.kind {
-            IndexKind::Hnsw(p) => (p.m, p.ef_construction, p.builder.as_str()),
+            IndexKind::Hnsw(p) | IndexKind::HnswSq8(p) => (p.m, p.ef_construction, p.builder.as_str()),
             IndexKind::Flat => (16, 200, "native"),
         };
         PyBuildSpec {
