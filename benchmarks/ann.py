@@ -11,9 +11,10 @@ Two sets from ../shared/data/ann: MiniLM sentence embeddings (12,052 x 384, cosi
   QPS with one query thread (one batch call of all queries) and QPS of the same batch on all
   threads; best of --repeat runs. lakevec searches with stale="ignore" (the index as built,
   no table access);
-* the same for lakevec's ``index_type="hnsw_sq8"`` (with its default re-ranking, and without
-  re-ranking: ``rerank=0``) and faiss ``IndexHNSWSQ`` (QT_8bit, codes only);
-* lakevec's sidecar size vs the raw vector bytes (rows * dim * 4) and exact=True recall;
+* the same for lakevec's ``index_type="hnsw_sq8"`` (with its default re-ranking from the
+  sidecar's floats, without re-ranking: ``rerank=0``, and stored without floats, re-ranked
+  from the lake: ``rerank_source="lake"``) and faiss ``IndexHNSWSQ`` (QT_8bit, codes only);
+* each lakevec sidecar's size vs the raw vector bytes (rows * dim * 4); exact=True recall;
 * "lakevec QPS at recall>=0.95 / hnswlib QPS at recall>=0.95" (and hnsw_sq8 against hnswlib
   and faiss HNSWSQ), each at the lowest ef of the sweep reaching recall@10 >= 0.95, 1-thread
   QPS;
@@ -101,6 +102,7 @@ class LakevecSq8:
     with the float vectors); its variant searches the same index without re-ranking."""
 
     name = "lakevec hnsw_sq8"
+    rerank_source = "sidecar"
 
     def __init__(self, table_uri, metric, *_):
         self.idx = lakevec.build_index(
@@ -108,8 +110,9 @@ class LakevecSq8:
             "vector",
             metric=metric,
             key="id",
-            name="sq8",
+            name=f"sq8_{self.rerank_source}",
             index_type="hnsw_sq8",
+            rerank_source=self.rerank_source,
             m=M,
             ef_construction=EFC,
             num_threads=None,
@@ -125,6 +128,17 @@ class LakevecSq8:
         plain = LakevecSq8.__new__(LakevecSq8)
         plain.idx, plain.rerank = self.idx, 0
         return [("lakevec hnsw_sq8, no re-ranking", plain)]
+
+
+class LakevecSq8Lake(LakevecSq8):
+    """hnsw_sq8 stored without floats (graph + codes): each search call reads its candidates'
+    vectors back from the Delta table by row address to re-rank them."""
+
+    name = "lakevec hnsw_sq8, re-ranked from the lake"
+    rerank_source = "lake"
+
+    def variants(self):
+        return []
 
 
 class Hnswlib:
@@ -227,7 +241,7 @@ def run_set(data: Path, name: str, metric: str, repeat: int) -> None:
         f"\n## {name}: {len(X):,} x {X.shape[1]} base, {len(Q):,} queries, metric {metric}, "
         f"M={M}, ef_construction={EFC}, {os.cpu_count()} cores, load avg {os.getloadavg()[0]:.2f}\n"
     )
-    libs = [Lakevec, LakevecSq8] + ([Hnswlib] if hnswlib else []) + ([Faiss, FaissSq8] if faiss else [])
+    libs = [Lakevec, LakevecSq8, LakevecSq8Lake] + ([Hnswlib] if hnswlib else []) + ([Faiss, FaissSq8] if faiss else [])
     rows, one_thread, single, batch_share = [], {}, {}, {}
     with tempfile.TemporaryDirectory(prefix=f"ann_{name}_") as tmp:
         from deltalake import write_deltalake
@@ -242,15 +256,16 @@ def run_set(data: Path, name: str, metric: str, repeat: int) -> None:
             except Exception as e:  # report and go on with the others
                 print(f"build {cls.name}: FAILED: {type(e).__name__}: {e}")
                 continue
-            if cls is Lakevec:
+            if cls in (Lakevec, LakevecSq8, LakevecSq8Lake):
                 st = lib.idx.stats()
                 raw = len(X) * X.shape[1] * 4
                 print(
-                    f"lakevec sidecar {st['sidecar_bytes']:,} bytes vs vector column "
+                    f"{cls.name} sidecar {st['sidecar_bytes']:,} bytes vs vector column "
                     f"{raw:,} bytes (rows*dim*4) = {st['sidecar_bytes'] / raw:.2f}x; "
                     f"stats vector_bytes {st['vector_bytes']:,}; recall_estimate "
                     f"{st['recall_estimate']}"
                 )
+            if cls is Lakevec:
                 res, secs = best_of(repeat, lambda lib=lib: lib.idx.search(Q, k=K, exact=True, stale="ignore"))
                 rows.append((cls.name, "exact", recall(lakevec_ids(res, len(Q)), gt10), None, len(Q) / secs))
             for vname, v in [(cls.name, lib)] + (lib.variants() if hasattr(lib, "variants") else []):

@@ -262,3 +262,80 @@ def test_hnsw_sq8_corrupt_quantizer_is_a_clear_error(tmp_path):
     seg.write_bytes(bytes(data))
     with pytest.raises(E.CorruptIndexError):
         lakevec.open_index(idx.uri).search(t.column("vector").to_numpy(zero_copy_only=False)[0], k=1)
+
+
+def _sidecar_ratio(idx) -> float:
+    s = idx.stats()
+    return s["sidecar_bytes"] / s["vector_bytes"]
+
+
+def test_hnsw_sq8_without_floats_in_the_sidecar(shared_data, tmp_path):
+    """rerank_source: "lake" and None store graph + codes only (no VECTORS section: the sidecar
+    is < 0.40x the vector bytes at 384-d). "lake" re-ranks its candidates with vectors read back
+    from the table (recall within 0.005 of the sidecar floats, distances exact), None returns
+    code distances; filters, exact=True, refresh and compact keep working."""
+    base, queries, truth = load_ann(shared_data, "minilm")
+    path = tmp_path / "minilm"
+    for start in range(0, len(base), 4000):  # several data files
+        deltalake.write_deltalake(str(path), base.slice(start, 4000), mode="append")
+    common = dict(metric="cosine", key="id", ef_construction=100, index_type="hnsw_sq8", progress=False)
+    idx = {
+        src: lakevec.build_index(str(path), "vector", name=str(src), rerank_source=src, **common)
+        for src in ["sidecar", "lake", None]
+    }
+    sizes = {src: _sidecar_ratio(i) for src, i in idx.items()}
+    assert sizes["lake"] < 0.40 and sizes[None] < 0.40 and sizes["sidecar"] > 1.0, sizes
+    assert idx["lake"].stats()["bytes_per_vector"]["floats"] == 0
+    assert idx["lake"].stats()["params"]["rerank_source"] == "lake"
+    assert idx[None].stats()["params"]["rerank_source"] is None
+    assert read_manifest(idx["lake"])["kind"]["rerank_source"] == "lake"
+
+    recall = {src: _recall(i.search(queries, k=10, ef=48, stale="ignore"), truth) for src, i in idx.items()}
+    assert recall["lake"] >= recall["sidecar"] - 0.005, recall
+    assert recall[None] <= recall["lake"] + 0.005 and recall[None] > 0.85, recall
+
+    # distances from the lake are the exact cosine distances; None's are the codes' estimates
+    vec = np.stack(base.column("vector").to_numpy(zero_copy_only=False)).astype(np.float32)
+    vec /= np.linalg.norm(vec, axis=1, keepdims=True)
+    q = np.stack(queries[:20]).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    for src in ["lake", None]:
+        res = idx[src].search(queries[:20], k=10, ef=48, stale="ignore")
+        want = 1 - np.einsum("ij,ij->i", q[res.column("query").to_numpy()], vec[res.column("id").to_numpy()])
+        err = np.abs(res.column("distance").to_numpy() - want)
+        meta = res.schema.field("distance").metadata
+        if src == "lake":
+            assert err.max() < 1e-5 and meta is None, (err.max(), meta)
+        else:
+            assert 0 < err.max() < 0.02, err.max()
+            assert meta == {b"lakevec.distance": b"estimated"}
+
+    # a filter, exact=True, rerank=0, and an append + delete then refresh and compact
+    lake = idx["lake"]
+    res = lake.search(queries[:20], k=5, filter="id % 2 = 0")
+    assert res.num_rows == 100 and all(i % 2 == 0 for i in res.column("id").to_pylist())
+    ex = lake.search(queries[:50], k=10, exact=True).column("id").to_numpy().reshape(-1, 10)
+    flt = idx["sidecar"].search(queries[:50], k=10, exact=True).column("id").to_numpy().reshape(-1, 10)
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ex, flt)]) > 0.98
+    plain = lake.search(queries[:5], k=10, rerank=0)
+    assert plain.num_rows == 50 and plain.schema.field("distance").metadata == {b"lakevec.distance": b"estimated"}
+    with pytest.raises(E.UnsupportedFeatureError, match="rerank_source='lake'"):
+        lake.search(queries[:1], k=None, exact=True, max_distance=0.5)
+    extra = base.slice(0, 500).set_column(0, "id", pa.array(np.arange(10**6, 10**6 + 500)))
+    deltalake.write_deltalake(str(path), extra, mode="append")
+    deltalake.DeltaTable(str(path)).delete("id < 100")
+    assert lake.refresh(progress=False) and lake.compact(progress=False)
+    hits = lake.search(queries[:50], k=10, ef=64)
+    assert min(hits.column("id").to_pylist()) >= 100
+    assert _sidecar_ratio(lake) < 0.40
+    again = pickle.loads(pickle.dumps(lake))
+    assert again.search(queries[:10], k=10, ef=64).column("id").to_pylist() == hits.column("id").to_pylist()[:100]
+
+
+def test_rerank_source_is_refused_for_kinds_that_hold_floats():
+    with pytest.raises(E.InvalidArgumentError, match="rerank_source applies to compressed"):
+        _lakevec.BuildSpec("vector", index_type="hnsw", rerank_source="lake")
+    with pytest.raises(E.InvalidArgumentError, match="rerank_source must be"):
+        _lakevec.BuildSpec("vector", index_type="hnsw_sq8", rerank_source="disk")
+    spec = _lakevec.BuildSpec("vector", index_type="hnsw_sq8", rerank_source=None)
+    assert spec.rerank_source is None and pickle.loads(pickle.dumps(spec)) == spec

@@ -86,6 +86,8 @@ class BuildSpec:
     m: int
     ef_construction: int
     on_invalid: str
+    builder: str
+    rerank_source: str | None
     def __init__(
         self,
         column: str,
@@ -97,6 +99,8 @@ class BuildSpec:
         m: int = 16,
         ef_construction: int = 200,
         on_invalid: str = "error",
+        builder: str = "native",
+        rerank_source: str | None = "sidecar",
     ) -> None: ...
 
 class VectorIndex:

@@ -230,12 +230,17 @@ class VectorIndex:
             rerank: ``"hnsw_sq8"`` only: how many of the graph walk's best candidates (by
                 code distance) are re-ranked with the float vectors (default ``ef``, which
                 keeps recall within ~0.005 of ``"hnsw"`` at the same ``ef``); 0 returns the
-                code distances without re-ranking. Ignored by other kinds.
+                code distances without re-ranking, as does an index built with
+                ``rerank_source=None`` (it has no floats). With ``rerank_source="lake"``
+                the candidates' vectors are read from the table (see :func:`build_index`).
+                Ignored by other kinds.
 
         Returns:
             ``pyarrow.Table``, nearest first per query: ``query`` (int64, 0-based query
             number), ``rank`` (int32, 1 = nearest), ``distance`` (float32: squared L2 for
-            ``l2``, ``1 - cos`` for ``cosine``, ``1 - dot`` for ``dot``), ``_file``,
+            ``l2``, ``1 - cos`` for ``cosine``, ``1 - dot`` for ``dot``; when some are a
+            compressed kind's estimates, from codes not re-ranked, the field's metadata holds
+            ``{b"lakevec.distance": b"estimated"}``), ``_file``,
             ``_row`` (the lake row), the key column if the index has one, then ``columns``.
 
         Raises:
@@ -435,6 +440,7 @@ def build_index(
     builder: str = "native",
     memory_limit: int | str | None = None,
     max_segment_rows: int | None = None,
+    rerank_source: str | None = "sidecar",
 ) -> VectorIndex:
     """Build a vector index over ``table[column]`` and store it beside the table.
 
@@ -482,16 +488,29 @@ def build_index(
             Searches merge the segments exactly (see :meth:`VectorIndex.compact`).
         max_segment_rows: at most this many rows per segment (default: no limit besides the
             budget).
+        rerank_source: where a compressed kind (``"hnsw_sq8"``) finds the float vectors it
+            re-ranks its candidates with: ``"sidecar"`` (a float32 copy in the segment files,
+            mapped; only the candidates' rows are read); ``"lake"`` (no float copy: the
+            sidecar holds the graph and the codes only, ~0.3x the vector bytes at 384-d, and
+            each search reads its candidates' vectors back from the table by ``(_file,
+            _row)``, all queries' candidates in one batched read per data file, at the table
+            version the search uses); or ``None`` (codes only: searches return the codes'
+            estimated distances). Without a float copy, ``exact=True`` scans every code
+            (then re-ranks from the lake for ``"lake"``), and ``knn_graph`` and semantic dedup
+            use the codes' distances. The other kinds keep their floats (``"sidecar"`` only).
 
     Raises:
         SchemaError: ``column`` or ``key`` not in the table.
         VectorError: not a vector column, an invalid vector, or no vectors at all.
         InvalidArgumentError: bad ``metric``, ``index_type``, ``m``, ``ef_construction``,
-            ``on_invalid``, ``builder``, ``memory_limit`` or ``max_segment_rows``.
+            ``on_invalid``, ``builder``, ``memory_limit``, ``max_segment_rows`` or
+            ``rerank_source``.
     """
     if not isinstance(table, Table):
         table = Table.open(str(table), storage_options)
-    spec = build_spec(column, metric, name, index_uri, key, index_type, m, ef_construction, on_invalid, builder)
+    spec = build_spec(
+        column, metric, name, index_uri, key, index_type, m, ef_construction, on_invalid, builder, rerank_source
+    )
     limit, rows = _inputs.byte_size(memory_limit), _inputs.segment_rows(max_segment_rows)
     idx = _run_with_progress(
         progress,
@@ -536,12 +555,23 @@ def build_spec(
     ef_construction: int = 200,
     on_invalid: str = "error",
     builder: str = "native",
+    rerank_source: str | None = "sidecar",
 ) -> _lakevec.BuildSpec:
     """The named build parameters (:func:`build_index`'s arguments) as the native
     ``BuildSpec``, validated (``InvalidArgumentError``); what distributed builds send to
     their tasks."""
     return _lakevec.BuildSpec(
-        column, metric, name, index_uri, key, index_type, int(m), int(ef_construction), on_invalid, builder
+        column,
+        metric,
+        name,
+        index_uri,
+        key,
+        index_type,
+        int(m),
+        int(ef_construction),
+        on_invalid,
+        builder,
+        rerank_source,
     )
 
 

@@ -68,7 +68,7 @@ impl Budget {
     pub fn row_overhead(kind: &IndexKind, dim: Option<usize>) -> u64 {
         let structure = match kind {
             IndexKind::Hnsw(p) => 4 * (1 + 2 * p.m as u64) + 32,
-            IndexKind::HnswSq8(p) => 4 * (1 + 2 * p.m as u64) + 32 + dim.unwrap_or(384) as u64 + 4,
+            IndexKind::HnswSq8(p) => 4 * (1 + 2 * p.hnsw.m as u64) + 32 + dim.unwrap_or(384) as u64 + 4,
             IndexKind::Flat => 0,
         };
         8 + 16 + structure

@@ -135,6 +135,8 @@ pub(crate) async fn build_structure(
     run_cpu(p, cancel.clone(), move || {
         seg.index = kind.build(&seg.vectors, seg.dim, metric, &p2, &c, &pr.done)?;
         let recall = if estimate { Some(recall_estimate(&seg, metric)) } else { None };
+        // A kind stored without floats searches as its reloaded file will.
+        seg.drop_floats_if_unstored();
         Ok((seg, recall))
     })
     .await
@@ -142,7 +144,8 @@ pub(crate) async fn build_structure(
 
 /// recall@10 of the kind's approximate search (ef = [`DEFAULT_EF`]) against exact search,
 /// for up to [`RECALL_SAMPLE`] evenly spaced indexed rows used as queries, in parallel on the
-/// current rayon pool.
+/// current rayon pool. A compressed kind stored without floats is measured as its segment
+/// will search: on codes, without re-ranking.
 fn recall_estimate(seg: &Segment, metric: Metric) -> f64 {
     use rayon::prelude::*;
     let n = seg.len();
@@ -152,11 +155,12 @@ fn recall_estimate(seg: &Segment, metric: Metric) -> f64 {
     let step = (n / RECALL_SAMPLE).max(1);
     let sample: Vec<&[f32]> = (0..n).step_by(step).take(RECALL_SAMPLE).map(|i| seg.vector(i)).collect();
     let truths = exact_many(&seg.vectors, seg.dim, metric, &sample, 10);
+    let rerank = (!seg.index.stores_floats()).then_some(0);
     let (hit, total) = sample
         .par_iter()
         .zip(&truths)
         .map(|(q, truth)| {
-            let got = seg.index.approximate(&seg.vectors, seg.dim, metric, q, 10, DEFAULT_EF, None);
+            let got = seg.index.approximate(&seg.vectors, seg.dim, metric, q, 10, DEFAULT_EF, rerank, None);
             (got.iter().filter(|h| truth.iter().any(|t| t.1 == h.1)).count(), truth.len())
         })
         .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));

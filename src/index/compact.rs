@@ -50,7 +50,7 @@ fn merge(m: &Manifest, segs: &[&Arc<LoadedSegment>]) -> Result<Segment> {
             }
             for &i in &alive {
                 rows.push(s.seg.rows[i]);
-                vectors.extend_from_slice(s.seg.vector(i));
+                vectors.extend_from_slice(&s.seg.vector_cow(i));
                 key_parts.push((si, i));
             }
             files.push(s.seg.files[f].clone());

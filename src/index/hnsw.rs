@@ -45,8 +45,25 @@ pub fn build_hnsw(
     cancel: &CancelToken,
     done: &AtomicUsize,
 ) -> Result<SegmentIndex> {
-    let Some(dups) = Dups::find(vectors, dim) else {
-        return Ok(SegmentIndex::Hnsw(build_graph(vectors, dim, metric, params, pool, cancel, done)?));
+    let dups = Dups::find(vectors, dim);
+    Ok(SegmentIndex::Hnsw(build_grouped(vectors, dim, metric, params, pool, cancel, done, dups)?))
+}
+
+/// The graph of `vectors` over one row per group of `dups` (each group's first row; all rows
+/// when `None`), renumbered to rows: the other rows of a group keep empty lists.
+#[allow(clippy::too_many_arguments)]
+pub fn build_grouped(
+    vectors: &[f32],
+    dim: usize,
+    metric: Metric,
+    params: HnswParams,
+    pool: &rayon::ThreadPool,
+    cancel: &CancelToken,
+    done: &AtomicUsize,
+    dups: Option<Dups>,
+) -> Result<Graph> {
+    let Some(dups) = dups else {
+        return build_graph(vectors, dim, metric, params, pool, cancel, done);
     };
     let n = vectors.len() / dim;
     let others = dups.others(n);
@@ -87,7 +104,7 @@ pub fn build_hnsw(
         })
         .collect();
     let entry = reps[g.entry as usize];
-    Ok(SegmentIndex::Hnsw(Graph { n, m0, layer0: layer0.into(), upper, entry, dups: Some(Arc::new(dups)) }))
+    Ok(Graph { n, m0, layer0: layer0.into(), upper, entry, dups: Some(Arc::new(dups)) })
 }
 
 /// Graph search of one segment, or an exact scan when that is cheaper: when the allowed rows

@@ -14,20 +14,33 @@ use crate::error::{LakeError, Result};
 use crate::index::container::{f32s, section_tag, Container};
 use crate::index::hnsw;
 use crate::index::kind::{KindSections, SegmentIndex};
+use crate::index::rerank::RerankSource;
 use crate::runtime::CancelToken;
 use crate::vector::bits::Bits;
 use crate::vector::distance::Metric;
-use crate::vector::exact::exact;
+use crate::vector::dups::Dups;
+use crate::vector::exact::{exact, exact_by, within_by};
 use crate::vector::graph::{prefetch, walk_graph, Graph};
 use crate::vector::hit::Hit;
 use crate::vector::hnsw_params::HnswParams;
 use crate::vector::mapped::{le_bytes, Arr, Backing};
 use crate::vector::sq8::{Sq8, Sq8Query};
 
+/// The parameters of the HNSW_SQ8 kind: the graph's, and where re-ranking finds the floats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Sq8Params {
+    #[serde(flatten)]
+    pub hnsw: HnswParams,
+    #[serde(default, skip_serializing_if = "RerankSource::is_sidecar")]
+    pub rerank_source: RerankSource,
+}
+
 /// A segment's graph with the SQ8 codes of its rows.
 #[derive(Clone, Debug)]
 pub struct Sq8Graph {
     pub graph: Graph,
+    /// Where the segment's float vectors are (in its file only for `Sidecar`).
+    pub rerank_source: RerankSource,
     pub sq: Sq8,
     /// `n * dim` codes, row by row.
     pub codes: Arr<u8>,
@@ -42,29 +55,83 @@ impl Sq8Graph {
     }
 }
 
-/// Build the graph on the float vectors (as [`hnsw::build_hnsw`]), then train the quantizer
-/// on them and encode every row.
+/// Train the quantizer on `vectors` and encode every row, then build the graph on the float
+/// vectors (as [`hnsw::build_hnsw`]) over one row per distinct *code*: rows whose codes are
+/// equal are one group ([`Dups`]), found again from the codes when the segment is loaded
+/// (with or without its floats).
 pub fn build_hnsw_sq8(
     vectors: &[f32],
     dim: usize,
     metric: Metric,
-    params: HnswParams,
+    params: Sq8Params,
     pool: &rayon::ThreadPool,
     cancel: &CancelToken,
     done: &AtomicUsize,
 ) -> Result<SegmentIndex> {
-    let SegmentIndex::Hnsw(graph) = hnsw::build_hnsw(vectors, dim, metric, params, pool, cancel, done)? else {
-        return Err(LakeError::Internal("the HNSW build returned another kind".into()));
-    };
-    cancel.check()?;
     let sq = Sq8::train(vectors, dim);
     let (codes, norms) = sq.encode(vectors, metric);
-    Ok(SegmentIndex::HnswSq8(Box::new(Sq8Graph { graph, sq, codes: codes.into(), norms: norms.into() })))
+    cancel.check()?;
+    let dups = Dups::find_rows(&codes, dim);
+    let graph = hnsw::build_grouped(vectors, dim, metric, params.hnsw, pool, cancel, done, dups)?;
+    Ok(SegmentIndex::HnswSq8(Box::new(Sq8Graph {
+        graph,
+        rerank_source: params.rerank_source,
+        sq,
+        codes: codes.into(),
+        norms: norms.into(),
+    })))
+}
+
+impl Sq8Graph {
+    /// The rows in groups of identical codes.
+    pub fn find_dups(&self) -> Option<Dups> {
+        Dups::find_rows(&self.codes, self.sq.dim())
+    }
+
+    /// The decoded vector of node `i` (`dim` floats).
+    pub fn decode_row(&self, i: usize) -> Vec<f32> {
+        let dim = self.sq.dim();
+        let mut out = vec![0f32; dim];
+        self.sq.decode_into(&self.codes[i * dim..(i + 1) * dim], &mut out);
+        out
+    }
+
+    /// The `k` nearest allowed rows by the codes' distance (estimates), scanning every code.
+    pub fn exact_codes(&self, metric: Metric, q: &[f32], k: usize, allowed: Option<&Bits>) -> Vec<Hit> {
+        let (pq, dim) = (Sq8Query::new(&self.sq, q, metric), self.sq.dim());
+        exact_by(self.norms.len(), k, allowed, |i| pq.distance(&self.codes[i * dim..(i + 1) * dim], self.norms[i]))
+    }
+
+    /// Every allowed row within `radius` by the codes' distance (estimates).
+    pub fn within_codes(&self, metric: Metric, q: &[f32], radius: f32, allowed: Option<&Bits>) -> Vec<Hit> {
+        let (pq, dim) = (Sq8Query::new(&self.sq, q, metric), self.sq.dim());
+        within_by(self.norms.len(), radius, allowed, |i| {
+            pq.distance(&self.codes[i * dim..(i + 1) * dim], self.norms[i])
+        })
+    }
+
+    /// An exact scan: of the floats when the segment holds them (`vectors` not empty), else of
+    /// the codes.
+    fn scan(
+        &self,
+        vectors: &[f32],
+        dim: usize,
+        metric: Metric,
+        q: &[f32],
+        k: usize,
+        allowed: Option<&Bits>,
+    ) -> Vec<Hit> {
+        match vectors.is_empty() {
+            true => self.exact_codes(metric, q, k, allowed),
+            false => exact(vectors, dim, metric, q, k, allowed),
+        }
+    }
 }
 
 /// Search one segment: a graph walk on codes whose best `rerank` candidates (default `ef`)
-/// are re-ranked with the float vectors, or an exact scan of the floats where cheaper (the
-/// rule of [`hnsw::search_hnsw`]). `rerank: Some(0)`: codes only (estimated distances).
+/// are re-ranked with the float vectors, or an exact scan where cheaper (the rule of
+/// [`hnsw::search_hnsw`]). `rerank: Some(0)`, or a segment without floats (`vectors` empty):
+/// codes only (estimated distances).
 #[allow(clippy::too_many_arguments)]
 pub fn search_hnsw_sq8(
     s: &Sq8Graph,
@@ -78,24 +145,25 @@ pub fn search_hnsw_sq8(
     allowed: Option<&Bits>,
     allowed_count: usize,
 ) -> Vec<Hit> {
-    let n = vectors.len().checked_div(dim).unwrap_or(0);
+    let n = s.norms.len();
     if allowed_count == 0 || n == 0 {
         return Vec::new();
     }
     let selectivity = allowed_count as f64 / n as f64;
     let graph_cost = (ef as f64) * (s.graph.m0 as f64) / (4.0 * selectivity);
     if s.graph.n != n || (allowed_count as f64) <= graph_cost {
-        return exact(vectors, dim, metric, q, k, allowed);
+        return s.scan(vectors, dim, metric, q, k, allowed);
     }
     let hits = walk_sq8(s, vectors, dim, metric, q, k, ef, rerank, allowed);
     if hits.len() < k.min(allowed_count) {
-        return exact(vectors, dim, metric, q, k, allowed);
+        return s.scan(vectors, dim, metric, q, k, allowed);
     }
     hits
 }
 
-/// The walk on codes and the re-ranking, without the exact fallback (what the recall
-/// estimate measures).
+/// The walk on codes and the re-ranking of its best `rerank` candidates (default `ef`; none
+/// with `Some(0)` or without floats: `vectors` empty), without the exact fallback (what the
+/// recall estimate measures).
 #[allow(clippy::too_many_arguments)]
 pub fn walk_sq8(
     s: &Sq8Graph,
@@ -125,7 +193,12 @@ pub fn walk_sq8(
         }
         None => walk_graph(&s.graph, dist, fetch, take, width, allowed),
     };
-    if rerank == Some(0) {
+    if rerank == Some(0) || vectors.is_empty() {
+        // codes only; a segment re-ranked from the lake keeps its `take` candidates
+        let mut found = found;
+        if s.rerank_source != RerankSource::Lake {
+            found.truncate(k);
+        }
         return found;
     }
     let mut exact: Vec<Hit> = found
@@ -138,14 +211,18 @@ pub fn walk_sq8(
 }
 
 /// Whether `s` was built over `n` rows of `dim` with `p`.
-pub fn sq8_matches(s: &Sq8Graph, p: &HnswParams, n: usize) -> bool {
-    hnsw::hnsw_matches(&s.graph, p, n) && s.codes.len() == n * s.sq.dim() && s.norms.len() == n
+pub fn sq8_matches(s: &Sq8Graph, p: &Sq8Params, n: usize) -> bool {
+    hnsw::hnsw_matches(&s.graph, &p.hnsw, n)
+        && s.rerank_source == p.rerank_source
+        && s.codes.len() == n * s.sq.dim()
+        && s.norms.len() == n
 }
 
 /// `META` fields and sections of `s`.
 pub fn encode_sq8(s: &Sq8Graph) -> Result<KindSections<'_>> {
     let (mut meta, mut sections) = hnsw::encode_graph(&s.graph)?;
     meta["kind"] = "hnsw_sq8".into();
+    meta["rerank_source"] = serde_json::to_value(s.rerank_source).map_err(|e| LakeError::Internal(e.to_string()))?;
     sections.push((section_tag("SQ8LO"), le_bytes(&s.sq.lo)));
     sections.push((section_tag("SQ8STEP"), le_bytes(&s.sq.step)));
     sections.push((section_tag("SQ8CODES"), le_bytes(&s.codes)));
@@ -169,6 +246,12 @@ pub fn decode_sq8(
         return Err(LakeError::Internal("the HNSW decoder returned another kind".into()));
     };
     let bad = |why: String| LakeError::CorruptIndex(format!("index file '{name}' is corrupt: {why}"));
+    #[derive(serde::Deserialize)]
+    struct Head {
+        #[serde(default)]
+        rerank_source: RerankSource,
+    }
+    let head: Head = serde_json::from_slice(meta).map_err(|e| bad(format!("META: {e}")))?;
     let lo = f32s(c.section(&section_tag("SQ8LO"))?, dim, "SQ8LO").map_err(|e| e.context(name))?;
     let step = f32s(c.section(&section_tag("SQ8STEP"))?, dim, "SQ8STEP").map_err(|e| e.context(name))?;
     if lo.iter().chain(&step).any(|x| !x.is_finite()) || step.iter().any(|&s| s < 0.0) {
@@ -180,7 +263,8 @@ pub fn decode_sq8(
     if let Some(i) = norms.iter().position(|x| !x.is_finite() || *x < 0.0) {
         return Err(bad(format!("SQ8 norm of node {i} is not a finite non-negative number")));
     }
-    Ok(SegmentIndex::HnswSq8(Box::new(Sq8Graph { graph, sq: Sq8 { lo, step }, codes, norms })))
+    let rerank_source = head.rerank_source;
+    Ok(SegmentIndex::HnswSq8(Box::new(Sq8Graph { graph, rerank_source, sq: Sq8 { lo, step }, codes, norms })))
 }
 
 #[cfg(test)]
@@ -204,10 +288,11 @@ mod tests {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
         let c = CancelToken::new();
         for metric in [Metric::L2, Metric::Cosine] {
+            let params = Sq8Params { hnsw: hp(8, 64), rerank_source: RerankSource::Sidecar };
             let mut v = data(n, dim, 11);
             metric.prepare(&mut v, dim).unwrap();
             let SegmentIndex::HnswSq8(s) =
-                build_hnsw_sq8(&v, dim, metric, hp(8, 64), &pool, &c, &AtomicUsize::new(0)).unwrap()
+                build_hnsw_sq8(&v, dim, metric, params, &pool, &c, &AtomicUsize::new(0)).unwrap()
             else {
                 panic!("expected an SQ8 structure");
             };

@@ -14,7 +14,8 @@ use std::sync::atomic::AtomicUsize;
 
 use crate::error::{LakeError, Result};
 use crate::index::container::{Container, Tag};
-use crate::index::hnsw_sq8::{self, Sq8Graph};
+use crate::index::hnsw_sq8::{self, Sq8Graph, Sq8Params};
+use crate::index::rerank::RerankSource;
 use crate::index::{flat, hnsw};
 use crate::runtime::CancelToken;
 use crate::vector::bits::Bits;
@@ -40,7 +41,7 @@ pub enum IndexKind {
     /// HNSW walked on 8-bit scalar codes, re-ranked with the float vectors
     /// ([`crate::index::hnsw_sq8`]).
     #[serde(rename = "hnsw_sq8")]
-    HnswSq8(HnswParams),
+    HnswSq8(Sq8Params),
 }
 
 /// The search structure one segment holds, by kind.
@@ -55,12 +56,27 @@ pub enum SegmentIndex {
 
 impl IndexKind {
     /// The kind named `index_type` ("hnsw", "hnsw_sq8" or "flat"); `m`, `ef_construction`
-    /// and `builder` ("native" or "hnsw_rs") apply to the HNSW kinds.
-    pub fn from_args(index_type: &str, m: usize, ef_construction: usize, builder: &str) -> Result<Self> {
+    /// and `builder` ("native" or "hnsw_rs") apply to the HNSW kinds, `rerank_source`
+    /// ([`RerankSource::parse`]) to the compressed ones (the others hold floats: "sidecar").
+    pub fn from_args(
+        index_type: &str,
+        m: usize,
+        ef_construction: usize,
+        builder: &str,
+        rerank_source: Option<&str>,
+    ) -> Result<Self> {
         let builder = GraphBuilder::parse(builder)?;
+        let rerank_source = RerankSource::parse(rerank_source)?;
+        if !rerank_source.is_sidecar() && index_type != "hnsw_sq8" {
+            return Err(LakeError::InvalidArgument(format!(
+                "rerank_source applies to compressed index kinds (hnsw_sq8); index_type '{index_type}' keeps \
+                 its float vectors in the sidecar"
+            )));
+        }
+        let hnsw = HnswParams { m, ef_construction, builder };
         let kind = match index_type {
-            "hnsw" => IndexKind::Hnsw(HnswParams { m, ef_construction, builder }),
-            "hnsw_sq8" => IndexKind::HnswSq8(HnswParams { m, ef_construction, builder }),
+            "hnsw" => IndexKind::Hnsw(hnsw),
+            "hnsw_sq8" => IndexKind::HnswSq8(Sq8Params { hnsw, rerank_source }),
             "flat" => IndexKind::Flat,
             o => {
                 return Err(LakeError::InvalidArgument(format!(
@@ -84,8 +100,24 @@ impl IndexKind {
     /// Check the parameters (`InvalidArgument` naming the bad one).
     pub fn check(&self) -> Result<()> {
         match self {
-            IndexKind::Hnsw(p) | IndexKind::HnswSq8(p) => p.check(),
+            IndexKind::Hnsw(p) | IndexKind::HnswSq8(Sq8Params { hnsw: p, .. }) => p.check(),
             IndexKind::Flat => Ok(()),
+        }
+    }
+
+    /// The HNSW parameters of a graph kind.
+    pub fn hnsw(&self) -> Option<&HnswParams> {
+        match self {
+            IndexKind::Hnsw(p) | IndexKind::HnswSq8(Sq8Params { hnsw: p, .. }) => Some(p),
+            IndexKind::Flat => None,
+        }
+    }
+
+    /// Where re-ranking finds the floats (`Sidecar` for the kinds that search the floats).
+    pub fn rerank_source(&self) -> RerankSource {
+        match self {
+            IndexKind::HnswSq8(p) => p.rerank_source,
+            IndexKind::Hnsw(_) | IndexKind::Flat => RerankSource::Sidecar,
         }
     }
 
@@ -115,18 +147,23 @@ impl IndexKind {
         let layer0 = |p: &HnswParams| 4 * (1 + 2 * p.m);
         let (codes, graph) = match self {
             IndexKind::Hnsw(p) => (0, layer0(p)),
-            IndexKind::HnswSq8(p) => (dim + 4, layer0(p)),
+            IndexKind::HnswSq8(p) => (dim + 4, layer0(&p.hnsw)),
             IndexKind::Flat => (0, 0),
         };
-        serde_json::json!({"floats": 4 * dim, "codes": codes, "graph": graph})
+        let floats = if self.rerank_source().stores_floats() { 4 * dim } else { 0 };
+        serde_json::json!({"floats": floats, "codes": codes, "graph": graph})
     }
 
     /// The parameters as shown by `VectorIndex.stats()["params"]` (with `index_type`).
     pub fn params_json(&self) -> serde_json::Value {
         match self {
-            IndexKind::Hnsw(p) | IndexKind::HnswSq8(p) => serde_json::json!({
+            IndexKind::Hnsw(p) => serde_json::json!({
                 "index_type": self.name(), "m": p.m, "ef_construction": p.ef_construction,
                 "builder": p.builder.as_str(),
+            }),
+            IndexKind::HnswSq8(Sq8Params { hnsw: p, rerank_source }) => serde_json::json!({
+                "index_type": self.name(), "m": p.m, "ef_construction": p.ef_construction,
+                "builder": p.builder.as_str(), "rerank_source": rerank_source.as_py(),
             }),
             IndexKind::Flat => serde_json::json!({"index_type": self.name()}),
         }
@@ -140,6 +177,68 @@ impl SegmentIndex {
             SegmentIndex::Hnsw(g) => Some(g),
             SegmentIndex::HnswSq8(s) => Some(&mut s.graph),
             SegmentIndex::Flat => None,
+        }
+    }
+
+    /// Whether the segment keeps its float vectors (section `VECTORS`).
+    pub fn stores_floats(&self) -> bool {
+        match self {
+            SegmentIndex::HnswSq8(s) => s.rerank_source.stores_floats(),
+            SegmentIndex::Hnsw(_) | SegmentIndex::Flat => true,
+        }
+    }
+
+    /// Whether the kind searches codes (its distances are estimates until re-ranked).
+    pub fn is_quantized(&self) -> bool {
+        matches!(self, SegmentIndex::HnswSq8(_))
+    }
+
+    /// Where re-ranking finds the floats.
+    pub fn rerank_source(&self) -> RerankSource {
+        match self {
+            SegmentIndex::HnswSq8(s) => s.rerank_source,
+            SegmentIndex::Hnsw(_) | SegmentIndex::Flat => RerankSource::Sidecar,
+        }
+    }
+
+    /// The groups of identical rows the graph was built over (see `dups.rs`): by float bits
+    /// for the float kinds, by code for a quantized kind; found again when a segment loads.
+    pub fn find_dups(&self, vectors: &[f32], dim: usize) -> Option<crate::vector::dups::Dups> {
+        match self {
+            SegmentIndex::HnswSq8(s) => s.find_dups(),
+            SegmentIndex::Hnsw(_) | SegmentIndex::Flat => crate::vector::dups::Dups::find(vectors, dim),
+        }
+    }
+
+    /// Node `i`'s vector as the kind holds it when the segment has no floats (decoded from its
+    /// code); `None` for kinds that always keep floats.
+    pub fn decode_row(&self, i: usize) -> Option<Vec<f32>> {
+        match self {
+            SegmentIndex::HnswSq8(s) => Some(s.decode_row(i)),
+            SegmentIndex::Hnsw(_) | SegmentIndex::Flat => None,
+        }
+    }
+
+    /// An exact scan for the `k` nearest allowed rows (`radius`: all rows within it, when `k`
+    /// is unbounded): over the floats, or over the codes (estimated distances) in a segment
+    /// without floats (`vectors` empty).
+    #[allow(clippy::too_many_arguments)]
+    pub fn scan(
+        &self,
+        vectors: &[f32],
+        dim: usize,
+        metric: Metric,
+        q: &[f32],
+        k: usize,
+        radius: Option<f32>,
+        allowed: Option<&Bits>,
+    ) -> Vec<Hit> {
+        use crate::vector::exact::{exact, within};
+        match (self, radius) {
+            (SegmentIndex::HnswSq8(s), Some(r)) if vectors.is_empty() => s.within_codes(metric, q, r, allowed),
+            (SegmentIndex::HnswSq8(s), None) if vectors.is_empty() => s.exact_codes(metric, q, k, allowed),
+            (_, Some(r)) => within(vectors, dim, metric, q, r, allowed),
+            (_, None) => exact(vectors, dim, metric, q, k, allowed),
         }
     }
 
@@ -188,7 +287,7 @@ impl SegmentIndex {
     }
 
     /// The kind's own approximate search, without the exact fallback (what the recall
-    /// estimate measures).
+    /// estimate measures); `rerank` as in [`Self::search`].
     #[allow(clippy::too_many_arguments)]
     pub fn approximate(
         &self,
@@ -198,11 +297,12 @@ impl SegmentIndex {
         q: &[f32],
         k: usize,
         ef: usize,
+        rerank: Option<usize>,
         allowed: Option<&Bits>,
     ) -> Vec<Hit> {
         match self {
             SegmentIndex::Hnsw(g) => hnsw::walk(g, vectors, dim, metric, q, k, ef, allowed),
-            SegmentIndex::HnswSq8(s) => hnsw_sq8::walk_sq8(s, vectors, dim, metric, q, k, ef, None, allowed),
+            SegmentIndex::HnswSq8(s) => hnsw_sq8::walk_sq8(s, vectors, dim, metric, q, k, ef, rerank, allowed),
             SegmentIndex::Flat => flat::search_flat(vectors, dim, metric, q, k, allowed),
         }
     }

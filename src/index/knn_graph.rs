@@ -79,8 +79,8 @@ pub async fn knn_graph(
         n2.par_iter()
             .map(|&(si, i)| {
                 c.check()?;
-                let q = s2[si].segment.seg().vector(i as usize);
-                let all = search_sources(&s2, metric, q, k, ef, Mode::Graph(None, None), Some((si, i)));
+                let q = s2[si].segment.seg().vector_cow(i as usize);
+                let all = search_sources(&s2, metric, &q, k, ef, Mode::Graph(None, None), Some((si, i)));
                 Ok(all)
             })
             .collect::<Result<Vec<_>>>()

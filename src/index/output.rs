@@ -14,7 +14,13 @@ use crate::lake::table::LakeTable;
 use crate::read::rowaddr::take;
 use crate::runtime::resolve_threads;
 
-/// Build the result batch of `hits` (per query, merged) over `srcs`.
+/// Field metadata on `distance` when some distances are a quantized kind's estimates (codes
+/// without re-ranking), not exact distances to the stored vectors.
+pub const ESTIMATED_KEY: &str = "lakevec.distance";
+
+/// Build the result batch of `hits` (per query, merged) over `srcs`; `estimated`: some
+/// distances are estimates (`distance` then carries [`ESTIMATED_KEY`] = "estimated").
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn assemble(
     srcs: &[SearchSource],
     hits: &[Vec<SourceHit>],
@@ -22,6 +28,7 @@ pub(crate) async fn assemble(
     table: Option<&LakeTable>,
     columns: Option<&[String]>,
     threads: Option<usize>,
+    estimated: bool,
 ) -> Result<RecordBatch> {
     let total: usize = hits.iter().map(|h| h.len()).sum();
     let (mut qcol, mut rank, mut dist, mut files, mut rows) = (
@@ -46,7 +53,11 @@ pub(crate) async fn assemble(
     let mut fields = vec![
         Field::new("query", DataType::Int64, false),
         Field::new("rank", DataType::Int32, false),
-        Field::new("distance", DataType::Float32, false),
+        match estimated {
+            true => Field::new("distance", DataType::Float32, false)
+                .with_metadata([(ESTIMATED_KEY.to_string(), "estimated".to_string())].into()),
+            false => Field::new("distance", DataType::Float32, false),
+        },
         Field::new("_file", DataType::Utf8, false),
         Field::new("_row", DataType::Int64, false),
     ];

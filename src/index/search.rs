@@ -9,16 +9,17 @@ use rayon::prelude::*;
 use crate::error::{LakeError, Result};
 use crate::index::build::DEFAULT_EF;
 use crate::index::handle::VectorIndex;
+use crate::index::lake_rerank::{needs_lake, rerank_from_lake};
 use crate::index::merge::{merge_hits, SourceHit};
 use crate::index::output::assemble;
 use crate::index::query::{check_k_ef, check_result_size, SearchParams, Stale, UNBOUNDED_K};
+use crate::index::rerank::RerankSource;
 use crate::index::sources::{candidates, sources, SearchSource};
 use crate::index::state::IndexState;
 use crate::lake::pin::TablePin;
 use crate::lake::table::LakeTable;
 use crate::runtime::{pool, resolve_threads, run_cpu, CancelToken};
 use crate::vector::distance::Metric;
-use crate::vector::exact::{exact, within};
 use crate::vector::hit::Hit;
 
 /// Calls with at most this many queries over one segment walk its graph on the calling thread.
@@ -32,8 +33,10 @@ fn search_source(src: &SearchSource, metric: Metric, q: &[f32], k: usize, ef: us
     }
     let allowed = src.allowed.as_ref();
     let mut hits = match mode {
-        Mode::Exact(Some(r)) if k == UNBOUNDED_K => return within(&seg.vectors, seg.dim, metric, q, r, allowed),
-        Mode::Exact(_) => exact(&seg.vectors, seg.dim, metric, q, k, allowed),
+        Mode::Exact(Some(r)) if k == UNBOUNDED_K => {
+            return seg.index.scan(&seg.vectors, seg.dim, metric, q, k, Some(r), allowed)
+        }
+        Mode::Exact(_) => seg.index.scan(&seg.vectors, seg.dim, metric, q, k, None, allowed),
         Mode::Graph(_, rerank) => {
             seg.index.search(&seg.vectors, seg.dim, metric, q, k, ef, rerank, allowed, src.allowed_count)
         }
@@ -149,28 +152,64 @@ pub async fn search_index(
     if p.k != UNBOUNDED_K {
         check_result_size(nq, p.k, rows, name, "search")?;
     }
-    let (k, mode, metric, dim) = (p.k, Mode::new(p.exact, p.max_distance, p.rerank), m.metric, m.dim);
-    if nq <= INLINE_QUERIES && srcs.len() == 1 && matches!(mode, Mode::Graph(..)) {
+    let (k, mut mode, metric, dim) = (p.k, Mode::new(p.exact, p.max_distance, p.rerank), m.metric, m.dim);
+    // Segments re-ranked from the lake hand out their best `rerank` (default ef) candidates by
+    // code distance; the radius and the cut to k apply after their exact distances are read.
+    // (An exact search scans every code, then re-ranks the same way.)
+    let lake = p.rerank != Some(0) && needs_lake(&srcs);
+    if lake && k == UNBOUNDED_K {
+        return Err(LakeError::Unsupported(
+            "k=None (every row within max_distance) over an index stored with rerank_source='lake': its \
+             distances are only known for re-ranked candidates; pass k"
+                .into(),
+        ));
+    }
+    let k_walk = if lake { k.max(p.rerank.unwrap_or(ef)) } else { k };
+    if lake {
+        mode = Mode::new(p.exact, None, p.rerank);
+    }
+    let mut hits: Vec<Vec<SourceHit>> = if nq <= INLINE_QUERIES && srcs.len() == 1 && matches!(mode, Mode::Graph(..)) {
         // A few graph walks over one segment take microseconds: run them on this thread (GIL
         // released) rather than pay a hand-off to the pool and back.
         cancel.check()?;
-        let hits: Vec<Vec<SourceHit>> =
-            (0..nq).map(|qi| search_sources(&srcs, metric, &qs[qi * dim..(qi + 1) * dim], k, ef, mode, None)).collect();
-        return assemble(&srcs, &hits, m, table.as_deref(), p.columns.as_deref(), p.num_threads).await;
+        (0..nq).map(|qi| search_sources(&srcs, metric, &qs[qi * dim..(qi + 1) * dim], k_walk, ef, mode, None)).collect()
+    } else {
+        let (c, s2, q2) = (cancel.clone(), srcs.clone(), qs.clone());
+        run_cpu(pool(p.num_threads)?, cancel.clone(), move || {
+            (0..nq)
+                .into_par_iter()
+                .map(|qi| {
+                    c.check()?;
+                    let q = &q2[qi * dim..(qi + 1) * dim];
+                    Ok(search_sources(&s2, metric, q, k_walk, ef, mode, None))
+                })
+                .collect()
+        })
+        .await?
+    };
+    if lake {
+        let pinned;
+        let t = match &table {
+            Some(t) => t.as_ref(),
+            None => {
+                let version = if m.table_format == "parquet" { None } else { m.table_version };
+                pinned = idx.open_table(TablePin { version, timestamp: None }).await?;
+                &pinned
+            }
+        };
+        let concurrency = resolve_threads(p.num_threads)? * 2;
+        rerank_from_lake(t, &m.column, metric, dim, &srcs, &qs, &mut hits, k, p.max_distance, concurrency).await?;
     }
-    let c = cancel.clone();
-    let s2 = srcs.clone();
-    let hits: Vec<Vec<SourceHit>> = run_cpu(pool(p.num_threads)?, cancel.clone(), move || {
-        (0..nq)
-            .into_par_iter()
-            .map(|qi| {
-                c.check()?;
-                let q = &qs[qi * dim..(qi + 1) * dim];
-                let all = search_sources(&s2, metric, q, k, ef, mode, None);
-                Ok(all)
-            })
-            .collect()
-    })
-    .await?;
-    assemble(&srcs, &hits, m, table.as_deref(), p.columns.as_deref(), p.num_threads).await
+    // Codes-only distances: a quantized segment without floats and not re-ranked from the
+    // lake, or re-ranking turned off (rerank=0) outside an exact scan of sidecar floats.
+    let estimated = srcs.iter().any(|s| {
+        let ix = &s.segment.seg().index;
+        ix.is_quantized()
+            && match ix.rerank_source() {
+                RerankSource::None => true,
+                RerankSource::Lake => p.rerank == Some(0),
+                RerankSource::Sidecar => p.rerank == Some(0) && !p.exact,
+            }
+    });
+    assemble(&srcs, &hits, m, table.as_deref(), p.columns.as_deref(), p.num_threads, estimated).await
 }

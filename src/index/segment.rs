@@ -37,7 +37,9 @@ pub struct Segment {
     pub fstart: Vec<u32>,
     /// Row position of each node within its file, increasing within a file.
     pub rows: Arr<u64>,
-    /// `n * dim` prepared vectors (owned after a build, in place in the file once loaded).
+    /// `n * dim` prepared vectors (owned after a build, in place in the file once loaded);
+    /// empty in a segment of a compressed kind stored without floats (see
+    /// [`crate::index::rerank::RerankSource`]).
     pub vectors: Arr<f32>,
     /// The kind's search structure over `vectors`.
     pub index: SegmentIndex,
@@ -70,7 +72,7 @@ impl Segment {
 
     /// Bytes of the index file mapped for this segment (0 when its arrays are in memory).
     pub fn mapped_bytes(&self) -> usize {
-        self.vectors.backing().map_or(0, |b| b.mapped_bytes())
+        self.rows.backing().map_or(0, |b| b.mapped_bytes())
     }
 
     /// Bytes of this segment in this process's memory: the resident pages of its mapped file
@@ -79,7 +81,7 @@ impl Segment {
     pub fn resident_bytes(&self) -> usize {
         let graph = self.index.owned_bytes();
         let keys = self.keys.as_ref().map_or(0, |k| k.get_array_memory_size());
-        self.vectors.backing().map_or(0, |b| b.resident_bytes())
+        self.rows.backing().map_or(0, |b| b.resident_bytes())
             + self.vectors.owned_bytes()
             + self.rows.owned_bytes()
             + std::mem::size_of_val(self.fstart.as_slice())
@@ -87,8 +89,31 @@ impl Segment {
             + keys
     }
 
+    /// Node `i`'s float vector (the segment must hold floats: see [`Self::vector_cow`]).
     pub fn vector(&self, i: usize) -> &[f32] {
         &self.vectors[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// Whether the segment holds its float vectors (not a compressed kind stored without).
+    pub fn has_floats(&self) -> bool {
+        self.vectors.len() == self.len() * self.dim
+    }
+
+    /// Node `i`'s vector: the stored floats, or decoded from the kind's code in a segment
+    /// without floats (an approximation within the code's precision).
+    pub fn vector_cow(&self, i: usize) -> std::borrow::Cow<'_, [f32]> {
+        use std::borrow::Cow;
+        match (self.has_floats(), self.index.decode_row(i)) {
+            (false, Some(v)) => Cow::Owned(v),
+            _ => Cow::Borrowed(self.vector(i)),
+        }
+    }
+
+    /// Drop the float vectors when the kind does not store them (after a build has used them).
+    pub fn drop_floats_if_unstored(&mut self) {
+        if !self.index.stores_floats() {
+            self.vectors = Vec::new().into();
+        }
     }
 
     /// The file index of node `i`.
@@ -131,7 +156,7 @@ impl Segment {
         let files = serde_json::to_vec(&(&self.files, &self.file_sizes)).map_err(internal)?;
         let fstart = le_bytes(&self.fstart);
         let rows = le_bytes(&self.rows);
-        let vectors = le_bytes(&self.vectors);
+        let vectors = self.index.stores_floats().then(|| le_bytes(&self.vectors));
         let keys = match &self.keys {
             Some(k) => {
                 let schema = Arc::new(Schema::new(vec![Field::new("key", k.data_type().clone(), true)]));
@@ -150,8 +175,10 @@ impl Segment {
             (section_tag("FILES"), Cow::Owned(files)),
             (section_tag("FSTART"), fstart),
             (section_tag("ROWS"), rows),
-            (section_tag("VECTORS"), vectors),
         ];
+        if let Some(v) = vectors {
+            sections.push((section_tag("VECTORS"), v));
+        }
         sections.extend(kind_sections);
         if let Some(k) = keys {
             sections.push((section_tag("KEYS"), Cow::Owned(k)));
@@ -214,16 +241,21 @@ impl Segment {
             }
         }
         let count = n.checked_mul(dim).ok_or_else(|| bad("vector size overflows".into()))?;
-        let vectors: Arr<f32> = Arr::view(buf, c.array_range(&section_tag("VECTORS"), count, 4, "VECTORS")?);
+        let mut index = SegmentIndex::decode(&meta.kind, meta_bytes, &c, buf, n, dim, name)?;
+        let vectors: Arr<f32> = match (index.stores_floats(), c.has(&section_tag("VECTORS"))) {
+            (true, _) => Arr::view(buf, c.array_range(&section_tag("VECTORS"), count, 4, "VECTORS")?),
+            (false, false) => Vec::new().into(),
+            (false, true) => return Err(bad("a VECTORS section in a segment stored without floats".into())),
+        };
         // Stored vectors were validated when read from the lake: a NaN or infinity here would
         // rank its row first (or last) for every query, so it is corruption, not data.
         if let Some(i) = vectors.iter().position(|x| !x.is_finite()) {
             return Err(bad(format!("node {} holds a non-finite value", i / dim.max(1))));
         }
-        let mut index = SegmentIndex::decode(&meta.kind, meta_bytes, &c, buf, n, dim, name)?;
+        let dups = index.find_dups(&vectors, dim);
         if let Some(g) = index.graph_mut() {
-            // Groups of identical rows are not stored: found again from the vectors.
-            g.dups = crate::vector::dups::Dups::find(&vectors, dim).map(Arc::new);
+            // Groups of identical rows are not stored: found again from the vectors (or codes).
+            g.dups = dups.map(Arc::new);
         }
         let keys = match c.has(&section_tag("KEYS")) {
             true => Some(read_keys(c.section(&section_tag("KEYS"))?, n).map_err(|m| bad(format!("KEYS: {m}")))?),
@@ -423,11 +455,16 @@ mod tests {
 
     /// An SQ8 structure over `sample`'s vectors.
     fn sq8() -> SegmentIndex {
+        sq8_with(crate::index::rerank::RerankSource::Sidecar)
+    }
+
+    fn sq8_with(rerank_source: crate::index::rerank::RerankSource) -> SegmentIndex {
         let v = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0];
         let sq = crate::vector::sq8::Sq8::train(&v, 2);
         let (codes, norms) = sq.encode(&v, crate::vector::distance::Metric::L2);
         SegmentIndex::HnswSq8(Box::new(crate::index::hnsw_sq8::Sq8Graph {
             graph: graph(),
+            rerank_source,
             sq,
             codes: codes.into(),
             norms: norms.into(),
@@ -443,6 +480,46 @@ mod tests {
         };
         assert_eq!((a.sq.clone(), &a.codes, &a.norms), (b.sq.clone(), &b.codes, &b.norms));
         assert_eq!(a.graph.layer0, b.graph.layer0);
+    }
+
+    /// A segment stored without floats has no VECTORS section, searches its codes, and hands
+    /// out decoded vectors; a VECTORS section in such a file is corruption.
+    #[test]
+    fn sq8_segments_without_floats() {
+        use crate::index::rerank::RerankSource;
+        for source in [RerankSource::None, RerankSource::Lake] {
+            let mut s = sample(sq8_with(source));
+            let with_floats = {
+                let (mut meta, kind) = s.index.encode().unwrap();
+                meta.as_object_mut().unwrap().extend([
+                    ("n".into(), 3.into()),
+                    ("dim".into(), 2.into()),
+                    ("files".into(), 2.into()),
+                ]);
+                let extra: Vec<(String, Vec<u8>)> = kind
+                    .into_iter()
+                    .map(|(t, b)| (String::from_utf8_lossy(&t).trim_end_matches('\0').to_string(), b.to_vec()))
+                    .collect();
+                let extra: Vec<(&str, Vec<u8>)> = extra.iter().map(|(t, b)| (t.as_str(), b.clone())).collect();
+                container_with(&s, meta, &extra)
+            };
+            s.drop_floats_if_unstored();
+            assert!(!s.has_floats());
+            let bytes = s.encode().unwrap();
+            assert!(!Container::open(&bytes, "s").unwrap().has(&section_tag("VECTORS")));
+            let d = Segment::decode(&bytes, "s").unwrap();
+            assert!(!d.has_floats() && d.vectors.is_empty());
+            assert_eq!(d.index.rerank_source(), source);
+            // decoded within half a step (the rows are 0..6 on a grid of 4/255)
+            let v = d.vector_cow(2);
+            assert!((v[0] - 4.0).abs() < 0.01 && (v[1] - 5.0).abs() < 0.01, "{v:?}");
+            let hits = d.index.scan(&d.vectors, 2, crate::vector::distance::Metric::L2, &[4.0, 5.0], 1, None, None);
+            assert_eq!(hits[0].1, 2);
+            match Segment::decode(&with_floats, "s") {
+                Err(LakeError::CorruptIndex(m)) => assert!(m.contains("stored without floats"), "{m}"),
+                other => panic!("expected CorruptIndex, got {other:?}"),
+            }
+        }
     }
 
     fn graph_of(s: &Segment) -> &Graph {

@@ -23,16 +23,22 @@ pub struct Dups {
 
 impl Dups {
     /// Group the `n = vectors.len() / dim` rows of `vectors` by their bits; `None` when all
-    /// rows are distinct. Keeps a 64-bit hash and a row id per distinct vector while grouping
-    /// (rows are compared bit for bit when their hashes meet).
+    /// rows are distinct (see [`Self::find_rows`]).
     pub fn find(vectors: &[f32], dim: usize) -> Option<Dups> {
+        Self::find_rows(&crate::vector::mapped::le_bytes(vectors), dim * 4)
+    }
+
+    /// Group the rows of `row_bytes` bytes each in `bytes` (float rows, or a quantized kind's
+    /// codes) by their bytes; `None` when all rows are distinct. Keeps a 64-bit hash and a row
+    /// id per distinct row while grouping (rows are compared byte for byte when their hashes
+    /// meet).
+    pub fn find_rows(bytes: &[u8], row_bytes: usize) -> Option<Dups> {
         use std::hash::{Hash, Hasher};
-        if dim == 0 {
+        if row_bytes == 0 {
             return None;
         }
-        let row = |i: u32| &vectors[i as usize * dim..(i as usize + 1) * dim];
-        let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
-        let n = vectors.len() / dim;
+        let row = |i: u32| &bytes[i as usize * row_bytes..(i as usize + 1) * row_bytes];
+        let n = bytes.len() / row_bytes;
         // hash -> the distinct rows with that hash (almost always one)
         let mut seen: HashMap<u64, Vec<u32>> = HashMap::with_capacity(n);
         let mut members: HashMap<u32, Vec<u32>> = HashMap::new();
@@ -40,9 +46,9 @@ impl Dups {
         for i in 0..n as u32 {
             let r = row(i);
             let mut h = std::collections::hash_map::DefaultHasher::new();
-            r.iter().for_each(|x| x.to_bits().hash(&mut h));
+            r.hash(&mut h);
             let reps = seen.entry(h.finish()).or_default();
-            match reps.iter().find(|&&rep| same(row(rep), r)) {
+            match reps.iter().find(|&&rep| row(rep) == r) {
                 Some(&rep) => {
                     members.entry(rep).or_default().push(i);
                     count += 1;

@@ -9,9 +9,14 @@ use crate::vector::hit::Hit;
 /// The `k` nearest allowed nodes to `q` by scanning every allowed node, nearest first.
 pub fn exact(vectors: &[f32], dim: usize, metric: Metric, q: &[f32], k: usize, allowed: Option<&Bits>) -> Vec<Hit> {
     let n = vectors.len().checked_div(dim).unwrap_or(0);
+    exact_by(n, k, allowed, |i| metric.distance(q, &vectors[i * dim..(i + 1) * dim]))
+}
+
+/// The `k` allowed nodes of `0..n` with the smallest `dist`, nearest first (a scan; what
+/// [`exact`] does over float rows, and a quantized kind over its codes).
+pub fn exact_by(n: usize, k: usize, allowed: Option<&Bits>, dist: impl Fn(usize) -> f32) -> Vec<Hit> {
     let mut top: BinaryHeap<Hit> = BinaryHeap::with_capacity(k.min(n) + 1);
-    let mut consider =
-        |i: usize| push_top(&mut top, k, Hit(metric.distance(q, &vectors[i * dim..(i + 1) * dim]), i as u32));
+    let mut consider = |i: usize| push_top(&mut top, k, Hit(dist(i), i as u32));
     if k > 0 {
         match allowed {
             Some(a) => a.ones().filter(|&i| i < n).for_each(&mut consider),
@@ -77,8 +82,13 @@ pub fn exact_many(vectors: &[f32], dim: usize, metric: Metric, queries: &[&[f32]
 /// Every allowed node within distance `radius` of `q` (a range search), nearest first.
 pub fn within(vectors: &[f32], dim: usize, metric: Metric, q: &[f32], radius: f32, allowed: Option<&Bits>) -> Vec<Hit> {
     let n = vectors.len().checked_div(dim).unwrap_or(0);
+    within_by(n, radius, allowed, |i| metric.distance(q, &vectors[i * dim..(i + 1) * dim]))
+}
+
+/// Every allowed node of `0..n` whose `dist` is at most `radius`, nearest first.
+pub fn within_by(n: usize, radius: f32, allowed: Option<&Bits>, dist: impl Fn(usize) -> f32) -> Vec<Hit> {
     let hit = |i: usize| {
-        let d = metric.distance(q, &vectors[i * dim..(i + 1) * dim]);
+        let d = dist(i);
         (d <= radius).then_some(Hit(d, i as u32))
     };
     let mut out: Vec<Hit> = match allowed {

@@ -31,7 +31,7 @@ impl Sq8 {
     /// and max over every row, or over a strided sample of [`TRAIN_ROWS`] rows. Values outside
     /// the trained range (rows not in the sample) clamp to the end codes.
     pub fn train(vectors: &[f32], dim: usize) -> Self {
-        let n = if dim == 0 { 0 } else { vectors.len() / dim };
+        let n = vectors.len().checked_div(dim).unwrap_or(0);
         let stride = n.div_ceil(TRAIN_ROWS).max(1);
         let (mut lo, mut hi) = (vec![f32::INFINITY; dim], vec![f32::NEG_INFINITY; dim]);
         for r in (0..n).step_by(stride) {
@@ -78,7 +78,7 @@ impl Sq8 {
     /// (0 for a zero decoded vector), unused (0) for dot.
     pub fn encode(&self, vectors: &[f32], metric: Metric) -> (Vec<u8>, Vec<f32>) {
         let dim = self.dim();
-        let n = if dim == 0 { 0 } else { vectors.len() / dim };
+        let n = vectors.len().checked_div(dim).unwrap_or(0);
         let mut codes = vec![0u8; n * dim];
         let mut norms = vec![0f32; n];
         let mut dec = vec![0f32; dim];

@@ -89,6 +89,7 @@ def build_index(
     num_cpus_per_task: float = 1,
     memory_limit: int | str | None = None,
     max_segment_rows: int | None = None,
+    rerank_source: str | None = "sidecar",
     storage_options: Mapping[str, str] | None = None,
     timings: dict | None = None,
 ) -> VectorIndex:
@@ -127,6 +128,7 @@ def build_index(
         ef_construction=ef_construction,
         on_invalid=on_invalid,
         builder=builder,
+        rerank_source=rerank_source,
     )
     files = t.files().column("path").to_pylist()
     limit = _inputs.byte_size(memory_limit)

@@ -16,8 +16,9 @@ use crate::vector::distance::Metric;
 /// What to build: the vector `column`, `metric` ("cosine", "l2", "dot"), index `name`, its
 /// folder `index_uri` (default: beside the table), an optional `key` column stored with the
 /// hits, the `index_type` ("hnsw", "hnsw_sq8" or "flat"), HNSW's `m` (2..=128) and `ef_construction`
-/// (1..=10000), `on_invalid` ("error" or "skip") and the HNSW `builder` ("native" or
-/// "hnsw_rs"). Frozen; validated on construction
+/// (1..=10000), `on_invalid` ("error" or "skip"), the HNSW `builder` ("native" or
+/// "hnsw_rs") and a compressed kind's `rerank_source` ("sidecar", "lake" or None). Frozen;
+/// validated on construction
 /// (`InvalidArgumentError`); picklable.
 #[pyclass(frozen, eq, skip_from_py_object, module = "lakevec._lakevec", name = "BuildSpec")]
 #[derive(Clone, Debug, PartialEq)]
@@ -42,6 +43,8 @@ pub struct PyBuildSpec {
     on_invalid: String,
     #[pyo3(get)]
     builder: String,
+    #[pyo3(get)]
+    rerank_source: Option<String>,
 }
 
 impl PyBuildSpec {
@@ -52,7 +55,13 @@ impl PyBuildSpec {
             column: self.column.clone(),
             key: self.key.clone(),
             metric: Metric::parse(&self.metric)?,
-            kind: IndexKind::from_args(&self.index_type, self.m, self.ef_construction, &self.builder)?,
+            kind: IndexKind::from_args(
+                &self.index_type,
+                self.m,
+                self.ef_construction,
+                &self.builder,
+                self.rerank_source.as_deref(),
+            )?,
             on_invalid: OnInvalid::parse(&self.on_invalid)?,
         })
     }
@@ -65,9 +74,9 @@ impl PyBuildSpec {
 
     /// The spec of an existing index (manifest `m`, at `uri`).
     pub fn of(m: &Manifest, uri: &str) -> Self {
-        let (m_, ef, builder) = match &m.kind {
-            IndexKind::Hnsw(p) | IndexKind::HnswSq8(p) => (p.m, p.ef_construction, p.builder.as_str()),
-            IndexKind::Flat => (16, 200, "native"),
+        let (m_, ef, builder) = match m.kind.hnsw() {
+            Some(p) => (p.m, p.ef_construction, p.builder.as_str()),
+            None => (16, 200, "native"),
         };
         PyBuildSpec {
             column: m.column.clone(),
@@ -80,6 +89,7 @@ impl PyBuildSpec {
             ef_construction: ef,
             on_invalid: m.on_invalid.as_str().into(),
             builder: builder.into(),
+            rerank_source: m.kind.rerank_source().as_py().map(String::from),
         }
     }
 }
@@ -87,7 +97,7 @@ impl PyBuildSpec {
 #[pymethods]
 impl PyBuildSpec {
     #[new]
-    #[pyo3(signature = (column, metric="cosine".to_string(), name="default".to_string(), index_uri=None, key=None, index_type="hnsw".to_string(), m=16, ef_construction=200, on_invalid="error".to_string(), builder="native".to_string()))]
+    #[pyo3(signature = (column, metric="cosine".to_string(), name="default".to_string(), index_uri=None, key=None, index_type="hnsw".to_string(), m=16, ef_construction=200, on_invalid="error".to_string(), builder="native".to_string(), rerank_source=Some("sidecar".to_string())))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         column: String,
@@ -100,9 +110,21 @@ impl PyBuildSpec {
         ef_construction: usize,
         on_invalid: String,
         builder: String,
+        rerank_source: Option<String>,
     ) -> PyResult<Self> {
-        let s =
-            PyBuildSpec { column, metric, name, index_uri, key, index_type, m, ef_construction, on_invalid, builder };
+        let s = PyBuildSpec {
+            column,
+            metric,
+            name,
+            index_uri,
+            key,
+            index_type,
+            m,
+            ef_construction,
+            on_invalid,
+            builder,
+            rerank_source,
+        };
         s.spec()?;
         Ok(s)
     }
@@ -111,7 +133,7 @@ impl PyBuildSpec {
         let opt = |o: &Option<String>| o.as_ref().map_or("None".into(), |s| format!("'{s}'"));
         format!(
             "BuildSpec(column='{}', metric='{}', name='{}', index_uri={}, key={}, index_type='{}', \
-             m={}, ef_construction={}, on_invalid='{}', builder='{}')",
+             m={}, ef_construction={}, on_invalid='{}', builder='{}', rerank_source={})",
             self.column,
             self.metric,
             self.name,
@@ -121,7 +143,8 @@ impl PyBuildSpec {
             self.m,
             self.ef_construction,
             self.on_invalid,
-            self.builder
+            self.builder,
+            opt(&self.rerank_source)
         )
     }
 
@@ -138,6 +161,7 @@ impl PyBuildSpec {
             s.ef_construction,
             s.on_invalid.clone(),
             s.builder.clone(),
+            s.rerank_source.clone(),
         );
         Ok((slf.get_type().into_any(), args.into_pyobject(slf.py())?))
     }
