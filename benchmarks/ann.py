@@ -14,6 +14,9 @@ Two sets from ../shared/data/ann: MiniLM sentence embeddings (12,052 x 384, cosi
 * the same for lakevec's ``index_type="hnsw_sq8"`` (with its default re-ranking from the
   sidecar's floats, without re-ranking: ``rerank=0``, and stored without floats, re-ranked
   from the lake: ``rerank_source="lake"``) and faiss ``IndexHNSWSQ`` (QT_8bit, codes only);
+* lakevec's ``index_type="hnsw_rabitq"`` at 1, 4 and 8 bits (re-ranked where the error
+  bound requires, and without re-ranking); faiss has no HNSW over RaBitQ codes to compare
+  with (its RaBitQ indexes are flat or IVF), so these rows are compared with hnswlib;
 * each lakevec sidecar's size vs the raw vector bytes (rows * dim * 4); exact=True recall;
 * "lakevec QPS at recall>=0.95 / hnswlib QPS at recall>=0.95" (and hnsw_sq8 against hnswlib
   and faiss HNSWSQ), each at the lowest ef of the sweep reaching recall@10 >= 0.95, 1-thread
@@ -141,6 +144,46 @@ class LakevecSq8Lake(LakevecSq8):
         return []
 
 
+class LakevecRabitq(LakevecSq8):
+    """lakevec's hnsw_rabitq kind at ``bits`` (re-ranked where the error bound requires it, from
+    the sidecar's floats); its variant searches without re-ranking."""
+
+    bits = 1
+
+    def __init__(self, table_uri, metric, *_):
+        self.idx = lakevec.build_index(
+            table_uri,
+            "vector",
+            metric=metric,
+            key="id",
+            name=f"rabitq{self.bits}",
+            index_type="hnsw_rabitq",
+            bits=self.bits,
+            m=M,
+            ef_construction=EFC,
+            num_threads=None,
+            progress=False,
+        )
+        self.rerank = None
+
+    def variants(self):
+        plain = type(self).__new__(type(self))
+        plain.idx, plain.rerank = self.idx, 0
+        return [(f"{self.name}, no re-ranking", plain)]
+
+
+class LakevecRabitq1(LakevecRabitq):
+    name, bits = "lakevec hnsw_rabitq 1-bit", 1
+
+
+class LakevecRabitq4(LakevecRabitq):
+    name, bits = "lakevec hnsw_rabitq 4-bit", 4
+
+
+class LakevecRabitq8(LakevecRabitq):
+    name, bits = "lakevec hnsw_rabitq 8-bit", 8
+
+
 class Hnswlib:
     name = "hnswlib"
 
@@ -241,7 +284,11 @@ def run_set(data: Path, name: str, metric: str, repeat: int) -> None:
         f"\n## {name}: {len(X):,} x {X.shape[1]} base, {len(Q):,} queries, metric {metric}, "
         f"M={M}, ef_construction={EFC}, {os.cpu_count()} cores, load avg {os.getloadavg()[0]:.2f}\n"
     )
-    libs = [Lakevec, LakevecSq8, LakevecSq8Lake] + ([Hnswlib] if hnswlib else []) + ([Faiss, FaissSq8] if faiss else [])
+    libs = (
+        [Lakevec, LakevecSq8, LakevecSq8Lake, LakevecRabitq1, LakevecRabitq4, LakevecRabitq8]
+        + ([Hnswlib] if hnswlib else [])
+        + ([Faiss, FaissSq8] if faiss else [])
+    )
     rows, one_thread, single, batch_share = [], {}, {}, {}
     with tempfile.TemporaryDirectory(prefix=f"ann_{name}_") as tmp:
         from deltalake import write_deltalake
@@ -256,7 +303,7 @@ def run_set(data: Path, name: str, metric: str, repeat: int) -> None:
             except Exception as e:  # report and go on with the others
                 print(f"build {cls.name}: FAILED: {type(e).__name__}: {e}")
                 continue
-            if cls in (Lakevec, LakevecSq8, LakevecSq8Lake):
+            if issubclass(cls, (Lakevec, LakevecSq8)):
                 st = lib.idx.stats()
                 raw = len(X) * X.shape[1] * 4
                 print(
@@ -307,6 +354,9 @@ def run_set(data: Path, name: str, metric: str, repeat: int) -> None:
         ("lakevec", "hnswlib"),
         ("lakevec hnsw_sq8", "hnswlib"),
         ("lakevec hnsw_sq8", "faiss HNSWSQ"),
+        ("lakevec hnsw_rabitq 1-bit", "hnswlib"),
+        ("lakevec hnsw_rabitq 4-bit", "hnswlib"),
+        ("lakevec hnsw_rabitq 8-bit", "hnswlib"),
     ]:
         a, b = at95(mine), at95(peer)
         if a and b:

@@ -88,6 +88,7 @@ class BuildSpec:
     on_invalid: str
     builder: str
     rerank_source: str | None
+    bits: int | None
     def __init__(
         self,
         column: str,
@@ -101,6 +102,7 @@ class BuildSpec:
         on_invalid: str = "error",
         builder: str = "native",
         rerank_source: str | None = "sidecar",
+        bits: int | None = None,
     ) -> None: ...
 
 class VectorIndex:

@@ -227,8 +227,9 @@ class VectorIndex:
                 ``"error"`` (raise :class:`~lakevec.exceptions.StaleIndexError`).
             num_threads: queries searched in parallel (lakevec's pool, GIL released).
             max_distance: only hits within this distance (same units as ``distance``).
-            rerank: ``"hnsw_sq8"`` only: how many of the graph walk's best candidates (by
-                code distance) are re-ranked with the float vectors (default ``ef``, which
+            rerank: ``"hnsw_sq8"`` and ``"hnsw_rabitq"``: how many of the graph walk's best
+                candidates (by code distance) may be re-ranked with the float vectors
+                (``"hnsw_rabitq"`` re-ranks only those its error bound cannot rule out) (default ``ef``, which
                 keeps recall within ~0.005 of ``"hnsw"`` at the same ``ef``); 0 returns the
                 code distances without re-ranking, as does an index built with
                 ``rerank_source=None`` (it has no floats). With ``rerank_source="lake"``
@@ -441,6 +442,7 @@ def build_index(
     memory_limit: int | str | None = None,
     max_segment_rows: int | None = None,
     rerank_source: str | None = "sidecar",
+    bits: int | None = None,
 ) -> VectorIndex:
     """Build a vector index over ``table[column]`` and store it beside the table.
 
@@ -464,7 +466,10 @@ def build_index(
         index_type: ``"hnsw"`` (a graph: approximate, fast on large segments),
             ``"hnsw_sq8"`` (the same graph walked on 8-bit scalar codes of the vectors, a
             quarter of the bytes per distance, its best ``ef`` candidates re-ranked with the
-            float vectors) or ``"flat"`` (no structure: every search scans the stored vectors
+            float vectors), ``"hnsw_rabitq"`` (the graph walked on RaBitQ codes, Gao & Long,
+            SIGMOD 2024, and the extended multi-bit form, Gao et al., SIGMOD 2025: ``bits``
+            per coordinate after a seeded random rotation; the estimator's error bound decides
+            which candidates are re-ranked with exact distances) or ``"flat"`` (no structure: every search scans the stored vectors
             exactly, recall 1.0; right for small tables). Refresh and compaction keep the kind.
         m: HNSW links per node (2m on layer 0); ``ef_construction``: build beam width
             (both ignored by ``"flat"``).
@@ -498,18 +503,20 @@ def build_index(
             estimated distances). Without a float copy, ``exact=True`` scans every code
             (then re-ranks from the lake for ``"lake"``), and ``knn_graph`` and semantic dedup
             use the codes' distances. The other kinds keep their floats (``"sidecar"`` only).
+        bits: ``"hnsw_rabitq"`` only: bits per coordinate, 1 to 8 (default 1: a 64-byte code
+            per 384-d vector; 2 to 8 bits use a byte per coordinate).
 
     Raises:
         SchemaError: ``column`` or ``key`` not in the table.
         VectorError: not a vector column, an invalid vector, or no vectors at all.
         InvalidArgumentError: bad ``metric``, ``index_type``, ``m``, ``ef_construction``,
-            ``on_invalid``, ``builder``, ``memory_limit``, ``max_segment_rows`` or
-            ``rerank_source``.
+            ``on_invalid``, ``builder``, ``memory_limit``, ``max_segment_rows``,
+            ``rerank_source`` or ``bits``.
     """
     if not isinstance(table, Table):
         table = Table.open(str(table), storage_options)
     spec = build_spec(
-        column, metric, name, index_uri, key, index_type, m, ef_construction, on_invalid, builder, rerank_source
+        column, metric, name, index_uri, key, index_type, m, ef_construction, on_invalid, builder, rerank_source, bits
     )
     limit, rows = _inputs.byte_size(memory_limit), _inputs.segment_rows(max_segment_rows)
     idx = _run_with_progress(
@@ -556,6 +563,7 @@ def build_spec(
     on_invalid: str = "error",
     builder: str = "native",
     rerank_source: str | None = "sidecar",
+    bits: int | None = None,
 ) -> _lakevec.BuildSpec:
     """The named build parameters (:func:`build_index`'s arguments) as the native
     ``BuildSpec``, validated (``InvalidArgumentError``); what distributed builds send to
@@ -572,6 +580,7 @@ def build_spec(
         on_invalid,
         builder,
         rerank_source,
+        None if bits is None else int(bits),
     )
 
 

@@ -64,11 +64,17 @@ impl Budget {
     }
 
     /// Estimated bytes a row costs while its segment is built as `kind` (without its float
-    /// vector; a quantized kind's code counts, at `dim` bytes for SQ8, 384 when not known yet).
+    /// vector; a quantized kind's code counts, at `dim` bytes for SQ8 and the padded dimension's
+    /// bits or bytes for RaBitQ, 384 dimensions when not known yet).
     pub fn row_overhead(kind: &IndexKind, dim: Option<usize>) -> u64 {
         let structure = match kind {
             IndexKind::Hnsw(p) => 4 * (1 + 2 * p.m as u64) + 32,
             IndexKind::HnswSq8(p) => 4 * (1 + 2 * p.hnsw.m as u64) + 32 + dim.unwrap_or(384) as u64 + 4,
+            // codes and factors, and their copy while identical records are grouped
+            IndexKind::HnswRabitq(p) => {
+                let dp = crate::vector::rotation::padded_dim(dim.unwrap_or(384)) as u64;
+                4 * (1 + 2 * p.hnsw.m as u64) + 32 + 2 * (if p.bits == 1 { dp / 8 } else { dp } + 12)
+            }
             IndexKind::Flat => 0,
         };
         8 + 16 + structure

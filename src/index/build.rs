@@ -144,8 +144,8 @@ pub(crate) async fn build_structure(
 
 /// recall@10 of the kind's approximate search (ef = [`DEFAULT_EF`]) against exact search,
 /// for up to [`RECALL_SAMPLE`] evenly spaced indexed rows used as queries, in parallel on the
-/// current rayon pool. A compressed kind stored without floats is measured as its segment
-/// will search: on codes, without re-ranking.
+/// current rayon pool. A compressed kind stored with `rerank_source=None` is measured as its
+/// segment will search: on codes, without re-ranking.
 fn recall_estimate(seg: &Segment, metric: Metric) -> f64 {
     use rayon::prelude::*;
     let n = seg.len();
@@ -155,7 +155,9 @@ fn recall_estimate(seg: &Segment, metric: Metric) -> f64 {
     let step = (n / RECALL_SAMPLE).max(1);
     let sample: Vec<&[f32]> = (0..n).step_by(step).take(RECALL_SAMPLE).map(|i| seg.vector(i)).collect();
     let truths = exact_many(&seg.vectors, seg.dim, metric, &sample, 10);
-    let rerank = (!seg.index.stores_floats()).then_some(0);
+    // (a segment re-ranked from the lake is measured with the floats still in memory: the
+    // same candidates, re-ranked as the lake's vectors will re-rank them)
+    let rerank = (seg.index.rerank_source() == crate::index::rerank::RerankSource::None).then_some(0);
     let (hit, total) = sample
         .par_iter()
         .zip(&truths)

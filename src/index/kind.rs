@@ -14,6 +14,7 @@ use std::sync::atomic::AtomicUsize;
 
 use crate::error::{LakeError, Result};
 use crate::index::container::{Container, Tag};
+use crate::index::hnsw_rabitq::{self, RabitqGraph, RabitqParams};
 use crate::index::hnsw_sq8::{self, Sq8Graph, Sq8Params};
 use crate::index::rerank::RerankSource;
 use crate::index::{flat, hnsw};
@@ -42,6 +43,10 @@ pub enum IndexKind {
     /// ([`crate::index::hnsw_sq8`]).
     #[serde(rename = "hnsw_sq8")]
     HnswSq8(Sq8Params),
+    /// HNSW walked on RaBitQ codes, candidates re-ranked where the error bound requires
+    /// ([`crate::index::hnsw_rabitq`]).
+    #[serde(rename = "hnsw_rabitq")]
+    HnswRabitq(RabitqParams),
 }
 
 /// The search structure one segment holds, by kind.
@@ -52,35 +57,45 @@ pub enum SegmentIndex {
     /// searchable (exactly) as it is.
     Flat,
     HnswSq8(Box<Sq8Graph>),
+    HnswRabitq(Box<RabitqGraph>),
 }
 
 impl IndexKind {
-    /// The kind named `index_type` ("hnsw", "hnsw_sq8" or "flat"); `m`, `ef_construction`
-    /// and `builder` ("native" or "hnsw_rs") apply to the HNSW kinds, `rerank_source`
-    /// ([`RerankSource::parse`]) to the compressed ones (the others hold floats: "sidecar").
+    /// The kind named `index_type` ("hnsw", "hnsw_sq8", "hnsw_rabitq" or "flat"); `m`,
+    /// `ef_construction` and `builder` ("native" or "hnsw_rs") apply to the HNSW kinds,
+    /// `rerank_source` ([`RerankSource::parse`]) to the compressed ones (the others hold
+    /// floats: "sidecar"), `bits` (1..=8, default 1) to "hnsw_rabitq" only.
     pub fn from_args(
         index_type: &str,
         m: usize,
         ef_construction: usize,
         builder: &str,
         rerank_source: Option<&str>,
+        bits: Option<u32>,
     ) -> Result<Self> {
         let builder = GraphBuilder::parse(builder)?;
         let rerank_source = RerankSource::parse(rerank_source)?;
-        if !rerank_source.is_sidecar() && index_type != "hnsw_sq8" {
+        let compressed = matches!(index_type, "hnsw_sq8" | "hnsw_rabitq");
+        if !rerank_source.is_sidecar() && !compressed {
             return Err(LakeError::InvalidArgument(format!(
-                "rerank_source applies to compressed index kinds (hnsw_sq8); index_type '{index_type}' keeps \
-                 its float vectors in the sidecar"
+                "rerank_source applies to compressed index kinds (hnsw_sq8, hnsw_rabitq); index_type \
+                 '{index_type}' keeps its float vectors in the sidecar"
+            )));
+        }
+        if bits.is_some() && index_type != "hnsw_rabitq" {
+            return Err(LakeError::InvalidArgument(format!(
+                "bits applies to index_type 'hnsw_rabitq', not '{index_type}'"
             )));
         }
         let hnsw = HnswParams { m, ef_construction, builder };
         let kind = match index_type {
             "hnsw" => IndexKind::Hnsw(hnsw),
             "hnsw_sq8" => IndexKind::HnswSq8(Sq8Params { hnsw, rerank_source }),
+            "hnsw_rabitq" => IndexKind::HnswRabitq(RabitqParams { hnsw, bits: bits.unwrap_or(1), rerank_source }),
             "flat" => IndexKind::Flat,
             o => {
                 return Err(LakeError::InvalidArgument(format!(
-                    "index_type must be 'hnsw', 'hnsw_sq8' or 'flat', not '{o}'"
+                    "index_type must be 'hnsw', 'hnsw_sq8', 'hnsw_rabitq' or 'flat', not '{o}'"
                 )))
             }
         };
@@ -93,6 +108,7 @@ impl IndexKind {
         match self {
             IndexKind::Hnsw(_) => "hnsw",
             IndexKind::HnswSq8(_) => "hnsw_sq8",
+            IndexKind::HnswRabitq(_) => "hnsw_rabitq",
             IndexKind::Flat => "flat",
         }
     }
@@ -101,6 +117,7 @@ impl IndexKind {
     pub fn check(&self) -> Result<()> {
         match self {
             IndexKind::Hnsw(p) | IndexKind::HnswSq8(Sq8Params { hnsw: p, .. }) => p.check(),
+            IndexKind::HnswRabitq(p) => p.check(),
             IndexKind::Flat => Ok(()),
         }
     }
@@ -108,7 +125,9 @@ impl IndexKind {
     /// The HNSW parameters of a graph kind.
     pub fn hnsw(&self) -> Option<&HnswParams> {
         match self {
-            IndexKind::Hnsw(p) | IndexKind::HnswSq8(Sq8Params { hnsw: p, .. }) => Some(p),
+            IndexKind::Hnsw(p)
+            | IndexKind::HnswSq8(Sq8Params { hnsw: p, .. })
+            | IndexKind::HnswRabitq(RabitqParams { hnsw: p, .. }) => Some(p),
             IndexKind::Flat => None,
         }
     }
@@ -117,6 +136,7 @@ impl IndexKind {
     pub fn rerank_source(&self) -> RerankSource {
         match self {
             IndexKind::HnswSq8(p) => p.rerank_source,
+            IndexKind::HnswRabitq(p) => p.rerank_source,
             IndexKind::Hnsw(_) | IndexKind::Flat => RerankSource::Sidecar,
         }
     }
@@ -135,6 +155,7 @@ impl IndexKind {
         match self {
             IndexKind::Hnsw(p) => hnsw::build_hnsw(vectors, dim, metric, *p, pool, cancel, done),
             IndexKind::HnswSq8(p) => hnsw_sq8::build_hnsw_sq8(vectors, dim, metric, *p, pool, cancel, done),
+            IndexKind::HnswRabitq(p) => hnsw_rabitq::build_hnsw_rabitq(vectors, dim, metric, *p, pool, cancel, done),
             IndexKind::Flat => flat::build_flat(vectors, dim, done),
         }
     }
@@ -148,6 +169,11 @@ impl IndexKind {
         let (codes, graph) = match self {
             IndexKind::Hnsw(p) => (0, layer0(p)),
             IndexKind::HnswSq8(p) => (dim + 4, layer0(&p.hnsw)),
+            IndexKind::HnswRabitq(p) => {
+                let dp = crate::vector::rotation::padded_dim(dim);
+                let code = if p.bits == 1 { dp / 8 } else { dp };
+                (code + 4 * crate::vector::rabitq::FACTORS, layer0(&p.hnsw))
+            }
             IndexKind::Flat => (0, 0),
         };
         let floats = if self.rerank_source().stores_floats() { 4 * dim } else { 0 };
@@ -165,6 +191,10 @@ impl IndexKind {
                 "index_type": self.name(), "m": p.m, "ef_construction": p.ef_construction,
                 "builder": p.builder.as_str(), "rerank_source": rerank_source.as_py(),
             }),
+            IndexKind::HnswRabitq(RabitqParams { hnsw: p, bits, rerank_source }) => serde_json::json!({
+                "index_type": self.name(), "m": p.m, "ef_construction": p.ef_construction,
+                "builder": p.builder.as_str(), "bits": bits, "rerank_source": rerank_source.as_py(),
+            }),
             IndexKind::Flat => serde_json::json!({"index_type": self.name()}),
         }
     }
@@ -176,6 +206,7 @@ impl SegmentIndex {
         match self {
             SegmentIndex::Hnsw(g) => Some(g),
             SegmentIndex::HnswSq8(s) => Some(&mut s.graph),
+            SegmentIndex::HnswRabitq(s) => Some(&mut s.graph),
             SegmentIndex::Flat => None,
         }
     }
@@ -184,19 +215,21 @@ impl SegmentIndex {
     pub fn stores_floats(&self) -> bool {
         match self {
             SegmentIndex::HnswSq8(s) => s.rerank_source.stores_floats(),
+            SegmentIndex::HnswRabitq(s) => s.rerank_source.stores_floats(),
             SegmentIndex::Hnsw(_) | SegmentIndex::Flat => true,
         }
     }
 
     /// Whether the kind searches codes (its distances are estimates until re-ranked).
     pub fn is_quantized(&self) -> bool {
-        matches!(self, SegmentIndex::HnswSq8(_))
+        matches!(self, SegmentIndex::HnswSq8(_) | SegmentIndex::HnswRabitq(_))
     }
 
     /// Where re-ranking finds the floats.
     pub fn rerank_source(&self) -> RerankSource {
         match self {
             SegmentIndex::HnswSq8(s) => s.rerank_source,
+            SegmentIndex::HnswRabitq(s) => s.rerank_source,
             SegmentIndex::Hnsw(_) | SegmentIndex::Flat => RerankSource::Sidecar,
         }
     }
@@ -206,6 +239,7 @@ impl SegmentIndex {
     pub fn find_dups(&self, vectors: &[f32], dim: usize) -> Option<crate::vector::dups::Dups> {
         match self {
             SegmentIndex::HnswSq8(s) => s.find_dups(),
+            SegmentIndex::HnswRabitq(s) => s.find_dups(),
             SegmentIndex::Hnsw(_) | SegmentIndex::Flat => crate::vector::dups::Dups::find(vectors, dim),
         }
     }
@@ -215,6 +249,7 @@ impl SegmentIndex {
     pub fn decode_row(&self, i: usize) -> Option<Vec<f32>> {
         match self {
             SegmentIndex::HnswSq8(s) => Some(s.decode_row(i)),
+            SegmentIndex::HnswRabitq(s) => Some(s.decode_row(i)),
             SegmentIndex::Hnsw(_) | SegmentIndex::Flat => None,
         }
     }
@@ -237,6 +272,8 @@ impl SegmentIndex {
         match (self, radius) {
             (SegmentIndex::HnswSq8(s), Some(r)) if vectors.is_empty() => s.within_codes(metric, q, r, allowed),
             (SegmentIndex::HnswSq8(s), None) if vectors.is_empty() => s.exact_codes(metric, q, k, allowed),
+            (SegmentIndex::HnswRabitq(s), Some(r)) if vectors.is_empty() => s.within_codes(q, r, allowed),
+            (SegmentIndex::HnswRabitq(s), None) if vectors.is_empty() => s.exact_codes(q, k, allowed),
             (_, Some(r)) => within(vectors, dim, metric, q, r, allowed),
             (_, None) => exact(vectors, dim, metric, q, k, allowed),
         }
@@ -247,6 +284,7 @@ impl SegmentIndex {
         match self {
             SegmentIndex::Hnsw(g) => g.owned_bytes(),
             SegmentIndex::HnswSq8(s) => s.owned_bytes(),
+            SegmentIndex::HnswRabitq(s) => s.owned_bytes(),
             SegmentIndex::Flat => 0,
         }
     }
@@ -256,6 +294,7 @@ impl SegmentIndex {
         match self {
             SegmentIndex::Hnsw(_) => "hnsw",
             SegmentIndex::HnswSq8(_) => "hnsw_sq8",
+            SegmentIndex::HnswRabitq(_) => "hnsw_rabitq",
             SegmentIndex::Flat => "flat",
         }
     }
@@ -282,6 +321,9 @@ impl SegmentIndex {
             SegmentIndex::HnswSq8(s) => {
                 hnsw_sq8::search_hnsw_sq8(s, vectors, dim, metric, q, k, ef, rerank, allowed, allowed_count)
             }
+            SegmentIndex::HnswRabitq(s) => {
+                hnsw_rabitq::search_hnsw_rabitq(s, vectors, dim, metric, q, k, ef, rerank, allowed, allowed_count)
+            }
             SegmentIndex::Flat => flat::search_flat(vectors, dim, metric, q, k, allowed),
         }
     }
@@ -303,6 +345,7 @@ impl SegmentIndex {
         match self {
             SegmentIndex::Hnsw(g) => hnsw::walk(g, vectors, dim, metric, q, k, ef, allowed),
             SegmentIndex::HnswSq8(s) => hnsw_sq8::walk_sq8(s, vectors, dim, metric, q, k, ef, rerank, allowed),
+            SegmentIndex::HnswRabitq(s) => hnsw_rabitq::walk_rabitq(s, vectors, dim, metric, q, k, ef, rerank, allowed),
             SegmentIndex::Flat => flat::search_flat(vectors, dim, metric, q, k, allowed),
         }
     }
@@ -312,6 +355,7 @@ impl SegmentIndex {
         match (self, kind) {
             (SegmentIndex::Hnsw(g), IndexKind::Hnsw(p)) => hnsw::hnsw_matches(g, p, n),
             (SegmentIndex::HnswSq8(s), IndexKind::HnswSq8(p)) => hnsw_sq8::sq8_matches(s, p, n),
+            (SegmentIndex::HnswRabitq(s), IndexKind::HnswRabitq(p)) => hnsw_rabitq::rabitq_matches(s, p, n),
             (SegmentIndex::Flat, IndexKind::Flat) => true,
             _ => false,
         }
@@ -322,6 +366,7 @@ impl SegmentIndex {
         match self {
             SegmentIndex::Hnsw(g) => hnsw::encode_graph(g),
             SegmentIndex::HnswSq8(s) => hnsw_sq8::encode_sq8(s),
+            SegmentIndex::HnswRabitq(s) => hnsw_rabitq::encode_rabitq(s),
             SegmentIndex::Flat => Ok((serde_json::json!({"kind": "flat"}), Vec::new())),
         }
     }
@@ -342,6 +387,7 @@ impl SegmentIndex {
         match kind {
             "hnsw" => hnsw::decode_graph(meta, c, buf, n, name),
             "hnsw_sq8" => hnsw_sq8::decode_sq8(meta, c, buf, n, dim, name),
+            "hnsw_rabitq" => hnsw_rabitq::decode_rabitq(meta, c, buf, n, dim, name),
             "flat" => Ok(SegmentIndex::Flat),
             o => Err(LakeError::CorruptIndex(format!(
                 "index file '{name}' holds a segment of unknown kind '{o}' (written by a newer \

@@ -21,6 +21,7 @@ pub mod durable;
 pub mod flat;
 pub mod handle;
 pub mod hnsw;
+pub mod hnsw_rabitq;
 pub mod hnsw_sq8;
 pub mod info;
 pub mod ingest;

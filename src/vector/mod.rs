@@ -1,6 +1,7 @@
 //! Vectors in memory, independent of tables: distance kernels, vector columns to flat `f32`
 //! rows, bitsets, exact search, the HNSW graph (construction and search hot loop), groups of
-//! identical vectors, and exact kNN between two sets.
+//! identical vectors, exact kNN between two sets, and the quantized codes (SQ8, RaBitQ with its
+//! random rotation).
 
 pub mod bits;
 pub mod column;
@@ -14,4 +15,6 @@ pub mod hnsw_build;
 pub mod hnsw_params;
 pub mod knn;
 pub mod mapped;
+pub mod rabitq;
+pub mod rotation;
 pub mod sq8;

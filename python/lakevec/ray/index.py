@@ -90,6 +90,7 @@ def build_index(
     memory_limit: int | str | None = None,
     max_segment_rows: int | None = None,
     rerank_source: str | None = "sidecar",
+    bits: int | None = None,
     storage_options: Mapping[str, str] | None = None,
     timings: dict | None = None,
 ) -> VectorIndex:
@@ -129,6 +130,7 @@ def build_index(
         on_invalid=on_invalid,
         builder=builder,
         rerank_source=rerank_source,
+        bits=bits,
     )
     files = t.files().column("path").to_pylist()
     limit = _inputs.byte_size(memory_limit)

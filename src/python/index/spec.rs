@@ -15,9 +15,10 @@ use crate::vector::distance::Metric;
 
 /// What to build: the vector `column`, `metric` ("cosine", "l2", "dot"), index `name`, its
 /// folder `index_uri` (default: beside the table), an optional `key` column stored with the
-/// hits, the `index_type` ("hnsw", "hnsw_sq8" or "flat"), HNSW's `m` (2..=128) and `ef_construction`
+/// hits, the `index_type` ("hnsw", "hnsw_sq8", "hnsw_rabitq" or "flat"), HNSW's `m` (2..=128) and `ef_construction`
 /// (1..=10000), `on_invalid` ("error" or "skip"), the HNSW `builder` ("native" or
-/// "hnsw_rs") and a compressed kind's `rerank_source` ("sidecar", "lake" or None). Frozen;
+/// "hnsw_rs"), a compressed kind's `rerank_source` ("sidecar", "lake" or None) and
+/// "hnsw_rabitq"'s `bits` (1..=8; None: 1). Frozen;
 /// validated on construction
 /// (`InvalidArgumentError`); picklable.
 #[pyclass(frozen, eq, skip_from_py_object, module = "lakevec._lakevec", name = "BuildSpec")]
@@ -45,6 +46,8 @@ pub struct PyBuildSpec {
     builder: String,
     #[pyo3(get)]
     rerank_source: Option<String>,
+    #[pyo3(get)]
+    bits: Option<u32>,
 }
 
 impl PyBuildSpec {
@@ -61,6 +64,7 @@ impl PyBuildSpec {
                 self.ef_construction,
                 &self.builder,
                 self.rerank_source.as_deref(),
+                self.bits,
             )?,
             on_invalid: OnInvalid::parse(&self.on_invalid)?,
         })
@@ -90,6 +94,10 @@ impl PyBuildSpec {
             on_invalid: m.on_invalid.as_str().into(),
             builder: builder.into(),
             rerank_source: m.kind.rerank_source().as_py().map(String::from),
+            bits: match &m.kind {
+                IndexKind::HnswRabitq(p) => Some(p.bits),
+                _ => None,
+            },
         }
     }
 }
@@ -97,7 +105,7 @@ impl PyBuildSpec {
 #[pymethods]
 impl PyBuildSpec {
     #[new]
-    #[pyo3(signature = (column, metric="cosine".to_string(), name="default".to_string(), index_uri=None, key=None, index_type="hnsw".to_string(), m=16, ef_construction=200, on_invalid="error".to_string(), builder="native".to_string(), rerank_source=Some("sidecar".to_string())))]
+    #[pyo3(signature = (column, metric="cosine".to_string(), name="default".to_string(), index_uri=None, key=None, index_type="hnsw".to_string(), m=16, ef_construction=200, on_invalid="error".to_string(), builder="native".to_string(), rerank_source=Some("sidecar".to_string()), bits=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         column: String,
@@ -111,6 +119,7 @@ impl PyBuildSpec {
         on_invalid: String,
         builder: String,
         rerank_source: Option<String>,
+        bits: Option<u32>,
     ) -> PyResult<Self> {
         let s = PyBuildSpec {
             column,
@@ -124,6 +133,7 @@ impl PyBuildSpec {
             on_invalid,
             builder,
             rerank_source,
+            bits,
         };
         s.spec()?;
         Ok(s)
@@ -133,7 +143,7 @@ impl PyBuildSpec {
         let opt = |o: &Option<String>| o.as_ref().map_or("None".into(), |s| format!("'{s}'"));
         format!(
             "BuildSpec(column='{}', metric='{}', name='{}', index_uri={}, key={}, index_type='{}', \
-             m={}, ef_construction={}, on_invalid='{}', builder='{}', rerank_source={})",
+             m={}, ef_construction={}, on_invalid='{}', builder='{}', rerank_source={}, bits={})",
             self.column,
             self.metric,
             self.name,
@@ -144,7 +154,8 @@ impl PyBuildSpec {
             self.ef_construction,
             self.on_invalid,
             self.builder,
-            opt(&self.rerank_source)
+            opt(&self.rerank_source),
+            self.bits.map_or("None".into(), |b| b.to_string())
         )
     }
 
@@ -162,6 +173,7 @@ impl PyBuildSpec {
             s.on_invalid.clone(),
             s.builder.clone(),
             s.rerank_source.clone(),
+            s.bits,
         );
         Ok((slf.get_type().into_any(), args.into_pyobject(slf.py())?))
     }
