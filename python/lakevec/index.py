@@ -469,8 +469,9 @@ def build_index(
             float vectors), ``"hnsw_rabitq"`` (the graph walked on RaBitQ codes, Gao & Long,
             SIGMOD 2024, and the extended multi-bit form, Gao et al., SIGMOD 2025: ``bits``
             per coordinate after a seeded random rotation; the estimator's error bound decides
-            which candidates are re-ranked with exact distances) or ``"flat"`` (no structure: every search scans the stored vectors
-            exactly, recall 1.0; right for small tables). Refresh and compaction keep the kind.
+            which candidates are re-ranked with exact distances) or ``"flat"`` (no structure:
+            every search scans the stored vectors exactly, recall 1.0; right for small
+            tables). Refresh and compaction keep the kind.
         m: HNSW links per node (2m on layer 0); ``ef_construction``: build beam width
             (both ignored by ``"flat"``).
         num_threads: threads for reading and building (default: see
