@@ -386,3 +386,50 @@ def test_hnsw_rabitq_one_bit_sidecar_from_the_lake(shared_data, tmp_path):
         _lakevec.BuildSpec("vector", index_type="hnsw_rabitq", bits=9)
     with pytest.raises(E.InvalidArgumentError, match="bits applies to index_type 'hnsw_rabitq'"):
         _lakevec.BuildSpec("vector", index_type="hnsw_sq8", bits=4)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        dict(index_type="hnsw_sq8", rerank_source="lake"),
+        dict(index_type="hnsw_rabitq", bits=4, rerank_source=None),
+        dict(index_type="hnsw_rabitq", bits=1),
+    ],
+    ids=["sq8-lake", "rabitq4-codes", "rabitq1-sidecar"],
+)
+def test_knn_graph_and_semantic_dedup_on_compressed_kinds(shared_data, tmp_path, kind):
+    """knn_graph and semantic dedup run on every compressed kind (on code distances where the
+    sidecar holds no floats) and find the near-duplicate pairs the float index finds."""
+    base, _, _ = load_ann(shared_data, "minilm")
+    path = str(tmp_path / "t")
+    deltalake.write_deltalake(path, base)
+    common = dict(metric="cosine", key="id", progress=False)
+    flt = lakevec.build_index(path, "vector", name="float", **common)
+    idx = lakevec.build_index(path, "vector", name="kind", **common, **kind)
+    g = idx.knn_graph(k=5)
+    assert g.num_rows == 5 * base.num_rows
+    want = flt.knn_graph(k=5)
+
+    def pairs(t):
+        return set(zip(t.column("src_row").to_pylist(), t.column("dst_row").to_pylist()))
+
+    overlap = len(pairs(g) & pairs(want)) / want.num_rows
+    assert overlap > 0.8, overlap
+
+    def clustered(res):
+        ids = lakevec.Table.open(path).take(res, ["id"]).column("id").to_numpy()
+        return dict(zip(ids.tolist(), res.column("cluster_id").to_pylist()))
+
+    a, b = clustered(lakevec.dedup.semantic(flt, 0.9, k=10)), clustered(lakevec.dedup.semantic(idx, 0.9, k=10))
+    # rows the float index puts in a cluster of two or more: the same partner in `idx`'s
+    sizes = {}
+    for c in a.values():
+        sizes[c] = sizes.get(c, 0) + 1
+    dup = [i for i, c in a.items() if sizes[c] > 1]
+    assert len(dup) > 100
+    by_cluster = {}
+    for i in dup:
+        by_cluster.setdefault(a[i], []).append(i)
+    same = sum(b[x] == b[y] for ids in by_cluster.values() for x, y in zip(ids, ids[1:]))
+    total = sum(len(ids) - 1 for ids in by_cluster.values())
+    assert same / total > 0.9, (same, total)

@@ -252,6 +252,27 @@ def test_ray_built_index_matches_single_process_recall(minilm):
     assert _recall(idx.search(minilm["queries"], k=10, exact=True), truth) == 1.0
 
 
+@pytest.mark.parametrize("kind", [dict(index_type="hnsw_sq8", rerank_source="lake"), dict(index_type="hnsw_rabitq")])
+def test_ray_build_and_search_of_compressed_kinds(minilm, kind):
+    """A Ray build of a compressed kind (one segment per task, the kind and rerank_source sent
+    in the BuildSpec) searches as the single-process index of the same kind, in process and
+    fanned out over Ray tasks."""
+    path, q, truth = minilm["path"], minilm["queries"], minilm["truth"]
+    name = kind["index_type"]
+    idx = lray.build_index(
+        path, "vector", metric="cosine", key="id", files_per_task=2, index_uri=f"{path}_ray_{name}", **kind
+    )
+    single = lakevec.build_index(
+        path, "vector", metric="cosine", key="id", index_uri=f"{path}_one_{name}", progress=False, **kind
+    )
+    assert idx.index_type == single.index_type == name and idx.stats()["segments"] == 2
+    assert idx.stats()["params"]["rerank_source"] == kind.get("rerank_source", "sidecar")
+    r_ray, r_one = (_recall(i.search(q, k=10, ef=64), truth) for i in (idx, single))
+    assert r_ray >= r_one - 0.01, (r_ray, r_one)
+    want = idx.search(q[:100], k=5)
+    assert lray.search(idx, q[:100], k=5, queries_per_task=30).equals(want)
+
+
 def test_ray_build_within_a_memory_limit(minilm):
     """With memory_limit, the driver cuts the files into groups that each fit the budget (one
     task, one segment per group); max_segment_rows cuts by rows (whole files)."""
