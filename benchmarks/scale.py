@@ -16,12 +16,18 @@ For each row count of ``--rows`` (e.g. 1000000,4000000), in ``--dir``:
   same sweep. Their "open" is loading an index they saved (hnswlib ``load_index``, faiss
   ``read_index``).
 
+The compressed kinds run as ``--libs`` names (``KINDS``: ``lakevec_sq8``,
+``lakevec_sq8_lake``, ``lakevec_rabitq1``, ``lakevec_rabitq1_lake``, ``lakevec_rabitq4``,
+``lakevec_rabitq8``), each
+also searched without re-ranking (``rerank=0``) at the ef where its re-ranked sweep reached
+0.95.
+
 Prints one Markdown table per row count: build s, build peak RSS, sidecar (or saved index)
 bytes / vector bytes, open s, RSS after open, RSS after 1,000 queries, recall@10 and
 1-thread QPS at the lowest ef reaching recall 0.95. hnswlib and faiss are optional.
 
     python benchmarks/scale.py --rows 1000000,4000000 --dir /tmp/lakevec-scale [--memory-limit 4GB]
-        [--libs lakevec,hnswlib,faiss] [--segments 1,2,5,10]
+        [--libs lakevec,lakevec_sq8,lakevec_rabitq1_lake,hnswlib,faiss] [--segments 1,2,5,10]
 
 ``--segments``: also builds the first row count's table as 1, 2, 5 and 10 segments and
 prints recall@10 and QPS at ef=64 for each (many segments are searched in parallel and
@@ -126,7 +132,23 @@ def _sweep(search_one, truth) -> tuple[list, float]:
     return out, rss_mb()
 
 
-def step_lakevec_build(d: Path, limit: str) -> dict:
+# lakevec's index kinds, as --libs names: build_index arguments (the index is named after it)
+KINDS = {
+    "lakevec": {},
+    "lakevec_sq8": {"index_type": "hnsw_sq8"},
+    "lakevec_sq8_lake": {"index_type": "hnsw_sq8", "rerank_source": "lake"},
+    "lakevec_rabitq1": {"index_type": "hnsw_rabitq", "bits": 1},
+    "lakevec_rabitq1_lake": {"index_type": "hnsw_rabitq", "bits": 1, "rerank_source": "lake"},
+    "lakevec_rabitq4": {"index_type": "hnsw_rabitq", "bits": 4},
+    "lakevec_rabitq8": {"index_type": "hnsw_rabitq", "bits": 8},
+}
+
+
+def _index_name(lib: str) -> str:
+    return "default" if lib == "lakevec" else lib
+
+
+def step_lakevec_build(d: Path, limit: str, lib: str = "lakevec") -> dict:
     import lakevec
 
     t0 = time.perf_counter()
@@ -139,6 +161,8 @@ def step_lakevec_build(d: Path, limit: str) -> dict:
         ef_construction=EFC,
         memory_limit=limit,
         progress=False,
+        name=_index_name(lib),
+        **KINDS[lib],
     )
     st = idx.stats()
     return {
@@ -150,14 +174,14 @@ def step_lakevec_build(d: Path, limit: str) -> dict:
     }
 
 
-def step_lakevec_search(d: Path) -> dict:
+def step_lakevec_search(d: Path, lib: str = "lakevec") -> dict:
     import numpy as np
 
     import lakevec
 
     truth = np.load(d / "truth.npy")
     t0 = time.perf_counter()
-    idx = lakevec.open_index(str(d / "delta" / "_lakevec_index" / "default"), consistency_interval=60)
+    idx = lakevec.open_index(str(d / "delta" / "_lakevec_index" / _index_name(lib)), consistency_interval=60)
     open_s = time.perf_counter() - t0
     after_open = rss_mb()
     idx.search(np.load(d / "queries.npy")[:1], k=K, num_threads=1)  # first use maps the segments
@@ -166,7 +190,14 @@ def step_lakevec_search(d: Path) -> dict:
         return idx.search(v, k=K, ef=ef, num_threads=1).column("id").to_pylist()
 
     sweep, after = _sweep(one, truth)
-    return {"open_s": open_s, "rss_open_mb": after_open, "rss_queries_mb": after, "sweep": sweep}
+    out = {"open_s": open_s, "rss_open_mb": after_open, "rss_queries_mb": after, "sweep": sweep}
+    if lib != "lakevec":
+        # the same index without re-ranking (code distances), at the ef the sweep reached 0.95
+        ef = at95(sweep)[0]
+        q = np.load(d / "queries.npy")
+        found = [idx.search(q[i], k=K, ef=ef, num_threads=1, rerank=0).column("id").to_pylist() for i in range(NQ)]
+        out["recall_no_rerank"] = float(np.mean([len(set(f) & set(t)) / K for f, t in zip(found, truth)]))
+    return out
 
 
 def step_lakevec_segments(d: Path, segments: str) -> dict:
@@ -313,7 +344,9 @@ def main() -> None:
     ap.add_argument("--rows", default="1000000")
     ap.add_argument("--dir", required=True)
     ap.add_argument("--memory-limit", default="4GB")
-    ap.add_argument("--libs", default="lakevec,hnswlib,faiss", help="which libraries to run")
+    ap.add_argument(
+        "--libs", default="lakevec,hnswlib,faiss", help=f"which libraries to run (lakevec kinds: {', '.join(KINDS)})"
+    )
     ap.add_argument("--segments", default="", help="also: QPS vs segment count, e.g. 1,2,5,10 (on the first --rows)")
     ap.add_argument("--step")
     ap.add_argument("extra", nargs="*")
@@ -325,7 +358,8 @@ def main() -> None:
     import importlib.util
 
     wanted = a.libs.split(",")
-    libs = [n for n in ("lakevec", "hnswlib", "faiss") if n in wanted and importlib.util.find_spec(n)]
+    known = [*KINDS, "hnswlib", "faiss"]
+    libs = [n for n in known if n in wanted and importlib.util.find_spec(n.split("_")[0])]
     print(
         f"machine: {os.cpu_count()} cores, {os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30:.0f} GiB; "
         f"M={M}, ef_construction={EFC}, dim={DIM}, cosine, lakevec memory_limit={a.memory_limit}"
@@ -341,19 +375,25 @@ def main() -> None:
         print(f"\n## {rows:,} x {DIM} ({vbytes / 1e9:.2f} GB of vectors), 1,000 queries\n")
         print(
             "| library | build s | build peak RSS GB | peak / vectors | index bytes / vectors | open s | "
-            "RSS after open MB | RSS after 1,000 queries MB | ef at recall>=0.95 | recall@10 | QPS 1 thread |"
+            "RSS after open MB | RSS after 1,000 queries MB | ef at recall>=0.95 | recall@10 | "
+            "recall@10 without re-ranking | QPS 1 thread |"
         )
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for lib in libs:
-            b = run_step(f"{lib}_build", d, *([a.memory_limit] if lib == "lakevec" else []))
-            s = run_step(f"{lib}_search", d) if b else None
+            if lib in KINDS:
+                b = run_step("lakevec_build", d, a.memory_limit, lib)
+                s = run_step("lakevec_search", d, lib) if b else None
+            else:
+                b = run_step(f"{lib}_build", d)
+                s = run_step(f"{lib}_search", d) if b else None
             if not (b and s):
                 continue
             ef, rec, qps = at95(s["sweep"])
+            plain = f"{s['recall_no_rerank']:.4f}" if "recall_no_rerank" in s else "-"
             print(
                 f"| {lib} | {b['build_s']:.1f} | {b['peak_mb'] / 1e3:.2f} | {b['peak_mb'] * 1e6 / vbytes:.2f} | "
                 f"{b['sidecar_bytes'] / vbytes:.2f} | {s['open_s']:.3f} | {s['rss_open_mb']:.0f} | "
-                f"{s['rss_queries_mb']:.0f} | {ef} | {rec:.4f} | {qps:,.0f} |"
+                f"{s['rss_queries_mb']:.0f} | {ef} | {rec:.4f} | {plain} | {qps:,.0f} |"
             )
             sys.stdout.flush()
         if a.segments and rows == int(a.rows.split(",")[0]):

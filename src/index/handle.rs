@@ -32,6 +32,8 @@ pub struct VectorIndex {
     /// The table's latest version as last opened (reused while its fingerprint holds).
     latest: Mutex<Option<Arc<LatestTable>>>,
     pub(crate) sources_cache: Mutex<SourcesCache>,
+    /// The table at the last pinned version a search opened (a version's files never change).
+    pinned: Mutex<Option<(i64, Arc<LakeTable>)>>,
     /// Whether this process wrote the manifest's table location (the handle a build returns):
     /// then its store is not checked (`IndexAt::check_table_store`); an opened index is.
     table_trusted: bool,
@@ -69,6 +71,7 @@ impl VectorIndex {
             state: RwLock::new(Arc::new(state)),
             latest: Default::default(),
             sources_cache: Default::default(),
+            pinned: Default::default(),
             table_trusted: true,
             consistency_ns: Default::default(),
         }
@@ -127,6 +130,21 @@ impl VectorIndex {
         let l = Arc::new(LatestTable { fingerprint, table, checked });
         *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(l.clone());
         Ok(l)
+    }
+
+    /// The indexed table at `version` (a versioned format), reused while searches pin the same
+    /// version; `None` (Parquet folders, which have no versions): opened anew.
+    pub async fn table_at(&self, version: Option<i64>) -> Result<Arc<LakeTable>> {
+        let Some(v) = version else {
+            return Ok(Arc::new(self.open_table(TablePin::default()).await?));
+        };
+        let cached = self.pinned.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some((_, t)) = cached.filter(|(cv, _)| *cv == v) {
+            return Ok(t);
+        }
+        let t = Arc::new(self.open_table(TablePin { version: Some(v), timestamp: None }).await?);
+        *self.pinned.lock().unwrap_or_else(|p| p.into_inner()) = Some((v, t.clone()));
+        Ok(t)
     }
 
     /// Open the indexed table at `pin` with this index's storage options.

@@ -16,7 +16,6 @@ use crate::index::query::{check_k_ef, check_result_size, SearchParams, Stale, UN
 use crate::index::rerank::RerankSource;
 use crate::index::sources::{candidates, sources, SearchSource};
 use crate::index::state::IndexState;
-use crate::lake::pin::TablePin;
 use crate::lake::table::LakeTable;
 use crate::runtime::{pool, resolve_threads, run_cpu, CancelToken};
 use crate::vector::distance::Metric;
@@ -126,9 +125,7 @@ pub async fn search_index(
             let l = idx.latest_table().await?;
             (Some(l.table.clone()), Some(l.fingerprint.clone()))
         }
-        (true, Some(v)) => {
-            (Some(Arc::new(idx.open_table(TablePin { version: Some(v), timestamp: None }).await?)), None)
-        }
+        (true, Some(v)) => (Some(idx.table_at(Some(v)).await?), None),
     };
     let cache_key = match (&fingerprint, &p.filter) {
         (Some(f), None) => Some((m.version, format!("{f}|{:?}", p.stale))),
@@ -188,17 +185,12 @@ pub async fn search_index(
         .await?
     };
     if lake {
-        let pinned;
         let t = match &table {
-            Some(t) => t.as_ref(),
-            None => {
-                let version = if m.table_format == "parquet" { None } else { m.table_version };
-                pinned = idx.open_table(TablePin { version, timestamp: None }).await?;
-                &pinned
-            }
+            Some(t) => t.clone(),
+            None => idx.table_at(if m.table_format == "parquet" { None } else { m.table_version }).await?,
         };
         let concurrency = resolve_threads(p.num_threads)? * 2;
-        rerank_from_lake(t, &m.column, metric, dim, &srcs, &qs, &mut hits, k, p.max_distance, concurrency).await?;
+        rerank_from_lake(&t, &m.column, metric, dim, &srcs, &qs, &mut hits, k, p.max_distance, concurrency).await?;
     }
     // Codes-only distances: a quantized segment without floats and not re-ranked from the
     // lake, or re-ranking turned off (rerank=0) outside an exact scan of sidecar floats.

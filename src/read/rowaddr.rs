@@ -18,9 +18,10 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::DFSchema;
 use datafusion::physical_expr::PhysicalExpr;
 use futures::StreamExt;
-use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, RowSelection, RowSelector};
 use parquet::arrow::async_reader::ParquetObjectReader;
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
+use parquet::file::metadata::PageIndexPolicy;
 
 use crate::error::{LakeError, Result};
 use crate::lake::datafiles::{DataFileEntry, Deleted};
@@ -159,7 +160,13 @@ async fn read_file(
 ) -> Result<Vec<RecordBatch>> {
     let ctx = |e: LakeError| e.context(format!("reading data file '{}'", entry.path));
     let reader = ParquetObjectReader::new(entry.store.clone(), entry.object.clone()).with_file_size(entry.size);
-    let builder = ParquetRecordBatchStreamBuilder::new(reader).await.map_err(|e| ctx(e.into()))?;
+    // Fetching rows by position loads the offset index (page locations) when the file has one, so
+    // that only the pages holding those rows are read, not whole column chunks; a scan reads
+    // every page anyway and skips it.
+    let offsets = if matches!(rows, Rows::At(_)) { PageIndexPolicy::Optional } else { PageIndexPolicy::Skip };
+    let options = ArrowReaderOptions::new().with_offset_index_policy(offsets);
+    let builder =
+        ParquetRecordBatchStreamBuilder::new_with_options(reader, options).await.map_err(|e| ctx(e.into()))?;
     let n = builder.metadata().file_metadata().num_rows().max(0) as u64;
     if let Rows::At(pos) = &rows {
         if let Some(&bad) = pos.iter().find(|&&p| p >= n) {
