@@ -154,7 +154,7 @@ class VectorIndex:
 
     @property
     def index_type(self) -> str:
-        """The index kind: ``"hnsw"``, ``"hnsw_sq8"`` or ``"flat"``."""
+        """The index kind: ``"hnsw"``, ``"hnsw_sq8"``, ``"hnsw_rabitq"`` or ``"flat"``."""
         return self._inner.index_type
 
     @property
@@ -172,7 +172,8 @@ class VectorIndex:
         ``vector_bytes`` (rows_stored x dim x 4), ``bytes_per_vector`` (what one row costs
         in a segment by part: ``floats``, ``codes`` (a quantized kind's code and norm term),
         ``graph`` (layer 0's fixed slots)), ``params`` (index_type; m, ef_construction and
-        builder for HNSW; on_invalid), ``recall_estimate`` (recall@10 of the kind's search vs exact search at
+        builder for HNSW; rerank_source for the compressed kinds, bits for hnsw_rabitq;
+        on_invalid), ``recall_estimate`` (recall@10 of the kind's search vs exact search at
         ef=64 on up to 200 indexed rows per segment, row-weighted, measured at build),
         ``segments_loaded`` (segments in memory: an opened index reads manifests only and
         loads a segment on its first use), ``mapped_bytes`` (bytes of local index files
@@ -229,8 +230,9 @@ class VectorIndex:
             max_distance: only hits within this distance (same units as ``distance``).
             rerank: ``"hnsw_sq8"`` and ``"hnsw_rabitq"``: how many of the graph walk's best
                 candidates (by code distance) may be re-ranked with the float vectors
-                (``"hnsw_rabitq"`` re-ranks only those its error bound cannot rule out) (default ``ef``, which
-                keeps recall within ~0.005 of ``"hnsw"`` at the same ``ef``); 0 returns the
+                (``"hnsw_rabitq"`` re-ranks only those its error bound cannot rule out;
+                default ``ef``, which keeps ``"hnsw_sq8"``'s recall within ~0.005 of
+                ``"hnsw"`` at the same ``ef``); 0 returns the
                 code distances without re-ranking, as does an index built with
                 ``rerank_source=None`` (it has no floats). With ``rerank_source="lake"``
                 the candidates' vectors are read from the table (see :func:`build_index`).
@@ -494,17 +496,19 @@ def build_index(
             Searches merge the segments exactly (see :meth:`VectorIndex.compact`).
         max_segment_rows: at most this many rows per segment (default: no limit besides the
             budget).
-        rerank_source: where a compressed kind (``"hnsw_sq8"``) finds the float vectors it
-            re-ranks its candidates with: ``"sidecar"`` (a float32 copy in the segment files,
-            mapped; only the candidates' rows are read); ``"lake"`` (no float copy: the
-            sidecar holds the graph and the codes only, ~0.3x the vector bytes at 384-d, and
+        rerank_source: where a compressed kind (``"hnsw_sq8"``, ``"hnsw_rabitq"``) finds the
+            float vectors it re-ranks its candidates with: ``"sidecar"`` (a float32 copy in
+            the segment files, mapped; only the candidates' rows are read); ``"lake"`` (no
+            float copy: the sidecar holds the graph and the codes only, 0.13-0.36x the vector
+            bytes at 384-d, and
             each search reads its candidates' vectors back from the table by ``(_file,
-            _row)``, all queries' candidates in one batched read per data file, at the table
-            version the search uses); or ``None`` (codes only: searches return the codes'
+            _row)``, all queries' candidates in one batched read of the pages holding them per
+            data file (in groups of at most 65,536 candidates), at the table version the
+            search uses); or ``None`` (codes only: searches return the codes'
             estimated distances). Without a float copy, ``exact=True`` scans every code
             (then re-ranks from the lake for ``"lake"``), and ``knn_graph`` and semantic dedup
             use the codes' distances. The other kinds keep their floats (``"sidecar"`` only).
-        bits: ``"hnsw_rabitq"`` only: bits per coordinate, 1 to 8 (default 1: a 64-byte code
+        bits: ``"hnsw_rabitq"`` only: bits per coordinate, 1 to 8 (default 1: a 48-byte code
             per 384-d vector; 2 to 8 bits use a byte per coordinate).
 
     Raises:
