@@ -48,7 +48,7 @@ def code_of(path: Path) -> str:
     return "\n".join(line.split("//")[0] for line in text.splitlines())
 
 
-IMPORT = re.compile(r"\bcrate::([a-z_]+)(?:::([a-z_]+))?")
+IMPORT = re.compile(r"\bcrate::([a-z0-9_]+)(?:::([a-z0-9_]+))?")
 
 
 def imports(path: Path) -> set[tuple[str, ...]]:

@@ -228,12 +228,19 @@ def test_knn_over_an_index_polars_and_bad_vectors(debian, tmp_path):
     p = str(tmp_path / "ex")
     deltalake.write_deltalake(p, ex)
     idx = lakevec.build_index(p, "v", metric="l2", progress=False)
+    flat = lakevec.build_index(p, "v", metric="l2", index_type="flat", name="flat", progress=False)
     by_table = lakevec.tag.knn(q, "v", ex, "section", k=5)
+
+    def agreement(by):
+        return np.mean(np.asarray(by_table.column("label").to_pylist()) == np.asarray(by.column("label").to_pylist()))
+
+    # an exact (flat) index votes as the in-memory exemplars do; the HNSW graph is approximate
+    # (hashing embeddings have many near ties: 0.94-0.97 over repeated builds of the parallel
+    # builder, which is not deterministic)
+    assert agreement(lakevec.tag.knn(q, "v", flat, "section", k=5)) >= 0.99
     by_index = lakevec.tag.knn(q, "v", idx, "section", k=5)
-    agree = np.mean(
-        np.asarray(by_table.column("label").to_pylist()) == np.asarray(by_index.column("label").to_pylist())
-    )
-    assert agree >= 0.95, agree
+    agree = agreement(by_index)
+    assert agree >= 0.9, agree
     assert by_index.column_names == ["row", "label", "confidence", "neighbor_files", "neighbor_rows"]
     # min_confidence: low-confidence labels become null
     strict = lakevec.tag.knn(q, "v", ex, "section", k=5, min_confidence=0.99)

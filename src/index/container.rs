@@ -14,6 +14,10 @@
 
 use crate::error::{LakeError, Result};
 
+/// What an index kind adds to a segment file: fields of its `META` and its own sections
+/// (borrowed from the structure where its bytes are already the stored form).
+pub type KindSections<'a> = (serde_json::Value, Vec<(Tag, std::borrow::Cow<'a, [u8]>)>);
+
 pub const MAGIC: [u8; 8] = *b"LKVINDEX";
 pub const FORMAT_VERSION: u32 = 1;
 pub const MAX_SECTIONS: u32 = 64;

@@ -4,18 +4,15 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::error::Result;
-use crate::index::kind::SegmentIndex;
 use crate::vector::bits::Bits;
 use crate::vector::distance::Metric;
 use crate::vector::exact::exact;
 use crate::vector::hit::Hit;
 
 /// "Build" over `vectors`: nothing to compute; counts every row as done.
-pub fn build_flat(vectors: &[f32], dim: usize, done: &AtomicUsize) -> Result<SegmentIndex> {
+pub fn build_flat(vectors: &[f32], dim: usize, done: &AtomicUsize) {
     let n = vectors.len().checked_div(dim).unwrap_or(0);
     done.fetch_add(n, Ordering::Relaxed);
-    Ok(SegmentIndex::Flat)
 }
 
 /// The `k` nearest allowed rows to `q`, exactly.

@@ -8,8 +8,8 @@ use std::sync::atomic::AtomicUsize;
 use crate::error::{LakeError, Result};
 use std::sync::Arc;
 
+use crate::index::container::KindSections;
 use crate::index::container::{section_tag, u32s, Container};
-use crate::index::kind::{KindSections, SegmentIndex};
 use crate::runtime::CancelToken;
 use crate::vector::bits::Bits;
 use crate::vector::distance::Metric;
@@ -44,9 +44,9 @@ pub fn build_hnsw(
     pool: &rayon::ThreadPool,
     cancel: &CancelToken,
     done: &AtomicUsize,
-) -> Result<SegmentIndex> {
+) -> Result<Graph> {
     let dups = Dups::find(vectors, dim);
-    Ok(SegmentIndex::Hnsw(build_grouped(vectors, dim, metric, params, pool, cancel, done, dups)?))
+    build_grouped(vectors, dim, metric, params, pool, cancel, done, dups)
 }
 
 /// The graph of `vectors` over one row per group of `dups` (each group's first row; all rows
@@ -183,7 +183,7 @@ pub fn encode_graph(g: &Graph) -> Result<KindSections<'_>> {
 
 /// Parse and verify the graph of a segment of `n` rows: every count against the others and
 /// every neighbour id and the entry point against `n`, before use.
-pub fn decode_graph(meta: &[u8], c: &Container<'_>, buf: &Arc<Backing>, n: usize, name: &str) -> Result<SegmentIndex> {
+pub fn decode_graph(meta: &[u8], c: &Container<'_>, buf: &Arc<Backing>, n: usize, name: &str) -> Result<Graph> {
     let bad = |why: String| LakeError::CorruptIndex(format!("index file '{name}' is corrupt: {why}"));
     let gm: GraphMeta = serde_json::from_slice(meta).map_err(|e| bad(format!("META: {e}")))?;
     if gm.m0 == 0 || gm.m0 > MAX_M0 || gm.layers > MAX_LAYERS {
@@ -216,5 +216,5 @@ pub fn decode_graph(meta: &[u8], c: &Container<'_>, buf: &Arc<Backing>, n: usize
     if n > 0 && gm.entry as usize >= n {
         return Err(bad(format!("entry point {} is out of range", gm.entry)));
     }
-    Ok(SegmentIndex::Hnsw(Graph { n, m0, layer0, upper, entry: gm.entry, dups: None }))
+    Ok(Graph { n, m0, layer0, upper, entry: gm.entry, dups: None })
 }

@@ -18,9 +18,9 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use crate::error::{LakeError, Result};
+use crate::index::container::KindSections;
 use crate::index::container::{f32s, section_tag, Container};
 use crate::index::hnsw;
-use crate::index::kind::{KindSections, SegmentIndex};
 use crate::index::rerank::RerankSource;
 use crate::runtime::CancelToken;
 use crate::vector::bits::Bits;
@@ -132,19 +132,13 @@ pub fn build_hnsw_rabitq(
     pool: &rayon::ThreadPool,
     cancel: &CancelToken,
     done: &AtomicUsize,
-) -> Result<SegmentIndex> {
+) -> Result<RabitqGraph> {
     let q = Rabitq::train(vectors, dim, metric, params.bits);
     let (codes, factors) = pool.install(|| q.encode(vectors));
     cancel.check()?;
     let dups = find_record_dups(&codes, &factors, q.row_words());
     let graph = hnsw::build_grouped(vectors, dim, metric, params.hnsw, pool, cancel, done, dups)?;
-    Ok(SegmentIndex::HnswRabitq(Box::new(RabitqGraph {
-        graph,
-        rerank_source: params.rerank_source,
-        q,
-        codes: codes.into(),
-        factors: factors.into(),
-    })))
+    Ok(RabitqGraph { graph, rerank_source: params.rerank_source, q, codes: codes.into(), factors: factors.into() })
 }
 
 /// Search one segment: the walk on codes and the bounded re-ranking, or a scan where cheaper
@@ -293,10 +287,8 @@ pub fn decode_rabitq(
     n: usize,
     dim: usize,
     name: &str,
-) -> Result<SegmentIndex> {
-    let SegmentIndex::Hnsw(graph) = hnsw::decode_graph(meta, c, buf, n, name)? else {
-        return Err(LakeError::Internal("the HNSW decoder returned another kind".into()));
-    };
+) -> Result<RabitqGraph> {
+    let graph = hnsw::decode_graph(meta, c, buf, n, name)?;
     let bad = |why: String| LakeError::CorruptIndex(format!("index file '{name}' is corrupt: {why}"));
     #[derive(serde::Deserialize)]
     struct Head {
@@ -329,7 +321,7 @@ pub fn decode_rabitq(
         return Err(bad(format!("RaBitQ factor of node {} is not finite", i / FACTORS)));
     }
     let rerank_source = head.rerank_source;
-    Ok(SegmentIndex::HnswRabitq(Box::new(RabitqGraph { graph, rerank_source, q, codes, factors })))
+    Ok(RabitqGraph { graph, rerank_source, q, codes, factors })
 }
 
 #[cfg(test)]
@@ -357,11 +349,7 @@ mod tests {
                 let params = RabitqParams { hnsw: hp(8, 64), bits, rerank_source: RerankSource::Sidecar };
                 let mut v = data(n, dim, 11);
                 metric.prepare(&mut v, dim).unwrap();
-                let SegmentIndex::HnswRabitq(s) =
-                    build_hnsw_rabitq(&v, dim, metric, params, &pool, &c, &AtomicUsize::new(0)).unwrap()
-                else {
-                    panic!("expected a RaBitQ structure");
-                };
+                let s = build_hnsw_rabitq(&v, dim, metric, params, &pool, &c, &AtomicUsize::new(0)).unwrap();
                 let float = recall(&v, dim, metric, |q| hnsw::walk(&s.graph, &v, dim, metric, q, 10, 48, None));
                 let rbq = recall(&v, dim, metric, |q| walk_rabitq(&s, &v, dim, metric, q, 10, 48, Some(96), None));
                 let codes = recall(&v, dim, metric, |q| walk_rabitq(&s, &v, dim, metric, q, 10, 48, Some(0), None));

@@ -11,9 +11,9 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use crate::error::{LakeError, Result};
+use crate::index::container::KindSections;
 use crate::index::container::{f32s, section_tag, Container};
 use crate::index::hnsw;
-use crate::index::kind::{KindSections, SegmentIndex};
 use crate::index::rerank::RerankSource;
 use crate::runtime::CancelToken;
 use crate::vector::bits::Bits;
@@ -67,19 +67,13 @@ pub fn build_hnsw_sq8(
     pool: &rayon::ThreadPool,
     cancel: &CancelToken,
     done: &AtomicUsize,
-) -> Result<SegmentIndex> {
+) -> Result<Sq8Graph> {
     let sq = Sq8::train(vectors, dim);
     let (codes, norms) = sq.encode(vectors, metric);
     cancel.check()?;
     let dups = Dups::find_rows(&codes, dim);
     let graph = hnsw::build_grouped(vectors, dim, metric, params.hnsw, pool, cancel, done, dups)?;
-    Ok(SegmentIndex::HnswSq8(Box::new(Sq8Graph {
-        graph,
-        rerank_source: params.rerank_source,
-        sq,
-        codes: codes.into(),
-        norms: norms.into(),
-    })))
+    Ok(Sq8Graph { graph, rerank_source: params.rerank_source, sq, codes: codes.into(), norms: norms.into() })
 }
 
 impl Sq8Graph {
@@ -241,10 +235,8 @@ pub fn decode_sq8(
     n: usize,
     dim: usize,
     name: &str,
-) -> Result<SegmentIndex> {
-    let SegmentIndex::Hnsw(graph) = hnsw::decode_graph(meta, c, buf, n, name)? else {
-        return Err(LakeError::Internal("the HNSW decoder returned another kind".into()));
-    };
+) -> Result<Sq8Graph> {
+    let graph = hnsw::decode_graph(meta, c, buf, n, name)?;
     let bad = |why: String| LakeError::CorruptIndex(format!("index file '{name}' is corrupt: {why}"));
     #[derive(serde::Deserialize)]
     struct Head {
@@ -264,7 +256,7 @@ pub fn decode_sq8(
         return Err(bad(format!("SQ8 norm of node {i} is not a finite non-negative number")));
     }
     let rerank_source = head.rerank_source;
-    Ok(SegmentIndex::HnswSq8(Box::new(Sq8Graph { graph, rerank_source, sq: Sq8 { lo, step }, codes, norms })))
+    Ok(Sq8Graph { graph, rerank_source, sq: Sq8 { lo, step }, codes, norms })
 }
 
 #[cfg(test)]
@@ -291,11 +283,7 @@ mod tests {
             let params = Sq8Params { hnsw: hp(8, 64), rerank_source: RerankSource::Sidecar };
             let mut v = data(n, dim, 11);
             metric.prepare(&mut v, dim).unwrap();
-            let SegmentIndex::HnswSq8(s) =
-                build_hnsw_sq8(&v, dim, metric, params, &pool, &c, &AtomicUsize::new(0)).unwrap()
-            else {
-                panic!("expected an SQ8 structure");
-            };
+            let s = build_hnsw_sq8(&v, dim, metric, params, &pool, &c, &AtomicUsize::new(0)).unwrap();
             assert_eq!(s.codes.len(), n * dim);
             let float = recall(&v, dim, metric, |q| hnsw::walk(&s.graph, &v, dim, metric, q, 10, 48, None));
             let sq8 = recall(&v, dim, metric, |q| walk_sq8(&s, &v, dim, metric, q, 10, 48, None, None));

@@ -13,7 +13,8 @@
 use std::sync::atomic::AtomicUsize;
 
 use crate::error::{LakeError, Result};
-use crate::index::container::{Container, Tag};
+use crate::index::container::Container;
+pub use crate::index::container::KindSections;
 use crate::index::hnsw_rabitq::{self, RabitqGraph, RabitqParams};
 use crate::index::hnsw_sq8::{self, Sq8Graph, Sq8Params};
 use crate::index::rerank::RerankSource;
@@ -25,10 +26,6 @@ use crate::vector::graph::Graph;
 use crate::vector::hit::Hit;
 use crate::vector::hnsw_params::{GraphBuilder, HnswParams};
 use crate::vector::mapped::Backing;
-
-/// What a kind adds to a segment file: fields of its `META` and its own sections (borrowed
-/// from the structure where its bytes are already the stored form).
-pub type KindSections<'a> = (serde_json::Value, Vec<(Tag, std::borrow::Cow<'a, [u8]>)>);
 
 /// An index kind with its construction parameters (persisted, tagged by `kind`).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -153,10 +150,19 @@ impl IndexKind {
         done: &AtomicUsize,
     ) -> Result<SegmentIndex> {
         match self {
-            IndexKind::Hnsw(p) => hnsw::build_hnsw(vectors, dim, metric, *p, pool, cancel, done),
-            IndexKind::HnswSq8(p) => hnsw_sq8::build_hnsw_sq8(vectors, dim, metric, *p, pool, cancel, done),
-            IndexKind::HnswRabitq(p) => hnsw_rabitq::build_hnsw_rabitq(vectors, dim, metric, *p, pool, cancel, done),
-            IndexKind::Flat => flat::build_flat(vectors, dim, done),
+            IndexKind::Hnsw(p) => {
+                Ok(SegmentIndex::Hnsw(hnsw::build_hnsw(vectors, dim, metric, *p, pool, cancel, done)?))
+            }
+            IndexKind::HnswSq8(p) => Ok(SegmentIndex::HnswSq8(Box::new(hnsw_sq8::build_hnsw_sq8(
+                vectors, dim, metric, *p, pool, cancel, done,
+            )?))),
+            IndexKind::HnswRabitq(p) => Ok(SegmentIndex::HnswRabitq(Box::new(hnsw_rabitq::build_hnsw_rabitq(
+                vectors, dim, metric, *p, pool, cancel, done,
+            )?))),
+            IndexKind::Flat => {
+                flat::build_flat(vectors, dim, done);
+                Ok(SegmentIndex::Flat)
+            }
         }
     }
 
@@ -385,9 +391,11 @@ impl SegmentIndex {
         name: &str,
     ) -> Result<SegmentIndex> {
         match kind {
-            "hnsw" => hnsw::decode_graph(meta, c, buf, n, name),
-            "hnsw_sq8" => hnsw_sq8::decode_sq8(meta, c, buf, n, dim, name),
-            "hnsw_rabitq" => hnsw_rabitq::decode_rabitq(meta, c, buf, n, dim, name),
+            "hnsw" => Ok(SegmentIndex::Hnsw(hnsw::decode_graph(meta, c, buf, n, name)?)),
+            "hnsw_sq8" => Ok(SegmentIndex::HnswSq8(Box::new(hnsw_sq8::decode_sq8(meta, c, buf, n, dim, name)?))),
+            "hnsw_rabitq" => {
+                Ok(SegmentIndex::HnswRabitq(Box::new(hnsw_rabitq::decode_rabitq(meta, c, buf, n, dim, name)?)))
+            }
             "flat" => Ok(SegmentIndex::Flat),
             o => Err(LakeError::CorruptIndex(format!(
                 "index file '{name}' holds a segment of unknown kind '{o}' (written by a newer \

@@ -316,17 +316,11 @@ fn planes_portable(x: &[u64], planes: &[u64]) -> (u32, u32) {
     (weighted, x.iter().map(|a| a.count_ones()).sum())
 }
 
-/// [`planes_portable`] compiled with the POPCNT instruction.
+/// [`planes_portable`] compiled with the POPCNT instruction (on x86_64).
 ///
 /// # Safety
 /// The CPU must support POPCNT. Reads only within `x` and `planes` (slice indexing).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "popcnt")]
-unsafe fn planes_popcnt(x: &[u64], planes: &[u64]) -> (u32, u32) {
-    planes_portable(x, planes)
-}
-
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg_attr(target_arch = "x86_64", target_feature(enable = "popcnt"))]
 unsafe fn planes_popcnt(x: &[u64], planes: &[u64]) -> (u32, u32) {
     planes_portable(x, planes)
 }
