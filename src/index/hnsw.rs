@@ -8,8 +8,7 @@ use std::sync::atomic::AtomicUsize;
 use crate::error::{LakeError, Result};
 use std::sync::Arc;
 
-use crate::index::container::KindSections;
-use crate::index::container::{section_tag, u32s, Container};
+use crate::index::container::{section_tag, u32s, Container, KindSections};
 use crate::runtime::CancelToken;
 use crate::vector::bits::Bits;
 use crate::vector::distance::Metric;

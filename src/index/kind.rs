@@ -13,8 +13,7 @@
 use std::sync::atomic::AtomicUsize;
 
 use crate::error::{LakeError, Result};
-use crate::index::container::Container;
-pub use crate::index::container::KindSections;
+use crate::index::container::{Container, KindSections};
 use crate::index::hnsw_rabitq::{self, RabitqGraph, RabitqParams};
 use crate::index::hnsw_sq8::{self, Sq8Graph, Sq8Params};
 use crate::index::rerank::RerankSource;
