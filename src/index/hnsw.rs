@@ -14,7 +14,7 @@ use crate::vector::bits::Bits;
 use crate::vector::distance::Metric;
 use crate::vector::dups::Dups;
 use crate::vector::exact::exact;
-use crate::vector::graph::{search_graph, Graph};
+use crate::vector::graph::{search_graph, walk_graph, Graph};
 use crate::vector::graph_build::build_graph;
 use crate::vector::hit::Hit;
 use crate::vector::hnsw_params::HnswParams;
@@ -124,19 +124,63 @@ pub fn search_hnsw(
     allowed_count: usize,
 ) -> Vec<Hit> {
     let n = vectors.len().checked_div(dim).unwrap_or(0);
+    walk_or_scan(
+        g,
+        n,
+        k,
+        ef,
+        allowed_count,
+        || walk(g, vectors, dim, metric, q, k, ef, allowed),
+        || exact(vectors, dim, metric, q, k, allowed),
+    )
+}
+
+/// The cost rule every graph kind follows over a segment of `n` rows: nothing when no row is
+/// allowed; `scan` when the allowed rows are fewer than the distance computations a filtered
+/// walk would make (about `ef * m0 / selectivity`, a quarter of them new) or the graph does
+/// not cover the rows; else `walk`, and `scan` after all when the walk found fewer than `k`
+/// allowed rows.
+pub fn walk_or_scan(
+    g: &Graph,
+    n: usize,
+    k: usize,
+    ef: usize,
+    allowed_count: usize,
+    walk: impl FnOnce() -> Vec<Hit>,
+    scan: impl Fn() -> Vec<Hit>,
+) -> Vec<Hit> {
     if allowed_count == 0 || n == 0 {
         return Vec::new();
     }
     let selectivity = allowed_count as f64 / n as f64;
     let graph_cost = (ef as f64) * (g.m0 as f64) / (4.0 * selectivity);
     if g.n != n || (allowed_count as f64) <= graph_cost {
-        return exact(vectors, dim, metric, q, k, allowed);
+        return scan();
     }
-    let hits = walk(g, vectors, dim, metric, q, k, ef, allowed);
+    let hits = walk();
     if hits.len() < k.min(allowed_count) {
-        return exact(vectors, dim, metric, q, k, allowed);
+        return scan();
     }
     hits
+}
+
+/// A walk of `g` by `dist` (prefetching with `fetch`) for `take` hits at beam `width`,
+/// through its groups of identical rows as [`walk`] does.
+pub fn walk_grouped(
+    g: &Graph,
+    dist: impl Fn(u32) -> f32,
+    fetch: impl Fn(u32),
+    take: usize,
+    width: usize,
+    allowed: Option<&Bits>,
+) -> Vec<Hit> {
+    match &g.dups {
+        Some(d) => {
+            let reps = d.allowed_reps(allowed);
+            d.expand(walk_graph(g, dist, fetch, take, width, reps.as_ref().or(allowed)), take, allowed)
+        }
+        None => walk_graph(g, dist, fetch, take, width, allowed),
+    }
 }
 
 /// The graph walk alone (no exact fallback). With groups of identical rows, the walk admits

@@ -14,13 +14,13 @@ use crate::error::{LakeError, Result};
 use crate::index::container::KindSections;
 use crate::index::container::{f32s, section_tag, Container};
 use crate::index::hnsw;
-use crate::index::rerank::RerankSource;
+use crate::index::rerank::{codes_only, walk_sizes, RerankSource};
 use crate::runtime::CancelToken;
 use crate::vector::bits::Bits;
 use crate::vector::distance::Metric;
 use crate::vector::dups::Dups;
 use crate::vector::exact::{exact, exact_by, within_by};
-use crate::vector::graph::{prefetch, walk_graph, Graph};
+use crate::vector::graph::{prefetch, Graph};
 use crate::vector::hit::Hit;
 use crate::vector::hnsw_params::HnswParams;
 use crate::vector::mapped::{le_bytes, Arr, Backing};
@@ -139,20 +139,15 @@ pub fn search_hnsw_sq8(
     allowed: Option<&Bits>,
     allowed_count: usize,
 ) -> Vec<Hit> {
-    let n = s.norms.len();
-    if allowed_count == 0 || n == 0 {
-        return Vec::new();
-    }
-    let selectivity = allowed_count as f64 / n as f64;
-    let graph_cost = (ef as f64) * (s.graph.m0 as f64) / (4.0 * selectivity);
-    if s.graph.n != n || (allowed_count as f64) <= graph_cost {
-        return s.scan(vectors, dim, metric, q, k, allowed);
-    }
-    let hits = walk_sq8(s, vectors, dim, metric, q, k, ef, rerank, allowed);
-    if hits.len() < k.min(allowed_count) {
-        return s.scan(vectors, dim, metric, q, k, allowed);
-    }
-    hits
+    hnsw::walk_or_scan(
+        &s.graph,
+        s.norms.len(),
+        k,
+        ef,
+        allowed_count,
+        || walk_sq8(s, vectors, dim, metric, q, k, ef, rerank, allowed),
+        || s.scan(vectors, dim, metric, q, k, allowed),
+    )
 }
 
 /// The walk on codes and the re-ranking of its best `rerank` candidates (default `ef`; none
@@ -174,26 +169,10 @@ pub fn walk_sq8(
     let (codes, norms): (&[u8], &[f32]) = (&s.codes, &s.norms);
     let dist = |i: u32| pq.distance(&codes[i as usize * dim..(i as usize + 1) * dim], norms[i as usize]);
     let fetch = |i: u32| prefetch(codes, dim, i);
-    let take = match rerank {
-        Some(0) => k,
-        Some(r) => r.max(k),
-        None => ef.max(k),
-    };
-    let width = ef.max(take);
-    let found = match &s.graph.dups {
-        Some(d) => {
-            let reps = d.allowed_reps(allowed);
-            d.expand(walk_graph(&s.graph, dist, fetch, take, width, reps.as_ref().or(allowed)), take, allowed)
-        }
-        None => walk_graph(&s.graph, dist, fetch, take, width, allowed),
-    };
+    let (take, width) = walk_sizes(k, ef, rerank);
+    let found = hnsw::walk_grouped(&s.graph, dist, fetch, take, width, allowed);
     if rerank == Some(0) || vectors.is_empty() {
-        // codes only; a segment re-ranked from the lake keeps its `take` candidates
-        let mut found = found;
-        if s.rerank_source != RerankSource::Lake {
-            found.truncate(k);
-        }
-        return found;
+        return codes_only(found, k, s.rerank_source);
     }
     let mut exact: Vec<Hit> = found
         .iter()

@@ -1,6 +1,7 @@
 //! Where a compressed index kind finds the float vectors it re-ranks its candidates with.
 
 use crate::error::{LakeError, Result};
+use crate::vector::hit::Hit;
 
 /// Where the exact float vectors of a compressed kind's rows live (`rerank_source=` of
 /// `build_index`).
@@ -48,4 +49,26 @@ impl RerankSource {
     pub fn stores_floats(&self) -> bool {
         self.is_sidecar()
     }
+}
+
+/// What a quantized kind's walk keeps for `k` hits at beam `ef` with `rerank` candidates to
+/// re-rank (`Some(0)`: none; `None`: `ef`): `(take, width)`, the candidates it hands out and
+/// its beam width.
+pub fn walk_sizes(k: usize, ef: usize, rerank: Option<usize>) -> (usize, usize) {
+    let take = match rerank {
+        Some(0) => k,
+        Some(r) => r.max(k),
+        None => ef.max(k),
+    };
+    (take, ef.max(take))
+}
+
+/// The walk's candidates `found` (by code distance, nearest first) as a codes-only result:
+/// cut to `k`, except for a segment re-ranked from the lake, whose candidates the search
+/// re-ranks after reading their vectors.
+pub fn codes_only(mut found: Vec<Hit>, k: usize, source: RerankSource) -> Vec<Hit> {
+    if source != RerankSource::Lake {
+        found.truncate(k);
+    }
+    found
 }
