@@ -107,19 +107,21 @@ class LakevecSq8:
     name = "lakevec hnsw_sq8"
     rerank_source = "sidecar"
 
+    def kind(self) -> dict:
+        """The build_index arguments of this kind (the index is named after them)."""
+        return dict(name=f"sq8_{self.rerank_source}", index_type="hnsw_sq8", rerank_source=self.rerank_source)
+
     def __init__(self, table_uri, metric, *_):
         self.idx = lakevec.build_index(
             table_uri,
             "vector",
             metric=metric,
             key="id",
-            name=f"sq8_{self.rerank_source}",
-            index_type="hnsw_sq8",
-            rerank_source=self.rerank_source,
             m=M,
             ef_construction=EFC,
             num_threads=None,
             progress=False,
+            **self.kind(),
         )
         self.rerank = None
 
@@ -150,21 +152,8 @@ class LakevecRabitq(LakevecSq8):
 
     bits = 1
 
-    def __init__(self, table_uri, metric, *_):
-        self.idx = lakevec.build_index(
-            table_uri,
-            "vector",
-            metric=metric,
-            key="id",
-            name=f"rabitq{self.bits}",
-            index_type="hnsw_rabitq",
-            bits=self.bits,
-            m=M,
-            ef_construction=EFC,
-            num_threads=None,
-            progress=False,
-        )
-        self.rerank = None
+    def kind(self) -> dict:
+        return dict(name=f"rabitq{self.bits}", index_type="hnsw_rabitq", bits=self.bits)
 
     def variants(self):
         plain = type(self).__new__(type(self))
