@@ -48,7 +48,7 @@ from pathlib import Path
 DIM, CLUSTERS, FILE_ROWS, NQ, K = 384, 1000, 100_000, 1000, 10
 NOISE = 0.03  # per dimension
 M, EFC = 16, 100
-EFS = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256]
+EFS = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512]
 
 
 def rss_mb() -> float:

@@ -48,13 +48,38 @@ def code_of(path: Path) -> str:
     return "\n".join(line.split("//")[0] for line in text.splitlines())
 
 
-IMPORT = re.compile(r"\bcrate::([a-z0-9_]+)(?:::([a-z0-9_]+))?")
+IMPORT = re.compile(r"\bcrate::([a-z0-9_]+)(::)?")
+
+
+def brace_entries(text: str) -> list[str]:
+    """The top-level entries of the `{...}` group `text` starts with."""
+    depth, entry, entries = 0, "", []
+    for ch in text[1:]:
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            if depth == 0:
+                break
+            depth -= 1
+        if ch == "," and depth == 0:
+            entries.append(entry)
+            entry = ""
+        else:
+            entry += ch
+    return entries + [entry]
 
 
 def imports(path: Path) -> set[tuple[str, ...]]:
+    """(top module, submodule) or (top module,) of every `crate::` path, with the entries of
+    brace groups (`crate::index::{flat, hnsw}` imports two modules)."""
+    code = code_of(path)
     out = set()
-    for m in IMPORT.finditer(code_of(path)):
-        out.add(tuple(x for x in m.groups() if x))
+    for m in IMPORT.finditer(code):
+        top, rest = m.group(1), code[m.end() :] if m.group(2) else ""
+        heads = brace_entries(rest) if rest.startswith("{") else [rest]
+        for h in heads:
+            sub = re.match(r"\s*([a-z0-9_]+)\b", h)
+            out.add((top, sub.group(1)) if sub and sub.group(1) != "self" else (top,))
     return out
 
 

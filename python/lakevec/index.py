@@ -470,8 +470,9 @@ def build_index(
             quarter of the bytes per distance, its best ``ef`` candidates re-ranked with the
             float vectors), ``"hnsw_rabitq"`` (the graph walked on RaBitQ codes, Gao & Long,
             SIGMOD 2024, and the extended multi-bit form, Gao et al., SIGMOD 2025: ``bits``
-            per coordinate after a seeded random rotation; the estimator's error bound decides
-            which candidates are re-ranked with exact distances) or ``"flat"`` (no structure:
+            per coordinate of each row's offset from its k-means centroid, about sqrt(rows)
+            centroids per segment, after a seeded random rotation; the estimator's error bound
+            decides which candidates are re-ranked with exact distances) or ``"flat"`` (no structure:
             every search scans the stored vectors exactly, recall 1.0; right for small
             tables). Refresh and compaction keep the kind.
         m: HNSW links per node (2m on layer 0); ``ef_construction``: build beam width
@@ -498,8 +499,9 @@ def build_index(
             budget).
         rerank_source: where a compressed kind (``"hnsw_sq8"``, ``"hnsw_rabitq"``) finds the
             float vectors it re-ranks its candidates with: ``"sidecar"`` (a float32 copy in
-            the segment files, mapped; only the candidates' rows are read); ``"lake"`` (no
-            float copy: the sidecar holds the graph and the codes only, 0.13-0.36x the vector
+            the segment files; only the candidates' rows are read, by positioned reads that
+            keep the rest of the floats out of the process's memory); ``"lake"`` (no
+            float copy: the sidecar holds the graph and the codes only, 0.14-0.36x the vector
             bytes at 384-d, and
             each search reads its candidates' vectors back from the table by ``(_file,
             _row)``, all queries' candidates in one batched read of the pages holding them per

@@ -70,10 +70,11 @@ impl Budget {
         let structure = match kind {
             IndexKind::Hnsw(p) => 4 * (1 + 2 * p.m as u64) + 32,
             IndexKind::HnswSq8(p) => 4 * (1 + 2 * p.hnsw.m as u64) + 32 + dim.unwrap_or(384) as u64 + 4,
-            // codes and factors, and their copy while identical records are grouped
+            // codes, factors and centroid number, and their copy while identical records are
+            // grouped
             IndexKind::HnswRabitq(p) => {
                 let dp = crate::vector::rotation::padded_dim(dim.unwrap_or(384)) as u64;
-                4 * (1 + 2 * p.hnsw.m as u64) + 32 + 2 * (if p.bits == 1 { dp / 8 } else { dp } + 12)
+                4 * (1 + 2 * p.hnsw.m as u64) + 32 + 2 * (if p.bits == 1 { dp / 8 } else { dp } + 14)
             }
             IndexKind::Flat => 0,
         };

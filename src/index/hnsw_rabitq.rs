@@ -10,8 +10,9 @@
 //! exact distance, so candidates the bound rules out are never read.
 //!
 //! Sections: the graph's (`LAYER0`, `UPOFFnn`/`UPNBRnn`), `RBQROT` (f32, `4 x dp`: the
-//! rotation's signs), `RBQCENT` (f32, `dim`: the centroid), `RBQCODES` (u64, `n x words`) and
-//! `RBQFACT` (f32, `n x 3`: the factors of each row).
+//! rotation's signs), `RBQCENT` (bfloat16, `centroids x dp`: the rotated centroids), `RBQCID`
+//! (u16, `n`: each row's centroid), `RBQCODES` (u64, `n x words`) and `RBQFACT` (f32,
+//! `n x 3`: the factors of each row).
 
 use std::collections::BinaryHeap;
 use std::sync::atomic::AtomicUsize;
@@ -31,7 +32,7 @@ use crate::vector::graph::{prefetch, Graph};
 use crate::vector::hit::Hit;
 use crate::vector::hnsw_params::HnswParams;
 use crate::vector::mapped::{le_bytes, Arr, Backing};
-use crate::vector::rabitq::{Rabitq, RabitqQuery, FACTORS};
+use crate::vector::rabitq::{Rabitq, RabitqQuery, FACTORS, MAX_CENTROIDS};
 use crate::vector::rotation::{padded_dim, Rotation, ROUNDS};
 
 /// The parameters of the HNSW_RABITQ kind.
@@ -63,13 +64,19 @@ pub struct RabitqGraph {
     pub q: Rabitq,
     /// `n * q.row_words()` code words.
     pub codes: Arr<u64>,
+    /// `n` centroid numbers (each `< q.len()`).
+    pub cids: Arr<u16>,
     /// `n * FACTORS` factors.
     pub factors: Arr<f32>,
 }
 
 impl RabitqGraph {
     pub fn owned_bytes(&self) -> usize {
-        self.graph.owned_bytes() + self.codes.owned_bytes() + self.factors.owned_bytes() + 4 * self.q.rot.signs.len()
+        self.graph.owned_bytes()
+            + self.codes.owned_bytes()
+            + self.cids.owned_bytes()
+            + self.factors.owned_bytes()
+            + 4 * (self.q.rot.signs.len() + self.q.centroids.len())
     }
 
     fn n(&self) -> usize {
@@ -85,39 +92,46 @@ impl RabitqGraph {
         &self.factors[i * FACTORS..(i + 1) * FACTORS]
     }
 
+    /// The estimated distance of row `i` and its error bound.
+    #[inline(always)]
+    fn estimate(&self, pq: &RabitqQuery, i: usize) -> (f32, f32) {
+        pq.estimate(self.code(i), self.fact(i), self.cids[i] as usize)
+    }
+
     /// Groups of rows with identical codes and factors (identical rows among them).
     pub fn find_dups(&self) -> Option<Dups> {
-        find_record_dups(&self.codes, &self.factors, self.q.row_words())
+        find_record_dups(&self.codes, &self.factors, &self.cids, self.q.row_words())
     }
 
     /// The approximate vector of node `i` (decoded from its code).
     pub fn decode_row(&self, i: usize) -> Vec<f32> {
         let mut out = vec![0f32; self.q.dim()];
-        self.q.decode(self.code(i), self.fact(i), &mut out);
+        self.q.decode(self.code(i), self.fact(i), self.cids[i] as usize, &mut out);
         out
     }
 
     /// The `k` nearest allowed rows by estimated distance, scanning every code.
     pub fn exact_codes(&self, q: &[f32], k: usize, allowed: Option<&Bits>) -> Vec<Hit> {
         let pq = self.q.query(q);
-        exact_by(self.n(), k, allowed, |i| pq.estimate(self.code(i), self.fact(i)).0)
+        exact_by(self.n(), k, allowed, |i| self.estimate(&pq, i).0)
     }
 
     /// Every allowed row within `radius` by estimated distance.
     pub fn within_codes(&self, q: &[f32], radius: f32, allowed: Option<&Bits>) -> Vec<Hit> {
         let pq = self.q.query(q);
-        within_by(self.n(), radius, allowed, |i| pq.estimate(self.code(i), self.fact(i)).0)
+        within_by(self.n(), radius, allowed, |i| self.estimate(&pq, i).0)
     }
 }
 
-/// Dups over per-row records of code words and factors.
-fn find_record_dups(codes: &[u64], factors: &[f32], words: usize) -> Option<Dups> {
+/// Dups over per-row records of code words, factors and centroid.
+fn find_record_dups(codes: &[u64], factors: &[f32], cids: &[u16], words: usize) -> Option<Dups> {
     let n = factors.len() / FACTORS;
-    let rec = 8 * words + 4 * FACTORS;
+    let rec = 8 * words + 4 * FACTORS + 2;
     let mut bytes = Vec::with_capacity(n * rec);
     for i in 0..n {
         bytes.extend_from_slice(&le_bytes(&codes[i * words..(i + 1) * words]));
         bytes.extend_from_slice(&le_bytes(&factors[i * FACTORS..(i + 1) * FACTORS]));
+        bytes.extend_from_slice(&cids[i].to_le_bytes());
     }
     Dups::find_rows(&bytes, rec)
 }
@@ -133,12 +147,13 @@ pub fn build_hnsw_rabitq(
     cancel: &CancelToken,
     done: &AtomicUsize,
 ) -> Result<RabitqGraph> {
-    let q = Rabitq::train(vectors, dim, metric, params.bits);
-    let (codes, factors) = pool.install(|| q.encode(vectors));
+    let (q, cids) = pool.install(|| Rabitq::train(vectors, dim, metric, params.bits, cancel))?;
+    let (codes, factors) = pool.install(|| q.encode(vectors, &cids));
     cancel.check()?;
-    let dups = find_record_dups(&codes, &factors, q.row_words());
+    let dups = find_record_dups(&codes, &factors, &cids, q.row_words());
     let graph = hnsw::build_grouped(vectors, dim, metric, params.hnsw, pool, cancel, done, dups)?;
-    Ok(RabitqGraph { graph, rerank_source: params.rerank_source, q, codes: codes.into(), factors: factors.into() })
+    let (codes, cids, factors) = (codes.into(), cids.into(), factors.into());
+    Ok(RabitqGraph { graph, rerank_source: params.rerank_source, q, codes, cids, factors })
 }
 
 /// Search one segment: the walk on codes and the bounded re-ranking, or a scan where cheaper
@@ -147,7 +162,7 @@ pub fn build_hnsw_rabitq(
 #[allow(clippy::too_many_arguments)]
 pub fn search_hnsw_rabitq(
     s: &RabitqGraph,
-    vectors: &[f32],
+    vectors: &Arr<f32>,
     dim: usize,
     metric: Metric,
     q: &[f32],
@@ -177,7 +192,7 @@ pub fn search_hnsw_rabitq(
 #[allow(clippy::too_many_arguments)]
 pub fn walk_rabitq(
     s: &RabitqGraph,
-    vectors: &[f32],
+    vectors: &Arr<f32>,
     dim: usize,
     metric: Metric,
     q: &[f32],
@@ -188,7 +203,7 @@ pub fn walk_rabitq(
 ) -> Vec<Hit> {
     let pq = s.q.query(q);
     let w = s.q.row_words();
-    let dist = |i: u32| pq.estimate(s.code(i as usize), s.fact(i as usize)).0;
+    let dist = |i: u32| s.estimate(&pq, i as usize).0;
     let fetch = |i: u32| prefetch(&s.codes, w, i);
     let (take, width) = walk_sizes(k, ef, rerank);
     let found = hnsw::walk_grouped(&s.graph, dist, fetch, take, width, allowed);
@@ -204,7 +219,7 @@ pub fn walk_rabitq(
 fn rerank_bounded(
     pq: &RabitqQuery,
     s: &RabitqGraph,
-    vectors: &[f32],
+    vectors: &Arr<f32>,
     dim: usize,
     metric: Metric,
     q: &[f32],
@@ -214,17 +229,19 @@ fn rerank_bounded(
     let mut order: Vec<(f32, u32)> = found
         .iter()
         .map(|h| {
-            let (est, err) = pq.estimate(s.code(h.1 as usize), s.fact(h.1 as usize));
+            let (est, err) = s.estimate(pq, h.1 as usize);
             (est - err, h.1)
         })
         .collect();
     order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     let mut top: BinaryHeap<Hit> = BinaryHeap::with_capacity(k + 1);
+    let mut row = vec![0f32; dim];
     for (lb, i) in order {
         if top.len() == k && top.peek().is_some_and(|w| lb > w.0) {
             break;
         }
-        let d = metric.distance(q, &vectors[i as usize * dim..(i as usize + 1) * dim]);
+        vectors.read_row(dim, i as usize, &mut row);
+        let d = metric.distance(q, &row);
         top.push(Hit(d, i));
         if top.len() > k {
             top.pop();
@@ -240,6 +257,7 @@ pub fn rabitq_matches(s: &RabitqGraph, p: &RabitqParams, n: usize) -> bool {
         && s.q.bits == p.bits
         && s.codes.len() == n * s.q.row_words()
         && s.factors.len() == n * FACTORS
+        && s.cids.len() == n
 }
 
 /// `META` fields and sections of `s`.
@@ -247,19 +265,23 @@ pub fn encode_rabitq(s: &RabitqGraph) -> Result<KindSections<'_>> {
     let (mut meta, mut sections) = hnsw::encode_graph(&s.graph)?;
     meta["kind"] = "hnsw_rabitq".into();
     meta["bits"] = s.q.bits.into();
+    meta["centroids"] = s.q.len().into();
     meta["metric"] = s.q.metric.as_str().into();
     meta["rerank_source"] = serde_json::to_value(s.rerank_source).map_err(|e| LakeError::Internal(e.to_string()))?;
     sections.push((section_tag("RBQROT"), le_bytes(&s.q.rot.signs)));
-    sections.push((section_tag("RBQCENT"), le_bytes(&s.q.centroid)));
+    let bf16: Vec<u16> = s.q.centroids.iter().map(|x| (x.to_bits() >> 16) as u16).collect();
+    sections.push((section_tag("RBQCENT"), le_bytes(&bf16).into_owned().into()));
+    sections.push((section_tag("RBQCID"), le_bytes(&s.cids)));
     sections.push((section_tag("RBQCODES"), le_bytes(&s.codes)));
     sections.push((section_tag("RBQFACT"), le_bytes(&s.factors)));
     Ok((meta, sections))
 }
 
 /// Parse and verify a segment of `n` rows of `dim`: the metric, the graph, the rotation
-/// (every sign +-1, `dp` the padded `dim`), the centroid (finite), the bits (1..=8), every
-/// section's size against `n`, and the factors (finite), before use. Code words need no
-/// check: every bit pattern is a valid code.
+/// (every sign +-1, `dp` the padded `dim`), the centroids (1..=`MAX_CENTROIDS`, finite),
+/// the bits (1..=8), every section's size against `n`, each row's centroid number (below
+/// the count) and the factors (finite), before use. Code words need no check: every bit
+/// pattern is a valid code.
 pub fn decode_rabitq(
     meta: &[u8],
     c: &Container<'_>,
@@ -274,6 +296,7 @@ pub fn decode_rabitq(
     struct Head {
         bits: u32,
         metric: String,
+        centroids: usize,
         #[serde(default)]
         rerank_source: RerankSource,
     }
@@ -288,11 +311,20 @@ pub fn decode_rabitq(
     if !rot.is_valid() {
         return Err(bad("the RaBitQ rotation holds a sign other than +-1".into()));
     }
-    let centroid = f32s(c.section(&section_tag("RBQCENT"))?, dim, "RBQCENT").map_err(|e| e.context(name))?;
-    if centroid.iter().any(|x| !x.is_finite()) {
-        return Err(bad("the RaBitQ centroid holds a non-finite value".into()));
+    let nc = head.centroids;
+    if !(1..=MAX_CENTROIDS).contains(&nc) {
+        return Err(bad(format!("RaBitQ centroids {nc} not in 1..={MAX_CENTROIDS}")));
     }
-    let q = Rabitq { bits: head.bits, metric, rot, centroid };
+    let bf16: Arr<u16> = Arr::view(buf, c.array_range(&section_tag("RBQCENT"), nc * dp, 2, "RBQCENT")?);
+    let centroids: Vec<f32> = bf16.iter().map(|&b| f32::from_bits((b as u32) << 16)).collect();
+    if centroids.iter().any(|x| !x.is_finite()) {
+        return Err(bad("a RaBitQ centroid holds a non-finite value".into()));
+    }
+    let q = Rabitq { bits: head.bits, metric, rot, centroids };
+    let cids: Arr<u16> = Arr::view(buf, c.array_range(&section_tag("RBQCID"), n, 2, "RBQCID")?);
+    if let Some(i) = cids.iter().position(|&j| j as usize >= nc) {
+        return Err(bad(format!("node {i}'s RaBitQ centroid {} is not below {nc}", cids[i])));
+    }
     let words = n.checked_mul(q.row_words()).ok_or_else(|| bad("RBQCODES size overflows".into()))?;
     let codes: Arr<u64> = Arr::view(buf, c.array_range(&section_tag("RBQCODES"), words, 8, "RBQCODES")?);
     let count = n.checked_mul(FACTORS).ok_or_else(|| bad("RBQFACT size overflows".into()))?;
@@ -301,7 +333,7 @@ pub fn decode_rabitq(
         return Err(bad(format!("RaBitQ factor of node {} is not finite", i / FACTORS)));
     }
     let rerank_source = head.rerank_source;
-    Ok(RabitqGraph { graph, rerank_source, q, codes, factors })
+    Ok(RabitqGraph { graph, rerank_source, q, codes, cids, factors })
 }
 
 #[cfg(test)]
@@ -329,10 +361,11 @@ mod tests {
                 let params = RabitqParams { hnsw: hp(8, 64), bits, rerank_source: RerankSource::Sidecar };
                 let mut v = data(n, dim, 11);
                 metric.prepare(&mut v, dim).unwrap();
+                let va: Arr<f32> = v.clone().into();
                 let s = build_hnsw_rabitq(&v, dim, metric, params, &pool, &c, &AtomicUsize::new(0)).unwrap();
                 let float = recall(&v, dim, metric, |q| hnsw::walk(&s.graph, &v, dim, metric, q, 10, 48, None));
-                let rbq = recall(&v, dim, metric, |q| walk_rabitq(&s, &v, dim, metric, q, 10, 48, Some(96), None));
-                let codes = recall(&v, dim, metric, |q| walk_rabitq(&s, &v, dim, metric, q, 10, 48, Some(0), None));
+                let rbq = recall(&v, dim, metric, |q| walk_rabitq(&s, &va, dim, metric, q, 10, 48, Some(96), None));
+                let codes = recall(&v, dim, metric, |q| walk_rabitq(&s, &va, dim, metric, q, 10, 48, Some(0), None));
                 // (uniform synthetic rows at 128-d are hard for 1 bit: measured 0.78-0.87 vs
                 // 0.85-0.89 float; 4 bits re-ranked beat the float walk at the same ef)
                 let slack = if bits == 1 { 0.1 } else { 0.01 };
@@ -343,12 +376,12 @@ mod tests {
                 );
                 // re-ranked hits carry exact distances
                 let q = &v[..dim];
-                for h in walk_rabitq(&s, &v, dim, metric, q, 10, 48, None, None) {
+                for h in walk_rabitq(&s, &va, dim, metric, q, 10, 48, None, None) {
                     assert_eq!(h.0, metric.distance(q, &v[h.1 as usize * dim..(h.1 as usize + 1) * dim]));
                 }
                 let mut allowed = Bits::new(n, false);
                 (0..n).step_by(3).for_each(|i| allowed.set(i, true));
-                let hits = search_hnsw_rabitq(&s, &v, dim, metric, q, 10, 48, None, Some(&allowed), allowed.count());
+                let hits = search_hnsw_rabitq(&s, &va, dim, metric, q, 10, 48, None, Some(&allowed), allowed.count());
                 assert_eq!(hits.len(), 10);
                 assert!(hits.iter().all(|h| h.1 % 3 == 0));
             }

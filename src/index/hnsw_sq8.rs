@@ -129,7 +129,7 @@ impl Sq8Graph {
 #[allow(clippy::too_many_arguments)]
 pub fn search_hnsw_sq8(
     s: &Sq8Graph,
-    vectors: &[f32],
+    vectors: &Arr<f32>,
     dim: usize,
     metric: Metric,
     q: &[f32],
@@ -156,7 +156,7 @@ pub fn search_hnsw_sq8(
 #[allow(clippy::too_many_arguments)]
 pub fn walk_sq8(
     s: &Sq8Graph,
-    vectors: &[f32],
+    vectors: &Arr<f32>,
     dim: usize,
     metric: Metric,
     q: &[f32],
@@ -174,9 +174,13 @@ pub fn walk_sq8(
     if rerank == Some(0) || vectors.is_empty() {
         return codes_only(found, k, s.rerank_source);
     }
+    let mut row = vec![0f32; dim];
     let mut exact: Vec<Hit> = found
         .iter()
-        .map(|h| Hit(metric.distance(q, &vectors[h.1 as usize * dim..(h.1 as usize + 1) * dim]), h.1))
+        .map(|h| {
+            vectors.read_row(dim, h.1 as usize, &mut row);
+            Hit(metric.distance(q, &row), h.1)
+        })
         .collect();
     exact.sort_unstable();
     exact.truncate(k);
@@ -262,23 +266,24 @@ mod tests {
             let params = Sq8Params { hnsw: hp(8, 64), rerank_source: RerankSource::Sidecar };
             let mut v = data(n, dim, 11);
             metric.prepare(&mut v, dim).unwrap();
+            let va: Arr<f32> = v.clone().into();
             let s = build_hnsw_sq8(&v, dim, metric, params, &pool, &c, &AtomicUsize::new(0)).unwrap();
             assert_eq!(s.codes.len(), n * dim);
             let float = recall(&v, dim, metric, |q| hnsw::walk(&s.graph, &v, dim, metric, q, 10, 48, None));
-            let sq8 = recall(&v, dim, metric, |q| walk_sq8(&s, &v, dim, metric, q, 10, 48, None, None));
-            let codes_only = recall(&v, dim, metric, |q| walk_sq8(&s, &v, dim, metric, q, 10, 48, Some(0), None));
+            let sq8 = recall(&v, dim, metric, |q| walk_sq8(&s, &va, dim, metric, q, 10, 48, None, None));
+            let codes_only = recall(&v, dim, metric, |q| walk_sq8(&s, &va, dim, metric, q, 10, 48, Some(0), None));
             assert!(sq8 >= float - 0.01, "{metric:?}: sq8 {sq8} float {float}");
             assert!(codes_only > 0.5 && codes_only <= sq8 + 0.01, "{metric:?}: codes only {codes_only}, sq8 {sq8}");
             // a re-ranked hit carries its exact distance
             let q = &v[..dim];
-            for h in walk_sq8(&s, &v, dim, metric, q, 10, 48, None, None) {
+            for h in walk_sq8(&s, &va, dim, metric, q, 10, 48, None, None) {
                 let want = metric.distance(q, &v[h.1 as usize * dim..(h.1 as usize + 1) * dim]);
                 assert_eq!(h.0, want);
             }
             // filters: only allowed rows come back
             let mut allowed = Bits::new(n, false);
             (0..n).step_by(3).for_each(|i| allowed.set(i, true));
-            let hits = search_hnsw_sq8(&s, &v, dim, metric, q, 10, 48, None, Some(&allowed), allowed.count());
+            let hits = search_hnsw_sq8(&s, &va, dim, metric, q, 10, 48, None, Some(&allowed), allowed.count());
             assert_eq!(hits.len(), 10);
             assert!(hits.iter().all(|h| h.1 % 3 == 0));
         }

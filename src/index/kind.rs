@@ -24,7 +24,7 @@ use crate::vector::distance::Metric;
 use crate::vector::graph::Graph;
 use crate::vector::hit::Hit;
 use crate::vector::hnsw_params::{GraphBuilder, HnswParams};
-use crate::vector::mapped::Backing;
+use crate::vector::mapped::{Arr, Backing};
 
 /// An index kind with its construction parameters (persisted, tagged by `kind`).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -167,7 +167,7 @@ impl IndexKind {
 
     /// What one row of `dim` costs in a segment of this kind, by part, in bytes (as
     /// `VectorIndex.stats()["bytes_per_vector"]` shows it): `floats` (the float32 vector),
-    /// `codes` (a quantized kind's code and its norm term), `graph` (layer 0's fixed
+    /// `codes` (a quantized kind's code and its per-row terms), `graph` (layer 0's fixed
     /// `1 + 2m` u32 slots; the upper layers add ~1/m of it). Addresses and keys come on top.
     pub fn bytes_per_vector(&self, dim: usize) -> serde_json::Value {
         let layer0 = |p: &HnswParams| 4 * (1 + 2 * p.m);
@@ -177,7 +177,8 @@ impl IndexKind {
             IndexKind::HnswRabitq(p) => {
                 let dp = crate::vector::rotation::padded_dim(dim);
                 let code = if p.bits == 1 { dp / 8 } else { dp };
-                (code + 4 * crate::vector::rabitq::FACTORS, layer0(&p.hnsw))
+                // code, factors and the row's centroid number (u16)
+                (code + 4 * crate::vector::rabitq::FACTORS + 2, layer0(&p.hnsw))
             }
             IndexKind::Flat => (0, 0),
         };
@@ -311,7 +312,7 @@ impl SegmentIndex {
     #[allow(clippy::too_many_arguments)]
     pub fn search(
         &self,
-        vectors: &[f32],
+        vectors: &Arr<f32>,
         dim: usize,
         metric: Metric,
         q: &[f32],
@@ -338,7 +339,7 @@ impl SegmentIndex {
     #[allow(clippy::too_many_arguments)]
     pub fn approximate(
         &self,
-        vectors: &[f32],
+        vectors: &Arr<f32>,
         dim: usize,
         metric: Metric,
         q: &[f32],

@@ -482,6 +482,38 @@ mod tests {
         assert_eq!(a.graph.layer0, b.graph.layer0);
     }
 
+    /// An HNSW_RABITQ structure over `sample`'s vectors with the centroid numbers `cids`.
+    fn rabitq_with(cids: Vec<u16>) -> SegmentIndex {
+        use crate::vector::rabitq::Rabitq;
+        let v = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0];
+        let c = crate::runtime::CancelToken::new();
+        let (q, _) = Rabitq::train(&v, 2, crate::vector::distance::Metric::L2, 1, &c).unwrap();
+        let (codes, factors) = q.encode(&v, &[0, 0, 0]);
+        SegmentIndex::HnswRabitq(Box::new(crate::index::hnsw_rabitq::RabitqGraph {
+            graph: graph(),
+            rerank_source: crate::index::rerank::RerankSource::Sidecar,
+            q,
+            codes: codes.into(),
+            cids: cids.into(),
+            factors: factors.into(),
+        }))
+    }
+
+    #[test]
+    fn rabitq_segments_round_trip_and_centroid_numbers_are_checked() {
+        let s = sample(rabitq_with(vec![0, 0, 0]));
+        let d = Segment::decode(&s.encode().unwrap(), "s").unwrap();
+        let (SegmentIndex::HnswRabitq(a), SegmentIndex::HnswRabitq(b)) = (&s.index, &d.index) else {
+            panic!("expected RaBitQ segments");
+        };
+        assert_eq!((&a.q, &a.codes, &a.cids, &a.factors), (&b.q, &b.codes, &b.cids, &b.factors));
+        let bad = sample(rabitq_with(vec![0, 1, 0]));
+        match Segment::decode(&bad.encode().unwrap(), "s") {
+            Err(LakeError::CorruptIndex(m)) => assert!(m.contains("node 1's RaBitQ centroid 1"), "{m}"),
+            other => panic!("expected CorruptIndex, got {other:?}"),
+        }
+    }
+
     /// A segment stored without floats has no VECTORS section, searches its codes, and hands
     /// out decoded vectors; a VECTORS section in such a file is corruption.
     #[test]

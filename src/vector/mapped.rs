@@ -15,8 +15,9 @@ use bytemuck::Pod;
 
 /// The bytes behind mapped arrays.
 pub enum Backing {
-    /// A read-only map of a local index file (pages are loaded as searches touch them).
-    Map(memmap2::Mmap),
+    /// A read-only map of a local index file (pages are loaded as searches touch them), and
+    /// the open file (for positioned reads that map nothing: [`Arr::read_row`]).
+    Map(memmap2::Mmap, std::fs::File),
     /// A buffer (an object-store download, or a file read whole).
     Bytes(bytes::Bytes),
 }
@@ -25,7 +26,7 @@ impl Deref for Backing {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         match self {
-            Backing::Map(m) => m,
+            Backing::Map(m, _) => m,
             Backing::Bytes(b) => b,
         }
     }
@@ -34,7 +35,7 @@ impl Deref for Backing {
 impl std::fmt::Debug for Backing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Backing::Map(m) => write!(f, "Map({} bytes)", m.len()),
+            Backing::Map(m, _) => write!(f, "Map({} bytes)", m.len()),
             Backing::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
         }
     }
@@ -52,7 +53,7 @@ impl Backing {
         // then only read or deleted (unlinking keeps the mapped inode alive). The map is
         // read-only and its bytes are verified (size, CRC-32) before any array views them.
         let m = unsafe { memmap2::Mmap::map(file)? };
-        Ok(Backing::Map(m))
+        Ok(Backing::Map(m, file.try_clone()?))
     }
 
     /// Drop this process's resident copies of a map's pages (its RSS falls; later reads
@@ -61,7 +62,7 @@ impl Backing {
     /// resident are the ones searches touch. No-op for a buffer; errors are ignored (the
     /// advice is only an optimisation).
     pub fn release_resident(&self) {
-        if let Backing::Map(m) = self {
+        if let Backing::Map(m, _) = self {
             // SAFETY: MADV_DONTNEED on a private file mapping discards the process's page
             // table entries; a private page that was written would revert to the file's
             // content, which is the hazard memmap2 marks this unsafe for. This map is
@@ -78,14 +79,14 @@ impl Backing {
     pub fn resident_bytes(&self) -> usize {
         match self {
             Backing::Bytes(b) => b.len(),
-            Backing::Map(m) => map_rss(m.as_ptr() as usize, m.len()).unwrap_or(m.len()),
+            Backing::Map(m, _) => map_rss(m.as_ptr() as usize, m.len()).unwrap_or(m.len()),
         }
     }
 
     /// Bytes mapped from a file (0 for a buffer).
     pub fn mapped_bytes(&self) -> usize {
         match self {
-            Backing::Map(m) => m.len(),
+            Backing::Map(m, _) => m.len(),
             Backing::Bytes(_) => 0,
         }
     }
@@ -107,6 +108,9 @@ fn map_rss(start: usize, len: usize) -> Option<usize> {
     }
     Some(kb * 1024)
 }
+
+/// Views at least this large read rows by positioned reads ([`Arr::read_row`]): 64 MiB.
+pub const PREAD_MIN_BYTES: usize = 64 << 20;
 
 /// An array of `T`: owned, or a view into a [`Backing`].
 pub enum Arr<T: Pod> {
@@ -146,6 +150,30 @@ impl<T: Pod> Arr<T> {
     /// Whether the array is a view into a file map or buffer (not a copy).
     pub fn is_view(&self) -> bool {
         matches!(self, Arr::View { .. })
+    }
+
+    /// Row `i` of `width` elements into `out` (`width` long; the row must lie in the array).
+    /// A view of a file map of at least [`PREAD_MIN_BYTES`] reads it with a positioned read
+    /// (`pread`), which copies from the page cache without mapping pages into the process:
+    /// re-ranking a few candidates this way keeps the rest of a large float section out of
+    /// resident memory, where touching the map would fault in the pages around each row (the
+    /// kernel's fault-around, 64 KiB). Smaller views, owned arrays and buffers copy from
+    /// memory (a system call per row costs more than a small section's pages); a failed read
+    /// falls back to the map.
+    pub fn read_row(&self, width: usize, i: usize, out: &mut [T]) {
+        let size = std::mem::size_of::<T>();
+        #[cfg(unix)]
+        if let Arr::View { buf, range, .. } = self {
+            if let (Backing::Map(_, file), true) = (&**buf, range.len() >= PREAD_MIN_BYTES) {
+                use std::os::unix::fs::FileExt;
+                let at = range.start + i * width * size;
+                if file.read_exact_at(bytemuck::cast_slice_mut(out), at as u64).is_ok() {
+                    return;
+                }
+            }
+        }
+        let _ = size;
+        out.copy_from_slice(&self[i * width..(i + 1) * width]);
     }
 
     /// The bytes a view lives in (`None` when owned).
@@ -248,5 +276,38 @@ mod tests {
         let sum: u64 = b.iter().step_by(4096).map(|&x| x as u64).sum();
         assert_eq!(sum, 7 * 64);
         assert!(before < 64 << 12 && b.resident_bytes() == 64 << 12, "{before} {}", b.resident_bytes());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn read_row_of_a_map_view_reads_without_mapping() {
+        let mut f = tempfile::tempfile().unwrap();
+        let vals: Vec<f32> = (0..(PREAD_MIN_BYTES / 4 + 2048)).map(|i| i as f32).collect();
+        std::io::Write::write_all(&mut f, bytemuck::cast_slice(&vals)).unwrap();
+        let b = Arc::new(Backing::map(&f).unwrap());
+        let a: Arr<f32> = Arr::view(&b, 4096..vals.len() * 4);
+        assert!(a.is_view());
+        b.release_resident();
+        let before = b.resident_bytes();
+        let mut row = [0f32; 16];
+        for i in (0..4000).step_by(97) {
+            a.read_row(16, i, &mut row);
+            assert_eq!(row[0], (1024 + 16 * i) as f32);
+            assert_eq!(&row[..], &a[16 * i..16 * i + 16]);
+        }
+        // the comparison above touched the map itself: read again after a release
+        b.release_resident();
+        let before2 = b.resident_bytes();
+        (0..4000).step_by(97).for_each(|i| a.read_row(16, i, &mut row));
+        assert!(b.resident_bytes() <= before2.max(before), "{} > {before2}", b.resident_bytes());
+        let owned: Arr<f32> = vals[..64].to_vec().into();
+        owned.read_row(16, 3, &mut row);
+        assert_eq!(row[0], 48.0);
+        // a small view reads through the map
+        let small: Arr<f32> = Arr::view(&b, 4096..8192);
+        b.release_resident();
+        small.read_row(16, 1, &mut row);
+        assert_eq!(row[0], (1024 + 16) as f32);
+        assert!(b.resident_bytes() >= 4096);
     }
 }

@@ -13,6 +13,7 @@ pub mod graph_build;
 pub mod hit;
 pub mod hnsw_build;
 pub mod hnsw_params;
+pub mod kmeans;
 pub mod knn;
 pub mod mapped;
 pub mod rabitq;
