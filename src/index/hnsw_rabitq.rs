@@ -296,7 +296,7 @@ pub fn decode_rabitq(
     struct Head {
         bits: u32,
         metric: String,
-        centroids: usize,
+        centroids: Option<usize>,
         #[serde(default)]
         rerank_source: RerankSource,
     }
@@ -311,7 +311,12 @@ pub fn decode_rabitq(
     if !rot.is_valid() {
         return Err(bad("the RaBitQ rotation holds a sign other than +-1".into()));
     }
-    let nc = head.centroids;
+    let Some(nc) = head.centroids else {
+        return Err(LakeError::CorruptIndex(format!(
+            "index file '{name}' holds hnsw_rabitq codes of an earlier development version (one centroid per \
+             segment, no centroid numbers), which this version cannot read: rebuild the index"
+        )));
+    };
     if !(1..=MAX_CENTROIDS).contains(&nc) {
         return Err(bad(format!("RaBitQ centroids {nc} not in 1..={MAX_CENTROIDS}")));
     }

@@ -512,6 +512,23 @@ mod tests {
             Err(LakeError::CorruptIndex(m)) => assert!(m.contains("node 1's RaBitQ centroid 1"), "{m}"),
             other => panic!("expected CorruptIndex, got {other:?}"),
         }
+        // a segment of the one-centroid development format (no `centroids` in META)
+        let old = {
+            let (mut meta, kind) = s.index.encode().unwrap();
+            let obj = meta.as_object_mut().unwrap();
+            obj.remove("centroids");
+            obj.extend([("n".into(), 3.into()), ("dim".into(), 2.into()), ("files".into(), 2.into())]);
+            let extra: Vec<(String, Vec<u8>)> = kind
+                .into_iter()
+                .map(|(t, b)| (String::from_utf8_lossy(&t).trim_end_matches('\0').to_string(), b.to_vec()))
+                .collect();
+            let extra: Vec<(&str, Vec<u8>)> = extra.iter().map(|(t, b)| (t.as_str(), b.clone())).collect();
+            container_with(&s, meta, &extra)
+        };
+        match Segment::decode(&old, "s") {
+            Err(LakeError::CorruptIndex(m)) => assert!(m.contains("rebuild the index"), "{m}"),
+            other => panic!("expected CorruptIndex, got {other:?}"),
+        }
     }
 
     /// A segment stored without floats has no VECTORS section, searches its codes, and hands
