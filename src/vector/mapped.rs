@@ -161,18 +161,16 @@ impl<T: Pod> Arr<T> {
     /// memory (a system call per row costs more than a small section's pages); a failed read
     /// falls back to the map.
     pub fn read_row(&self, width: usize, i: usize, out: &mut [T]) {
-        let size = std::mem::size_of::<T>();
         #[cfg(unix)]
         if let Arr::View { buf, range, .. } = self {
             if let (Backing::Map(_, file), true) = (&**buf, range.len() >= PREAD_MIN_BYTES) {
                 use std::os::unix::fs::FileExt;
-                let at = range.start + i * width * size;
+                let at = range.start + i * width * std::mem::size_of::<T>();
                 if file.read_exact_at(bytemuck::cast_slice_mut(out), at as u64).is_ok() {
                     return;
                 }
             }
         }
-        let _ = size;
         out.copy_from_slice(&self[i * width..(i + 1) * width]);
     }
 
