@@ -14,7 +14,7 @@ use crate::vector::bits::Bits;
 use crate::vector::distance::Metric;
 use crate::vector::dups::Dups;
 use crate::vector::exact::exact;
-use crate::vector::graph::{search_graph, walk_graph, Graph};
+use crate::vector::graph::{prefetch, walk_graph, Graph};
 use crate::vector::graph_build::build_graph;
 use crate::vector::hit::Hit;
 use crate::vector::hnsw_params::HnswParams;
@@ -197,13 +197,8 @@ pub fn walk(
     ef: usize,
     allowed: Option<&Bits>,
 ) -> Vec<Hit> {
-    match &g.dups {
-        Some(d) => {
-            let reps = d.allowed_reps(allowed);
-            d.expand(search_graph(g, vectors, dim, metric, q, k, ef, reps.as_ref().or(allowed)), k, allowed)
-        }
-        None => search_graph(g, vectors, dim, metric, q, k, ef, allowed),
-    }
+    let dist = |i: u32| metric.distance(q, &vectors[i as usize * dim..(i as usize + 1) * dim]);
+    walk_grouped(g, dist, |i| prefetch(vectors, dim, i), k, ef, allowed)
 }
 
 /// Whether `g` is a graph over `n` rows built with `p`.

@@ -513,18 +513,9 @@ mod tests {
             other => panic!("expected CorruptIndex, got {other:?}"),
         }
         // a segment of the one-centroid development format (no `centroids` in META)
-        let old = {
-            let (mut meta, kind) = s.index.encode().unwrap();
-            let obj = meta.as_object_mut().unwrap();
-            obj.remove("centroids");
-            obj.extend([("n".into(), 3.into()), ("dim".into(), 2.into()), ("files".into(), 2.into())]);
-            let extra: Vec<(String, Vec<u8>)> = kind
-                .into_iter()
-                .map(|(t, b)| (String::from_utf8_lossy(&t).trim_end_matches('\0').to_string(), b.to_vec()))
-                .collect();
-            let extra: Vec<(&str, Vec<u8>)> = extra.iter().map(|(t, b)| (t.as_str(), b.clone())).collect();
-            container_with(&s, meta, &extra)
-        };
+        let old = kind_container_with(&s, |meta| {
+            meta.remove("centroids");
+        });
         match Segment::decode(&old, "s") {
             Err(LakeError::CorruptIndex(m)) => assert!(m.contains("rebuild the index"), "{m}"),
             other => panic!("expected CorruptIndex, got {other:?}"),
@@ -538,20 +529,7 @@ mod tests {
         use crate::index::rerank::RerankSource;
         for source in [RerankSource::None, RerankSource::Lake] {
             let mut s = sample(sq8_with(source));
-            let with_floats = {
-                let (mut meta, kind) = s.index.encode().unwrap();
-                meta.as_object_mut().unwrap().extend([
-                    ("n".into(), 3.into()),
-                    ("dim".into(), 2.into()),
-                    ("files".into(), 2.into()),
-                ]);
-                let extra: Vec<(String, Vec<u8>)> = kind
-                    .into_iter()
-                    .map(|(t, b)| (String::from_utf8_lossy(&t).trim_end_matches('\0').to_string(), b.to_vec()))
-                    .collect();
-                let extra: Vec<(&str, Vec<u8>)> = extra.iter().map(|(t, b)| (t.as_str(), b.clone())).collect();
-                container_with(&s, meta, &extra)
-            };
+            let with_floats = kind_container_with(&s, |_| {});
             s.drop_floats_if_unstored();
             assert!(!s.has_floats());
             let bytes = s.encode().unwrap();
@@ -605,6 +583,21 @@ mod tests {
 
     /// Container bytes of `s` with a hand-written `META` and extra sections (as an older or
     /// newer lakevec would write them).
+    /// `s` (3 rows of 2 dims, 2 files) as a container with its VECTORS section and its kind's
+    /// sections, the kind's `META` fields edited by `edit` first.
+    fn kind_container_with(s: &Segment, edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) -> Vec<u8> {
+        let (mut meta, kind) = s.index.encode().unwrap();
+        let obj = meta.as_object_mut().unwrap();
+        obj.extend([("n".into(), 3.into()), ("dim".into(), 2.into()), ("files".into(), 2.into())]);
+        edit(obj);
+        let extra: Vec<(String, Vec<u8>)> = kind
+            .into_iter()
+            .map(|(t, b)| (String::from_utf8_lossy(&t).trim_end_matches('\0').to_string(), b.to_vec()))
+            .collect();
+        let extra: Vec<(&str, Vec<u8>)> = extra.iter().map(|(t, b)| (t.as_str(), b.clone())).collect();
+        container_with(s, meta, &extra)
+    }
+
     fn container_with(s: &Segment, meta: serde_json::Value, extra: &[(&str, Vec<u8>)]) -> Vec<u8> {
         let meta = serde_json::to_vec(&meta).unwrap();
         let files = serde_json::to_vec(&(&s.files, &s.file_sizes)).unwrap();

@@ -15,7 +15,6 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use crate::vector::bits::Bits;
-use crate::vector::distance::Metric;
 use crate::vector::hit::Hit;
 
 /// An HNSW graph over nodes `0..n`.
@@ -94,11 +93,6 @@ thread_local! {
     static VISITED: RefCell<Visited> = const { RefCell::new(Visited::new()) };
 }
 
-#[inline(always)]
-fn row(vectors: &[f32], dim: usize, i: u32) -> &[f32] {
-    &vectors[i as usize * dim..(i as usize + 1) * dim]
-}
-
 /// Hint the cache to load row `i` of `dim` values (its first two cache lines). Never
 /// dereferences.
 #[inline(always)]
@@ -121,25 +115,29 @@ pub(crate) fn prefetch<T>(vectors: &[T], dim: usize, i: u32) {
     let _ = (vectors, dim, i);
 }
 
-/// The `k` nearest allowed nodes to `q` by graph search with beam width `ef` (>= k),
-/// nearest first. `allowed: None` allows every node.
-#[allow(clippy::too_many_arguments)] // the hot loop takes its inputs as plain slices
+/// The `k` nearest allowed nodes to `q` over float `vectors` by graph search with beam width
+/// `ef` (>= k), nearest first (for the builders' tests; searches go through
+/// `index::hnsw::walk`, which also expands groups of identical rows).
+#[cfg(test)]
+#[allow(clippy::too_many_arguments)]
 pub fn search_graph(
     g: &Graph,
     vectors: &[f32],
     dim: usize,
-    metric: Metric,
+    metric: crate::vector::distance::Metric,
     q: &[f32],
     k: usize,
     ef: usize,
     allowed: Option<&Bits>,
 ) -> Vec<Hit> {
-    walk_graph(g, |i| metric.distance(q, row(vectors, dim, i)), |i| prefetch(vectors, dim, i), k, ef, allowed)
+    let dist = |i: u32| metric.distance(q, &vectors[i as usize * dim..(i as usize + 1) * dim]);
+    walk_graph(g, dist, |i| prefetch(vectors, dim, i), k, ef, allowed)
 }
 
-/// [`search_graph`] with the distance of node `i` to the query given as `dist(i)` (float
-/// vectors, or codes of a quantized kind) and `fetch(i)` hinting the cache to load what
-/// `dist(i)` will read.
+/// The `k` nearest allowed nodes by graph search with beam width `ef` (>= k), nearest first
+/// (`allowed: None` allows every node), the distance of node `i` to the query given as
+/// `dist(i)` (float vectors, or codes of a quantized kind) and `fetch(i)` hinting the cache
+/// to load what `dist(i)` will read.
 pub fn walk_graph(
     g: &Graph,
     dist: impl Fn(u32) -> f32,

@@ -18,6 +18,7 @@ use rayon::prelude::*;
 use crate::error::Result;
 use crate::runtime::CancelToken;
 use crate::vector::distance::Metric;
+use crate::vector::exact::exact;
 
 /// Lloyd iterations per level.
 pub const ITERS: usize = 10;
@@ -49,16 +50,9 @@ fn row_of(v: &[f32], dim: usize, i: usize) -> &[f32] {
     &v[i * dim..(i + 1) * dim]
 }
 
-/// The nearest of `cs` (`k * dim`) to `x`: `(index, squared distance)`.
-fn nearest(cs: &[f32], dim: usize, x: &[f32]) -> (usize, f32) {
-    let mut best = (0, f32::INFINITY);
-    for (j, c) in cs.chunks_exact(dim).enumerate() {
-        let d = Metric::L2.distance(x, c);
-        if d < best.1 {
-            best = (j, d);
-        }
-    }
-    best
+/// The index of the nearest of `cs` (`k * dim`) to `x` (0 when `cs` is empty).
+fn nearest(cs: &[f32], dim: usize, x: &[f32]) -> usize {
+    exact(cs, dim, Metric::L2, x, 1, None).first().map_or(0, |h| h.1 as usize)
 }
 
 /// `k` centroids of the rows `ids` of `v` (at most `ids.len()`, at least one when `ids` is
@@ -93,7 +87,7 @@ fn lloyd(v: &[f32], dim: usize, ids: &[usize], k: usize, seed: &mut u64, cancel:
     let k = cs.len() / dim;
     for _ in 0..ITERS {
         cancel.check()?;
-        let owner: Vec<usize> = ids.par_iter().map(|&i| nearest(&cs, dim, row_of(v, dim, i)).0).collect();
+        let owner: Vec<usize> = ids.par_iter().map(|&i| nearest(&cs, dim, row_of(v, dim, i))).collect();
         let mut sum = vec![0f64; k * dim];
         let mut count = vec![0usize; k];
         for (&i, &o) in ids.iter().zip(&owner) {
@@ -133,7 +127,7 @@ impl Centroids {
         let coarse = lloyd(vectors, dim, &ids, k1, &mut s, cancel)?;
         let k1 = coarse.len() / dim.max(1);
         let mut cells: Vec<Vec<usize>> = vec![Vec::new(); k1];
-        let owner: Vec<usize> = ids.par_iter().map(|&i| nearest(&coarse, dim, row_of(vectors, dim, i)).0).collect();
+        let owner: Vec<usize> = ids.par_iter().map(|&i| nearest(&coarse, dim, row_of(vectors, dim, i))).collect();
         ids.iter().zip(&owner).for_each(|(&i, &o)| cells[o].push(i));
         let (mut leaves, mut children) = (Vec::new(), Vec::with_capacity(k1));
         for (c, cell) in cells.iter().enumerate() {
@@ -165,9 +159,9 @@ impl Centroids {
         if self.children.is_empty() {
             return 0;
         }
-        let (c, _) = nearest(&self.coarse, self.dim, x);
+        let c = nearest(&self.coarse, self.dim, x);
         let r = self.children[c].clone();
-        r.start + nearest(&self.leaves[r.start * self.dim..r.end * self.dim], self.dim, x).0
+        r.start + nearest(&self.leaves[r.start * self.dim..r.end * self.dim], self.dim, x)
     }
 }
 

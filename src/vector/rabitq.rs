@@ -241,26 +241,31 @@ impl Rabitq {
             Metric::Dot => r * r,
             // r^2 + 2 f1 <x - m, P c>: the centroid's share of the estimate, so that queries
             // need <x - m, P q> only (see the module docs)
-            _ => r * r + 2.0 * f[1] * self.code_dot(code, self.centroid(j)),
+            _ => {
+                // `o` is free again: it takes the code's values
+                self.code_values(code, o);
+                r * r + 2.0 * f[1] * dot_portable(o, self.centroid(j))
+            }
         };
     }
 
-    /// `<x - m, v>` for a code `x` and `dp` values `v`.
-    fn code_dot(&self, code: &[u64], v: &[f32]) -> f32 {
-        let m = self.mid();
+    /// `x - m` of a code `x` into `out` (`dp` values): `+-1/2` for one bit, `x_i - m` else.
+    fn code_values(&self, code: &[u64], out: &mut [f32]) {
         if self.bits == 1 {
-            v.iter().enumerate().map(|(i, &y)| if code[i / 64] >> (i % 64) & 1 == 1 { 0.5 * y } else { -0.5 * y }).sum()
+            for (i, v) in out.iter_mut().enumerate() {
+                *v = if code[i / 64] >> (i % 64) & 1 == 1 { 0.5 } else { -0.5 };
+            }
         } else {
+            let m = self.mid();
             let bytes: &[u8] = bytemuck::cast_slice(code);
-            v.iter().zip(bytes).map(|(&y, &b)| (b as f32 - m) * y).sum()
+            out.iter_mut().zip(bytes).for_each(|(v, &b)| *v = b as f32 - m);
         }
     }
 
-    /// `|o_r - c|` of a row from its factors and code: `f1 = r / (a N)` and
-    /// `f2 = 2 r sqrt(1 - a^2) / a * E` (`N = |x - m|`, `E = eps0 / sqrt(dp - 1)`) give
-    /// `sqrt(1 - a^2) = f2 / (2 N E f1)`, then `r = f1 a N`.
-    fn radius(&self, u: &[f32], f: &[f32]) -> f32 {
-        let n = u.iter().map(|x| x * x).sum::<f32>().sqrt();
+    /// `|o_r - c|` of a row from its factors and `n = |x - m|` of its code: `f1 = r / (a n)`
+    /// and `f2 = 2 r sqrt(1 - a^2) / a * E` (`E = eps0 / sqrt(dp - 1)`) give
+    /// `sqrt(1 - a^2) = f2 / (2 n E f1)`, then `r = f1 a n`.
+    fn radius(&self, n: f32, f: &[f32]) -> f32 {
         let e = EPSILON0 / ((self.rot.dp - 1).max(1) as f32).sqrt();
         if f[1] <= 0.0 || n <= 0.0 {
             return 0.0;
@@ -273,18 +278,10 @@ impl Rabitq {
     /// `P^-1 (P c_j + r u)`, `r` recovered from the factors, into `out` (`dim` values).
     pub fn decode(&self, code: &[u64], f: &[f32], j: usize, out: &mut [f32]) {
         let dp = self.rot.dp;
-        let m = self.mid();
         let mut u = vec![0f32; dp];
-        if self.bits == 1 {
-            for (i, v) in u.iter_mut().enumerate() {
-                *v = if code[i / 64] >> (i % 64) & 1 == 1 { 0.5 } else { -0.5 };
-            }
-        } else {
-            let bytes: &[u8] = bytemuck::cast_slice(code);
-            u.iter_mut().zip(bytes).for_each(|(v, &b)| *v = b as f32 - m);
-        }
+        self.code_values(code, &mut u);
         let norm = u.iter().map(|x| x * x).sum::<f32>().sqrt();
-        let r = self.radius(&u, f);
+        let r = self.radius(norm, f);
         let scale = if norm > 0.0 { r / norm } else { 0.0 };
         u.iter_mut().zip(self.centroid(j)).for_each(|(x, &c)| *x = c + *x * scale);
         let mut back = vec![0f32; dp];
