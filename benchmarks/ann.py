@@ -267,7 +267,7 @@ def single_calls(lib, ef: int, uri: str, Q) -> dict:
     return {}
 
 
-def run_set(data: Path, name: str, metric: str, repeat: int) -> None:
+def run_set(data: Path, name: str, metric: str, repeat: int, only: set[str] | None = None) -> None:
     base, X, ids, Q, gt10 = load(data, name)
     print(
         f"\n## {name}: {len(X):,} x {X.shape[1]} base, {len(Q):,} queries, metric {metric}, "
@@ -278,6 +278,8 @@ def run_set(data: Path, name: str, metric: str, repeat: int) -> None:
         + ([Hnswlib] if hnswlib else [])
         + ([Faiss, FaissSq8] if faiss else [])
     )
+    if only:
+        libs = [c for c in libs if c.name in only]
     rows, one_thread, single, batch_share = [], {}, {}, {}
     with tempfile.TemporaryDirectory(prefix=f"ann_{name}_") as tmp:
         from deltalake import write_deltalake
@@ -361,6 +363,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "ann")
+    ap.add_argument("--sets", nargs="+", help="only these sets (default: all)")
+    ap.add_argument("--libs", nargs="+", help='only these libraries, by table name ("lakevec", "hnswlib", ...)')
     args = ap.parse_args()
     from importlib.metadata import version
 
@@ -370,7 +374,8 @@ def main() -> None:
         f"{lakevec.default_num_threads()}, faiss {FAISS_THREADS}"
     )
     for name, metric in SETS:
-        run_set(args.data, name, metric, args.repeat)
+        if not args.sets or name in args.sets:
+            run_set(args.data, name, metric, args.repeat, set(args.libs or ()))
 
 
 if __name__ == "__main__":

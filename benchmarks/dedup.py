@@ -14,6 +14,9 @@ Data: the Debian package descriptions (../shared/data/text/debian_descriptions.p
    representative) on each side and the Jaccard of the two sets of within-cluster pairs,
    against datasketch's raw LSH clusters and against them with candidate pairs verified by
    datasketch's estimated Jaccard >= threshold (what lakevec's verify="estimate" does).
+   Then ``_sketch.py``: the one-permutation sketch (``sketch="oph"``) and the classic one on
+   word 3-grams against rensa's sketch + LSH, pair recall at exact Jaccard >= 0.85, and Cora
+   pair F1 against datasketch on the same shingles.
 2. Exact dedup after NFKC + lower-case + whitespace collapse: `lakevec.dedup.exact` vs pandas
    `map(normalise).duplicated()`; rows/s and whether the same rows are marked duplicate.
 3. Rule tagging: `lakevec.tag.rules` (~25 regex tags + 3 keyword tags, case-insensitive) vs
@@ -42,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 from _common import best_of
+from _sketch import section_sketch
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("LAKEVEC_SHARED", ROOT.parent / "shared"))
@@ -368,6 +372,7 @@ def main() -> None:
         f"{os.cpu_count()} cores, data {args.data}"
     )
     section_minhash(args.data, args.datasketch_rows, args.repeat)
+    section_sketch(args.data, SHARED, args.repeat)
     table = load(args.data)
     section_exact(table, args.repeat)
     section_tag(table, args.repeat)

@@ -113,6 +113,54 @@ pub fn hash64(data: &[u8], seed: u64) -> u64 {
     mix64(h ^ data.len() as u64)
 }
 
+/// Calls `f` with each maximal run of word characters of `s`, in order: the matches of the
+/// regex `\w+` (Unicode word characters: Alphabetic, Join_Control, Decimal_Number, Mark,
+/// Connector_Punctuation; UTS #18 Annex C), found without a regex engine. ASCII bytes are
+/// classified by a comparison; other characters by `regex_syntax::is_word_character`, the
+/// table `regex` itself uses. About 3x faster than `Regex::find_iter` on the Debian corpus
+/// (the regex search was a quarter of MinHash signature time).
+#[inline]
+pub fn for_each_word<'a>(s: &'a str, mut f: impl FnMut(&'a str)) {
+    let bytes = s.as_bytes();
+    let (mut i, mut start) = (0, None);
+    while i < bytes.len() {
+        let b = bytes[i];
+        let (word, len) = if b < 0x80 {
+            (b.is_ascii_alphanumeric() || b == b'_', 1)
+        } else {
+            // `i` is a character boundary: it only advances by whole characters.
+            match s[i..].chars().next() {
+                Some(c) => (regex_syntax::is_word_character(c), c.len_utf8()),
+                None => break,
+            }
+        };
+        match (word, start) {
+            (true, None) => start = Some(i),
+            (false, Some(st)) => {
+                f(&s[st..i]);
+                start = None;
+            }
+            _ => {}
+        }
+        i += len;
+    }
+    if let Some(st) = start {
+        f(&s[st..]);
+    }
+}
+
+/// [`hash64`] of the ASCII lower-case form of `data` (equal to
+/// `hash64(&data.to_ascii_lowercase(), seed)`), without building it.
+#[inline]
+pub fn hash64_ascii_lower(data: &[u8], seed: u64) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ mix64(seed);
+    for &b in data {
+        h ^= b.to_ascii_lowercase() as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    mix64(h ^ data.len() as u64)
+}
+
 /// scikit-learn's default `token_pattern`, `(?u)\b\w\w+\b`: words of 2+ word characters.
 pub fn word_regex() -> &'static Regex {
     static R: OnceLock<Regex> = OnceLock::new();
@@ -216,6 +264,38 @@ mod tests {
     use super::*;
     use arrow::array::Int64Array;
     use std::sync::Arc;
+
+    #[test]
+    fn ascii_lower_hash_is_the_hash_of_the_lowered_bytes() {
+        for t in ["", "a", "Hello_World", "MiXeD 123 CASE!", "already lower"] {
+            assert_eq!(hash64_ascii_lower(t.as_bytes(), 7), hash64(t.to_ascii_lowercase().as_bytes(), 7), "{t}");
+        }
+    }
+
+    #[test]
+    fn words_are_the_matches_of_backslash_w_plus() {
+        let re = Regex::new(r"\w+").unwrap();
+        let mut texts: Vec<String> = vec![
+            "".into(),
+            "   ".into(),
+            "snake_case and CamelCase, x2 -- 3.14!".into(),
+            "naïve café ﬁne Ünïcödé straße".into(),
+            "日本語のテキスト、中文字符 한국어".into(),
+            "e\u{301}cole a\u{200d}b x\u{2060}y ‿join ①②③ ¹²³ ٣٤٥ १२३".into(),
+            "emoji 🎉 party🎉time tab\tnew\nline".into(),
+        ];
+        // every character up to U+3100, in runs of 7, and a sample of higher planes
+        let all: String = (0u32..0x3100).chain((0x1_0000..0x1_F000).step_by(97)).filter_map(char::from_u32).collect();
+        let chars: Vec<char> = all.chars().collect();
+        texts.extend(chars.chunks(7).map(|c| c.iter().collect::<String>() + " "));
+        texts.push(all);
+        for t in &texts {
+            let mut got = Vec::new();
+            for_each_word(t, |w| got.push(w));
+            let want: Vec<&str> = re.find_iter(t).map(|m| m.as_str()).collect();
+            assert_eq!(got, want, "{t:?}");
+        }
+    }
 
     #[test]
     fn murmur3_matches_reference_values() {

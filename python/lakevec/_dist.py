@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lakevec._minhash import DEFAULT_SKETCH
 from lakevec.exceptions import InvalidArgumentError, SchemaError
 from lakevec.table import Table
 
@@ -232,11 +233,12 @@ class MinHashSignatures(BatchUDF):
         ngram: int = 5,
         shingle: str = "word",
         seed: int = 1,
+        sketch: str = DEFAULT_SKETCH,
         normalize: Any = True,
         output_column: str = "signature",
     ):
         self.column, self.output_column = column, output_column
-        self.kw = dict(num_perm=num_perm, ngram=ngram, shingle=shingle, seed=seed, normalize=normalize)
+        self.kw = dict(num_perm=num_perm, ngram=ngram, shingle=shingle, seed=seed, normalize=normalize, sketch=sketch)
 
     def __call__(self, batch: Any) -> pa.Table:
         from lakevec.dedup import minhash_signatures

@@ -215,7 +215,8 @@ def exact_clusters(
 
 class MinHashParams:
     """MinHash parameters (frozen; validated on construction, raising InvalidArgumentError for
-    ``num_perm`` outside 1..4096, ``ngram`` outside 1..64, ``shingle`` not ``"word"``/``"char"``).
+    ``num_perm`` outside 1..4096, ``ngram`` outside 1..64, ``shingle`` not ``"word"``/``"char"``,
+    ``sketch`` not ``"classic"``/``"oph"``).
     Picklable, comparable with ``==``."""
 
     def __init__(
@@ -228,6 +229,7 @@ class MinHashParams:
         nfkc: bool = True,
         lowercase: bool = True,
         whitespace: bool = True,
+        sketch: str = "classic",
     ) -> None: ...
     @property
     def num_perm(self) -> int: ...
@@ -243,6 +245,8 @@ class MinHashParams:
     def lowercase(self) -> bool: ...
     @property
     def whitespace(self) -> bool: ...
+    @property
+    def sketch(self) -> str: ...
     def __eq__(self, other: object) -> bool: ...
 
 def minhash_signatures(array: Any, column: str, params: MinHashParams, num_threads: int | None = None) -> pa.Array: ...

@@ -33,6 +33,9 @@ from lakevec.exceptions import InvalidArgumentError
 NormalizeArg = bool | str | Sequence[str] | None
 NORMALIZE_STEPS = ("nfkc", "lower", "whitespace")
 VERIFY = ("estimate", "exact")
+SKETCHES = ("oph", "classic")
+#: The sketch of every MinHash function unless ``sketch=`` says otherwise.
+DEFAULT_SKETCH = "classic"
 
 
 # ------------------------------------------------------------------ arguments
@@ -56,14 +59,14 @@ def normalize_steps(normalize: NormalizeArg) -> tuple[bool, bool, bool]:
 
 
 def minhash_params(
-    *, num_perm: int, ngram: int, shingle: str, seed: int, normalize: NormalizeArg
+    *, num_perm: int, ngram: int, shingle: str, seed: int, normalize: NormalizeArg, sketch: str = DEFAULT_SKETCH
 ) -> _lakevec.MinHashParams:
     """The native :class:`~lakevec._lakevec.MinHashParams` of the public keyword arguments
     (``normalize`` as in :func:`normalize_steps`).
 
     Raises:
         InvalidArgumentError: bad ``num_perm`` (1..4096), ``ngram`` (1..64), ``shingle``
-        (``"word"``/``"char"``) or ``normalize``.
+        (``"word"``/``"char"``), ``sketch`` (``"oph"``/``"classic"``) or ``normalize``.
     """
     nfkc, lowercase, whitespace = normalize_steps(normalize)
     return _lakevec.MinHashParams(
@@ -74,6 +77,7 @@ def minhash_params(
         nfkc=nfkc,
         lowercase=lowercase,
         whitespace=whitespace,
+        sketch=sketch,
     )
 
 

@@ -74,6 +74,7 @@ def minhash_signatures(
     ngram: int = 5,
     shingle: str = "word",
     seed: int = 1,
+    sketch: str = _minhash.DEFAULT_SKETCH,
     normalize: NormalizeArg = True,
     num_threads: int | None = None,
 ) -> pa.Table:
@@ -84,16 +85,25 @@ def minhash_signatures(
     signatures.
 
     Shingles: ``"word"`` n-grams of ``\\w+`` tokens or ``"char"`` n-grams, after
-    ``normalize`` (default: NFKC, case-fold, whitespace). Hash family: 64-bit FNV-1a +
-    SplitMix64 per shingle, then ``num_perm`` permutations ``(a x + b) mod (2^31 - 1)``
-    (Carter-Wegman universal family; Broder 1997).
+    ``normalize`` (default: NFKC, case-fold, whitespace), each hashed to 64 bits (FNV-1a +
+    SplitMix64). ``sketch`` turns the hashes into ``num_perm`` slots:
+
+    * ``"classic"``: ``num_perm`` permutations ``(a x + b) mod (2^31 - 1)`` (Carter-Wegman
+      universal family; Broder 1997), each slot the minimum of one; O(shingles x num_perm)
+      per text; the sketch datasketch's ``MinHash`` computes (with its own hash and prime).
+    * ``"oph"``: one-permutation hashing (Li, Owen and Zhang, NeurIPS 2012) with optimal
+      densification (Shrivastava, ICML 2017): each shingle lands in one slot (the slot keeps
+      its minimum), empty slots copy a non-empty one chosen by a fixed per-slot sequence;
+      O(shingles + num_perm) per text, the same estimate (share of equal slots) and banding.
 
     Raises:
         SchemaError: ``column`` missing or not text. InvalidArgumentError: bad ``num_perm``
         (1..4096), ``ngram`` (1..64), ``shingle`` or ``normalize``; non-UTF-8 bytes.
     """
     t = _inputs.to_table(batch)
-    params = _minhash.minhash_params(num_perm=num_perm, ngram=ngram, shingle=shingle, seed=seed, normalize=normalize)
+    params = _minhash.minhash_params(
+        num_perm=num_perm, ngram=ngram, shingle=shingle, seed=seed, normalize=normalize, sketch=sketch
+    )
     sig = _lakevec.minhash_signatures(_inputs.array(t, column), column, params, num_threads)
     return t.append_column("signature", sig)
 
@@ -149,14 +159,15 @@ def minhash(
     weights: tuple[float, float] = (0.5, 0.5),
     verify: str = "estimate",
     seed: int = 1,
+    sketch: str = _minhash.DEFAULT_SKETCH,
     normalize: NormalizeArg = True,
     keep: str = "first",
     pairs: bool = False,
     num_threads: int | None = None,
     storage_options=None,
 ):
-    """Near-duplicates by MinHash-LSH (see :func:`minhash_signatures` for shingles and the
-    hash family, :func:`lsh_params` for the banding).
+    """Near-duplicates by MinHash-LSH (see :func:`minhash_signatures` for shingles, the hash
+    family and ``sketch``, :func:`lsh_params` for the banding).
 
     Candidate pairs (same bucket in any band) are kept when their Jaccard similarity is
     >= ``threshold``: estimated from the signatures (``verify="estimate"``, the share of equal
@@ -176,7 +187,9 @@ def minhash(
         a given ``bands``/``rows``, bad ``shingle``/``ngram``.
         SchemaError: a missing or non-text column.
     """
-    params = _minhash.minhash_params(num_perm=num_perm, ngram=ngram, shingle=shingle, seed=seed, normalize=normalize)
+    params = _minhash.minhash_params(
+        num_perm=num_perm, ngram=ngram, shingle=shingle, seed=seed, normalize=normalize, sketch=sketch
+    )
     args = _minhash.check_args(
         column, params, threshold=threshold, bands=bands, rows=rows, weights=weights, keep=keep, verify=verify
     )

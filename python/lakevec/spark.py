@@ -117,6 +117,7 @@ def minhash_signatures(
     ngram: int = 5,
     shingle: str = "word",
     seed: int = 1,
+    sketch: str = _minhash.DEFAULT_SKETCH,
     normalize: Any = True,
     output_column: str = "signature",
 ):
@@ -131,6 +132,7 @@ def minhash_signatures(
             ngram=ngram,
             shingle=shingle,
             seed=seed,
+            sketch=sketch,
             normalize=normalize,
             output_column=output_column,
         ),
@@ -320,6 +322,7 @@ def dedup_minhash(
     rows: int | None = None,
     weights: tuple[float, float] = (0.5, 0.5),
     seed: int = 1,
+    sketch: str = _minhash.DEFAULT_SKETCH,
     normalize: Any = True,
     keep: str = "first",
 ):
@@ -350,7 +353,9 @@ def dedup_minhash(
     """
     from pyspark.sql import functions as F
 
-    params = _minhash.minhash_params(num_perm=num_perm, ngram=ngram, shingle=shingle, seed=seed, normalize=normalize)
+    params = _minhash.minhash_params(
+        num_perm=num_perm, ngram=ngram, shingle=shingle, seed=seed, normalize=normalize, sketch=sketch
+    )
     args = _minhash.check_args(column, params, threshold=threshold, bands=bands, rows=rows, weights=weights, keep=keep)
     cols = args.columns
     missing = [c for c in cols if c not in df.columns]

@@ -10,6 +10,9 @@
 //!   drawn from SplitMix64 seeded by `seed`; the signature keeps each permutation's
 //!   minimum. (datasketch uses `p = 2^61 - 1` over 32-bit hashes; the 31-bit prime keeps
 //!   every product in 64 bits, so the loop over permutations vectorises.)
+//! - `sketch="oph"`: one-permutation hashing with optimal densification instead of
+//!   `num_perm` permutations, O(shingles + num_perm) per text (see `dedup::oph`); the same
+//!   shingles, estimate and banding.
 //! - LSH (Leskovec, Rajaraman, Ullman, "Mining of Massive Datasets", ch. 3.4): the signature
 //!   is cut into `bands` bands of `rows` values; two texts whose band agrees anywhere are a
 //!   candidate pair. `bands`/`rows` default to datasketch's choice: the pair minimising
@@ -22,8 +25,9 @@
 
 use rayon::prelude::*;
 
+use crate::dedup::oph::Oph;
 use crate::error::{LakeError, Result};
-use crate::text::{char_ngrams, hash64, mix64, Normalize};
+use crate::text::{char_ngrams, for_each_word, hash64, hash64_ascii_lower, mix64, Normalize};
 
 /// A verified pair: (a, b, estimated Jaccard, exact Jaccard or NaN).
 pub type Pair = (u32, u32, f32, f32);
@@ -47,6 +51,27 @@ impl Shingle {
     }
 }
 
+/// How a signature is computed from a text's shingle hashes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sketch {
+    /// `num_perm` universal-hash permutations, each keeping its minimum (Broder 1997;
+    /// datasketch's `MinHash`): O(shingles x num_perm).
+    Classic,
+    /// One-permutation hashing with optimal densification (`dedup::oph`):
+    /// O(shingles + num_perm).
+    Oph,
+}
+
+impl Sketch {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "classic" => Ok(Sketch::Classic),
+            "oph" => Ok(Sketch::Oph),
+            o => Err(LakeError::InvalidArgument(format!("sketch must be 'oph' or 'classic', not '{o}'"))),
+        }
+    }
+}
+
 /// Signature parameters.
 #[derive(Clone, Debug)]
 pub struct MinHasher {
@@ -54,14 +79,10 @@ pub struct MinHasher {
     pub ngram: usize,
     pub shingle: Shingle,
     pub normalize: Normalize,
+    pub sketch: Sketch,
     a: Vec<u32>,
     b: Vec<u32>,
-}
-
-fn word_tokens(s: &str) -> Vec<&str> {
-    use std::sync::OnceLock;
-    static R: OnceLock<regex::Regex> = OnceLock::new();
-    R.get_or_init(|| regex::Regex::new(r"\w+").expect("valid regex")).find_iter(s).map(|m| m.as_str()).collect()
+    oph: Oph,
 }
 
 /// `x mod (2^31 - 1)` for any `x < 2^63`, branch-free (vectorises).
@@ -75,7 +96,14 @@ fn mod31(x: u64) -> u32 {
 }
 
 impl MinHasher {
-    pub fn new(num_perm: usize, ngram: usize, shingle: Shingle, normalize: Normalize, seed: u64) -> Result<Self> {
+    pub fn new(
+        num_perm: usize,
+        ngram: usize,
+        shingle: Shingle,
+        normalize: Normalize,
+        sketch: Sketch,
+        seed: u64,
+    ) -> Result<Self> {
         if num_perm == 0 || num_perm > 4096 {
             return Err(LakeError::InvalidArgument(format!("num_perm must be in 1..=4096, got {num_perm}")));
         }
@@ -87,22 +115,44 @@ impl MinHasher {
             state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
             mix64(state)
         };
-        let a = (0..num_perm).map(|_| (1 + next() % (MERSENNE31 - 1)) as u32).collect();
-        let b = (0..num_perm).map(|_| (next() % MERSENNE31) as u32).collect();
-        Ok(MinHasher { num_perm, ngram, shingle, normalize, a, b })
+        let (a, b) = match sketch {
+            Sketch::Classic => (
+                (0..num_perm).map(|_| (1 + next() % (MERSENNE31 - 1)) as u32).collect(),
+                (0..num_perm).map(|_| (next() % MERSENNE31) as u32).collect(),
+            ),
+            Sketch::Oph => (Vec::new(), Vec::new()),
+        };
+        Ok(MinHasher { num_perm, ngram, shingle, normalize, sketch, a, b, oph: Oph::new(num_perm, seed) })
     }
 
     /// The 64-bit hashes of the shingles of `text` (sorted, unique). A word n-gram's hash
     /// chains its tokens' [`hash64`]s through [`mix64`] (no n-gram string is built); a
     /// character n-gram is hashed as bytes.
     pub fn shingle_hashes(&self, text: &str) -> Vec<u64> {
+        let mut out = self.shingles(text);
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// [`Self::shingle_hashes`] in text order, repeats kept.
+    fn shingles(&self, text: &str) -> Vec<u64> {
         let mut out = Vec::new();
         match self.shingle {
             Shingle::Word => {
                 // Tokens are `\w+` runs, so whitespace normalisation cannot change them.
-                let norm = Normalize { whitespace: false, ..self.normalize };
-                let text = norm.apply(text);
-                let toks: Vec<u64> = word_tokens(&text).into_iter().map(|t| hash64(t.as_bytes(), 0)).collect();
+                let mut toks: Vec<u64> = Vec::with_capacity(text.len() / 6 + 1);
+                if text.is_ascii() {
+                    // NFKC leaves ASCII as it is and lower-casing it is per byte: hash the
+                    // tokens of the text as given (the same hashes, no normalised copy).
+                    let lower = self.normalize.lowercase;
+                    for_each_word(text, |t| {
+                        toks.push(if lower { hash64_ascii_lower(t.as_bytes(), 0) } else { hash64(t.as_bytes(), 0) })
+                    });
+                } else {
+                    let text = Normalize { whitespace: false, ..self.normalize }.apply(text);
+                    for_each_word(&text, |t| toks.push(hash64(t.as_bytes(), 0)));
+                }
                 if toks.is_empty() {
                     return out;
                 }
@@ -126,13 +176,14 @@ impl MinHasher {
                 char_ngrams(&text, n, n, |g| out.push(hash64(g.as_bytes(), 0)));
             }
         }
-        out.sort_unstable();
-        out.dedup();
         out
     }
 
     /// The signature of `text` into `sig` (`num_perm` values); false when it has no shingles.
     pub fn signature(&self, text: &str, sig: &mut [u32]) -> bool {
+        if self.sketch == Sketch::Oph {
+            return self.oph.sketch(&self.shingles(text), sig);
+        }
         let hashes = self.shingle_hashes(text);
         if hashes.is_empty() {
             sig.iter_mut().for_each(|s| *s = u32::MAX);
@@ -348,17 +399,19 @@ mod tests {
 
     #[test]
     fn similar_texts_have_similar_signatures() {
-        let h = MinHasher::new(256, 1, Shingle::Word, Normalize::all(), 1).unwrap();
-        let mut a = vec![0u32; 256];
-        let mut b = vec![0u32; 256];
-        let base: Vec<String> = (0..100).map(|i| format!("w{i}")).collect();
-        let t1 = base.join(" ");
-        let t2 = base[..80].join(" ") + " " + &(0..20).map(|i| format!("x{i}")).collect::<Vec<_>>().join(" ");
-        assert!(h.signature(&t1, &mut a) && h.signature(&t2, &mut b));
-        // true Jaccard = 80 / 120
-        let est = jaccard_estimate(&a, &b);
-        assert!((est - 80.0 / 120.0).abs() < 0.1, "{est}");
-        assert!(!h.signature("  ", &mut a));
+        for sketch in [Sketch::Classic, Sketch::Oph] {
+            let h = MinHasher::new(256, 1, Shingle::Word, Normalize::all(), sketch, 1).unwrap();
+            let mut a = vec![0u32; 256];
+            let mut b = vec![0u32; 256];
+            let base: Vec<String> = (0..100).map(|i| format!("w{i}")).collect();
+            let t1 = base.join(" ");
+            let t2 = base[..80].join(" ") + " " + &(0..20).map(|i| format!("x{i}")).collect::<Vec<_>>().join(" ");
+            assert!(h.signature(&t1, &mut a) && h.signature(&t2, &mut b));
+            // true Jaccard = 80 / 120
+            let est = jaccard_estimate(&a, &b);
+            assert!((est - 80.0 / 120.0).abs() < 0.1, "{sketch:?}: {est}");
+            assert!(!h.signature("  ", &mut a), "{sketch:?}");
+        }
     }
 
     #[test]

@@ -111,6 +111,7 @@ def dedup_minhash(
     rows: int | None = None,
     weights: tuple[float, float] = (0.5, 0.5),
     seed: int = 1,
+    sketch: str = _minhash.DEFAULT_SKETCH,
     normalize: Any = True,
     keep: str = "first",
     num_partitions: int | None = None,
@@ -154,7 +155,9 @@ def dedup_minhash(
         SchemaError: ``column`` (or the keep column) missing. InvalidArgumentError: bad
         parameters (checked on the driver before any task runs).
     """
-    params = _minhash.minhash_params(num_perm=num_perm, ngram=ngram, shingle=shingle, seed=seed, normalize=normalize)
+    params = _minhash.minhash_params(
+        num_perm=num_perm, ngram=ngram, shingle=shingle, seed=seed, normalize=normalize, sketch=sketch
+    )
     args = _minhash.check_args(column, params, threshold=threshold, bands=bands, rows=rows, weights=weights, keep=keep)
     cols = args.columns
     clock = time.perf_counter()

@@ -8,16 +8,17 @@ use pyo3_arrow::PyArray;
 
 use crate::dedup::clusters::{cluster_batch, pairs_batch};
 use crate::dedup::lsh::{minhash_roots, signatures};
-use crate::dedup::minhash::{lsh_params, MinHasher, Shingle};
+use crate::dedup::minhash::{lsh_params, MinHasher, Shingle, Sketch};
 use crate::error::{LakeError, Result};
 use crate::python::call::cpu;
 use crate::python::out::{array as array_to_pyarrow, table};
 use crate::text::Normalize;
 
-/// How texts become MinHash signatures: `num_perm` permutations (1..=4096) of the hashes of
+/// How texts become MinHash signatures: `num_perm` slots (1..=4096) over the hashes of
 /// `shingle` ("word" or "char") `ngram`-grams (1..=64) after normalisation (`nfkc`,
-/// `lowercase`, `whitespace`), seeded by `seed`. Frozen; validated on construction
-/// (`InvalidArgumentError`); picklable.
+/// `lowercase`, `whitespace`), sketched as `sketch` says ("classic": one permutation per
+/// slot; "oph": one permutation, densified), seeded by `seed`. Frozen; validated on
+/// construction (`InvalidArgumentError`); picklable.
 #[pyclass(frozen, eq, skip_from_py_object, module = "lakevec._lakevec", name = "MinHashParams")]
 #[derive(Clone, Debug, PartialEq)]
 pub struct PyMinHashParams {
@@ -35,6 +36,8 @@ pub struct PyMinHashParams {
     lowercase: bool,
     #[pyo3(get)]
     whitespace: bool,
+    #[pyo3(get)]
+    sketch: String,
 }
 
 impl PyMinHashParams {
@@ -45,19 +48,20 @@ impl PyMinHashParams {
     /// The signature hasher these parameters describe.
     fn hasher(&self) -> Result<MinHasher> {
         let shingle = Shingle::parse(&self.shingle)?;
-        MinHasher::new(self.num_perm, self.ngram, shingle, self.normalize(), self.seed)
+        MinHasher::new(self.num_perm, self.ngram, shingle, self.normalize(), Sketch::parse(&self.sketch)?, self.seed)
     }
 
     /// The shingling alone (exact Jaccard verification compares shingle sets).
     fn shingler(&self) -> Result<MinHasher> {
-        MinHasher::new(1, self.ngram, Shingle::parse(&self.shingle)?, self.normalize(), 0)
+        MinHasher::new(1, self.ngram, Shingle::parse(&self.shingle)?, self.normalize(), Sketch::Classic, 0)
     }
 }
 
 #[pymethods]
 impl PyMinHashParams {
     #[new]
-    #[pyo3(signature = (num_perm=128, ngram=5, shingle="word".to_string(), seed=1, nfkc=true, lowercase=true, whitespace=true))]
+    #[pyo3(signature = (num_perm=128, ngram=5, shingle="word".to_string(), seed=1, nfkc=true, lowercase=true, whitespace=true, sketch="classic".to_string()))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         num_perm: usize,
         ngram: usize,
@@ -66,8 +70,9 @@ impl PyMinHashParams {
         nfkc: bool,
         lowercase: bool,
         whitespace: bool,
+        sketch: String,
     ) -> PyResult<Self> {
-        let p = PyMinHashParams { num_perm, ngram, shingle, seed, nfkc, lowercase, whitespace };
+        let p = PyMinHashParams { num_perm, ngram, shingle, seed, nfkc, lowercase, whitespace, sketch };
         p.hasher()?;
         Ok(p)
     }
@@ -75,20 +80,23 @@ impl PyMinHashParams {
     fn __repr__(&self) -> String {
         let b = |x: bool| if x { "True" } else { "False" };
         format!(
-            "MinHashParams(num_perm={}, ngram={}, shingle='{}', seed={}, nfkc={}, lowercase={}, whitespace={})",
+            "MinHashParams(num_perm={}, ngram={}, shingle='{}', seed={}, nfkc={}, lowercase={}, whitespace={}, \
+             sketch='{}')",
             self.num_perm,
             self.ngram,
             self.shingle,
             self.seed,
             b(self.nfkc),
             b(self.lowercase),
-            b(self.whitespace)
+            b(self.whitespace),
+            self.sketch
         )
     }
 
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
         let p = slf.get();
-        let args = (p.num_perm, p.ngram, p.shingle.clone(), p.seed, p.nfkc, p.lowercase, p.whitespace);
+        let args =
+            (p.num_perm, p.ngram, p.shingle.clone(), p.seed, p.nfkc, p.lowercase, p.whitespace, p.sketch.clone());
         Ok((slf.get_type().into_any(), args.into_pyobject(slf.py())?))
     }
 }
