@@ -3,7 +3,7 @@
 #
 #   benchmarks/fuzz.sh [SECONDS_PER_TARGET=600] [TARGET...]
 #
-# Targets (fuzz/fuzz_targets): container, segment, tombstones, manifest, deletion_vector.
+# Targets (fuzz/fuzz_targets): container, segment, tombstones, manifest, deletion_vector, dedup.
 # The seed corpus is made from real sidecars: a small index (HNSW and flat, with a key column
 # and tombstones) built by the installed lakevec wheel, and the deletion vector of the shared
 # Delta table `table-with-dv-small`. Needs the nightly toolchain (libFuzzer's coverage flags)
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET="${1:-600}"
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(container segment tombstones manifest deletion_vector)
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(container segment tombstones manifest deletion_vector dedup)
 export CARGO_TARGET_DIR="${LAKEVEC_FUZZ_TARGET:-$HOME/.cache/lakevec/fuzz-target}"
 WORK="${LAKEVEC_FUZZ_WORK:-$HOME/.cache/lakevec/fuzz-work}"
 mkdir -p "$WORK"

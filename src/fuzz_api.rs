@@ -25,7 +25,22 @@ pub fn tombstones(bytes: &[u8], count: u64, rows: u64) -> bool {
 
 /// Decode a manifest (envelope, checksum, format version, fields, bounds).
 pub fn manifest(bytes: &[u8]) -> bool {
-    crate::index::manifest::decode(bytes, "fuzz").is_ok()
+    crate::index::publish::decode::<crate::index::manifest::Manifest>(bytes, "fuzz").is_ok()
+}
+
+/// Decode a dedup index segment file said to hold `rows` rows of `num_perm` values.
+pub fn dedup_segment(bytes: &[u8], rows: u64, num_perm: usize) -> bool {
+    crate::dedup::index::format::decode_segment(bytes, "fuzz", rows, num_perm).is_ok()
+}
+
+/// Decode a dedup index clusters file said to hold `rows` rows.
+pub fn dedup_clusters(bytes: &[u8], rows: u64) -> bool {
+    crate::dedup::index::format::decode_clusters(bytes, "fuzz", rows).is_ok()
+}
+
+/// Decode a dedup index manifest.
+pub fn dedup_manifest(bytes: &[u8]) -> bool {
+    crate::index::publish::decode::<crate::dedup::index::format::DedupManifest>(bytes, "fuzz").is_ok()
 }
 
 /// Decode a Delta deletion vector (inline when `framed` is false, file-backed otherwise).

@@ -44,6 +44,7 @@ fn _lakevec(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(python::dedup::exact::exact_clusters, m)?)?;
     m.add_function(wrap_pyfunction!(python::dedup::exact::clusters_from_pairs, m)?)?;
     m.add_class::<python::dedup::minhash::PyMinHashParams>()?;
+    m.add_class::<python::dedup::index::PyDedupIndex>()?;
     m.add_function(wrap_pyfunction!(python::dedup::minhash::minhash_signatures, m)?)?;
     m.add_function(wrap_pyfunction!(python::dedup::minhash::minhash_lsh_params, m)?)?;
     m.add_function(wrap_pyfunction!(python::dedup::minhash::minhash_clusters, m)?)?;

@@ -20,10 +20,11 @@ ALLOWED = {
     "lake": {"error", "runtime"},
     "read": {"error", "runtime", "lake"},
     "index": {"error", "runtime", "lake", "read", "vector"},
-    "dedup": {"error", "runtime", "text", "vector"},
+    # the dedup index reads tables and is stored with the vector index's container and commits
+    "dedup": {"error", "runtime", "text", "vector", "lake", "read", "index"},
     "tag": {"error", "runtime", "text", "vector"},
     # the decoders' entry points for fuzz/ (a boundary, like python/)
-    "fuzz_api": {"error", "index", "lake", "vector"},
+    "fuzz_api": {"error", "index", "lake", "vector", "dedup"},
 }
 
 

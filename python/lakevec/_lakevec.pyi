@@ -213,6 +213,34 @@ def exact_clusters(
     num_threads: int | None = None,
 ) -> pa.Table: ...
 
+class DedupIndex:
+    """A loaded version of a persisted MinHash dedup index (see ``lakevec.dedup.DedupIndex``)."""
+
+    @staticmethod
+    def build(
+        table: Table,
+        column: str,
+        params: MinHashParams,
+        threshold: float,
+        bands: int,
+        rows: int,
+        name: str,
+        index_uri: str | None = None,
+        num_threads: int | None = None,
+    ) -> tuple[DedupIndex, bool, pa.Table]: ...
+    @staticmethod
+    def open(index_uri: str, storage_options: dict[str, str] | None = None) -> DedupIndex: ...
+    @staticmethod
+    def open_for_table(table: Table, name: str) -> DedupIndex: ...
+    @staticmethod
+    def default_uri(table: Table, name: str) -> str: ...
+    def refresh(self, table: Table | None = None, num_threads: int | None = None) -> tuple[bool, pa.Table]: ...
+    def clusters(self) -> pa.Table: ...
+    def check(self, texts: Any, column: str, num_threads: int | None = None) -> pa.Table: ...
+    def manifest_json(self) -> str: ...
+    @property
+    def uri(self) -> str: ...
+
 class MinHashParams:
     """MinHash parameters (frozen; validated on construction, raising InvalidArgumentError for
     ``num_perm`` outside 1..4096, ``ngram`` outside 1..64, ``shingle`` not ``"word"``/``"char"``,

@@ -8,6 +8,10 @@ pool with the GIL released; results are identical for any thread count.
 Cluster columns: ``cluster_id`` (int64: the smallest row position in the cluster, in input
 order), ``cluster_size`` (int64), ``is_representative`` (bool: the one row per cluster to
 keep, by the ``keep`` policy). ``t.filter(t["is_representative"])`` is the deduplicated set.
+
+:func:`build_index` persists MinHash signatures and clusters beside a lake table as a
+:class:`DedupIndex` that follows the table's versions (:meth:`DedupIndex.refresh`) and checks
+rows not yet written (:meth:`DedupIndex.check`).
 """
 
 from __future__ import annotations
@@ -19,12 +23,25 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakevec import _inputs, _lakevec, _minhash
+from lakevec._dedup_index import DedupIndex as DedupIndex
+from lakevec._dedup_index import build_index as build_index
+from lakevec._dedup_index import open_index as open_index
 from lakevec._minhash import NormalizeArg as NormalizeArg
 from lakevec._minhash import keep_scores as keep_scores
 from lakevec._minhash import lsh_params as lsh_params
 from lakevec.exceptions import InvalidArgumentError
 
-__all__ = ["exact", "minhash", "minhash_signatures", "minhash_clusters", "lsh_params", "semantic"]
+__all__ = [
+    "exact",
+    "minhash",
+    "minhash_signatures",
+    "minhash_clusters",
+    "lsh_params",
+    "semantic",
+    "build_index",
+    "open_index",
+    "DedupIndex",
+]
 
 
 def exact(

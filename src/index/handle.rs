@@ -188,7 +188,7 @@ impl VectorIndex {
         let newer: Vec<u64> =
             manifest::versions(&self.at.store, self.at.root()).await?.into_iter().filter(|&v| v >= next).collect();
         for &v in &newer {
-            match manifest::probe(&self.at.store, self.at.root(), v).await? {
+            match manifest::probe::<manifest::Manifest>(&self.at.store, self.at.root(), v).await? {
                 manifest::Probe::Damaged(_) | manifest::Probe::Missing => {}
                 manifest::Probe::Valid(found) => {
                     return Err(LakeError::CommitConflict(format!(

@@ -33,6 +33,7 @@ pub mod location;
 pub mod manifest;
 pub mod merge;
 pub mod output;
+pub mod publish;
 pub mod query;
 pub mod refresh;
 pub mod rerank;

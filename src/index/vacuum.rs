@@ -46,7 +46,7 @@ impl VectorIndex {
             s.strip_prefix(&prefix).unwrap_or(s).to_string()
         };
         // Manifests to keep: the newest valid one and all younger than the horizon.
-        let newest = manifest::newest_valid(store, root).await?.map(|(m, _)| m.version);
+        let newest = manifest::newest_valid::<manifest::Manifest>(store, root).await?.map(|(m, _)| m.version);
         let mut keep: HashSet<String> = HashSet::new();
         for o in &objects {
             let rel = rel_of(&o.location);
@@ -56,7 +56,7 @@ impl VectorIndex {
                 continue;
             }
             keep.insert(rel.clone());
-            if let Probe::Valid(m) = manifest::probe(store, root, v).await? {
+            if let Probe::Valid(m) = manifest::probe::<manifest::Manifest>(store, root, v).await? {
                 for s in &m.segments {
                     keep.insert(s.file.path.clone());
                     if let Some(t) = &s.tombstones {

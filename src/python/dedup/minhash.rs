@@ -41,6 +41,28 @@ pub struct PyMinHashParams {
 }
 
 impl PyMinHashParams {
+    /// The parameters of a dedup index using these signatures and this banding.
+    pub(crate) fn dedup_params(
+        &self,
+        threshold: f64,
+        bands: usize,
+        rows: usize,
+    ) -> crate::dedup::index::format::DedupParams {
+        crate::dedup::index::format::DedupParams {
+            num_perm: self.num_perm,
+            ngram: self.ngram,
+            shingle: self.shingle.clone(),
+            sketch: self.sketch.clone(),
+            seed: self.seed,
+            nfkc: self.nfkc,
+            lowercase: self.lowercase,
+            whitespace: self.whitespace,
+            threshold,
+            bands,
+            rows,
+        }
+    }
+
     fn normalize(&self) -> Normalize {
         Normalize { nfkc: self.nfkc, lowercase: self.lowercase, whitespace: self.whitespace }
     }

@@ -3,4 +3,5 @@
 
 pub mod dist;
 pub mod exact;
+pub mod index;
 pub mod minhash;

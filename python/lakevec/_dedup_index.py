@@ -1,0 +1,189 @@
+"""The persisted dedup index: :func:`lakevec.dedup.build_index`, :func:`lakevec.dedup.open_index`
+and :class:`DedupIndex` (re-exported by :mod:`lakevec.dedup`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pyarrow as pa
+
+from lakevec import _inputs, _lakevec, _minhash
+from lakevec.table import Table
+
+
+class DedupIndex:
+    """A MinHash dedup index beside a lake table, at one committed version.
+
+    It holds, per row of the covered table version, the row's address (``_file``, ``_row``),
+    its MinHash signature and its cluster, and follows the table: :meth:`refresh` signs only
+    the rows of data files added since, joins them to the stored clusters and drops deleted
+    rows from theirs. The clusters always equal those of one :func:`lakevec.dedup.minhash`
+    run over the covered version with the same parameters (``verify="estimate"``), up to
+    cluster-id naming: the connected components of the graph joining two rows that share an
+    LSH band and whose estimated Jaccard similarity is at least ``threshold``.
+
+    Cluster ids are global row numbers of the index (rows numbered in the order they were
+    indexed): a cluster's id is its first row, so it stays the same across refreshes while
+    that row lives (a merge keeps the older id; when the first row is deleted the next one
+    takes over, and so does the representative).
+
+    Stored in lakevec's container (checksummed sections, every count checked against the
+    others at load) with one manifest per version published by put-if-absent: a crash at any
+    point leaves the previous version readable. Resident while open: every row's signature
+    (``4 * num_perm`` bytes), address and cluster (~21 bytes); during a refresh also the band
+    buckets of the stored rows (``16 * bands`` bytes per row).
+
+    Pickles as its URI (no credentials); the unpickled object reopens the newest version.
+    """
+
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: _lakevec.DedupIndex):
+        self._inner = inner
+
+    def __repr__(self) -> str:
+        return repr(self._inner)
+
+    def __reduce__(self):
+        return (open_index, (self.uri,))
+
+    @property
+    def uri(self) -> str:
+        """The index folder."""
+        return self._inner.uri
+
+    @property
+    def manifest(self) -> dict:
+        """The loaded version's manifest: ``version``, ``table_version``, ``column``,
+        ``params`` (``num_perm``, ``ngram``, ``shingle``, ``sketch``, ``seed``, the
+        normalisation steps, ``threshold``, ``bands``, ``rows``), ``rows`` (indexed rows, live
+        or not), ``live_rows``, ``segments`` and ``commit``."""
+        return json.loads(self._inner.manifest_json())
+
+    @property
+    def version(self) -> int:
+        """The index version loaded."""
+        return self.manifest["version"]
+
+    @property
+    def table_version(self) -> int | None:
+        """The table version covered (Delta version, Iceberg snapshot id; None for Parquet)."""
+        return self.manifest["table_version"]
+
+    def refresh(self, table: Table | None = None, *, num_threads: int | None = None) -> pa.Table:
+        """Bring the index to the table's latest version (or to ``table``, a version of the
+        indexed table) and return the new rows' assignments.
+
+        Only the data files the index does not hold are read and signed; their rows are
+        matched against each other and against the stored rows' band buckets, joining or
+        forming clusters. Rows deleted since (removed files, deletion vectors, position
+        deletes) leave their clusters, which are clustered again from their remaining members
+        (a deleted first row hands the cluster id and the representative to the next). A
+        version is committed unless nothing changed.
+
+        Returns:
+            ``pyarrow.Table``, one row per new row: ``_file``, ``_row``, ``cluster_id``
+            (int64), ``is_representative``, ``matched_file``, ``matched_row`` (its most
+            similar directly matched row among those stored before, null if none) and
+            ``jaccard_estimate`` (float32, of that match).
+
+        Raises:
+            CommitConflictError: another writer committed this version first (reopen, retry).
+            UnsupportedError: a data file with Iceberg equality deletes.
+        """
+        committed, out = self._inner.refresh(None if table is None else table._inner, num_threads)
+        return out
+
+    def clusters(self) -> pa.Table:
+        """The cluster of every live row of the covered version, in index order: ``_file``,
+        ``_row``, ``cluster_id`` (int64), ``cluster_size`` (int64), ``is_representative``
+        (the cluster's first row: ``keep="first"`` in index order)."""
+        return self._inner.clusters()
+
+    def check(self, data: Any, column: str, *, num_threads: int | None = None) -> pa.Table:
+        """Which rows of ``data`` (Arrow / pandas / polars, not yet written to the table)
+        duplicate stored rows, without modifying the index: the pre-append filter.
+
+        Returns:
+            ``pyarrow.Table``, one row per input row: ``row`` (int64, position in ``data``),
+            ``duplicate_of_existing`` (bool: the row would join a cluster holding stored
+            rows, directly or through other rows of the batch), ``cluster_id`` (int64: that
+            stored cluster's id, the smallest if it joins several; else ``-1 - p`` with ``p``
+            the first batch position of its component, shared within the batch),
+            ``matched_file``, ``matched_row``, ``jaccard_estimate`` (its most similar stored
+            row matched directly, null if none).
+
+        Raises:
+            SchemaError: ``column`` missing or not text.
+        """
+        t = _inputs.to_table(data)
+        return self._inner.check(_inputs.array(t, column), column, num_threads)
+
+
+def build_index(
+    table: Table | str,
+    column: str,
+    *,
+    threshold: float = 0.8,
+    num_perm: int = 128,
+    ngram: int = 5,
+    shingle: str = "word",
+    sketch: str = _minhash.DEFAULT_SKETCH,
+    seed: int = 1,
+    normalize: _minhash.NormalizeArg = True,
+    bands: int | None = None,
+    rows: int | None = None,
+    weights: tuple[float, float] = (0.5, 0.5),
+    name: str = "default",
+    index_uri: str | None = None,
+    num_threads: int | None = None,
+    storage_options: Mapping[str, str] | None = None,
+) -> DedupIndex:
+    """Build a MinHash dedup index of ``table``'s text ``column`` beside the table (or at
+    ``index_uri``), or refresh the index already there when it has the same parameters.
+
+    Shingles, sketch and banding are those of :func:`lakevec.dedup.minhash` (same argument
+    names and defaults); the clusters are those of a single ``minhash`` run over the covered
+    version. The default location is ``<table>/_lakevec_index/dedup-<name>``.
+
+    Returns:
+        The :class:`DedupIndex` at the committed version.
+
+    Raises:
+        InvalidArgumentError: bad parameters, or an index at the location built with other
+        parameters or another column (pass the same ones, or another ``name``).
+        SchemaError: ``column`` missing or not text.
+        TableNotFoundError: no table at ``table``.
+    """
+    if not isinstance(table, Table):
+        table = Table.open(str(table), storage_options)
+    params = _minhash.minhash_params(
+        num_perm=num_perm, ngram=ngram, shingle=shingle, seed=seed, normalize=normalize, sketch=sketch
+    )
+    b, r = _minhash.lsh_params(threshold, num_perm, bands, rows, weights)
+    inner, _committed, _new = _lakevec.DedupIndex.build(
+        table._inner, column, params, float(threshold), b, r, name, index_uri, num_threads
+    )
+    return DedupIndex(inner)
+
+
+def open_index(
+    index_uri_or_table: str | Table, name: str = "default", storage_options: Mapping[str, str] | None = None
+) -> DedupIndex:
+    """Open a dedup index: by its folder URI, or by its table (its default location for
+    ``name``, see :func:`build_index`), at its newest valid version (every file verified).
+
+    Raises:
+        TableNotFoundError: no dedup index there.
+        CorruptIndexError: a manifest or index file fails verification.
+    """
+    opts = {str(k): str(v) for k, v in (storage_options or {}).items()}
+    if isinstance(index_uri_or_table, Table) and not opts:
+        return DedupIndex(_lakevec.DedupIndex.open_for_table(index_uri_or_table._inner, name))
+    if isinstance(index_uri_or_table, Table):
+        uri = _lakevec.DedupIndex.default_uri(index_uri_or_table._inner, name)
+    else:
+        uri = str(index_uri_or_table)
+    return DedupIndex(_lakevec.DedupIndex.open(uri, opts))

@@ -1,0 +1,303 @@
+//! What a dedup index stores: its manifest (parameters, segments, the clusters file of the
+//! version) and the two kinds of immutable files, in lakevec's container (magic, version,
+//! checksummed sections; see `index::container`).
+//!
+//! ```text
+//! segments/<uuid>.lkv   META   JSON {rows, num_perm, bands, files: [{path, size, tag}]}
+//!                       FSTART u32 x (files + 1)   rows of file f: FSTART[f]..FSTART[f+1]
+//!                       ROW    u64 x rows          row position in its data file (sorted per file)
+//!                       SIG    u32 x rows x num_perm   signature (u32::MAX for no shingles)
+//!                       VALID  u8 x rows           1: has a signature (a text with shingles)
+//! clusters/<uuid>.lkv   META   JSON {rows}
+//!                       ROOT   u64 x rows          cluster root of every row (global numbering:
+//!                                                  segments in manifest order), the smallest
+//!                                                  live member
+//!                       LIVE   u8 x rows           1: the row is in the covered table version
+//! ```
+//!
+//! Loading checks every count against the others before use: FSTART starts at 0, never
+//! decreases and ends at `rows`; rows within a file are strictly increasing; VALID and LIVE
+//! hold 0 or 1; a root is a live row no larger than the row and its own root.
+
+use crate::dedup::minhash::{MinHasher, Shingle, Sketch};
+use crate::error::{LakeError, Result};
+use crate::index::container::{u32s, u64s, Container, Tag};
+use crate::index::manifest::CommitInfo;
+use crate::index::publish::{Doc, FileRef};
+use crate::text::Normalize;
+
+pub const FORMAT: &str = "lakevec-dedup-index";
+pub const FORMAT_VERSION: u32 = 1;
+
+const META: Tag = *b"META\0\0\0\0";
+const FSTART: Tag = *b"FSTART\0\0";
+const ROW: Tag = *b"ROW\0\0\0\0\0";
+const SIG: Tag = *b"SIG\0\0\0\0\0";
+const VALID: Tag = *b"VALID\0\0\0";
+const ROOT: Tag = *b"ROOT\0\0\0\0";
+const LIVE: Tag = *b"LIVE\0\0\0\0";
+
+/// How rows become signatures and which pairs are duplicates; fixed for the index's life
+/// (a refresh with other parameters is refused).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct DedupParams {
+    pub num_perm: usize,
+    pub ngram: usize,
+    pub shingle: String,
+    pub sketch: String,
+    pub seed: u64,
+    pub nfkc: bool,
+    pub lowercase: bool,
+    pub whitespace: bool,
+    pub threshold: f64,
+    pub bands: usize,
+    pub rows: usize,
+}
+
+impl DedupParams {
+    /// The signature hasher of these parameters (validates them).
+    pub fn hasher(&self) -> Result<MinHasher> {
+        let norm = Normalize { nfkc: self.nfkc, lowercase: self.lowercase, whitespace: self.whitespace };
+        MinHasher::new(
+            self.num_perm,
+            self.ngram,
+            Shingle::parse(&self.shingle)?,
+            norm,
+            Sketch::parse(&self.sketch)?,
+            self.seed,
+        )
+    }
+
+    /// Checks of the values a manifest may hold (the reason when implausible).
+    fn check(&self) -> std::result::Result<(), String> {
+        let ok = (1..=4096).contains(&self.num_perm)
+            && (1..=64).contains(&self.ngram)
+            && self.threshold > 0.0
+            && self.threshold <= 1.0
+            && self.bands >= 1
+            && self.rows >= 1
+            && self.bands.checked_mul(self.rows).is_some_and(|x| x <= self.num_perm);
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("implausible parameters {self:?}"))
+        }
+    }
+}
+
+/// One data file of a segment.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct SegFile {
+    pub path: String,
+    pub size: u64,
+    pub tag: Option<String>,
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct DedupSegmentRef {
+    pub id: String,
+    pub file: FileRef,
+    pub rows: u64,
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct DedupManifest {
+    pub format: String,
+    pub format_version: u32,
+    pub version: u64,
+    pub writer_id: String,
+    pub name: String,
+    /// The table's URI (credentials never stored) and format.
+    pub table_uri: String,
+    pub table_format: String,
+    /// The table version covered (None for Parquet folders).
+    pub table_version: Option<i64>,
+    pub column: String,
+    pub params: DedupParams,
+    pub segments: Vec<DedupSegmentRef>,
+    pub clusters: FileRef,
+    /// Rows in all segments (live or not), and the live ones.
+    pub rows: u64,
+    pub live_rows: u64,
+    pub commit: CommitInfo,
+}
+
+impl Doc for DedupManifest {
+    const FORMAT: &'static str = FORMAT;
+    const FORMAT_VERSION: u32 = FORMAT_VERSION;
+    const OLDEST_FORMAT_VERSION: u32 = FORMAT_VERSION;
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn writer_id(&self) -> &str {
+        &self.writer_id
+    }
+    fn check(&self) -> std::result::Result<(), String> {
+        self.params.check()?;
+        let total = self.segments.iter().try_fold(0u64, |a, s| a.checked_add(s.rows));
+        if total != Some(self.rows) || self.live_rows > self.rows {
+            return Err(format!(
+                "row counts disagree: segments hold {total:?}, the manifest says {} ({} live)",
+                self.rows, self.live_rows
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A segment: the rows of some data files with their signatures.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DedupSegment {
+    pub files: Vec<SegFile>,
+    pub fstart: Vec<u32>,
+    pub rows: Vec<u64>,
+    pub num_perm: usize,
+    pub sigs: Vec<u32>,
+    pub valid: Vec<bool>,
+}
+
+impl DedupSegment {
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+    pub fn sig(&self, i: usize) -> &[u32] {
+        &self.sigs[i * self.num_perm..(i + 1) * self.num_perm]
+    }
+}
+
+fn bytes_u32(v: &[u32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+fn bytes_u64(v: &[u64]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+fn flags(data: &[u8], n: usize, what: &str) -> Result<Vec<bool>> {
+    if data.len() != n || data.iter().any(|&b| b > 1) {
+        return Err(LakeError::CorruptIndex(format!("{what}: expected {n} flags of 0 or 1")));
+    }
+    Ok(data.iter().map(|&b| b == 1).collect())
+}
+fn meta(c: &Container, name: &str) -> Result<serde_json::Value> {
+    serde_json::from_slice(c.section(&META)?)
+        .map_err(|e| LakeError::CorruptIndex(format!("index file '{name}' is corrupt: META: {e}")))
+}
+fn meta_u64(m: &serde_json::Value, key: &str, name: &str) -> Result<u64> {
+    m.get(key)
+        .and_then(|v| v.as_u64())
+        .ok_or_else(|| LakeError::CorruptIndex(format!("index file '{name}' is corrupt: META has no '{key}'")))
+}
+
+/// The container bytes of a segment.
+pub fn encode_segment(s: &DedupSegment) -> Vec<u8> {
+    let meta = serde_json::json!({"rows": s.rows.len(), "num_perm": s.num_perm, "files": s.files});
+    let meta = serde_json::to_vec(&meta).expect("JSON of plain values");
+    let valid: Vec<u8> = s.valid.iter().map(|&v| v as u8).collect();
+    let (fs, rows, sigs) = (bytes_u32(&s.fstart), bytes_u64(&s.rows), bytes_u32(&s.sigs));
+    crate::index::container::write(&[(META, &meta), (FSTART, &fs), (ROW, &rows), (SIG, &sigs), (VALID, &valid)])
+}
+
+/// Decode and check a segment of `expect_rows` rows and `num_perm` signature values
+/// (`name` is used in errors).
+pub fn decode_segment(bytes: &[u8], name: &str, expect_rows: u64, num_perm: usize) -> Result<DedupSegment> {
+    let bad = |why: String| LakeError::CorruptIndex(format!("index file '{name}' is corrupt: {why}"));
+    let c = Container::open(bytes, name)?;
+    let m = meta(&c, name)?;
+    let n = meta_u64(&m, "rows", name)?;
+    if n != expect_rows || meta_u64(&m, "num_perm", name)? != num_perm as u64 {
+        return Err(bad(format!(
+            "{n} rows of {} values; the manifest says {expect_rows} of {num_perm}",
+            m["num_perm"]
+        )));
+    }
+    let files: Vec<SegFile> = serde_json::from_value(m.get("files").cloned().unwrap_or_default())
+        .map_err(|e| bad(format!("META files: {e}")))?;
+    let n = n as usize;
+    let fstart = u32s(c.section(&FSTART)?, files.len() + 1, "FSTART")?;
+    if fstart[0] != 0 || fstart.windows(2).any(|w| w[0] > w[1]) || *fstart.last().unwrap_or(&0) as usize != n {
+        return Err(bad("file row ranges (FSTART) do not cover the rows in order".into()));
+    }
+    let rows = u64s(c.section(&ROW)?, n, "ROW")?;
+    for f in 0..files.len() {
+        let r = &rows[fstart[f] as usize..fstart[f + 1] as usize];
+        if r.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(bad(format!("rows of file '{}' are not strictly increasing", files[f].path)));
+        }
+    }
+    let count = n.checked_mul(num_perm).ok_or_else(|| bad("size overflows".into()))?;
+    let sigs = u32s(c.section(&SIG)?, count, "SIG")?;
+    let valid = flags(c.section(&VALID)?, n, "VALID")?;
+    Ok(DedupSegment { files, fstart, rows, num_perm, sigs, valid })
+}
+
+/// Cluster state of a version: per global row its root and whether it is live.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Clusters {
+    pub root: Vec<u64>,
+    pub live: Vec<bool>,
+}
+
+pub fn encode_clusters(c: &Clusters) -> Vec<u8> {
+    let meta = serde_json::to_vec(&serde_json::json!({"rows": c.root.len()})).expect("JSON of plain values");
+    let live: Vec<u8> = c.live.iter().map(|&v| v as u8).collect();
+    let root = bytes_u64(&c.root);
+    crate::index::container::write(&[(META, &meta), (ROOT, &root), (LIVE, &live)])
+}
+
+/// Decode and check the clusters file of `expect_rows` rows.
+pub fn decode_clusters(bytes: &[u8], name: &str, expect_rows: u64) -> Result<Clusters> {
+    let bad = |why: String| LakeError::CorruptIndex(format!("index file '{name}' is corrupt: {why}"));
+    let c = Container::open(bytes, name)?;
+    let n = meta_u64(&meta(&c, name)?, "rows", name)?;
+    if n != expect_rows {
+        return Err(bad(format!("{n} rows; the manifest says {expect_rows}")));
+    }
+    let n = n as usize;
+    let root = u64s(c.section(&ROOT)?, n, "ROOT")?;
+    let live = flags(c.section(&LIVE)?, n, "LIVE")?;
+    for i in 0..n {
+        let r = root[i];
+        let ok = if live[i] { r <= i as u64 && live[r as usize] && root[r as usize] == r } else { r == i as u64 };
+        if !ok {
+            return Err(bad(format!("row {i} has root {r}, not a live row at or before it that is its own root")));
+        }
+    }
+    Ok(Clusters { root, live })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg() -> DedupSegment {
+        DedupSegment {
+            files: vec![SegFile { path: "a.parquet".into(), size: 10, tag: None }],
+            fstart: vec![0, 3],
+            rows: vec![0, 2, 5],
+            num_perm: 2,
+            sigs: vec![1, 2, 3, 4, u32::MAX, u32::MAX],
+            valid: vec![true, true, false],
+        }
+    }
+
+    #[test]
+    fn segment_and_clusters_round_trip_and_every_byte_is_checked() {
+        let s = seg();
+        let b = encode_segment(&s);
+        assert_eq!(decode_segment(&b, "s", 3, 2).unwrap(), s);
+        assert!(decode_segment(&b, "s", 4, 2).is_err());
+        for i in 0..b.len() {
+            let mut c = b.clone();
+            c[i] ^= 0x10;
+            assert!(decode_segment(&c, "s", 3, 2).is_err(), "flipped byte {i} went unnoticed");
+            assert!(decode_segment(&b[..i], "s", 3, 2).is_err(), "truncated at {i}");
+        }
+        let cl = Clusters { root: vec![0, 0, 2], live: vec![true, true, true] };
+        let b = encode_clusters(&cl);
+        assert_eq!(decode_clusters(&b, "c", 3).unwrap(), cl);
+        // a root after its row, a dead root, a non-root root: all refused
+        for bad in [vec![1, 1, 2], vec![0, 0, 0]] {
+            let c = Clusters { root: bad, live: vec![true, true, false] };
+            assert!(decode_clusters(&encode_clusters(&c), "c", 3).is_err());
+        }
+    }
+}

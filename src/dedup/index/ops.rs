@@ -1,0 +1,385 @@
+//! A dedup index's life: open (newest valid manifest, every file verified), build and
+//! refresh (sign the rows of new data files, follow deletes, cluster, commit), and the two
+//! read-only queries: the cluster table and `check` of rows not yet written.
+//!
+//! Resident: every segment's signatures (4 x num_perm bytes per row), each row's address
+//! (12 bytes), root and liveness (9 bytes), and during an update the band buckets of the
+//! stored rows (16 bytes per row and band).
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, AsArray, BooleanArray, Float32Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use rayon::prelude::*;
+
+use crate::dedup::index::format::{
+    decode_clusters, decode_segment, encode_clusters, encode_segment, Clusters, DedupManifest, DedupParams,
+    DedupSegment, DedupSegmentRef, SegFile, FORMAT, FORMAT_VERSION,
+};
+use crate::dedup::index::matching::{after_deletes, components, seeded, Buckets};
+use crate::dedup::minhash::MinHasher;
+use crate::error::{LakeError, Result};
+use crate::index::location::{indexed_table_url, IndexAt};
+use crate::index::manifest::CommitInfo;
+use crate::index::publish::{self, get_file, manifest_path, new_id, put_file};
+use crate::lake::datafiles::{DataFileEntry, Deleted};
+use crate::lake::table::LakeTable;
+use crate::read::rowaddr::AddressScan;
+use crate::runtime::{pool, run_cpu, CancelToken};
+use crate::text::strings;
+
+/// One committed version of a dedup index, loaded and verified.
+pub struct DedupIndex {
+    pub at: IndexAt,
+    pub manifest: DedupManifest,
+    pub segments: Vec<Arc<DedupSegment>>,
+    /// Global number of each segment's first row.
+    pub bases: Vec<u64>,
+    pub clusters: Clusters,
+}
+
+/// What a build or refresh did: the new rows' assignments and whether a version was committed.
+pub struct Update {
+    pub index: Arc<DedupIndex>,
+    pub new_rows: RecordBatch,
+    pub committed: bool,
+}
+
+impl DedupIndex {
+    /// The newest valid version at `at`.
+    pub async fn open(at: IndexAt) -> Result<Self> {
+        let Some((m, _)) = publish::newest_valid::<DedupManifest>(&at.store, at.root()).await? else {
+            return Err(LakeError::NotFound(format!(
+                "no lakevec dedup index at '{}' (no manifests/ folder); build one with lakevec.dedup.build_index",
+                at.uri
+            )));
+        };
+        at.check_table_store(&m.table_uri)?;
+        Self::load(at, m).await
+    }
+
+    async fn load(at: IndexAt, m: DedupManifest) -> Result<Self> {
+        let mut segments = Vec::with_capacity(m.segments.len());
+        let mut bases = Vec::with_capacity(m.segments.len());
+        let mut base = 0u64;
+        for s in &m.segments {
+            let bytes = get_file(&at.store, at.root(), &s.file).await?;
+            segments.push(Arc::new(decode_segment(&bytes, &s.file.path, s.rows, m.params.num_perm)?));
+            bases.push(base);
+            base += s.rows;
+        }
+        let bytes = get_file(&at.store, at.root(), &m.clusters).await?;
+        let clusters = decode_clusters(&bytes, &m.clusters.path, m.rows)?;
+        let live = clusters.live.iter().filter(|&&l| l).count() as u64;
+        if live != m.live_rows {
+            return Err(LakeError::CorruptIndex(format!(
+                "dedup index '{}': {live} live rows in '{}', the manifest says {}",
+                at.uri, m.clusters.path, m.live_rows
+            )));
+        }
+        Ok(DedupIndex { at, manifest: m, segments, bases, clusters })
+    }
+
+    /// (segment, local row) of global row `g`.
+    fn locate(&self, g: u64) -> (usize, usize) {
+        let s = self.bases.partition_point(|&b| b <= g) - 1;
+        (s, (g - self.bases[s]) as usize)
+    }
+
+    /// The signature of global row `g` (None without shingles).
+    pub fn sig(&self, g: u64) -> Option<&[u32]> {
+        let (s, i) = self.locate(g);
+        let seg = &self.segments[s];
+        seg.valid[i].then(|| seg.sig(i))
+    }
+
+    /// (data file path, row position) of global row `g`.
+    pub fn address(&self, g: u64) -> (&str, u64) {
+        let (s, i) = self.locate(g);
+        let seg = &self.segments[s];
+        let f = seg.fstart.partition_point(|&x| x as usize <= i) - 1;
+        (&seg.files[f].path, seg.rows[i])
+    }
+
+    /// The cluster table of the covered version, one row per live row in index order:
+    /// `_file`, `_row`, `cluster_id` (int64: the cluster's first row in index order, stable
+    /// while that row lives), `cluster_size`, `is_representative` (that first row).
+    pub fn clusters_batch(&self) -> Result<RecordBatch> {
+        let c = &self.clusters;
+        let live: Vec<u64> = (0..c.root.len() as u64).filter(|&g| c.live[g as usize]).collect();
+        let mut size = vec![0i64; c.root.len()];
+        for &g in &live {
+            size[c.root[g as usize] as usize] += 1;
+        }
+        let (files, rows): (Vec<&str>, Vec<i64>) =
+            live.iter().map(|&g| self.address(g)).map(|(f, r)| (f, r as i64)).unzip();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("_file", DataType::Utf8, false),
+            Field::new("_row", DataType::Int64, false),
+            Field::new("cluster_id", DataType::Int64, false),
+            Field::new("cluster_size", DataType::Int64, false),
+            Field::new("is_representative", DataType::Boolean, false),
+        ]));
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(files)),
+            Arc::new(Int64Array::from(rows)),
+            Arc::new(Int64Array::from_iter_values(live.iter().map(|&g| c.root[g as usize] as i64))),
+            Arc::new(Int64Array::from_iter_values(live.iter().map(|&g| size[c.root[g as usize] as usize]))),
+            Arc::new(BooleanArray::from(live.iter().map(|&g| c.root[g as usize] == g).collect::<Vec<bool>>())),
+        ];
+        Ok(RecordBatch::try_new(schema, cols)?)
+    }
+}
+
+/// Signatures of the rows of `files` (indices into the table's entries), as a segment.
+async fn sign_files(
+    table: &LakeTable,
+    entries: &[DataFileEntry],
+    files: &[usize],
+    column: &str,
+    h: &Arc<MinHasher>,
+    num_threads: Option<usize>,
+    cancel: &CancelToken,
+) -> Result<DedupSegment> {
+    let scan = AddressScan::new(table, Some(&[column.to_string()]), None, 8192).await?;
+    let p = h.num_perm;
+    let mut seg =
+        DedupSegment { files: vec![], fstart: vec![0], rows: vec![], num_perm: p, sigs: vec![], valid: vec![] };
+    for &i in files {
+        let e = &entries[i];
+        let batches = scan.read(i).await.map_err(|err| err.context(format!("reading data file '{}'", e.path)))?;
+        for b in batches {
+            cancel.check()?;
+            let (texts, rows) = (b.column(0).clone(), b.column(b.num_columns() - 1).clone());
+            let (h2, c2, col) = (h.clone(), cancel.clone(), column.to_string());
+            let (sigs, valid) = run_cpu(pool(num_threads)?, cancel.clone(), move || {
+                let t = strings(&texts, &col)?;
+                let mut sigs = vec![0u32; t.len() * p];
+                let valid: Vec<bool> = sigs
+                    .par_chunks_mut(p)
+                    .zip(t.par_iter())
+                    .map(|(s, t)| {
+                        if c2.is_cancelled() {
+                            return false;
+                        }
+                        match t {
+                            Some(t) => h2.signature(t, s),
+                            None => {
+                                s.fill(u32::MAX);
+                                false
+                            }
+                        }
+                    })
+                    .collect();
+                c2.check()?;
+                Ok((sigs, valid))
+            })
+            .await?;
+            seg.sigs.extend_from_slice(&sigs);
+            seg.valid.extend_from_slice(&valid);
+            seg.rows.extend(rows.as_primitive::<arrow::datatypes::Int64Type>().values().iter().map(|&r| r as u64));
+        }
+        seg.files.push(SegFile { path: e.path.clone(), size: e.size, tag: e.tag.clone() });
+        seg.fstart.push(u32::try_from(seg.rows.len()).map_err(|_| too_many())?);
+    }
+    Ok(seg)
+}
+
+fn too_many() -> LakeError {
+    LakeError::Unsupported("a dedup index holds at most 4,294,967,294 rows".into())
+}
+
+/// Liveness of every stored row in the table version of `entries`, and the entries no
+/// segment holds.
+fn liveness(prev: Option<&DedupIndex>, entries: &[DataFileEntry]) -> Result<(Vec<bool>, Vec<usize>)> {
+    let by_path: std::collections::HashMap<&str, (usize, &DataFileEntry)> =
+        entries.iter().enumerate().map(|(i, e)| (e.path.as_str(), (i, e))).collect();
+    let mut held = vec![false; entries.len()];
+    let mut live = Vec::new();
+    for seg in prev.map(|p| p.segments.as_slice()).unwrap_or_default() {
+        for (f, sf) in seg.files.iter().enumerate() {
+            let rows = &seg.rows[seg.fstart[f] as usize..seg.fstart[f + 1] as usize];
+            let entry = by_path
+                .get(sf.path.as_str())
+                .filter(|(_, e)| e.size == sf.size && (sf.tag.is_none() || e.tag.is_none() || sf.tag == e.tag));
+            match entry {
+                Some((i, e)) => {
+                    held[*i] = true;
+                    if let Deleted::ByValue { .. } = e.deleted {
+                        return Err(LakeError::Unsupported(format!(
+                            "data file '{}' has Iceberg equality deletes: a dedup index needs deleted rows by \
+                             position; compact the table first",
+                            e.path
+                        )));
+                    }
+                    live.extend(rows.iter().map(|&r| !e.deleted.contains(r)));
+                }
+                None => live.extend(std::iter::repeat_n(false, rows.len())),
+            }
+        }
+    }
+    let missing = (0..entries.len()).filter(|&i| !held[i]).collect();
+    Ok((live, missing))
+}
+
+/// Build (`prev` None) or bring `prev` to `table`'s version: sign the new files' rows, drop
+/// deleted rows from their clusters, join the new rows, and commit a version.
+#[allow(clippy::too_many_arguments)]
+pub async fn update(
+    at: IndexAt,
+    prev: Option<Arc<DedupIndex>>,
+    table: &LakeTable,
+    name: &str,
+    column: &str,
+    params: &DedupParams,
+    num_threads: Option<usize>,
+    cancel: &CancelToken,
+) -> Result<Update> {
+    let h = Arc::new(params.hasher()?);
+    let entries = table.entries().await?;
+    let (now_live, missing) = liveness(prev.as_deref(), &entries)?;
+    let unchanged = prev.as_ref().is_some_and(|p| p.clusters.live == now_live && missing.is_empty());
+    if let Some(p) = prev.as_ref().filter(|p| unchanged && p.manifest.table_version == table.version()) {
+        return Ok(Update { index: p.clone(), new_rows: new_rows_batch(p, &[], &[])?, committed: false });
+    }
+    let new_seg = if missing.is_empty() {
+        None
+    } else {
+        Some(Arc::new(sign_files(table, &entries, &missing, column, &h, num_threads, cancel).await?))
+    };
+    let (old_segments, old_bases, old_root, old_live) = match prev.as_deref() {
+        Some(p) => (p.segments.clone(), p.bases.clone(), p.clusters.root.clone(), p.clusters.live.clone()),
+        None => (vec![], vec![], vec![], vec![]),
+    };
+    let old_rows = old_root.len() as u64;
+    let n_new = new_seg.as_ref().map_or(0, |s| s.len());
+    let total = old_rows + n_new as u64;
+    if total >= u32::MAX as u64 {
+        return Err(too_many());
+    }
+    let (p2, ns2, pr) = (params.clone(), new_seg.clone(), prev.clone());
+    let (root, live, matched) = run_cpu(pool(num_threads)?, cancel.clone(), move || {
+        let sig_old = |g: u64| pr.as_ref().and_then(|p| p.sig(g));
+        let mut root = if old_live == now_live {
+            old_root.clone()
+        } else {
+            after_deletes(&old_root, &old_live, &now_live, &sig_old, &p2)?
+        };
+        let mut live = now_live.clone();
+        let mut matched: Vec<Option<(u64, f64)>> = vec![None; n_new];
+        if let Some(seg) = ns2.as_ref() {
+            root.extend(old_rows..total);
+            live.extend(std::iter::repeat_n(true, n_new));
+            let mut uf = seeded(&root, &live);
+            let sigs: Vec<Option<&[u32]>> = (0..n_new).map(|i| seg.valid[i].then(|| seg.sig(i))).collect();
+            let local = components(&sigs, &p2)?;
+            for (i, &r) in local.iter().enumerate() {
+                uf.union((old_rows + i as u64) as u32, (old_rows + r as u64) as u32);
+            }
+            let buckets = Buckets::new(&old_segments, &old_bases, &live, p2.bands, p2.rows);
+            let hits: Vec<Vec<(u64, f64)>> = (0..n_new)
+                .into_par_iter()
+                .map(|i| sigs[i].map(|s| buckets.matches(s, p2.threshold, &sig_old)).unwrap_or_default())
+                .collect();
+            for (i, hs) in hits.iter().enumerate() {
+                for &(g, _) in hs {
+                    uf.union((old_rows + i as u64) as u32, g as u32);
+                }
+                matched[i] = hs.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)));
+            }
+            root = (0..total).map(|g| if live[g as usize] { uf.find(g as u32) as u64 } else { g }).collect();
+        }
+        Ok((root, live, matched))
+    })
+    .await?;
+    // Write the immutable files, then the manifest.
+    let mut segments = prev.as_ref().map(|p| p.manifest.segments.clone()).unwrap_or_default();
+    let mut all_segments = old_segments_of(prev.as_deref());
+    let mut bases = prev.as_ref().map(|p| p.bases.clone()).unwrap_or_default();
+    if let Some(seg) = new_seg.as_ref() {
+        let id = new_id();
+        let file = put_file(&at.store, at.root(), &format!("segments/{id}.lkv"), encode_segment(seg)).await?;
+        segments.push(DedupSegmentRef { id, file, rows: seg.len() as u64 });
+        bases.push(old_rows);
+        all_segments.push(seg.clone());
+    }
+    let clusters = Clusters { root, live };
+    let cfile =
+        put_file(&at.store, at.root(), &format!("clusters/{}.lkv", new_id()), encode_clusters(&clusters)).await?;
+    let version = match prev.as_ref() {
+        Some(p) => publish::next_version(p.manifest.version)?,
+        None => 1,
+    };
+    let live_rows = clusters.live.iter().filter(|&&l| l).count() as u64;
+    let m = DedupManifest {
+        format: FORMAT.into(),
+        format_version: FORMAT_VERSION,
+        version,
+        writer_id: new_id(),
+        name: name.to_string(),
+        table_uri: indexed_table_url(table),
+        table_format: table.format.as_str().to_string(),
+        table_version: table.version(),
+        column: column.to_string(),
+        params: params.clone(),
+        segments,
+        clusters: cfile,
+        rows: total,
+        live_rows,
+        commit: CommitInfo {
+            operation: if prev.is_some() { "refresh" } else { "build" }.into(),
+            timestamp_ms: chrono::Utc::now().timestamp_millis(),
+            files_encoded: missing.len() as u64,
+            rows_encoded: n_new as u64,
+            rows_skipped: 0,
+            segments_added: new_seg.is_some() as u64,
+            segments_removed: 0,
+        },
+    };
+    let local = at.local_file(&manifest_path(at.root(), version));
+    publish::commit(&at.store, at.root(), &m, local).await?;
+    let index = Arc::new(DedupIndex { at, manifest: m, segments: all_segments, bases, clusters });
+    let news: Vec<u64> = (old_rows..total).collect();
+    let new_rows = new_rows_batch(&index, &news, &matched)?;
+    Ok(Update { index, new_rows, committed: true })
+}
+
+fn old_segments_of(prev: Option<&DedupIndex>) -> Vec<Arc<DedupSegment>> {
+    prev.map(|p| p.segments.clone()).unwrap_or_default()
+}
+
+/// The refresh result: per new row `_file`, `_row`, `cluster_id`, `is_representative`,
+/// `matched_file`, `matched_row`, `jaccard_estimate` (its best direct match among the rows
+/// stored before, null when none).
+fn new_rows_batch(idx: &DedupIndex, rows: &[u64], matched: &[Option<(u64, f64)>]) -> Result<RecordBatch> {
+    let c = &idx.clusters;
+    let addr: Vec<(&str, u64)> = rows.iter().map(|&g| idx.address(g)).collect();
+    let m: Vec<Option<(&str, u64, f64)>> = matched
+        .iter()
+        .map(|x| {
+            x.map(|(g, est)| {
+                let (f, r) = idx.address(g);
+                (f, r, est)
+            })
+        })
+        .collect();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("_file", DataType::Utf8, false),
+        Field::new("_row", DataType::Int64, false),
+        Field::new("cluster_id", DataType::Int64, false),
+        Field::new("is_representative", DataType::Boolean, false),
+        Field::new("matched_file", DataType::Utf8, true),
+        Field::new("matched_row", DataType::Int64, true),
+        Field::new("jaccard_estimate", DataType::Float32, true),
+    ]));
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(addr.iter().map(|a| a.0).collect::<Vec<_>>())),
+        Arc::new(Int64Array::from_iter_values(addr.iter().map(|a| a.1 as i64))),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|&g| c.root[g as usize] as i64))),
+        Arc::new(BooleanArray::from(rows.iter().map(|&g| c.root[g as usize] == g).collect::<Vec<bool>>())),
+        Arc::new(StringArray::from(m.iter().map(|x| x.map(|t| t.0)).collect::<Vec<_>>())),
+        Arc::new(Int64Array::from(m.iter().map(|x| x.map(|t| t.1 as i64)).collect::<Vec<_>>())),
+        Arc::new(Float32Array::from(m.iter().map(|x| x.map(|t| t.2 as f32)).collect::<Vec<_>>())),
+    ];
+    Ok(RecordBatch::try_new(schema, cols)?)
+}

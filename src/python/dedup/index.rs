@@ -1,0 +1,205 @@
+//! `lakevec._lakevec.DedupIndex`: the persisted dedup index (`crate::dedup::index`) for
+//! `lakevec.dedup.build_index` / `open_index`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use pyo3::prelude::*;
+use pyo3_arrow::PyArray;
+
+use crate::dedup::index::check::check;
+use crate::dedup::index::format::DedupParams;
+use crate::dedup::index::ops::{update, DedupIndex};
+use crate::error::{LakeError, Result};
+use crate::index::location::{default_index_uri, IndexAt};
+use crate::lake::pin::TablePin;
+use crate::lake::storage::StorageOptions;
+use crate::lake::table::{Format, LakeTable};
+use crate::python::call::{cpu, wait_for_future};
+use crate::python::dedup::minhash::PyMinHashParams;
+use crate::python::lake::table::PyLakeTable;
+use crate::python::out::table as table_of;
+use crate::runtime::CancelToken;
+
+/// A loaded version of a dedup index; `refresh` moves it to the table's latest version.
+#[pyclass(frozen, module = "lakevec._lakevec", name = "DedupIndex")]
+pub struct PyDedupIndex {
+    inner: Mutex<Arc<DedupIndex>>,
+}
+
+impl PyDedupIndex {
+    fn get(&self) -> Arc<DedupIndex> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Why an existing index cannot take these parameters, if it cannot.
+fn differs(old: &DedupIndex, column: &str, p: &DedupParams) -> Option<String> {
+    let m = &old.manifest;
+    if m.column != column {
+        return Some(format!("it indexes column '{}', not '{column}'", m.column));
+    }
+    (&m.params != p).then(|| format!("it was built with {:?}, not {:?}", m.params, p))
+}
+
+#[pymethods]
+impl PyDedupIndex {
+    /// Build the index of `table`'s `column` at `index_uri` (default: beside the table, named
+    /// `dedup-<name>`), or refresh the one there when its parameters are the same; returns
+    /// (index, committed, new rows' assignments).
+    #[staticmethod]
+    #[pyo3(signature = (table, column, params, threshold, bands, rows, name, index_uri=None, num_threads=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn build<'py>(
+        py: Python<'py>,
+        table: &PyLakeTable,
+        column: String,
+        params: PyRef<'py, PyMinHashParams>,
+        threshold: f64,
+        bands: usize,
+        rows: usize,
+        name: String,
+        index_uri: Option<String>,
+        num_threads: Option<usize>,
+    ) -> PyResult<(Self, bool, Bound<'py, PyAny>)> {
+        let t = table.inner.clone();
+        let p = params.dedup_params(threshold, bands, rows);
+        p.hasher()?;
+        check_text_column(&t, &column)?;
+        let uri = index_uri.unwrap_or_else(|| default_index_uri(&t, &format!("dedup-{name}")));
+        let at = IndexAt::new(&uri, t.options.clone())?.with_cache(None);
+        let u = wait_for_future(py, async move {
+            let prev = match DedupIndex::open(at.clone()).await {
+                Ok(i) => Some(Arc::new(i)),
+                Err(LakeError::NotFound(_)) => None,
+                Err(e) => return Err(e),
+            };
+            if let Some(why) = prev.as_deref().and_then(|o| differs(o, &column, &p)) {
+                return Err(LakeError::InvalidArgument(format!(
+                    "the dedup index at '{}' cannot be refreshed with these parameters: {why}; pass the same \
+                     parameters, or another name= for a second index",
+                    at.uri
+                )));
+            }
+            update(at, prev, &t, &name, &column, &p, num_threads, &CancelToken::new()).await
+        })?;
+        let out = table_of(py, u.new_rows)?;
+        Ok((PyDedupIndex { inner: Mutex::new(u.index) }, u.committed, out))
+    }
+
+    /// Open the newest valid version of the index at `index_uri`.
+    #[staticmethod]
+    #[pyo3(signature = (index_uri, storage_options=None))]
+    fn open(py: Python<'_>, index_uri: String, storage_options: Option<HashMap<String, String>>) -> PyResult<Self> {
+        let at = IndexAt::new(&index_uri, StorageOptions::new(storage_options.unwrap_or_default()))?.with_cache(None);
+        let idx = wait_for_future(py, async move { DedupIndex::open(at).await })?;
+        Ok(PyDedupIndex { inner: Mutex::new(Arc::new(idx)) })
+    }
+
+    /// Open the newest valid version of `table`'s index `name` at its default location (the
+    /// table's storage options serve the index).
+    #[staticmethod]
+    fn open_for_table(py: Python<'_>, table: &PyLakeTable, name: &str) -> PyResult<Self> {
+        let t = &table.inner;
+        let at = IndexAt::new(&default_index_uri(t, &format!("dedup-{name}")), t.options.clone())?.with_cache(None);
+        let idx = wait_for_future(py, async move { DedupIndex::open(at).await })?;
+        Ok(PyDedupIndex { inner: Mutex::new(Arc::new(idx)) })
+    }
+
+    /// The default index URI of `table` for index `name`.
+    #[staticmethod]
+    fn default_uri(table: &PyLakeTable, name: &str) -> String {
+        default_index_uri(&table.inner, &format!("dedup-{name}"))
+    }
+
+    /// Bring the index to the table's latest version (or `table`, a version of it); returns
+    /// (committed, new rows' assignments).
+    #[pyo3(signature = (table=None, num_threads=None))]
+    fn refresh<'py>(
+        &self,
+        py: Python<'py>,
+        table: Option<PyRef<'py, PyLakeTable>>,
+        num_threads: Option<usize>,
+    ) -> PyResult<(bool, Bound<'py, PyAny>)> {
+        let idx = self.get();
+        let given = table.map(|t| t.inner.clone());
+        let u = wait_for_future(py, async move {
+            let m = &idx.manifest;
+            let t = match given {
+                Some(t) => t,
+                None => {
+                    idx.at.check_table_store(&m.table_uri)?;
+                    let format = Format::parse(&m.table_format)?;
+                    Arc::new(
+                        LakeTable::open(&m.table_uri, idx.at.options.clone(), Some(format), TablePin::default())
+                            .await?,
+                    )
+                }
+            };
+            let (at, name, column, params) = (idx.at.clone(), m.name.clone(), m.column.clone(), m.params.clone());
+            update(at, Some(idx), &t, &name, &column, &params, num_threads, &CancelToken::new()).await
+        })?;
+        let out = table_of(py, u.new_rows)?;
+        *self.inner.lock().unwrap_or_else(|p| p.into_inner()) = u.index;
+        Ok((u.committed, out))
+    }
+
+    /// The cluster table of the covered version (see `lakevec.dedup.DedupIndex.clusters`).
+    fn clusters<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let idx = self.get();
+        let batch = cpu(py, None, move |_| idx.clusters_batch())?;
+        table_of(py, batch)
+    }
+
+    /// Rows of `texts` (a text array) against the stored clusters, index unchanged.
+    #[pyo3(signature = (texts, column, num_threads=None))]
+    fn check<'py>(
+        &self,
+        py: Python<'py>,
+        texts: PyArray,
+        column: String,
+        num_threads: Option<usize>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let idx = self.get();
+        let a = texts.array().clone();
+        let batch = cpu(py, num_threads, move |c| check(&idx, &a, &column, &c))?;
+        table_of(py, batch)
+    }
+
+    /// The manifest of the loaded version as JSON (parameters, counts, table version).
+    fn manifest_json(&self) -> PyResult<String> {
+        serde_json::to_string(&self.get().manifest).map_err(|e| LakeError::Internal(e.to_string()).into())
+    }
+
+    #[getter]
+    fn uri(&self) -> String {
+        self.get().at.uri.clone()
+    }
+
+    fn __repr__(&self) -> String {
+        let i = self.get();
+        let m = &i.manifest;
+        let tv = m.table_version.map_or("None".to_string(), |v| v.to_string());
+        format!(
+            "DedupIndex(uri='{}', version={}, table_version={tv}, rows={}, live_rows={})",
+            i.at.uri, m.version, m.rows, m.live_rows
+        )
+    }
+}
+
+/// `column` exists in `t` and holds text.
+fn check_text_column(t: &LakeTable, column: &str) -> Result<()> {
+    use arrow::datatypes::DataType;
+    let schema = t.schema();
+    let f = schema.field_with_name(column).map_err(|_| {
+        LakeError::Schema(format!(
+            "column '{column}' not found in table '{}' (columns: {})",
+            t.uri,
+            schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+        ))
+    })?;
+    match f.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Ok(()),
+        other => Err(LakeError::Schema(format!("'{column}' is not a text column ({other})"))),
+    }
+}
