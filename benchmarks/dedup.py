@@ -26,6 +26,9 @@ Data: the Debian package descriptions (../shared/data/text/debian_descriptions.p
 Times are the best of --repeat runs (datasketch: one run).
 
     python benchmarks/dedup.py [--datasketch-rows 10000] [--repeat 3] [--data PATH]
+
+Scale (``_dedup_scale.py``): ``--rows 2000000 [--dir /tmp/lakevec-dedup-scale]`` builds a
+persisted dedup index of a synthetic corpus of that many rows and refreshes a 10% append.
 """
 
 from __future__ import annotations
@@ -184,7 +187,7 @@ def worker(kind: str, data: Path, rows: int | None, repeat: int, out: str) -> No
 def run_worker(kind, data, rows, repeat, tmp):
     out = os.path.join(tmp, f"{kind}_{rows or 'all'}.npy")
     cmd = [sys.executable, __file__, "--worker", kind, "--data", str(data), "--repeat", str(repeat), "--out", out] + (
-        ["--rows", str(rows)] if rows else []
+        ["--worker-rows", str(rows)] if rows else []
     )
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
@@ -353,11 +356,21 @@ def main() -> None:
     ap.add_argument("--datasketch-rows", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--worker", choices=["minhash-lakevec", "minhash-datasketch"], help=argparse.SUPPRESS)
-    ap.add_argument("--rows", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--worker-rows", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--rows", type=int, default=None, help="scale run: a dedup index of this many synthetic rows (_dedup_scale.py)"
+    )
+    ap.add_argument("--dir", type=Path, default=Path("/tmp/lakevec-dedup-scale"), help="scale run: data folder")
+    ap.add_argument("--scale-step", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        worker(args.worker, args.data, args.rows, args.repeat, args.out)
+        worker(args.worker, args.data, args.worker_rows, args.repeat, args.out)
+        return
+    if args.rows:
+        from _dedup_scale import scale
+
+        scale(args.data, args.dir, args.rows, args.scale_step)
         return
     from importlib.metadata import PackageNotFoundError, version
 

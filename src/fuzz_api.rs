@@ -28,9 +28,10 @@ pub fn manifest(bytes: &[u8]) -> bool {
     crate::index::publish::decode::<crate::index::manifest::Manifest>(bytes, "fuzz").is_ok()
 }
 
-/// Decode a dedup index segment file said to hold `rows` rows of `num_perm` values.
-pub fn dedup_segment(bytes: &[u8], rows: u64, num_perm: usize) -> bool {
-    crate::dedup::index::format::decode_segment(bytes, "fuzz", rows, num_perm).is_ok()
+/// Decode a dedup index segment file said to hold `rows` rows of `num_perm` values in `bands`
+/// LSH bands.
+pub fn dedup_segment(bytes: &[u8], rows: u64, num_perm: usize, bands: usize) -> bool {
+    crate::dedup::index::format::decode_segment(bytes, "fuzz", rows, num_perm, bands).is_ok()
 }
 
 /// Decode a dedup index clusters file said to hold `rows` rows.

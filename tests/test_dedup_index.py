@@ -168,6 +168,8 @@ def test_corrupt_sidecar_and_other_parameters_are_refused(tmp_path, debian):
         lakevec.dedup.build_index(uri, "description", threshold=0.8, ngram=5)
     with pytest.raises(E.InvalidArgumentError, match="indexes column 'description', not 'package'"):
         lakevec.dedup.build_index(uri, "package", **KW)
+    with pytest.raises(E.InvalidArgumentError, match="2000 rows holds about .* more than memory_limit=16 MiB"):
+        lakevec.dedup.build_index(uri, "description", name="other", num_perm=4096, threshold=0.8, memory_limit="16MiB")
     # the same parameters: a refresh (nothing new)
     assert lakevec.dedup.build_index(uri, "description", **KW).version == idx.version
     seg = next((Path(uri) / "_lakevec_index" / "dedup-default" / "segments").iterdir())
@@ -227,3 +229,18 @@ def test_sigkill_mid_write_leaves_a_readable_version(tmp_path, debian, op):
     idx = lakevec.dedup.build_index(uri, "description", **KW)
     assert idx.table_version == lakevec.Table.open(uri).version
     assert partition(with_ids(uri, idx.clusters())) == single_run(uri, **KW)
+    # vacuum(retain=0) removes the killed writers' files and superseded versions, and the
+    # newest version still opens and answers the same
+    folder = Path(uri) / "_lakevec_index" / "dedup-default"
+    listed = idx.vacuum(retain=0, dry_run=True)
+    assert set(listed.column("kind").to_pylist()) <= {"manifest", "segment", "clusters"}
+    assert not any(listed.column("deleted").to_pylist())
+    gone = idx.vacuum(retain=0)
+    assert gone.num_rows == listed.num_rows and all(gone.column("deleted").to_pylist())
+    left = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+    m = idx.manifest
+    assert left == {f"manifests/{m['version']:020d}.json", m["clusters"]["path"]} | {
+        s["file"]["path"] for s in m["segments"]
+    }
+    again = lakevec.dedup.open_index(idx.uri)
+    assert again.clusters().equals(idx.clusters())

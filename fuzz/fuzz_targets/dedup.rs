@@ -9,10 +9,11 @@ fuzz_target!(|data: &[u8]| {
     }
     let rows = u16::from_le_bytes([data[0], data[1]]) as u64;
     let num_perm = 1 + data[2] as usize % 64;
+    let bands = 1 + (data[2] >> 6) as usize;
     let body = &data[4..];
     match data[3] % 3 {
         0 => {
-            let _ = lakevec::fuzz_api::dedup_segment(body, rows, num_perm);
+            let _ = lakevec::fuzz_api::dedup_segment(body, rows, num_perm, bands);
         }
         1 => {
             let _ = lakevec::fuzz_api::dedup_clusters(body, rows);

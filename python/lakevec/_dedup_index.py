@@ -3,6 +3,7 @@ and :class:`DedupIndex` (re-exported by :mod:`lakevec.dedup`)."""
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -33,7 +34,7 @@ class DedupIndex:
     others at load) with one manifest per version published by put-if-absent: a crash at any
     point leaves the previous version readable. Resident while open: every row's signature
     (``4 * num_perm`` bytes), address and cluster (~21 bytes); during a refresh also the band
-    buckets of the stored rows (``16 * bands`` bytes per row).
+    buckets of the stored rows (``24 * bands`` bytes per row).
 
     Pickles as its URI (no credentials); the unpickled object reopens the newest version.
     """
@@ -72,7 +73,9 @@ class DedupIndex:
         """The table version covered (Delta version, Iceberg snapshot id; None for Parquet)."""
         return self.manifest["table_version"]
 
-    def refresh(self, table: Table | None = None, *, num_threads: int | None = None) -> pa.Table:
+    def refresh(
+        self, table: Table | None = None, *, memory_limit: int | str | None = None, num_threads: int | None = None
+    ) -> pa.Table:
         """Bring the index to the table's latest version (or to ``table``, a version of the
         indexed table) and return the new rows' assignments.
 
@@ -85,15 +88,17 @@ class DedupIndex:
 
         Returns:
             ``pyarrow.Table``, one row per new row: ``_file``, ``_row``, ``cluster_id``
-            (int64), ``is_representative``, ``matched_file``, ``matched_row`` (its most
-            similar directly matched row among those stored before, null if none) and
+            (int64), ``is_representative``, ``matched_file``, ``matched_row`` (a row
+            stored before that it matched directly: of those found, one per stored cluster it
+            joins, the most similar; null if none) and
             ``jaccard_estimate`` (float32, of that match).
 
         Raises:
             CommitConflictError: another writer committed this version first (reopen, retry).
             UnsupportedError: a data file with Iceberg equality deletes.
         """
-        committed, out = self._inner.refresh(None if table is None else table._inner, num_threads)
+        limit = _inputs.byte_size(memory_limit, "memory_limit")
+        committed, out = self._inner.refresh(None if table is None else table._inner, limit, num_threads)
         return out
 
     def clusters(self) -> pa.Table:
@@ -112,14 +117,35 @@ class DedupIndex:
             rows, directly or through other rows of the batch), ``cluster_id`` (int64: that
             stored cluster's id, the smallest if it joins several; else ``-1 - p`` with ``p``
             the first batch position of its component, shared within the batch),
-            ``matched_file``, ``matched_row``, ``jaccard_estimate`` (its most similar stored
-            row matched directly, null if none).
+            ``matched_file``, ``matched_row``, ``jaccard_estimate`` (a stored row it matched
+            directly: of those found, one per stored cluster it joins, the most similar; null
+            if none).
 
         Raises:
             SchemaError: ``column`` missing or not text.
         """
         t = _inputs.to_table(data)
         return self._inner.check(_inputs.array(t, column), column, num_threads)
+
+    def vacuum(
+        self, retain: datetime.timedelta | float = datetime.timedelta(days=7), dry_run: bool = False
+    ) -> pa.Table:
+        """Delete the index files no reader within ``retain`` needs, like Delta Lake's VACUUM
+        (the vector index's rules, :meth:`lakevec.VectorIndex.vacuum`): kept are the newest
+        version, every version committed less than ``retain`` ago (a ``timedelta`` or seconds)
+        with the segment and clusters files they list, and any file younger than ``retain``.
+        Deleted: older manifests and the files of superseded versions and of killed writers.
+
+        Returns:
+            ``pyarrow.Table``, one row per file: ``path`` (relative to the index folder),
+            ``kind`` (``"manifest"``, ``"segment"``, ``"clusters"``), ``bytes``, ``deleted``.
+
+        Raises:
+            InvalidArgumentError: a negative ``retain``.
+        """
+        if isinstance(retain, datetime.timedelta):
+            retain = retain.total_seconds()
+        return self._inner.vacuum(float(retain), bool(dry_run))
 
 
 def build_index(
@@ -138,6 +164,7 @@ def build_index(
     weights: tuple[float, float] = (0.5, 0.5),
     name: str = "default",
     index_uri: str | None = None,
+    memory_limit: int | str | None = None,
     num_threads: int | None = None,
     storage_options: Mapping[str, str] | None = None,
 ) -> DedupIndex:
@@ -148,12 +175,19 @@ def build_index(
     names and defaults); the clusters are those of a single ``minhash`` run over the covered
     version. The default location is ``<table>/_lakevec_index/dedup-<name>``.
 
+    Memory: texts are read and signed one batch (8,192 rows) at a time; every row's signature
+    stays resident with its address and cluster, and while clustering its LSH band entries:
+    ``4 * num_perm + 24 * bands + 18`` bytes per row (746 at ``num_perm=128``, threshold 0.8:
+    9 bands; 1.5 GB for 2M rows). ``memory_limit`` (bytes or ``"4GB"``; default: half the available memory) is
+    checked against that before any row is read.
+
     Returns:
         The :class:`DedupIndex` at the committed version.
 
     Raises:
-        InvalidArgumentError: bad parameters, or an index at the location built with other
-        parameters or another column (pass the same ones, or another ``name``).
+        InvalidArgumentError: bad parameters, an index at the location built with other
+        parameters or another column (pass the same ones, or another ``name``), or more rows
+        than ``memory_limit`` holds.
         SchemaError: ``column`` missing or not text.
         TableNotFoundError: no table at ``table``.
     """
@@ -163,8 +197,9 @@ def build_index(
         num_perm=num_perm, ngram=ngram, shingle=shingle, seed=seed, normalize=normalize, sketch=sketch
     )
     b, r = _minhash.lsh_params(threshold, num_perm, bands, rows, weights)
+    limit = _inputs.byte_size(memory_limit, "memory_limit")
     inner, _committed, _new = _lakevec.DedupIndex.build(
-        table._inner, column, params, float(threshold), b, r, name, index_uri, num_threads
+        table._inner, column, params, float(threshold), b, r, name, index_uri, limit, num_threads
     )
     return DedupIndex(inner)
 

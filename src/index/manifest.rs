@@ -99,6 +99,15 @@ impl Doc for Manifest {
             v => Err(format!("format version {v} has no upgrade")),
         }
     }
+    const FOLDERS: &'static [(&'static str, &'static str)] = &[("segments", "segment"), ("tombstones", "tombstone")];
+    fn files(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        for s in &self.segments {
+            out.push(s.file.path.as_str());
+            out.extend(s.tombstones.as_ref().map(|t| t.path.as_str()));
+        }
+        out
+    }
     fn check(&self) -> std::result::Result<(), String> {
         if self.dim == 0 || self.dim > MAX_DIM {
             return Err(format!("dimension {} is outside 1..={MAX_DIM}", self.dim));

@@ -75,6 +75,11 @@ pub trait Doc: serde::Serialize + serde::de::DeserializeOwned {
     fn check(&self) -> std::result::Result<(), String> {
         Ok(())
     }
+    /// The folders of this index's immutable files with the kind of file each holds (what
+    /// vacuum may delete besides `manifests/`).
+    const FOLDERS: &'static [(&'static str, &'static str)];
+    /// The immutable files this version references (paths relative to the index folder).
+    fn files(&self) -> Vec<&str>;
 }
 
 /// Serialise a manifest with its checksum.

@@ -36,7 +36,7 @@ pub(crate) fn decode_tombstones(bytes: &[u8], name: &str, count: u64, rows: u64)
 /// pages load as searches touch them), of its copy in the segment cache for an object store
 /// (see [`crate::index::cache`]), or a download into memory when the cache is off. Size and
 /// CRC-32 are checked against `f` before anything uses the bytes.
-async fn file_backing(at: &IndexAt, f: &FileRef) -> Result<Arc<Backing>> {
+pub(crate) async fn file_backing(at: &IndexAt, f: &FileRef) -> Result<Arc<Backing>> {
     let object = manifest::child(at.root(), &f.path);
     let Some(local) = at.local_file(&object) else {
         return match &at.cache {
@@ -111,10 +111,27 @@ pub(crate) async fn write_segment(
 ) -> Result<SegmentRef> {
     let id = manifest::new_id();
     let path = format!("segments/{id}.lkv");
-    let object = manifest::child(at.root(), &path);
     let sections = seg.sections()?;
     let refs: Vec<(container::Tag, &[u8])> = sections.iter().map(|(t, b)| (*t, b.as_ref())).collect();
-    let pieces = container::pieces(&refs);
+    let file = write_container(at, &path, &refs).await?;
+    let tombstones = write_tombstones(at, deleted).await?;
+    Ok(SegmentRef {
+        id,
+        file,
+        kind: kind.clone(),
+        rows: seg.len() as u64,
+        data_files: seg.files.clone(),
+        tombstones,
+        num_tombstones: deleted.len() as u64,
+    })
+}
+
+/// Write a new immutable container file `rel` (relative to the index folder) of `sections`,
+/// from memory as they are (no copy of the whole file): a local file directly and synced, an
+/// object-store file in one PUT (small) or a multipart upload.
+pub(crate) async fn write_container(at: &IndexAt, rel: &str, sections: &[(container::Tag, &[u8])]) -> Result<FileRef> {
+    let object = manifest::child(at.root(), rel);
+    let pieces = container::pieces(sections);
     let total: usize = pieces.iter().map(|p| p.len()).sum();
     let (bytes, crc32) = if let Some(local) = at.local_file(&object) {
         // Blocking file I/O on this runtime worker, announced to tokio.
@@ -123,23 +140,14 @@ pub(crate) async fn write_segment(
     } else if total <= SINGLE_PUT_MAX {
         let mut all = Vec::with_capacity(total);
         pieces.iter().for_each(|p| all.extend_from_slice(p));
-        let f = manifest::put_file(&at.store, at.root(), &path, all).await?;
+        let f = manifest::put_file(&at.store, at.root(), rel, all).await?;
         (f.bytes, f.crc32)
     } else {
         upload_multipart(at, &object, &pieces).await?
     };
     drop(pieces);
-    sync_local(at, &path).await?;
-    let tombstones = write_tombstones(at, deleted).await?;
-    Ok(SegmentRef {
-        id,
-        file: FileRef { path, bytes, crc32 },
-        kind: kind.clone(),
-        rows: seg.len() as u64,
-        data_files: seg.files.clone(),
-        tombstones,
-        num_tombstones: deleted.len() as u64,
-    })
+    sync_local(at, rel).await?;
+    Ok(FileRef { path: rel.to_string(), bytes, crc32 })
 }
 
 /// Write `pieces` to a new local file (its folder created); returns (length, CRC-32).

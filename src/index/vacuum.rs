@@ -1,10 +1,11 @@
 //! Vacuum: delete the index files no reader within the retention period needs (Delta Lake's
-//! VACUUM, for a lakevec sidecar).
+//! VACUUM, for a lakevec sidecar: the vector index, and the dedup index through [`vacuum`]).
 //!
 //! Kept: the newest valid manifest and every manifest written less than `retain` ago, and
-//! every segment and tombstone file any of them lists; also any other file written less than
-//! `retain` ago (a build or refresh in progress publishes its manifest after its files).
-//! Deleted: everything else under `manifests/`, `segments/` and `tombstones/`: superseded
+//! every file any of them lists; also any other file written less than `retain` ago (a build
+//! or refresh in progress publishes its manifest after its files). Deleted: everything else
+//! under `manifests/` and the index's file folders (`segments/` and `tombstones/`; the dedup
+//! index's `segments/` and `clusters/`): superseded
 //! versions older than `retain`, and the files of builds that failed or were killed before
 //! their manifest was published. Damaged manifests are never read for references, and are
 //! deleted by age like the rest. A reader that loaded a version's segments keeps using them
@@ -23,6 +24,7 @@ use object_store::ObjectStoreExt;
 use crate::error::{LakeError, Result};
 use crate::index::handle::VectorIndex;
 use crate::index::manifest::{self, Probe};
+use crate::index::publish::Doc;
 
 /// One file vacuum considered.
 struct Candidate {
@@ -36,7 +38,19 @@ impl VectorIndex {
     /// references (see the module docs). Returns one row per such file: `path` (relative to
     /// the index folder), `kind` ("manifest", "segment" or "tombstone"), `bytes`, `deleted`.
     pub async fn vacuum(&self, retain: Duration, dry_run: bool) -> Result<RecordBatch> {
-        let (store, root) = (&self.at.store, self.at.root());
+        vacuum::<manifest::Manifest>(&self.at.store, self.at.root(), retain, dry_run).await
+    }
+}
+
+/// [`VectorIndex::vacuum`] for the index of manifest type `M` at `root` (kinds: "manifest"
+/// and those of `M::FOLDERS`).
+pub async fn vacuum<M: Doc>(
+    store: &Arc<dyn object_store::ObjectStore>,
+    root: &object_store::path::Path,
+    retain: Duration,
+    dry_run: bool,
+) -> Result<RecordBatch> {
+    {
         let now = chrono::Utc::now();
         let horizon = now - chrono::Duration::from_std(retain).unwrap_or(chrono::Duration::MAX);
         let objects: Vec<object_store::ObjectMeta> = store.list(Some(root)).try_collect().await?;
@@ -46,7 +60,7 @@ impl VectorIndex {
             s.strip_prefix(&prefix).unwrap_or(s).to_string()
         };
         // Manifests to keep: the newest valid one and all younger than the horizon.
-        let newest = manifest::newest_valid::<manifest::Manifest>(store, root).await?.map(|(m, _)| m.version);
+        let newest = manifest::newest_valid::<M>(store, root).await?.map(|(m, _)| m.version());
         let mut keep: HashSet<String> = HashSet::new();
         for o in &objects {
             let rel = rel_of(&o.location);
@@ -56,30 +70,25 @@ impl VectorIndex {
                 continue;
             }
             keep.insert(rel.clone());
-            if let Probe::Valid(m) = manifest::probe::<manifest::Manifest>(store, root, v).await? {
-                for s in &m.segments {
-                    keep.insert(s.file.path.clone());
-                    if let Some(t) = &s.tombstones {
-                        keep.insert(t.path.clone());
-                    }
-                }
+            if let Probe::Valid(m) = manifest::probe::<M>(store, root, v).await? {
+                keep.extend(m.files().into_iter().map(str::to_string));
             }
         }
         let mut out: Vec<Candidate> = Vec::new();
         for o in &objects {
             let rel = rel_of(&o.location);
-            let kind = match rel.split('/').next() {
-                Some("manifests") => "manifest",
-                Some("segments") => "segment",
-                Some("tombstones") => "tombstone",
-                _ => continue, // not lakevec's: never touched
+            let folder = rel.split('/').next().unwrap_or_default();
+            let kind = match M::FOLDERS.iter().find(|(f, _)| *f == folder) {
+                _ if folder == "manifests" => "manifest",
+                Some((_, kind)) => kind,
+                None => continue, // not lakevec's: never touched
             };
             if keep.contains(&rel) || o.last_modified >= horizon {
                 continue;
             }
             out.push(Candidate { rel, kind, bytes: o.size });
         }
-        // Segments and tombstones first, manifests last: a crash midway leaves manifests
+        // Immutable files first, manifests last: a crash midway leaves manifests
         // whose files are gone only where those manifests were past retention anyway.
         out.sort_by_key(|c| (c.kind == "manifest", c.rel.clone()));
         let mut deleted = Vec::with_capacity(out.len());

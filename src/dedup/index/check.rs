@@ -19,8 +19,9 @@ use crate::text::strings;
 /// `duplicate_of_existing` (its component in stored rows + the batch holds a stored row),
 /// `cluster_id` (that stored cluster's id, the smallest when it joins several, which a refresh
 /// would merge; else `-1 - p` for `p` the first batch position of its component, shared
-/// within the batch), `matched_file`, `matched_row`, `jaccard_estimate` (its best direct
-/// match among stored rows, null when none). CPU work; run it on lakevec's pool.
+/// within the batch), `matched_file`, `matched_row`, `jaccard_estimate` (a stored row it
+/// matched directly: of the rows found, one per stored cluster it joins, the most similar;
+/// null when none). CPU work; run it on lakevec's pool.
 pub fn check(idx: &DedupIndex, texts: &ArrayRef, column: &str, cancel: &CancelToken) -> Result<RecordBatch> {
     let p = &idx.manifest.params;
     let h = p.hasher()?;
@@ -38,7 +39,8 @@ pub fn check(idx: &DedupIndex, texts: &ArrayRef, column: &str, cancel: &CancelTo
     cancel.check()?;
     let sig = |i: usize| valid[i].then(|| &sigs[i * p.num_perm..(i + 1) * p.num_perm]);
     let local = components(&(0..n).map(sig).collect::<Vec<_>>(), p)?;
-    let buckets = Buckets::new(&idx.segments, &idx.bases, &idx.clusters.live, p.bands, p.rows);
+    let c = &idx.clusters;
+    let buckets = Buckets::new(&idx.segments, &idx.bases, &c.live, &c.root, p.bands, p.rows);
     let sig_of = |g: u64| idx.sig(g);
     let hits: Vec<Vec<(u64, f64)>> = (0..n)
         .into_par_iter()

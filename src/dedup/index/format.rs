@@ -8,6 +8,9 @@
 //!                       ROW    u64 x rows          row position in its data file (sorted per file)
 //!                       SIG    u32 x rows x num_perm   signature (u32::MAX for no shingles)
 //!                       VALID  u8 x rows           1: has a signature (a text with shingles)
+//!                       BKEY   u64 x bands x valid LSH band keys, band by band, each band
+//!                                                  sorted (the bucket lists of the segment)
+//!                       BROW   u32 x bands x valid the row of each key
 //! clusters/<uuid>.lkv   META   JSON {rows}
 //!                       ROOT   u64 x rows          cluster root of every row (global numbering:
 //!                                                  segments in manifest order), the smallest
@@ -17,7 +20,9 @@
 //!
 //! Loading checks every count against the others before use: FSTART starts at 0, never
 //! decreases and ends at `rows`; rows within a file are strictly increasing; VALID and LIVE
-//! hold 0 or 1; a root is a live row no larger than the row and its own root.
+//! hold 0 or 1; each band lists every valid row once, by non-decreasing key; a root is a live
+//! row no larger than the row and its own root. (A band key is not recomputed from its
+//! signature at load: a wrong key only hides or offers a candidate, which is then verified.)
 
 use crate::dedup::minhash::{MinHasher, Shingle, Sketch};
 use crate::error::{LakeError, Result};
@@ -25,6 +30,9 @@ use crate::index::container::{u32s, u64s, Container, Tag};
 use crate::index::manifest::CommitInfo;
 use crate::index::publish::{Doc, FileRef};
 use crate::text::Normalize;
+use crate::vector::mapped::{le_bytes, Arr, Backing};
+use std::borrow::Cow;
+use std::sync::Arc;
 
 pub const FORMAT: &str = "lakevec-dedup-index";
 pub const FORMAT_VERSION: u32 = 1;
@@ -34,6 +42,8 @@ const FSTART: Tag = *b"FSTART\0\0";
 const ROW: Tag = *b"ROW\0\0\0\0\0";
 const SIG: Tag = *b"SIG\0\0\0\0\0";
 const VALID: Tag = *b"VALID\0\0\0";
+const BKEY: Tag = *b"BKEY\0\0\0\0";
+const BROW: Tag = *b"BROW\0\0\0\0";
 const ROOT: Tag = *b"ROOT\0\0\0\0";
 const LIVE: Tag = *b"LIVE\0\0\0\0";
 
@@ -132,6 +142,12 @@ impl Doc for DedupManifest {
     fn writer_id(&self) -> &str {
         &self.writer_id
     }
+    const FOLDERS: &'static [(&'static str, &'static str)] = &[("segments", "segment"), ("clusters", "clusters")];
+    fn files(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = self.segments.iter().map(|s| s.file.path.as_str()).collect();
+        out.push(self.clusters.path.as_str());
+        out
+    }
     fn check(&self) -> std::result::Result<(), String> {
         self.params.check()?;
         let total = self.segments.iter().try_fold(0u64, |a, s| a.checked_add(s.rows));
@@ -145,31 +161,45 @@ impl Doc for DedupManifest {
     }
 }
 
-/// A segment: the rows of some data files with their signatures.
+/// A segment: the rows of some data files with their signatures and band lists.
+/// The large arrays are used in place from the verified file (a read-only map of a local
+/// file, or the downloaded buffer: `vector::mapped::Arr`), or owned when just built.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DedupSegment {
     pub files: Vec<SegFile>,
     pub fstart: Vec<u32>,
-    pub rows: Vec<u64>,
+    pub rows: Arr<u64>,
     pub num_perm: usize,
-    pub sigs: Vec<u32>,
+    pub sigs: Arr<u32>,
     pub valid: Vec<bool>,
+    /// LSH bands: `bands` runs of `valid` entries each, sorted by key (see the module docs).
+    pub bands: usize,
+    pub band_keys: Arr<u64>,
+    pub band_rows: Arr<u32>,
 }
 
 impl DedupSegment {
     pub fn len(&self) -> usize {
         self.rows.len()
     }
+    /// (keys, rows) of band `b`, sorted by key.
+    pub fn band(&self, b: usize) -> (&[u64], &[u32]) {
+        let n = self.band_keys.len() / self.bands.max(1);
+        (&self.band_keys[b * n..(b + 1) * n], &self.band_rows[b * n..(b + 1) * n])
+    }
     pub fn sig(&self, i: usize) -> &[u32] {
         &self.sigs[i * self.num_perm..(i + 1) * self.num_perm]
     }
 }
 
-fn bytes_u32(v: &[u32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-fn bytes_u64(v: &[u64]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+/// Sections of a file: (tag, little-endian bytes, borrowed where the array already is).
+pub type Sections<'a> = Vec<(Tag, Cow<'a, [u8]>)>;
+
+/// The container bytes of `sections` (tests; files are written piece by piece).
+#[cfg(test)]
+pub fn encode(sections: &Sections<'_>) -> Vec<u8> {
+    let refs: Vec<(Tag, &[u8])> = sections.iter().map(|(t, b)| (*t, b.as_ref())).collect();
+    crate::index::container::write(&refs)
 }
 fn flags(data: &[u8], n: usize, what: &str) -> Result<Vec<bool>> {
     if data.len() != n || data.iter().any(|&b| b > 1) {
@@ -187,20 +217,46 @@ fn meta_u64(m: &serde_json::Value, key: &str, name: &str) -> Result<u64> {
         .ok_or_else(|| LakeError::CorruptIndex(format!("index file '{name}' is corrupt: META has no '{key}'")))
 }
 
-/// The container bytes of a segment.
-pub fn encode_segment(s: &DedupSegment) -> Vec<u8> {
-    let meta = serde_json::json!({"rows": s.rows.len(), "num_perm": s.num_perm, "files": s.files});
+/// The sections of a segment file (its signatures borrowed, not copied).
+pub fn segment_sections(s: &DedupSegment) -> Sections<'_> {
+    let meta = serde_json::json!({"rows": s.rows.len(), "num_perm": s.num_perm, "bands": s.bands, "files": s.files});
     let meta = serde_json::to_vec(&meta).expect("JSON of plain values");
     let valid: Vec<u8> = s.valid.iter().map(|&v| v as u8).collect();
-    let (fs, rows, sigs) = (bytes_u32(&s.fstart), bytes_u64(&s.rows), bytes_u32(&s.sigs));
-    crate::index::container::write(&[(META, &meta), (FSTART, &fs), (ROW, &rows), (SIG, &sigs), (VALID, &valid)])
+    vec![
+        (META, Cow::Owned(meta)),
+        (FSTART, le_bytes(&s.fstart)),
+        (ROW, le_bytes(&s.rows)),
+        (SIG, le_bytes(&s.sigs)),
+        (VALID, Cow::Owned(valid)),
+        (BKEY, le_bytes(&s.band_keys)),
+        (BROW, le_bytes(&s.band_rows)),
+    ]
 }
 
-/// Decode and check a segment of `expect_rows` rows and `num_perm` signature values
-/// (`name` is used in errors).
-pub fn decode_segment(bytes: &[u8], name: &str, expect_rows: u64, num_perm: usize) -> Result<DedupSegment> {
+/// [`decode_segment_in`] of bytes in memory (tests, fuzzing).
+#[cfg(any(test, feature = "fuzz"))]
+pub fn decode_segment(
+    bytes: &[u8],
+    name: &str,
+    expect_rows: u64,
+    num_perm: usize,
+    bands: usize,
+) -> Result<DedupSegment> {
+    let buf = Arc::new(Backing::Bytes(bytes::Bytes::copy_from_slice(bytes)));
+    decode_segment_in(&buf, name, expect_rows, num_perm, bands)
+}
+
+/// Decode and check a segment of `expect_rows` rows, `num_perm` signature values and `bands`
+/// LSH bands (`name` is used in errors); its arrays view `buf` where aligned.
+pub fn decode_segment_in(
+    buf: &Arc<Backing>,
+    name: &str,
+    expect_rows: u64,
+    num_perm: usize,
+    bands: usize,
+) -> Result<DedupSegment> {
     let bad = |why: String| LakeError::CorruptIndex(format!("index file '{name}' is corrupt: {why}"));
-    let c = Container::open(bytes, name)?;
+    let c = Container::open(buf, name)?;
     let m = meta(&c, name)?;
     let n = meta_u64(&m, "rows", name)?;
     if n != expect_rows || meta_u64(&m, "num_perm", name)? != num_perm as u64 {
@@ -216,7 +272,7 @@ pub fn decode_segment(bytes: &[u8], name: &str, expect_rows: u64, num_perm: usiz
     if fstart[0] != 0 || fstart.windows(2).any(|w| w[0] > w[1]) || *fstart.last().unwrap_or(&0) as usize != n {
         return Err(bad("file row ranges (FSTART) do not cover the rows in order".into()));
     }
-    let rows = u64s(c.section(&ROW)?, n, "ROW")?;
+    let rows: Arr<u64> = Arr::view(buf, c.array_range(&ROW, n, 8, "ROW")?);
     for f in 0..files.len() {
         let r = &rows[fstart[f] as usize..fstart[f + 1] as usize];
         if r.windows(2).any(|w| w[0] >= w[1]) {
@@ -224,9 +280,30 @@ pub fn decode_segment(bytes: &[u8], name: &str, expect_rows: u64, num_perm: usiz
         }
     }
     let count = n.checked_mul(num_perm).ok_or_else(|| bad("size overflows".into()))?;
-    let sigs = u32s(c.section(&SIG)?, count, "SIG")?;
+    let sigs: Arr<u32> = Arr::view(buf, c.array_range(&SIG, count, 4, "SIG")?);
     let valid = flags(c.section(&VALID)?, n, "VALID")?;
-    Ok(DedupSegment { files, fstart, rows, num_perm, sigs, valid })
+    if meta_u64(&m, "bands", name)? != bands as u64 {
+        return Err(bad(format!("{} bands; the manifest says {bands}", m["bands"])));
+    }
+    let nv = valid.iter().filter(|&&v| v).count();
+    let count = nv.checked_mul(bands).ok_or_else(|| bad("size overflows".into()))?;
+    let band_keys: Arr<u64> = Arr::view(buf, c.array_range(&BKEY, count, 8, "BKEY")?);
+    let band_rows: Arr<u32> = Arr::view(buf, c.array_range(&BROW, count, 4, "BROW")?);
+    let mut seen = vec![u32::MAX; n];
+    for b in 0..bands {
+        let (keys, rws) = (&band_keys[b * nv..(b + 1) * nv], &band_rows[b * nv..(b + 1) * nv]);
+        if keys.windows(2).any(|w| w[0] > w[1]) {
+            return Err(bad(format!("band {b}: keys are not sorted")));
+        }
+        for &r in rws {
+            let ok = (r as usize) < n && valid[r as usize] && seen[r as usize] != b as u32;
+            if !ok {
+                return Err(bad(format!("band {b}: row {r} is out of range, has no signature, or repeats")));
+            }
+            seen[r as usize] = b as u32;
+        }
+    }
+    Ok(DedupSegment { files, fstart, rows, num_perm, sigs, valid, bands, band_keys, band_rows })
 }
 
 /// Cluster state of a version: per global row its root and whether it is live.
@@ -236,11 +313,11 @@ pub struct Clusters {
     pub live: Vec<bool>,
 }
 
-pub fn encode_clusters(c: &Clusters) -> Vec<u8> {
+/// The sections of a clusters file.
+pub fn clusters_sections(c: &Clusters) -> Sections<'_> {
     let meta = serde_json::to_vec(&serde_json::json!({"rows": c.root.len()})).expect("JSON of plain values");
     let live: Vec<u8> = c.live.iter().map(|&v| v as u8).collect();
-    let root = bytes_u64(&c.root);
-    crate::index::container::write(&[(META, &meta), (ROOT, &root), (LIVE, &live)])
+    vec![(META, Cow::Owned(meta)), (ROOT, le_bytes(&c.root)), (LIVE, Cow::Owned(live))]
 }
 
 /// Decode and check the clusters file of `expect_rows` rows.
@@ -272,32 +349,49 @@ mod tests {
         DedupSegment {
             files: vec![SegFile { path: "a.parquet".into(), size: 10, tag: None }],
             fstart: vec![0, 3],
-            rows: vec![0, 2, 5],
+            rows: vec![0, 2, 5].into(),
             num_perm: 2,
-            sigs: vec![1, 2, 3, 4, u32::MAX, u32::MAX],
+            sigs: vec![1, 2, 3, 4, u32::MAX, u32::MAX].into(),
             valid: vec![true, true, false],
+            bands: 2,
+            band_keys: vec![5, 9, 1, 1].into(),
+            band_rows: vec![1, 0, 0, 1].into(),
         }
     }
 
     #[test]
     fn segment_and_clusters_round_trip_and_every_byte_is_checked() {
         let s = seg();
-        let b = encode_segment(&s);
-        assert_eq!(decode_segment(&b, "s", 3, 2).unwrap(), s);
-        assert!(decode_segment(&b, "s", 4, 2).is_err());
+        let b = encode(&segment_sections(&s));
+        let got = decode_segment(&b, "s", 3, 2, 2).unwrap();
+        assert!(
+            got.rows == s.rows && got.sigs == s.sigs && got.band_keys == s.band_keys && got.band_rows == s.band_rows
+        );
+        assert_eq!((got.files, got.fstart, got.valid), (s.files.clone(), s.fstart.clone(), s.valid.clone()));
+        assert!(decode_segment(&b, "s", 4, 2, 2).is_err());
+        assert!(decode_segment(&b, "s", 3, 2, 1).is_err());
+        // a band listing a row twice, or a row without a signature, or unsorted keys
+        for (keys, rows) in [
+            (vec![5, 9, 1, 1], vec![1, 1, 0, 1]),
+            (vec![5, 9, 1, 1], vec![1, 2, 0, 1]),
+            (vec![9, 5, 1, 1], vec![1, 0, 0, 1]),
+        ] {
+            let bad = DedupSegment { band_keys: keys.into(), band_rows: rows.into(), ..s.clone() };
+            assert!(decode_segment(&encode(&segment_sections(&bad)), "s", 3, 2, 2).is_err());
+        }
         for i in 0..b.len() {
             let mut c = b.clone();
             c[i] ^= 0x10;
-            assert!(decode_segment(&c, "s", 3, 2).is_err(), "flipped byte {i} went unnoticed");
-            assert!(decode_segment(&b[..i], "s", 3, 2).is_err(), "truncated at {i}");
+            assert!(decode_segment(&c, "s", 3, 2, 2).is_err(), "flipped byte {i} went unnoticed");
+            assert!(decode_segment(&b[..i], "s", 3, 2, 2).is_err(), "truncated at {i}");
         }
         let cl = Clusters { root: vec![0, 0, 2], live: vec![true, true, true] };
-        let b = encode_clusters(&cl);
+        let b = encode(&clusters_sections(&cl));
         assert_eq!(decode_clusters(&b, "c", 3).unwrap(), cl);
         // a root after its row, a dead root, a non-root root: all refused
         for bad in [vec![1, 1, 2], vec![0, 0, 0]] {
             let c = Clusters { root: bad, live: vec![true, true, false] };
-            assert!(decode_clusters(&encode_clusters(&c), "c", 3).is_err());
+            assert!(decode_clusters(&encode(&clusters_sections(&c)), "c", 3).is_err());
         }
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! Resident: every segment's signatures (4 x num_perm bytes per row), each row's address
 //! (12 bytes), root and liveness (9 bytes), and during an update the band buckets of the
-//! stored rows (16 bytes per row and band).
+//! stored rows (24 bytes per row and band).
 
 use std::sync::Arc;
 
@@ -13,20 +13,23 @@ use arrow::datatypes::{DataType, Field, Schema};
 use rayon::prelude::*;
 
 use crate::dedup::index::format::{
-    decode_clusters, decode_segment, encode_clusters, encode_segment, Clusters, DedupManifest, DedupParams,
-    DedupSegment, DedupSegmentRef, SegFile, FORMAT, FORMAT_VERSION,
+    clusters_sections, decode_clusters, decode_segment_in, segment_sections, Clusters, DedupManifest, DedupParams,
+    DedupSegment, DedupSegmentRef, Sections, SegFile, FORMAT, FORMAT_VERSION,
 };
-use crate::dedup::index::matching::{after_deletes, components, seeded, Buckets};
+use crate::dedup::index::matching::{after_deletes, band_lists, seeded, segment_components, Buckets};
 use crate::dedup::minhash::MinHasher;
 use crate::error::{LakeError, Result};
+use crate::index::container::Tag;
 use crate::index::location::{indexed_table_url, IndexAt};
 use crate::index::manifest::CommitInfo;
-use crate::index::publish::{self, get_file, manifest_path, new_id, put_file};
+use crate::index::publish::{self, get_file, manifest_path, new_id};
+use crate::index::store::{file_backing, write_container};
 use crate::lake::datafiles::{DataFileEntry, Deleted};
 use crate::lake::table::LakeTable;
 use crate::read::rowaddr::AddressScan;
 use crate::runtime::{pool, run_cpu, CancelToken};
 use crate::text::strings;
+use crate::vector::mapped::Arr;
 
 /// One committed version of a dedup index, loaded and verified.
 pub struct DedupIndex {
@@ -63,8 +66,9 @@ impl DedupIndex {
         let mut bases = Vec::with_capacity(m.segments.len());
         let mut base = 0u64;
         for s in &m.segments {
-            let bytes = get_file(&at.store, at.root(), &s.file).await?;
-            segments.push(Arc::new(decode_segment(&bytes, &s.file.path, s.rows, m.params.num_perm)?));
+            let buf = file_backing(&at, &s.file).await?;
+            let seg = decode_segment_in(&buf, &s.file.path, s.rows, m.params.num_perm, m.params.bands)?;
+            segments.push(Arc::new(seg));
             bases.push(base);
             base += s.rows;
         }
@@ -143,8 +147,15 @@ async fn sign_files(
 ) -> Result<DedupSegment> {
     let scan = AddressScan::new(table, Some(&[column.to_string()]), None, 8192).await?;
     let p = h.num_perm;
-    let mut seg =
-        DedupSegment { files: vec![], fstart: vec![0], rows: vec![], num_perm: p, sigs: vec![], valid: vec![] };
+    let (mut all_sigs, mut all_rows, mut all_valid) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut seg_files, mut fstart) = (Vec::new(), vec![0u32]);
+    // Sized once from the table metadata when it counts rows: growing by doubling would hold
+    // up to three times the signatures while a reallocation copies them.
+    if let Some(n) = files.iter().map(|&i| entries[i].live_rows()).sum::<Option<u64>>() {
+        all_sigs.reserve_exact(n as usize * p);
+        all_rows.reserve_exact(n as usize);
+        all_valid.reserve_exact(n as usize);
+    }
     for &i in files {
         let e = &entries[i];
         let batches = scan.read(i).await.map_err(|err| err.context(format!("reading data file '{}'", e.path)))?;
@@ -175,14 +186,24 @@ async fn sign_files(
                 Ok((sigs, valid))
             })
             .await?;
-            seg.sigs.extend_from_slice(&sigs);
-            seg.valid.extend_from_slice(&valid);
-            seg.rows.extend(rows.as_primitive::<arrow::datatypes::Int64Type>().values().iter().map(|&r| r as u64));
+            all_sigs.extend_from_slice(&sigs);
+            all_valid.extend_from_slice(&valid);
+            all_rows.extend(rows.as_primitive::<arrow::datatypes::Int64Type>().values().iter().map(|&r| r as u64));
         }
-        seg.files.push(SegFile { path: e.path.clone(), size: e.size, tag: e.tag.clone() });
-        seg.fstart.push(u32::try_from(seg.rows.len()).map_err(|_| too_many())?);
+        seg_files.push(SegFile { path: e.path.clone(), size: e.size, tag: e.tag.clone() });
+        fstart.push(u32::try_from(all_rows.len()).map_err(|_| too_many())?);
     }
-    Ok(seg)
+    Ok(DedupSegment {
+        files: seg_files,
+        fstart,
+        rows: all_rows.into(),
+        num_perm: p,
+        sigs: all_sigs.into(),
+        valid: all_valid,
+        bands: 0,
+        band_keys: Arr::default(),
+        band_rows: Arr::default(),
+    })
 }
 
 fn too_many() -> LakeError {
@@ -222,8 +243,34 @@ fn liveness(prev: Option<&DedupIndex>, entries: &[DataFileEntry]) -> Result<(Vec
     Ok((live, missing))
 }
 
+/// Bytes a row of an index with `p` holds resident during an update: its signature, address,
+/// root, liveness and validity, and its band bucket entries.
+pub fn row_bytes(p: &DedupParams) -> u64 {
+    4 * p.num_perm as u64 + 8 + 8 + 2 + 24 * p.bands as u64
+}
+
+/// Refuse an update whose rows would not fit `memory_limit` (see [`row_bytes`]).
+fn check_budget(p: &DedupParams, rows: u64, memory_limit: u64) -> Result<()> {
+    let need = rows.saturating_mul(row_bytes(p));
+    if need > memory_limit {
+        return Err(LakeError::InvalidArgument(format!(
+            "a dedup index of {rows} rows holds about {} MiB ({} bytes per row: a {}-value signature and {} band \
+             entries), more than memory_limit={} MiB; raise memory_limit, lower num_perm, or dedup the table \
+             on Ray (lakevec.ray.dedup_minhash)",
+            need >> 20,
+            row_bytes(p),
+            p.num_perm,
+            p.bands,
+            memory_limit >> 20
+        )));
+    }
+    Ok(())
+}
+
 /// Build (`prev` None) or bring `prev` to `table`'s version: sign the new files' rows, drop
-/// deleted rows from their clusters, join the new rows, and commit a version.
+/// deleted rows from their clusters, join the new rows, and commit a version. Texts are read
+/// one batch of 8,192 rows at a time; the signatures of all rows stay resident
+/// ([`row_bytes`] per row), checked against `memory_limit` before anything is read.
 #[allow(clippy::too_many_arguments)]
 pub async fn update(
     at: IndexAt,
@@ -232,12 +279,16 @@ pub async fn update(
     name: &str,
     column: &str,
     params: &DedupParams,
+    memory_limit: u64,
     num_threads: Option<usize>,
     cancel: &CancelToken,
 ) -> Result<Update> {
     let h = Arc::new(params.hasher()?);
     let entries = table.entries().await?;
     let (now_live, missing) = liveness(prev.as_deref(), &entries)?;
+    let new_rows: Option<u64> = missing.iter().map(|&i| entries[i].live_rows()).sum();
+    let stored = prev.as_ref().map_or(0, |p| p.manifest.rows);
+    check_budget(params, stored + new_rows.unwrap_or_else(|| table.num_rows()), memory_limit)?;
     let unchanged = prev.as_ref().is_some_and(|p| p.clusters.live == now_live && missing.is_empty());
     if let Some(p) = prev.as_ref().filter(|p| unchanged && p.manifest.table_version == table.version()) {
         return Ok(Update { index: p.clone(), new_rows: new_rows_batch(p, &[], &[])?, committed: false });
@@ -245,7 +296,14 @@ pub async fn update(
     let new_seg = if missing.is_empty() {
         None
     } else {
-        Some(Arc::new(sign_files(table, &entries, &missing, column, &h, num_threads, cancel).await?))
+        let mut seg = sign_files(table, &entries, &missing, column, &h, num_threads, cancel).await?;
+        let p3 = params.clone();
+        let seg = run_cpu(pool(num_threads)?, cancel.clone(), move || {
+            band_lists(&mut seg, &p3);
+            Ok(seg)
+        })
+        .await?;
+        Some(Arc::new(seg))
     };
     let (old_segments, old_bases, old_root, old_live) = match prev.as_deref() {
         Some(p) => (p.segments.clone(), p.bases.clone(), p.clusters.root.clone(), p.clusters.live.clone()),
@@ -272,11 +330,11 @@ pub async fn update(
             live.extend(std::iter::repeat_n(true, n_new));
             let mut uf = seeded(&root, &live);
             let sigs: Vec<Option<&[u32]>> = (0..n_new).map(|i| seg.valid[i].then(|| seg.sig(i))).collect();
-            let local = components(&sigs, &p2)?;
+            let local = segment_components(seg, &p2)?;
             for (i, &r) in local.iter().enumerate() {
                 uf.union((old_rows + i as u64) as u32, (old_rows + r as u64) as u32);
             }
-            let buckets = Buckets::new(&old_segments, &old_bases, &live, p2.bands, p2.rows);
+            let buckets = Buckets::new(&old_segments, &old_bases, &live, &root, p2.bands, p2.rows);
             let hits: Vec<Vec<(u64, f64)>> = (0..n_new)
                 .into_par_iter()
                 .map(|i| sigs[i].map(|s| buckets.matches(s, p2.threshold, &sig_old)).unwrap_or_default())
@@ -298,14 +356,14 @@ pub async fn update(
     let mut bases = prev.as_ref().map(|p| p.bases.clone()).unwrap_or_default();
     if let Some(seg) = new_seg.as_ref() {
         let id = new_id();
-        let file = put_file(&at.store, at.root(), &format!("segments/{id}.lkv"), encode_segment(seg)).await?;
+        let file = write_container(&at, &format!("segments/{id}.lkv"), &refs(&segment_sections(seg))).await?;
         segments.push(DedupSegmentRef { id, file, rows: seg.len() as u64 });
         bases.push(old_rows);
         all_segments.push(seg.clone());
     }
     let clusters = Clusters { root, live };
-    let cfile =
-        put_file(&at.store, at.root(), &format!("clusters/{}.lkv", new_id()), encode_clusters(&clusters)).await?;
+    let cpath = format!("clusters/{}.lkv", new_id());
+    let cfile = write_container(&at, &cpath, &refs(&clusters_sections(&clusters))).await?;
     let version = match prev.as_ref() {
         Some(p) => publish::next_version(p.manifest.version)?,
         None => 1,
@@ -344,13 +402,19 @@ pub async fn update(
     Ok(Update { index, new_rows, committed: true })
 }
 
+/// Sections as the (tag, bytes) pairs the writer takes.
+fn refs<'a>(s: &'a Sections<'_>) -> Vec<(Tag, &'a [u8])> {
+    s.iter().map(|(t, b)| (*t, b.as_ref())).collect()
+}
+
 fn old_segments_of(prev: Option<&DedupIndex>) -> Vec<Arc<DedupSegment>> {
     prev.map(|p| p.segments.clone()).unwrap_or_default()
 }
 
 /// The refresh result: per new row `_file`, `_row`, `cluster_id`, `is_representative`,
-/// `matched_file`, `matched_row`, `jaccard_estimate` (its best direct match among the rows
-/// stored before, null when none).
+/// `matched_file`, `matched_row`, `jaccard_estimate` (a row stored before that it matched
+/// directly: of the rows found, one per stored cluster it joins, the most similar; null when
+/// none).
 fn new_rows_batch(idx: &DedupIndex, rows: &[u64], matched: &[Option<(u64, f64)>]) -> Result<RecordBatch> {
     let c = &idx.clusters;
     let addr: Vec<(&str, u64)> = rows.iter().map(|&g| idx.address(g)).collect();

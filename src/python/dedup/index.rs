@@ -8,10 +8,12 @@ use pyo3::prelude::*;
 use pyo3_arrow::PyArray;
 
 use crate::dedup::index::check::check;
-use crate::dedup::index::format::DedupParams;
+use crate::dedup::index::format::{DedupManifest, DedupParams};
 use crate::dedup::index::ops::{update, DedupIndex};
 use crate::error::{LakeError, Result};
+use crate::index::budget::Budget;
 use crate::index::location::{default_index_uri, IndexAt};
+use crate::index::vacuum::vacuum;
 use crate::lake::pin::TablePin;
 use crate::lake::storage::StorageOptions;
 use crate::lake::table::{Format, LakeTable};
@@ -48,7 +50,7 @@ impl PyDedupIndex {
     /// `dedup-<name>`), or refresh the one there when its parameters are the same; returns
     /// (index, committed, new rows' assignments).
     #[staticmethod]
-    #[pyo3(signature = (table, column, params, threshold, bands, rows, name, index_uri=None, num_threads=None))]
+    #[pyo3(signature = (table, column, params, threshold, bands, rows, name, index_uri=None, memory_limit=None, num_threads=None))]
     #[allow(clippy::too_many_arguments)]
     fn build<'py>(
         py: Python<'py>,
@@ -60,8 +62,10 @@ impl PyDedupIndex {
         rows: usize,
         name: String,
         index_uri: Option<String>,
+        memory_limit: Option<u64>,
         num_threads: Option<usize>,
     ) -> PyResult<(Self, bool, Bound<'py, PyAny>)> {
+        let limit = Budget::new(memory_limit, None)?.bytes;
         let t = table.inner.clone();
         let p = params.dedup_params(threshold, bands, rows);
         p.hasher()?;
@@ -81,7 +85,7 @@ impl PyDedupIndex {
                     at.uri
                 )));
             }
-            update(at, prev, &t, &name, &column, &p, num_threads, &CancelToken::new()).await
+            update(at, prev, &t, &name, &column, &p, limit, num_threads, &CancelToken::new()).await
         })?;
         let out = table_of(py, u.new_rows)?;
         Ok((PyDedupIndex { inner: Mutex::new(u.index) }, u.committed, out))
@@ -114,13 +118,15 @@ impl PyDedupIndex {
 
     /// Bring the index to the table's latest version (or `table`, a version of it); returns
     /// (committed, new rows' assignments).
-    #[pyo3(signature = (table=None, num_threads=None))]
+    #[pyo3(signature = (table=None, memory_limit=None, num_threads=None))]
     fn refresh<'py>(
         &self,
         py: Python<'py>,
         table: Option<PyRef<'py, PyLakeTable>>,
+        memory_limit: Option<u64>,
         num_threads: Option<usize>,
     ) -> PyResult<(bool, Bound<'py, PyAny>)> {
+        let limit = Budget::new(memory_limit, None)?.bytes;
         let idx = self.get();
         let given = table.map(|t| t.inner.clone());
         let u = wait_for_future(py, async move {
@@ -137,7 +143,7 @@ impl PyDedupIndex {
                 }
             };
             let (at, name, column, params) = (idx.at.clone(), m.name.clone(), m.column.clone(), m.params.clone());
-            update(at, Some(idx), &t, &name, &column, &params, num_threads, &CancelToken::new()).await
+            update(at, Some(idx), &t, &name, &column, &params, limit, num_threads, &CancelToken::new()).await
         })?;
         let out = table_of(py, u.new_rows)?;
         *self.inner.lock().unwrap_or_else(|p| p.into_inner()) = u.index;
@@ -163,6 +169,22 @@ impl PyDedupIndex {
         let idx = self.get();
         let a = texts.array().clone();
         let batch = cpu(py, num_threads, move |c| check(&idx, &a, &column, &c))?;
+        table_of(py, batch)
+    }
+
+    /// Delete (or list, with `dry_run`) index files no manifest younger than `retain_seconds`
+    /// references (see `lakevec.dedup.DedupIndex.vacuum`); returns what it deleted as a table.
+    #[pyo3(signature = (retain_seconds, dry_run=false))]
+    fn vacuum<'py>(&self, py: Python<'py>, retain_seconds: f64, dry_run: bool) -> PyResult<Bound<'py, PyAny>> {
+        if !(retain_seconds.is_finite() && retain_seconds >= 0.0) {
+            let msg = format!("retain must be a duration >= 0, got {retain_seconds} s");
+            return Err(LakeError::InvalidArgument(msg).into());
+        }
+        let idx = self.get();
+        let retain = std::time::Duration::from_secs_f64(retain_seconds);
+        let batch = wait_for_future(py, async move {
+            vacuum::<DedupManifest>(&idx.at.store, idx.at.root(), retain, dry_run).await
+        })?;
         table_of(py, batch)
     }
 
