@@ -113,7 +113,7 @@ pub(crate) async fn write_segment(
     let path = format!("segments/{id}.lkv");
     let sections = seg.sections()?;
     let refs: Vec<(container::Tag, &[u8])> = sections.iter().map(|(t, b)| (*t, b.as_ref())).collect();
-    let file = write_container(at, &path, &refs).await?;
+    let file = write_sections(at, &path, &refs).await?;
     let tombstones = write_tombstones(at, deleted).await?;
     Ok(SegmentRef {
         id,
@@ -129,7 +129,7 @@ pub(crate) async fn write_segment(
 /// Write a new immutable container file `rel` (relative to the index folder) of `sections`,
 /// from memory as they are (no copy of the whole file): a local file directly and synced, an
 /// object-store file in one PUT (small) or a multipart upload.
-pub(crate) async fn write_container(at: &IndexAt, rel: &str, sections: &[(container::Tag, &[u8])]) -> Result<FileRef> {
+pub(crate) async fn write_sections(at: &IndexAt, rel: &str, sections: &[(container::Tag, &[u8])]) -> Result<FileRef> {
     let object = manifest::child(at.root(), rel);
     let pieces = container::pieces(sections);
     let total: usize = pieces.iter().map(|p| p.len()).sum();

@@ -197,7 +197,7 @@ pub type Sections<'a> = Vec<(Tag, Cow<'a, [u8]>)>;
 
 /// The container bytes of `sections` (tests; files are written piece by piece).
 #[cfg(test)]
-pub fn encode(sections: &Sections<'_>) -> Vec<u8> {
+pub fn container_bytes(sections: &Sections<'_>) -> Vec<u8> {
     let refs: Vec<(Tag, &[u8])> = sections.iter().map(|(t, b)| (*t, b.as_ref())).collect();
     crate::index::container::write(&refs)
 }
@@ -362,7 +362,7 @@ mod tests {
     #[test]
     fn segment_and_clusters_round_trip_and_every_byte_is_checked() {
         let s = seg();
-        let b = encode(&segment_sections(&s));
+        let b = container_bytes(&segment_sections(&s));
         let got = decode_segment(&b, "s", 3, 2, 2).unwrap();
         assert!(
             got.rows == s.rows && got.sigs == s.sigs && got.band_keys == s.band_keys && got.band_rows == s.band_rows
@@ -377,7 +377,7 @@ mod tests {
             (vec![9, 5, 1, 1], vec![1, 0, 0, 1]),
         ] {
             let bad = DedupSegment { band_keys: keys.into(), band_rows: rows.into(), ..s.clone() };
-            assert!(decode_segment(&encode(&segment_sections(&bad)), "s", 3, 2, 2).is_err());
+            assert!(decode_segment(&container_bytes(&segment_sections(&bad)), "s", 3, 2, 2).is_err());
         }
         for i in 0..b.len() {
             let mut c = b.clone();
@@ -386,12 +386,12 @@ mod tests {
             assert!(decode_segment(&b[..i], "s", 3, 2, 2).is_err(), "truncated at {i}");
         }
         let cl = Clusters { root: vec![0, 0, 2], live: vec![true, true, true] };
-        let b = encode(&clusters_sections(&cl));
+        let b = container_bytes(&clusters_sections(&cl));
         assert_eq!(decode_clusters(&b, "c", 3).unwrap(), cl);
         // a root after its row, a dead root, a non-root root: all refused
         for bad in [vec![1, 1, 2], vec![0, 0, 0]] {
             let c = Clusters { root: bad, live: vec![true, true, false] };
-            assert!(decode_clusters(&encode(&clusters_sections(&c)), "c", 3).is_err());
+            assert!(decode_clusters(&container_bytes(&clusters_sections(&c)), "c", 3).is_err());
         }
     }
 }

@@ -23,7 +23,7 @@ use crate::index::container::Tag;
 use crate::index::location::{indexed_table_url, IndexAt};
 use crate::index::manifest::CommitInfo;
 use crate::index::publish::{self, get_file, manifest_path, new_id};
-use crate::index::store::{file_backing, write_container};
+use crate::index::store::{file_backing, write_sections};
 use crate::lake::datafiles::{DataFileEntry, Deleted};
 use crate::lake::table::LakeTable;
 use crate::read::rowaddr::AddressScan;
@@ -356,14 +356,14 @@ pub async fn update(
     let mut bases = prev.as_ref().map(|p| p.bases.clone()).unwrap_or_default();
     if let Some(seg) = new_seg.as_ref() {
         let id = new_id();
-        let file = write_container(&at, &format!("segments/{id}.lkv"), &refs(&segment_sections(seg))).await?;
+        let file = write_sections(&at, &format!("segments/{id}.lkv"), &refs(&segment_sections(seg))).await?;
         segments.push(DedupSegmentRef { id, file, rows: seg.len() as u64 });
         bases.push(old_rows);
         all_segments.push(seg.clone());
     }
     let clusters = Clusters { root, live };
     let cpath = format!("clusters/{}.lkv", new_id());
-    let cfile = write_container(&at, &cpath, &refs(&clusters_sections(&clusters))).await?;
+    let cfile = write_sections(&at, &cpath, &refs(&clusters_sections(&clusters))).await?;
     let version = match prev.as_ref() {
         Some(p) => publish::next_version(p.manifest.version)?,
         None => 1,
