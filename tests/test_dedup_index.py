@@ -244,3 +244,30 @@ def test_sigkill_mid_write_leaves_a_readable_version(tmp_path, debian, op):
     }
     again = lakevec.dedup.open_index(idx.uri)
     assert again.clusters().equals(idx.clusters())
+
+
+def test_exact_method_follows_the_table_like_dedup_exact(tmp_path, debian):
+    """method="exact": the clusters of `dedup.exact` (normalised equality; nulls equal),
+    after a build and a refresh with an append and a delete."""
+    uri = str(tmp_path / "deb")
+    rows = debian.slice(0, 6000)
+    texts = rows.column("description").to_pylist()
+    texts[10] = texts[20] = None  # nulls are one cluster, as in dedup.exact
+    texts[30] = "  " + texts[40].upper() + " "  # equal to row 40 after normalisation
+    rows = rows.set_column(rows.column_names.index("description"), "description", pa.array(texts))
+    deltalake.write_deltalake(uri, rows.slice(0, 4000))
+    idx = lakevec.dedup.build_index(uri, "description", method="exact", normalize=True)
+    deltalake.write_deltalake(uri, rows.slice(4000), mode="append")
+    deltalake.DeltaTable(uri).delete("id >= 100 AND id < 300")
+    new = idx.refresh()
+    assert new.num_rows > 0 and idx.manifest["params"]["method"] == "exact"
+    final = lakevec.Table.open(uri).to_arrow(columns=["id", "description"])
+    res = lakevec.dedup.exact(final, "description", normalize=True)
+    want = partition(res.append_column("id", final.column("id").take(res.column("row"))))
+    got = partition(with_ids(uri, idx.clusters()))
+    assert got == want
+    assert any(10 in g and 20 in g for g in got) and any(30 in g and 40 in g for g in got)
+    held = pa.table({"description": [texts[40].lower(), "a text nobody wrote before, surely", None]})
+    assert idx.check(held, "description").column("duplicate_of_existing").to_pylist() == [True, False, True]
+    with pytest.raises(E.InvalidArgumentError, match="method must be 'minhash' or 'exact'"):
+        lakevec.dedup.build_index(uri, "description", method="fuzzy", name="x")

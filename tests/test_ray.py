@@ -506,3 +506,49 @@ def test_distributed_minhash_over_a_dataset_with_keep_policies(cluster, debian):
     assert max(want.column("cluster_size").to_pylist()) >= 401 and texts_copy
     with pytest.raises(E.InvalidArgumentError):
         lray.dedup_minhash(ds, "description", threshold=1.5)
+
+
+def test_refresh_dedup_signs_new_files_in_tasks(cluster, shared_data, tmp_path):
+    """A persisted dedup index refreshed by Ray tasks (one per new file) has the clusters of
+    one `dedup.minhash` run over the final version, and tasks' segments that miss a new file
+    are refused."""
+    t = pq.read_table(shared_data / "text" / "debian_descriptions.parquet", columns=["package", "description"])
+    t = t.slice(0, 9000).append_column("id", pa.array(np.arange(9000, dtype=np.int64)))
+    uri = str(tmp_path / "deb")
+    kw = dict(threshold=0.8, ngram=3, sketch="oph")
+    deltalake.write_deltalake(uri, t.slice(0, 3000))
+    idx = lakevec.dedup.build_index(uri, "description", **kw)
+    for start in (3000, 5000, 7000):
+        deltalake.write_deltalake(uri, t.slice(start, 2000), mode="append")
+    timings: dict = {}
+    new = lray.refresh_dedup(idx, files_per_task=1, timings=timings)
+    assert new.num_rows == 6000 and len(timings["sign_task_seconds"]) == 3
+    assert idx.manifest["commit"]["segments_added"] == 3
+    final = lakevec.Table.open(uri)
+    rows = final.to_arrow(columns=["id", "description"], with_row_address=True)
+    want = lakevec.dedup.minhash(rows, "description", **kw)
+    ids = {(f, r): i for f, r, i in zip(*(rows.column(c).to_pylist() for c in ("_file", "_row", "id")))}
+
+    def partition(labels, keys):
+        groups: dict = {}
+        for k, c in zip(keys, labels):
+            groups.setdefault(c, []).append(k)
+        return sorted(sorted(g) for g in groups.values())
+
+    cl = idx.clusters()
+    got = partition(
+        cl.column("cluster_id").to_pylist(),
+        [ids[k] for k in zip(cl.column("_file").to_pylist(), cl.column("_row").to_pylist())],
+    )
+    assert got == partition(want.column("cluster_id").to_pylist(), rows.column("id").to_pylist())
+    # parts that do not cover the new files are refused, and nothing is committed
+    deltalake.write_deltalake(uri, t.slice(0, 500), mode="append")
+    deltalake.write_deltalake(uri, t.slice(500, 500), mode="append")
+    latest = idx.table()
+    pending = idx._inner.pending_files(latest._inner)
+    assert len(pending) == 2
+    one = lakevec._lakevec.DedupIndex.sign_part(latest._inner, idx.uri, idx._inner.manifest_json(), pending[:1])
+    version = idx.version
+    with pytest.raises(E.InvalidArgumentError, match="do not cover the table version"):
+        idx._inner.refresh(latest._inner, None, None, [one])
+    assert lakevec.dedup.open_index(idx.uri).version == version

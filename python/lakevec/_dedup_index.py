@@ -11,6 +11,7 @@ from typing import Any
 import pyarrow as pa
 
 from lakevec import _inputs, _lakevec, _minhash
+from lakevec.exceptions import InvalidArgumentError
 from lakevec.table import Table
 
 
@@ -33,8 +34,8 @@ class DedupIndex:
     Stored in lakevec's container (checksummed sections, every count checked against the
     others at load) with one manifest per version published by put-if-absent: a crash at any
     point leaves the previous version readable. Resident while open: every row's signature
-    (``4 * num_perm`` bytes), address and cluster (~21 bytes); during a refresh also the band
-    buckets of the stored rows (``24 * bands`` bytes per row).
+    (``4 * num_perm`` bytes), address and cluster (~21 bytes) and band lists (``12 * bands``
+    bytes), mapped from the index files on a local disk.
 
     Pickles as its URI (no credentials); the unpickled object reopens the newest version.
     """
@@ -73,6 +74,10 @@ class DedupIndex:
         """The table version covered (Delta version, Iceberg snapshot id; None for Parquet)."""
         return self.manifest["table_version"]
 
+    def table(self) -> Table:
+        """The indexed table at its latest version (with the index's storage options)."""
+        return Table(self._inner.latest_table())
+
     def refresh(
         self, table: Table | None = None, *, memory_limit: int | str | None = None, num_threads: int | None = None
     ) -> pa.Table:
@@ -98,7 +103,7 @@ class DedupIndex:
             UnsupportedError: a data file with Iceberg equality deletes.
         """
         limit = _inputs.byte_size(memory_limit, "memory_limit")
-        committed, out = self._inner.refresh(None if table is None else table._inner, limit, num_threads)
+        committed, out = self._inner.refresh(None if table is None else table._inner, limit, num_threads, None)
         return out
 
     def clusters(self) -> pa.Table:
@@ -152,6 +157,7 @@ def build_index(
     table: Table | str,
     column: str,
     *,
+    method: str = "minhash",
     threshold: float = 0.8,
     num_perm: int = 128,
     ngram: int = 5,
@@ -171,15 +177,21 @@ def build_index(
     """Build a MinHash dedup index of ``table``'s text ``column`` beside the table (or at
     ``index_uri``), or refresh the index already there when it has the same parameters.
 
-    Shingles, sketch and banding are those of :func:`lakevec.dedup.minhash` (same argument
-    names and defaults); the clusters are those of a single ``minhash`` run over the covered
-    version. The default location is ``<table>/_lakevec_index/dedup-<name>``.
+    ``method="minhash"``: shingles, sketch and banding are those of
+    :func:`lakevec.dedup.minhash` (same argument names and defaults); the clusters are those
+    of a single ``minhash`` run over the covered version. ``method="exact"``: rows equal after
+    ``normalize`` (the 128-bit hash of :func:`lakevec.dedup.exact` stored as the signature;
+    nulls are equal to each other), the clusters of ``dedup.exact``; the MinHash arguments
+    (``threshold``, ``num_perm``, ``ngram``, ``shingle``, ``sketch``, ``bands``, ``rows``,
+    ``weights``) do not apply. The default location is ``<table>/_lakevec_index/dedup-<name>``.
 
     Memory: texts are read and signed one batch (8,192 rows) at a time; every row's signature
-    stays resident with its address and cluster, and while clustering its LSH band entries:
-    ``4 * num_perm + 24 * bands + 18`` bytes per row (746 at ``num_perm=128``, threshold 0.8:
-    9 bands; 1.5 GB for 2M rows). ``memory_limit`` (bytes or ``"4GB"``; default: half the available memory) is
-    checked against that before any row is read.
+    stays resident with its address, cluster and sorted LSH band lists:
+    ``4 * num_perm + 28 * bands + 18`` bytes per row (782 at ``num_perm=128``, threshold 0.8:
+    9 bands; 1.56 GB for 2M rows; measured peak 1.75 GB, ``benchmarks/dedup.py --rows``).
+    ``memory_limit`` (bytes or ``"4GB"``; default: half the available memory) is checked
+    against that before any row is read. On Ray, :func:`lakevec.ray.refresh_dedup` signs the
+    new files in tasks.
 
     Returns:
         The :class:`DedupIndex` at the committed version.
@@ -193,13 +205,21 @@ def build_index(
     """
     if not isinstance(table, Table):
         table = Table.open(str(table), storage_options)
+    limit = _inputs.byte_size(memory_limit, "memory_limit")
+    if method == "exact":
+        params = _minhash.minhash_params(num_perm=4, ngram=1, shingle="word", seed=seed, normalize=normalize)
+        inner, _committed, _new = _lakevec.DedupIndex.build(
+            table._inner, column, params, 1.0, 1, 4, name, index_uri, limit, num_threads, "exact"
+        )
+        return DedupIndex(inner)
+    if method != "minhash":
+        raise InvalidArgumentError(f"method must be 'minhash' or 'exact', not {method!r}")
     params = _minhash.minhash_params(
         num_perm=num_perm, ngram=ngram, shingle=shingle, seed=seed, normalize=normalize, sketch=sketch
     )
     b, r = _minhash.lsh_params(threshold, num_perm, bands, rows, weights)
-    limit = _inputs.byte_size(memory_limit, "memory_limit")
     inner, _committed, _new = _lakevec.DedupIndex.build(
-        table._inner, column, params, float(threshold), b, r, name, index_uri, limit, num_threads
+        table._inner, column, params, float(threshold), b, r, name, index_uri, limit, num_threads, "minhash"
     )
     return DedupIndex(inner)
 

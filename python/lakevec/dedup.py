@@ -115,7 +115,8 @@ def minhash_signatures(
 
     Raises:
         SchemaError: ``column`` missing or not text. InvalidArgumentError: bad ``num_perm``
-        (1..4096), ``ngram`` (1..64), ``shingle`` or ``normalize``; non-UTF-8 bytes.
+        (1..4096), ``ngram`` (1..64), ``shingle``, ``sketch`` or ``normalize``; non-UTF-8
+        bytes.
     """
     t = _inputs.to_table(batch)
     params = _minhash.minhash_params(
@@ -201,7 +202,7 @@ def minhash(
 
     Raises:
         InvalidArgumentError: ``threshold`` outside (0, 1], ``num_perm`` not divisible by
-        a given ``bands``/``rows``, bad ``shingle``/``ngram``.
+        a given ``bands``/``rows``, bad ``shingle``/``ngram``/``sketch``.
         SchemaError: a missing or non-text column.
     """
     params = _minhash.minhash_params(

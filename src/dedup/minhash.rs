@@ -60,6 +60,10 @@ pub enum Sketch {
     /// One-permutation hashing with optimal densification (`dedup::oph`):
     /// O(shingles + num_perm).
     Oph,
+    /// Not a sketch: the 128-bit hash of the whole normalised text (as `dedup::exact`) in 4
+    /// slots, so that exact duplicates are one band's bucket (a dedup index with
+    /// `method="exact"`; not offered by `Sketch::parse`).
+    Exact,
 }
 
 impl Sketch {
@@ -121,6 +125,10 @@ impl MinHasher {
                 (0..num_perm).map(|_| (next() % MERSENNE31) as u32).collect(),
             ),
             Sketch::Oph => (Vec::new(), Vec::new()),
+            Sketch::Exact if num_perm != 4 => {
+                return Err(LakeError::InvalidArgument(format!("exact signatures have 4 slots, not {num_perm}")))
+            }
+            Sketch::Exact => (Vec::new(), Vec::new()),
         };
         Ok(MinHasher { num_perm, ngram, shingle, normalize, sketch, a, b, oph: Oph::new(num_perm, seed) })
     }
@@ -179,10 +187,38 @@ impl MinHasher {
         out
     }
 
+    /// The signature of a null text into `sig`: none (false, every slot `u32::MAX`), except
+    /// for [`Sketch::Exact`], where nulls are equal to each other (as in `dedup::exact`).
+    pub fn null_signature(&self, sig: &mut [u32]) -> bool {
+        if self.sketch == Sketch::Exact {
+            return self.exact_signature(None, sig);
+        }
+        sig.fill(u32::MAX);
+        false
+    }
+
+    /// [`Sketch::Exact`]: `dedup::exact`'s 128-bit hash of one normalised value as 4 slots.
+    fn exact_signature(&self, text: Option<&str>, sig: &mut [u32]) -> bool {
+        let mut buf: Vec<u8> = Vec::with_capacity(text.map_or(0, str::len) + 2);
+        match text {
+            Some(s) => {
+                buf.push(1);
+                buf.extend_from_slice(self.normalize.apply(s).as_bytes());
+            }
+            None => buf.push(0),
+        }
+        buf.push(0x1f);
+        let (h1, h2) = (hash64(&buf, 0x5eed_0001), hash64(&buf, 0x5eed_0002));
+        sig.copy_from_slice(&[h1 as u32, (h1 >> 32) as u32, h2 as u32, (h2 >> 32) as u32]);
+        true
+    }
+
     /// The signature of `text` into `sig` (`num_perm` values); false when it has no shingles.
     pub fn signature(&self, text: &str, sig: &mut [u32]) -> bool {
-        if self.sketch == Sketch::Oph {
-            return self.oph.sketch(&self.shingles(text), sig);
+        match self.sketch {
+            Sketch::Oph => return self.oph.sketch(&self.shingles(text), sig),
+            Sketch::Exact => return self.exact_signature(Some(text), sig),
+            Sketch::Classic => {}
         }
         let hashes = self.shingle_hashes(text);
         if hashes.is_empty() {

@@ -19,7 +19,8 @@ is connected to (``ray.init()``); nothing starts a cluster of its own.
   ``groupby``, components joined on the driver; the clusters of
   :func:`lakevec.dedup.minhash` with the same parameters. :func:`dedup_semantic`: the kNN
   graph of a (multi-segment) index computed by Ray tasks; the clusters of
-  :func:`lakevec.dedup.semantic`.
+  :func:`lakevec.dedup.semantic`. :func:`refresh_dedup`: a persisted dedup index's refresh
+  with the new files signed by Ray tasks.
 
 Exceptions raised in workers reach the driver as Ray wraps them: a task's as a
 ``RayTaskError`` that is also an instance of the lakevec exception, a ``map_batches`` UDF's as
@@ -35,7 +36,7 @@ their public names are all here.
 from __future__ import annotations
 
 from lakevec import _dist
-from lakevec.ray.dedup import dedup_minhash, dedup_semantic
+from lakevec.ray.dedup import dedup_minhash, dedup_semantic, refresh_dedup
 from lakevec.ray.index import build_index, refresh, search
 from lakevec.ray.read import LakeDatasource, read_table, to_arrow
 from lakevec.ray.udf import HashingEmbed, MinHashSignatures, SearchIndex, TagKNN, TagRules, granted_cpus
@@ -53,6 +54,7 @@ __all__ = [
     "search",
     "dedup_minhash",
     "dedup_semantic",
+    "refresh_dedup",
     "granted_cpus",
     "worker_errors",
     "to_arrow",

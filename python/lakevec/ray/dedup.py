@@ -17,14 +17,72 @@ import ray
 
 from lakevec import _dist, _inputs, _lakevec, _minhash
 from lakevec._dist import with_worker_errors
-from lakevec.dedup import check_semantic_args, graph_parts, semantic_from_graph
+from lakevec.dedup import DedupIndex, check_semantic_args, graph_parts, semantic_from_graph
 from lakevec.exceptions import InvalidArgumentError, SchemaError
 from lakevec.index import VectorIndex
 from lakevec.ray.read import LakeDatasource
 from lakevec.ray.udf import cluster_cpus, granted_cpus
 from lakevec.table import Table
 
-__all__ = ["dedup_minhash", "dedup_semantic"]
+__all__ = ["dedup_minhash", "dedup_semantic", "refresh_dedup"]
+
+
+def _sign_part(table: Table, index_uri: str, manifest: str, files: list[str]) -> tuple[str, float]:
+    t0 = time.perf_counter()
+    part = _lakevec.DedupIndex.sign_part(table._inner, index_uri, manifest, files, granted_cpus())
+    return part, time.perf_counter() - t0
+
+
+_sign_part_remote = ray.remote(_sign_part)
+
+
+@with_worker_errors
+def refresh_dedup(
+    index: DedupIndex,
+    *,
+    files_per_task: int | None = None,
+    num_cpus_per_task: float = 1,
+    memory_limit: int | str | None = None,
+    timings: dict | None = None,
+) -> pa.Table:
+    """:meth:`lakevec.dedup.DedupIndex.refresh` whose new data files are read and signed by
+    Ray tasks: each task signs a group of ``files_per_task`` new files (default: spread over
+    the cluster's CPUs) on the CPUs it was granted and writes them as a segment file in the
+    index folder; the driver verifies the segments (checksums, counts, that they hold exactly
+    the table version's new files), clusters them with the stored rows and commits one
+    version. The clusters equal a single-process refresh (and one ``dedup.minhash`` run).
+
+    Args:
+        index: the dedup index (updated in place to the new version).
+        memory_limit: the driver's budget, as in :func:`lakevec.dedup.build_index`.
+        timings: if a dict, receives ``sign`` (seconds of the tasks, wall), ``sign_task_seconds``
+            and ``commit``.
+
+    Returns:
+        The new rows' assignments, as :meth:`~lakevec.dedup.DedupIndex.refresh`.
+
+    Raises:
+        the errors of :meth:`lakevec.dedup.DedupIndex.refresh` (from the tasks, as their
+        lakevec type), and ``CommitConflictError`` when another writer committed first.
+    """
+    if files_per_task is not None and files_per_task < 1:
+        raise InvalidArgumentError(f"files_per_task must be >= 1, got {files_per_task}")
+    t = index.table()
+    pending = index._inner.pending_files(t._inner)
+    if files_per_task is None:
+        slots = max(1, int(cluster_cpus() // max(num_cpus_per_task, 1)))
+        files_per_task = max(1, math.ceil(len(pending) / slots))
+    groups = [pending[i : i + files_per_task] for i in range(0, len(pending), files_per_task)]
+    t0 = time.perf_counter()
+    task = _sign_part_remote.options(num_cpus=num_cpus_per_task)
+    manifest = index._inner.manifest_json()
+    results = ray.get([task.remote(t, index.uri, manifest, g) for g in groups])
+    t1 = time.perf_counter()
+    limit = _inputs.byte_size(memory_limit, "memory_limit")
+    _committed, out = index._inner.refresh(t._inner, limit, None, [p for p, _ in results])
+    if timings is not None:
+        timings.update(sign=t1 - t0, sign_task_seconds=[s for _, s in results], commit=time.perf_counter() - t1)
+    return out
 
 
 @ray.remote

@@ -34,7 +34,13 @@ pub fn check(idx: &DedupIndex, texts: &ArrayRef, column: &str, cancel: &CancelTo
     let valid: Vec<bool> = sigs
         .par_chunks_mut(p.num_perm)
         .zip(t.par_iter())
-        .map(|(s, t)| !cancel.is_cancelled() && t.is_some_and(|t| h.signature(t, s)))
+        .map(|(s, t)| {
+            !cancel.is_cancelled()
+                && match t {
+                    Some(t) => h.signature(t, s),
+                    None => h.null_signature(s),
+                }
+        })
         .collect();
     cancel.check()?;
     let sig = |i: usize| valid[i].then(|| &sigs[i * p.num_perm..(i + 1) * p.num_perm]);

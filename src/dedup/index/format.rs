@@ -51,6 +51,9 @@ const LIVE: Tag = *b"LIVE\0\0\0\0";
 /// (a refresh with other parameters is refused).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct DedupParams {
+    /// "minhash" (near-duplicates) or "exact" (equal after normalisation: the 128-bit hash of
+    /// `dedup.exact` in 4 slots, one band, threshold 1).
+    pub method: String,
     pub num_perm: usize,
     pub ngram: usize,
     pub shingle: String,
@@ -68,6 +71,9 @@ impl DedupParams {
     /// The signature hasher of these parameters (validates them).
     pub fn hasher(&self) -> Result<MinHasher> {
         let norm = Normalize { nfkc: self.nfkc, lowercase: self.lowercase, whitespace: self.whitespace };
+        if self.method == "exact" {
+            return MinHasher::new(4, 1, Shingle::Word, norm, Sketch::Exact, self.seed);
+        }
         MinHasher::new(
             self.num_perm,
             self.ngram,
@@ -79,8 +85,14 @@ impl DedupParams {
     }
 
     /// Checks of the values a manifest may hold (the reason when implausible).
-    fn check(&self) -> std::result::Result<(), String> {
-        let ok = (1..=4096).contains(&self.num_perm)
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let method_ok = match self.method.as_str() {
+            "minhash" => true,
+            "exact" => self.num_perm == 4 && self.bands == 1 && self.rows == 4 && self.threshold == 1.0,
+            _ => false,
+        };
+        let ok = method_ok
+            && (1..=4096).contains(&self.num_perm)
             && (1..=64).contains(&self.ngram)
             && self.threshold > 0.0
             && self.threshold <= 1.0
@@ -90,7 +102,7 @@ impl DedupParams {
         if ok {
             Ok(())
         } else {
-            Err(format!("implausible parameters {self:?}"))
+            Err(format!("parameters out of range: {self:?}"))
         }
     }
 }

@@ -240,6 +240,7 @@ mod tests {
         let all: Vec<Option<&[u32]>> = sigs.iter().map(|s| Some(s.as_slice())).collect();
         // threshold 0.85 with 16 bands of 1 row: 0~1 (14/16), 1~2 (14/16), 0~2 (12/16 < 0.85)
         let prm = DedupParams {
+            method: "minhash".into(),
             num_perm: p,
             ngram: 1,
             shingle: "word".into(),

@@ -7,9 +7,11 @@
 //! - [`format`]: the manifest, segment and clusters files, and their checks;
 //! - [`matching`]: components, band buckets of stored rows, re-clustering after deletes;
 //! - [`ops`]: open, build/refresh ([`ops::update`]), the cluster table;
-//! - [`check`]: rows not yet written against the stored clusters.
+//! - [`check`]: rows not yet written against the stored clusters;
+//! - [`parts`]: segments signed by Ray tasks for one refresh.
 
 pub mod check;
 pub mod format;
 pub mod matching;
 pub mod ops;
+pub mod parts;

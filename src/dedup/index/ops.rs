@@ -3,8 +3,8 @@
 //! read-only queries: the cluster table and `check` of rows not yet written.
 //!
 //! Resident: every segment's signatures (4 x num_perm bytes per row), each row's address
-//! (12 bytes), root and liveness (9 bytes), and during an update the band buckets of the
-//! stored rows (24 bytes per row and band).
+//! (12 bytes), root and liveness (9 bytes), its band list entries (12 bytes per band), and
+//! while a new segment's band lists are sorted 16 bytes per row and band more.
 
 use std::sync::Arc;
 
@@ -17,6 +17,7 @@ use crate::dedup::index::format::{
     DedupSegment, DedupSegmentRef, Sections, SegFile, FORMAT, FORMAT_VERSION,
 };
 use crate::dedup::index::matching::{after_deletes, band_lists, seeded, segment_components, Buckets};
+use crate::dedup::index::parts::{load_parts, PartRef};
 use crate::dedup::minhash::MinHasher;
 use crate::error::{LakeError, Result};
 use crate::index::container::Tag;
@@ -92,9 +93,7 @@ impl DedupIndex {
 
     /// The signature of global row `g` (None without shingles).
     pub fn sig(&self, g: u64) -> Option<&[u32]> {
-        let (s, i) = self.locate(g);
-        let seg = &self.segments[s];
-        seg.valid[i].then(|| seg.sig(i))
+        sig_in(&self.segments, &self.bases, g)
     }
 
     /// (data file path, row position) of global row `g`.
@@ -135,8 +134,15 @@ impl DedupIndex {
     }
 }
 
+/// The signature of global row `g` of `segments` (first rows `bases`), None without shingles.
+fn sig_in<'a>(segments: &'a [Arc<DedupSegment>], bases: &[u64], g: u64) -> Option<&'a [u32]> {
+    let s = bases.partition_point(|&b| b <= g) - 1;
+    let (seg, i) = (&segments[s], (g - bases[s]) as usize);
+    seg.valid[i].then(|| seg.sig(i))
+}
+
 /// Signatures of the rows of `files` (indices into the table's entries), as a segment.
-async fn sign_files(
+pub(crate) async fn sign_files(
     table: &LakeTable,
     entries: &[DataFileEntry],
     files: &[usize],
@@ -175,10 +181,7 @@ async fn sign_files(
                         }
                         match t {
                             Some(t) => h2.signature(t, s),
-                            None => {
-                                s.fill(u32::MAX);
-                                false
-                            }
+                            None => h2.null_signature(s),
                         }
                     })
                     .collect();
@@ -212,7 +215,7 @@ fn too_many() -> LakeError {
 
 /// Liveness of every stored row in the table version of `entries`, and the entries no
 /// segment holds.
-fn liveness(prev: Option<&DedupIndex>, entries: &[DataFileEntry]) -> Result<(Vec<bool>, Vec<usize>)> {
+pub(crate) fn liveness(prev: Option<&DedupIndex>, entries: &[DataFileEntry]) -> Result<(Vec<bool>, Vec<usize>)> {
     let by_path: std::collections::HashMap<&str, (usize, &DataFileEntry)> =
         entries.iter().enumerate().map(|(i, e)| (e.path.as_str(), (i, e))).collect();
     let mut held = vec![false; entries.len()];
@@ -244,9 +247,10 @@ fn liveness(prev: Option<&DedupIndex>, entries: &[DataFileEntry]) -> Result<(Vec
 }
 
 /// Bytes a row of an index with `p` holds resident during an update: its signature, address,
-/// root, liveness and validity, and its band bucket entries.
+/// root, liveness and validity, and per band its band list entry (12) and, while a new
+/// segment's lists are sorted, a 16-byte (key, row) pair.
 pub fn row_bytes(p: &DedupParams) -> u64 {
-    4 * p.num_perm as u64 + 8 + 8 + 2 + 24 * p.bands as u64
+    4 * p.num_perm as u64 + 8 + 8 + 2 + 28 * p.bands as u64
 }
 
 /// Refuse an update whose rows would not fit `memory_limit` (see [`row_bytes`]).
@@ -281,6 +285,7 @@ pub async fn update(
     params: &DedupParams,
     memory_limit: u64,
     num_threads: Option<usize>,
+    parts: Option<Vec<PartRef>>,
     cancel: &CancelToken,
 ) -> Result<Update> {
     let h = Arc::new(params.hasher()?);
@@ -293,72 +298,94 @@ pub async fn update(
     if let Some(p) = prev.as_ref().filter(|p| unchanged && p.manifest.table_version == table.version()) {
         return Ok(Update { index: p.clone(), new_rows: new_rows_batch(p, &[], &[])?, committed: false });
     }
-    let new_seg = if missing.is_empty() {
-        None
-    } else {
-        let mut seg = sign_files(table, &entries, &missing, column, &h, num_threads, cancel).await?;
-        let p3 = params.clone();
-        let seg = run_cpu(pool(num_threads)?, cancel.clone(), move || {
-            band_lists(&mut seg, &p3);
-            Ok(seg)
-        })
-        .await?;
-        Some(Arc::new(seg))
+    // The new rows: signed here, or the segments Ray tasks wrote (`parts`).
+    let (new_segs, new_refs): (Vec<Arc<DedupSegment>>, Vec<Option<DedupSegmentRef>>) = match parts {
+        Some(parts) => {
+            let loaded = load_parts(&at, params, &entries, &missing, parts).await?;
+            loaded.into_iter().map(|(s, r)| (s, Some(r))).unzip()
+        }
+        None if missing.is_empty() => (vec![], vec![]),
+        None => {
+            let mut seg = sign_files(table, &entries, &missing, column, &h, num_threads, cancel).await?;
+            let p3 = params.clone();
+            let seg = run_cpu(pool(num_threads)?, cancel.clone(), move || {
+                band_lists(&mut seg, &p3);
+                Ok(seg)
+            })
+            .await?;
+            (vec![Arc::new(seg)], vec![None])
+        }
     };
     let (old_segments, old_bases, old_root, old_live) = match prev.as_deref() {
         Some(p) => (p.segments.clone(), p.bases.clone(), p.clusters.root.clone(), p.clusters.live.clone()),
         None => (vec![], vec![], vec![], vec![]),
     };
     let old_rows = old_root.len() as u64;
-    let n_new = new_seg.as_ref().map_or(0, |s| s.len());
+    let n_new: usize = new_segs.iter().map(|s| s.len()).sum();
     let total = old_rows + n_new as u64;
     if total >= u32::MAX as u64 {
         return Err(too_many());
     }
-    let (p2, ns2, pr) = (params.clone(), new_seg.clone(), prev.clone());
+    let (p2, ns2) = (params.clone(), new_segs.clone());
     let (root, live, matched) = run_cpu(pool(num_threads)?, cancel.clone(), move || {
-        let sig_old = |g: u64| pr.as_ref().and_then(|p| p.sig(g));
         let mut root = if old_live == now_live {
             old_root.clone()
         } else {
+            let sig_old = |g: u64| sig_in(&old_segments, &old_bases, g);
             after_deletes(&old_root, &old_live, &now_live, &sig_old, &p2)?
         };
-        let mut live = now_live.clone();
-        let mut matched: Vec<Option<(u64, f64)>> = vec![None; n_new];
-        if let Some(seg) = ns2.as_ref() {
-            root.extend(old_rows..total);
-            live.extend(std::iter::repeat_n(true, n_new));
+        let mut live = now_live;
+        let (mut segs, mut bases) = (old_segments, old_bases);
+        let mut matched: Vec<Option<(u64, f64)>> = Vec::with_capacity(n_new);
+        // Each new segment joins the rows before it (stored, then earlier new segments):
+        // the same components as adding them all at once.
+        for seg in &ns2 {
+            let (base, n) = (root.len() as u64, seg.len());
+            root.extend(base..base + n as u64);
+            live.extend(std::iter::repeat_n(true, n));
             let mut uf = seeded(&root, &live);
-            let sigs: Vec<Option<&[u32]>> = (0..n_new).map(|i| seg.valid[i].then(|| seg.sig(i))).collect();
-            let local = segment_components(seg, &p2)?;
-            for (i, &r) in local.iter().enumerate() {
-                uf.union((old_rows + i as u64) as u32, (old_rows + r as u64) as u32);
+            for (i, &r) in segment_components(seg, &p2)?.iter().enumerate() {
+                uf.union((base + i as u64) as u32, (base + r as u64) as u32);
             }
-            let buckets = Buckets::new(&old_segments, &old_bases, &live, &root, p2.bands, p2.rows);
-            let hits: Vec<Vec<(u64, f64)>> = (0..n_new)
-                .into_par_iter()
-                .map(|i| sigs[i].map(|s| buckets.matches(s, p2.threshold, &sig_old)).unwrap_or_default())
-                .collect();
-            for (i, hs) in hits.iter().enumerate() {
-                for &(g, _) in hs {
-                    uf.union((old_rows + i as u64) as u32, g as u32);
+            {
+                let sig_of = |g: u64| sig_in(&segs, &bases, g);
+                let buckets = Buckets::new(&segs, &bases, &live, &root, p2.bands, p2.rows);
+                let hits: Vec<Vec<(u64, f64)>> = (0..n)
+                    .into_par_iter()
+                    .map(|i| if seg.valid[i] { buckets.matches(seg.sig(i), p2.threshold, &sig_of) } else { vec![] })
+                    .collect();
+                for (i, hs) in hits.iter().enumerate() {
+                    for &(g, _) in hs {
+                        uf.union((base + i as u64) as u32, g as u32);
+                    }
+                    matched.push(hs.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0))));
                 }
-                matched[i] = hs.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)));
             }
-            root = (0..total).map(|g| if live[g as usize] { uf.find(g as u32) as u64 } else { g }).collect();
+            let len = root.len() as u64;
+            root = (0..len).map(|g| if live[g as usize] { uf.find(g as u32) as u64 } else { g }).collect();
+            segs.push(seg.clone());
+            bases.push(base);
         }
         Ok((root, live, matched))
     })
     .await?;
     // Write the immutable files, then the manifest.
     let mut segments = prev.as_ref().map(|p| p.manifest.segments.clone()).unwrap_or_default();
-    let mut all_segments = old_segments_of(prev.as_deref());
+    let mut all_segments = prev.as_ref().map(|p| p.segments.clone()).unwrap_or_default();
     let mut bases = prev.as_ref().map(|p| p.bases.clone()).unwrap_or_default();
-    if let Some(seg) = new_seg.as_ref() {
-        let id = new_id();
-        let file = write_sections(&at, &format!("segments/{id}.lkv"), &refs(&segment_sections(seg))).await?;
-        segments.push(DedupSegmentRef { id, file, rows: seg.len() as u64 });
-        bases.push(old_rows);
+    let mut base = old_rows;
+    for (seg, written) in new_segs.iter().zip(new_refs) {
+        let r = match written {
+            Some(r) => r,
+            None => {
+                let id = new_id();
+                let file = write_sections(&at, &format!("segments/{id}.lkv"), &refs(&segment_sections(seg))).await?;
+                DedupSegmentRef { id, file, rows: seg.len() as u64 }
+            }
+        };
+        segments.push(r);
+        bases.push(base);
+        base += seg.len() as u64;
         all_segments.push(seg.clone());
     }
     let clusters = Clusters { root, live };
@@ -390,7 +417,7 @@ pub async fn update(
             files_encoded: missing.len() as u64,
             rows_encoded: n_new as u64,
             rows_skipped: 0,
-            segments_added: new_seg.is_some() as u64,
+            segments_added: new_segs.len() as u64,
             segments_removed: 0,
         },
     };
@@ -403,12 +430,8 @@ pub async fn update(
 }
 
 /// Sections as the (tag, bytes) pairs the writer takes.
-fn refs<'a>(s: &'a Sections<'_>) -> Vec<(Tag, &'a [u8])> {
+pub(crate) fn refs<'a>(s: &'a Sections<'_>) -> Vec<(Tag, &'a [u8])> {
     s.iter().map(|(t, b)| (*t, b.as_ref())).collect()
-}
-
-fn old_segments_of(prev: Option<&DedupIndex>) -> Vec<Arc<DedupSegment>> {
-    prev.map(|p| p.segments.clone()).unwrap_or_default()
 }
 
 /// The refresh result: per new row `_file`, `_row`, `cluster_id`, `is_representative`,

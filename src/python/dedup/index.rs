@@ -10,6 +10,7 @@ use pyo3_arrow::PyArray;
 use crate::dedup::index::check::check;
 use crate::dedup::index::format::{DedupManifest, DedupParams};
 use crate::dedup::index::ops::{update, DedupIndex};
+use crate::dedup::index::parts::{pending, sign_part, PartRef};
 use crate::error::{LakeError, Result};
 use crate::index::budget::Budget;
 use crate::index::location::{default_index_uri, IndexAt};
@@ -50,7 +51,7 @@ impl PyDedupIndex {
     /// `dedup-<name>`), or refresh the one there when its parameters are the same; returns
     /// (index, committed, new rows' assignments).
     #[staticmethod]
-    #[pyo3(signature = (table, column, params, threshold, bands, rows, name, index_uri=None, memory_limit=None, num_threads=None))]
+    #[pyo3(signature = (table, column, params, threshold, bands, rows, name, index_uri=None, memory_limit=None, num_threads=None, method="minhash"))]
     #[allow(clippy::too_many_arguments)]
     fn build<'py>(
         py: Python<'py>,
@@ -64,10 +65,12 @@ impl PyDedupIndex {
         index_uri: Option<String>,
         memory_limit: Option<u64>,
         num_threads: Option<usize>,
+        method: &str,
     ) -> PyResult<(Self, bool, Bound<'py, PyAny>)> {
         let limit = Budget::new(memory_limit, None)?.bytes;
         let t = table.inner.clone();
-        let p = params.dedup_params(threshold, bands, rows);
+        let p = params.dedup_params(method, threshold, bands, rows);
+        p.check().map_err(LakeError::InvalidArgument)?;
         p.hasher()?;
         check_text_column(&t, &column)?;
         let uri = index_uri.unwrap_or_else(|| default_index_uri(&t, &format!("dedup-{name}")));
@@ -85,7 +88,7 @@ impl PyDedupIndex {
                     at.uri
                 )));
             }
-            update(at, prev, &t, &name, &column, &p, limit, num_threads, &CancelToken::new()).await
+            update(at, prev, &t, &name, &column, &p, limit, num_threads, None, &CancelToken::new()).await
         })?;
         let out = table_of(py, u.new_rows)?;
         Ok((PyDedupIndex { inner: Mutex::new(u.index) }, u.committed, out))
@@ -118,14 +121,27 @@ impl PyDedupIndex {
 
     /// Bring the index to the table's latest version (or `table`, a version of it); returns
     /// (committed, new rows' assignments).
-    #[pyo3(signature = (table=None, memory_limit=None, num_threads=None))]
+    /// `parts`: JSON references of segments `sign_part` wrote for exactly the table's new
+    /// files (Ray); they are verified, clustered and committed instead of signing here.
+    #[pyo3(signature = (table=None, memory_limit=None, num_threads=None, parts=None))]
     fn refresh<'py>(
         &self,
         py: Python<'py>,
         table: Option<PyRef<'py, PyLakeTable>>,
         memory_limit: Option<u64>,
         num_threads: Option<usize>,
+        parts: Option<Vec<String>>,
     ) -> PyResult<(bool, Bound<'py, PyAny>)> {
+        let parts = parts
+            .map(|v| {
+                v.iter()
+                    .map(|s| {
+                        serde_json::from_str::<PartRef>(s)
+                            .map_err(|e| LakeError::InvalidArgument(format!("not a segment reference: {e}")))
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .transpose()?;
         let limit = Budget::new(memory_limit, None)?.bytes;
         let idx = self.get();
         let given = table.map(|t| t.inner.clone());
@@ -143,11 +159,52 @@ impl PyDedupIndex {
                 }
             };
             let (at, name, column, params) = (idx.at.clone(), m.name.clone(), m.column.clone(), m.params.clone());
-            update(at, Some(idx), &t, &name, &column, &params, limit, num_threads, &CancelToken::new()).await
+            update(at, Some(idx), &t, &name, &column, &params, limit, num_threads, parts, &CancelToken::new()).await
         })?;
         let out = table_of(py, u.new_rows)?;
         *self.inner.lock().unwrap_or_else(|p| p.into_inner()) = u.index;
         Ok((u.committed, out))
+    }
+
+    /// The indexed table at its latest version (opened with the index's storage options).
+    fn latest_table(&self, py: Python<'_>) -> PyResult<PyLakeTable> {
+        let idx = self.get();
+        let t = wait_for_future(py, async move {
+            let m = &idx.manifest;
+            idx.at.check_table_store(&m.table_uri)?;
+            let format = Format::parse(&m.table_format)?;
+            LakeTable::open(&m.table_uri, idx.at.options.clone(), Some(format), TablePin::default()).await
+        })?;
+        Ok(PyLakeTable { inner: Arc::new(t) })
+    }
+
+    /// Paths of `table`'s data files the loaded version does not hold.
+    fn pending_files(&self, py: Python<'_>, table: &PyLakeTable) -> PyResult<Vec<String>> {
+        let (idx, t) = (self.get(), table.inner.clone());
+        wait_for_future(py, async move { pending(Some(&idx), &t.entries().await?) })
+    }
+
+    /// Sign data files `files` of `table` for the index at `index_uri` (column and parameters
+    /// from the JSON `manifest` of `manifest_json()`), write them as a segment file there, and
+    /// return its reference as JSON (for `refresh(parts=...)`): a Ray task's work.
+    #[staticmethod]
+    #[pyo3(signature = (table, index_uri, manifest, files, num_threads=None))]
+    fn sign_part(
+        py: Python<'_>,
+        table: &PyLakeTable,
+        index_uri: String,
+        manifest: String,
+        files: Vec<String>,
+        num_threads: Option<usize>,
+    ) -> PyResult<String> {
+        let t = table.inner.clone();
+        let m: DedupManifest = serde_json::from_str(&manifest)
+            .map_err(|e| LakeError::InvalidArgument(format!("not a dedup index manifest: {e}")))?;
+        let at = IndexAt::new(&index_uri, t.options.clone())?.with_cache(None);
+        let part = wait_for_future(py, async move {
+            sign_part(&t, &at, &m.column, &m.params, &files, num_threads, &CancelToken::new()).await
+        })?;
+        serde_json::to_string(&part).map_err(|e| LakeError::Internal(e.to_string()).into())
     }
 
     /// The cluster table of the covered version (see `lakevec.dedup.DedupIndex.clusters`).

@@ -41,14 +41,17 @@ pub struct PyMinHashParams {
 }
 
 impl PyMinHashParams {
-    /// The parameters of a dedup index using these signatures and this banding.
+    /// The parameters of a dedup index (`method` "minhash" or "exact") using these
+    /// signatures and this banding.
     pub(crate) fn dedup_params(
         &self,
+        method: &str,
         threshold: f64,
         bands: usize,
         rows: usize,
     ) -> crate::dedup::index::format::DedupParams {
         crate::dedup::index::format::DedupParams {
+            method: method.to_string(),
             num_perm: self.num_perm,
             ngram: self.ngram,
             shingle: self.shingle.clone(),
