@@ -68,8 +68,14 @@ def test_refreshes_equal_one_run_over_the_final_version(tmp_path, debian, seed, 
     uri = str(tmp_path / "deb")
     kw = dict(KW, sketch=sketch)
     deltalake.write_deltalake(uri, debian.slice(0, bounds[1]))
-    idx = lakevec.dedup.build_index(uri, "description", **kw)
+    seen = []
+    idx = lakevec.dedup.build_index(uri, "description", progress=lambda *a: seen.append(a), **kw)
     assert partition(with_ids(uri, idx.clusters())) == single_run(uri, **kw)
+    # the progress callback (called every 100 ms while the build runs: a fast build may end
+    # before the first call) sees the phases in order and the rows signed out of those read
+    phases = [p for p, _, _ in seen]
+    assert set(phases) <= {"read", "build", "write"} and phases == sorted(phases, key=["read", "build", "write"].index)
+    assert all(done <= total for p, done, total in seen if p == "read" and total)
     delete_at = int(rng.integers(1, parts))
     for p in range(1, parts):
         deltalake.write_deltalake(uri, debian.slice(bounds[p], bounds[p + 1] - bounds[p]), mode="append")

@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from lakevec import _inputs, _lakevec, _minhash
 from lakevec.exceptions import InvalidArgumentError
+from lakevec.index import _run_with_progress
 from lakevec.table import Table
 
 
@@ -79,7 +80,12 @@ class DedupIndex:
         return Table(self._inner.latest_table())
 
     def refresh(
-        self, table: Table | None = None, *, memory_limit: int | str | None = None, num_threads: int | None = None
+        self,
+        table: Table | None = None,
+        *,
+        memory_limit: int | str | None = None,
+        num_threads: int | None = None,
+        progress: Any = False,
     ) -> pa.Table:
         """Bring the index to the table's latest version (or to ``table``, a version of the
         indexed table) and return the new rows' assignments.
@@ -103,7 +109,10 @@ class DedupIndex:
             UnsupportedError: a data file with Iceberg equality deletes.
         """
         limit = _inputs.byte_size(memory_limit, "memory_limit")
-        committed, out = self._inner.refresh(None if table is None else table._inner, limit, num_threads, None)
+        t = None if table is None else table._inner
+        committed, out = _run_with_progress(
+            progress, "dedup refresh", lambda cb: self._inner.refresh(t, limit, num_threads, None, cb)
+        )
         return out
 
     def clusters(self) -> pa.Table:
@@ -172,6 +181,7 @@ def build_index(
     index_uri: str | None = None,
     memory_limit: int | str | None = None,
     num_threads: int | None = None,
+    progress: Any = True,
     storage_options: Mapping[str, str] | None = None,
 ) -> DedupIndex:
     """Build a MinHash dedup index of ``table``'s text ``column`` beside the table (or at
@@ -193,6 +203,10 @@ def build_index(
     against that before any row is read. On Ray, :func:`lakevec.ray.refresh_dedup` signs the
     new files in tasks.
 
+    ``progress``: ``True`` (default) for a tqdm bar per phase (``read``: rows signed,
+    ``build``: clustering, ``write``) when tqdm is installed, a callable
+    ``(phase, done, total)`` called about every 100 ms, or ``False``.
+
     Returns:
         The :class:`DedupIndex` at the committed version.
 
@@ -208,8 +222,12 @@ def build_index(
     limit = _inputs.byte_size(memory_limit, "memory_limit")
     if method == "exact":
         params = _minhash.minhash_params(num_perm=4, ngram=1, shingle="word", seed=seed, normalize=normalize)
-        inner, _committed, _new = _lakevec.DedupIndex.build(
-            table._inner, column, params, 1.0, 1, 4, name, index_uri, limit, num_threads, "exact"
+        inner, _committed, _new = _run_with_progress(
+            progress,
+            "dedup build_index",
+            lambda cb: _lakevec.DedupIndex.build(
+                table._inner, column, params, 1.0, 1, 4, name, index_uri, limit, num_threads, "exact", cb
+            ),
         )
         return DedupIndex(inner)
     if method != "minhash":
@@ -218,8 +236,12 @@ def build_index(
         num_perm=num_perm, ngram=ngram, shingle=shingle, seed=seed, normalize=normalize, sketch=sketch
     )
     b, r = _minhash.lsh_params(threshold, num_perm, bands, rows, weights)
-    inner, _committed, _new = _lakevec.DedupIndex.build(
-        table._inner, column, params, float(threshold), b, r, name, index_uri, limit, num_threads, "minhash"
+    inner, _committed, _new = _run_with_progress(
+        progress,
+        "dedup build_index",
+        lambda cb: _lakevec.DedupIndex.build(
+            table._inner, column, params, float(threshold), b, r, name, index_uri, limit, num_threads, "minhash", cb
+        ),
     )
     return DedupIndex(inner)
 

@@ -1,5 +1,5 @@
 # Stubs for the native module lakevec._lakevec (kept in step with src/python/).
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -229,6 +229,7 @@ class DedupIndex:
         memory_limit: int | None = None,
         num_threads: int | None = None,
         method: str = "minhash",
+        progress: Callable[[str, int, int], None] | None = None,
     ) -> tuple[DedupIndex, bool, pa.Table]: ...
     @staticmethod
     def open(index_uri: str, storage_options: dict[str, str] | None = None) -> DedupIndex: ...
@@ -242,6 +243,7 @@ class DedupIndex:
         memory_limit: int | None = None,
         num_threads: int | None = None,
         parts: list[str] | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
     ) -> tuple[bool, pa.Table]: ...
     def latest_table(self) -> Table: ...
     def pending_files(self, table: Table) -> list[str]: ...

@@ -79,7 +79,7 @@ def refresh_dedup(
     results = ray.get([task.remote(t, index.uri, manifest, g) for g in groups])
     t1 = time.perf_counter()
     limit = _inputs.byte_size(memory_limit, "memory_limit")
-    _committed, out = index._inner.refresh(t._inner, limit, None, [p for p, _ in results])
+    _committed, out = index._inner.refresh(t._inner, limit, None, [p for p, _ in results], None)
     if timings is not None:
         timings.update(sign=t1 - t0, sign_task_seconds=[s for _, s in results], commit=time.perf_counter() - t1)
     return out

@@ -6,6 +6,7 @@
 //! (12 bytes), root and liveness (9 bytes), its band list entries (12 bytes per band), and
 //! while a new segment's band lists are sorted 16 bytes per row and band more.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, BooleanArray, Float32Array, Int64Array, RecordBatch, StringArray};
@@ -20,6 +21,7 @@ use crate::dedup::index::matching::{after_deletes, band_lists, seeded, segment_c
 use crate::dedup::index::parts::{load_parts, PartRef};
 use crate::dedup::minhash::MinHasher;
 use crate::error::{LakeError, Result};
+use crate::index::build::{Phase, Progress};
 use crate::index::container::Tag;
 use crate::index::location::{indexed_table_url, IndexAt};
 use crate::index::manifest::CommitInfo;
@@ -144,13 +146,14 @@ fn sig_in<'a>(segments: &'a [Arc<DedupSegment>], bases: &[u64], g: u64) -> Optio
 /// Signatures of the rows of `files` (indices into the table's entries), as a segment.
 pub(crate) async fn sign_files(
     table: &LakeTable,
-    entries: &[DataFileEntry],
     files: &[usize],
     column: &str,
     h: &Arc<MinHasher>,
     num_threads: Option<usize>,
     cancel: &CancelToken,
+    progress: &Progress,
 ) -> Result<DedupSegment> {
+    let entries = table.entries().await?;
     let scan = AddressScan::new(table, Some(&[column.to_string()]), None, 8192).await?;
     let p = h.num_perm;
     let (mut all_sigs, mut all_rows, mut all_valid) = (Vec::new(), Vec::new(), Vec::new());
@@ -158,6 +161,7 @@ pub(crate) async fn sign_files(
     // Sized once from the table metadata when it counts rows: growing by doubling would hold
     // up to three times the signatures while a reallocation copies them.
     if let Some(n) = files.iter().map(|&i| entries[i].live_rows()).sum::<Option<u64>>() {
+        progress.total.store(n as usize, Ordering::Relaxed);
         all_sigs.reserve_exact(n as usize * p);
         all_rows.reserve_exact(n as usize);
         all_valid.reserve_exact(n as usize);
@@ -189,6 +193,7 @@ pub(crate) async fn sign_files(
                 Ok((sigs, valid))
             })
             .await?;
+            progress.done.fetch_add(valid.len(), Ordering::Relaxed);
             all_sigs.extend_from_slice(&sigs);
             all_valid.extend_from_slice(&valid);
             all_rows.extend(rows.as_primitive::<arrow::datatypes::Int64Type>().values().iter().map(|&r| r as u64));
@@ -287,6 +292,7 @@ pub async fn update(
     num_threads: Option<usize>,
     parts: Option<Vec<PartRef>>,
     cancel: &CancelToken,
+    progress: &Progress,
 ) -> Result<Update> {
     let h = Arc::new(params.hasher()?);
     let entries = table.entries().await?;
@@ -306,7 +312,8 @@ pub async fn update(
         }
         None if missing.is_empty() => (vec![], vec![]),
         None => {
-            let mut seg = sign_files(table, &entries, &missing, column, &h, num_threads, cancel).await?;
+            progress.set_phase(Phase::Read);
+            let mut seg = sign_files(table, &missing, column, &h, num_threads, cancel, progress).await?;
             let p3 = params.clone();
             let seg = run_cpu(pool(num_threads)?, cancel.clone(), move || {
                 band_lists(&mut seg, &p3);
@@ -326,6 +333,9 @@ pub async fn update(
     if total >= u32::MAX as u64 {
         return Err(too_many());
     }
+    progress.set_phase(Phase::Build);
+    progress.total.store(n_new, Ordering::Relaxed);
+    progress.done.store(0, Ordering::Relaxed);
     let (p2, ns2) = (params.clone(), new_segs.clone());
     let (root, live, matched) = run_cpu(pool(num_threads)?, cancel.clone(), move || {
         let mut root = if old_live == now_live {
@@ -369,6 +379,8 @@ pub async fn update(
         Ok((root, live, matched))
     })
     .await?;
+    progress.done.store(n_new, Ordering::Relaxed);
+    progress.set_phase(Phase::Write);
     // Write the immutable files, then the manifest.
     let mut segments = prev.as_ref().map(|p| p.manifest.segments.clone()).unwrap_or_default();
     let mut all_segments = prev.as_ref().map(|p| p.segments.clone()).unwrap_or_default();

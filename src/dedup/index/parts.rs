@@ -11,6 +11,7 @@ use crate::dedup::index::format::{decode_segment_in, segment_sections, DedupPara
 use crate::dedup::index::matching::band_lists;
 use crate::dedup::index::ops::{liveness, refs, sign_files, DedupIndex};
 use crate::error::{LakeError, Result};
+use crate::index::build::Progress;
 use crate::index::location::IndexAt;
 use crate::index::publish::{new_id, FileRef};
 use crate::index::store::{file_backing, write_sections};
@@ -56,7 +57,7 @@ pub async fn sign_part(
         })
         .collect::<Result<_>>()?;
     let h = Arc::new(params.hasher()?);
-    let mut seg = sign_files(table, &entries, &idx, column, &h, num_threads, cancel).await?;
+    let mut seg = sign_files(table, &idx, column, &h, num_threads, cancel, &Progress::default()).await?;
     let p = params.clone();
     let seg = run_cpu(pool(num_threads)?, cancel.clone(), move || {
         band_lists(&mut seg, &p);

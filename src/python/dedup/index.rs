@@ -13,13 +13,15 @@ use crate::dedup::index::ops::{update, DedupIndex};
 use crate::dedup::index::parts::{pending, sign_part, PartRef};
 use crate::error::{LakeError, Result};
 use crate::index::budget::Budget;
+use crate::index::build::Progress;
 use crate::index::location::{default_index_uri, IndexAt};
 use crate::index::vacuum::vacuum;
 use crate::lake::pin::TablePin;
 use crate::lake::storage::StorageOptions;
 use crate::lake::table::{Format, LakeTable};
-use crate::python::call::{cpu, wait_for_future};
+use crate::python::call::{cpu, wait_for_future, wait_for_future_with};
 use crate::python::dedup::minhash::PyMinHashParams;
+use crate::python::index::ticker;
 use crate::python::lake::table::PyLakeTable;
 use crate::python::out::table as table_of;
 use crate::runtime::CancelToken;
@@ -51,7 +53,7 @@ impl PyDedupIndex {
     /// `dedup-<name>`), or refresh the one there when its parameters are the same; returns
     /// (index, committed, new rows' assignments).
     #[staticmethod]
-    #[pyo3(signature = (table, column, params, threshold, bands, rows, name, index_uri=None, memory_limit=None, num_threads=None, method="minhash"))]
+    #[pyo3(signature = (table, column, params, threshold, bands, rows, name, index_uri=None, memory_limit=None, num_threads=None, method="minhash", progress=None))]
     #[allow(clippy::too_many_arguments)]
     fn build<'py>(
         py: Python<'py>,
@@ -66,7 +68,10 @@ impl PyDedupIndex {
         memory_limit: Option<u64>,
         num_threads: Option<usize>,
         method: &str,
+        progress: Option<Py<PyAny>>,
     ) -> PyResult<(Self, bool, Bound<'py, PyAny>)> {
+        let state = Arc::new(Progress::default());
+        let s2 = state.clone();
         let limit = Budget::new(memory_limit, None)?.bytes;
         let t = table.inner.clone();
         let p = params.dedup_params(method, threshold, bands, rows);
@@ -75,21 +80,25 @@ impl PyDedupIndex {
         check_text_column(&t, &column)?;
         let uri = index_uri.unwrap_or_else(|| default_index_uri(&t, &format!("dedup-{name}")));
         let at = IndexAt::new(&uri, t.options.clone())?.with_cache(None);
-        let u = wait_for_future(py, async move {
-            let prev = match DedupIndex::open(at.clone()).await {
-                Ok(i) => Some(Arc::new(i)),
-                Err(LakeError::NotFound(_)) => None,
-                Err(e) => return Err(e),
-            };
-            if let Some(why) = prev.as_deref().and_then(|o| differs(o, &column, &p)) {
-                return Err(LakeError::InvalidArgument(format!(
-                    "the dedup index at '{}' cannot be refreshed with these parameters: {why}; pass the same \
+        let u = wait_for_future_with(
+            py,
+            async move {
+                let prev = match DedupIndex::open(at.clone()).await {
+                    Ok(i) => Some(Arc::new(i)),
+                    Err(LakeError::NotFound(_)) => None,
+                    Err(e) => return Err(e),
+                };
+                if let Some(why) = prev.as_deref().and_then(|o| differs(o, &column, &p)) {
+                    return Err(LakeError::InvalidArgument(format!(
+                        "the dedup index at '{}' cannot be refreshed with these parameters: {why}; pass the same \
                      parameters, or another name= for a second index",
-                    at.uri
-                )));
-            }
-            update(at, prev, &t, &name, &column, &p, limit, num_threads, None, &CancelToken::new()).await
-        })?;
+                        at.uri
+                    )));
+                }
+                update(at, prev, &t, &name, &column, &p, limit, num_threads, None, &CancelToken::new(), &s2).await
+            },
+            ticker(progress, state),
+        )?;
         let out = table_of(py, u.new_rows)?;
         Ok((PyDedupIndex { inner: Mutex::new(u.index) }, u.committed, out))
     }
@@ -123,7 +132,7 @@ impl PyDedupIndex {
     /// (committed, new rows' assignments).
     /// `parts`: JSON references of segments `sign_part` wrote for exactly the table's new
     /// files (Ray); they are verified, clustered and committed instead of signing here.
-    #[pyo3(signature = (table=None, memory_limit=None, num_threads=None, parts=None))]
+    #[pyo3(signature = (table=None, memory_limit=None, num_threads=None, parts=None, progress=None))]
     fn refresh<'py>(
         &self,
         py: Python<'py>,
@@ -131,7 +140,10 @@ impl PyDedupIndex {
         memory_limit: Option<u64>,
         num_threads: Option<usize>,
         parts: Option<Vec<String>>,
+        progress: Option<Py<PyAny>>,
     ) -> PyResult<(bool, Bound<'py, PyAny>)> {
+        let state = Arc::new(Progress::default());
+        let s2 = state.clone();
         let parts = parts
             .map(|v| {
                 v.iter()
@@ -145,22 +157,27 @@ impl PyDedupIndex {
         let limit = Budget::new(memory_limit, None)?.bytes;
         let idx = self.get();
         let given = table.map(|t| t.inner.clone());
-        let u = wait_for_future(py, async move {
-            let m = &idx.manifest;
-            let t = match given {
-                Some(t) => t,
-                None => {
-                    idx.at.check_table_store(&m.table_uri)?;
-                    let format = Format::parse(&m.table_format)?;
-                    Arc::new(
-                        LakeTable::open(&m.table_uri, idx.at.options.clone(), Some(format), TablePin::default())
-                            .await?,
-                    )
-                }
-            };
-            let (at, name, column, params) = (idx.at.clone(), m.name.clone(), m.column.clone(), m.params.clone());
-            update(at, Some(idx), &t, &name, &column, &params, limit, num_threads, parts, &CancelToken::new()).await
-        })?;
+        let u = wait_for_future_with(
+            py,
+            async move {
+                let m = &idx.manifest;
+                let t = match given {
+                    Some(t) => t,
+                    None => {
+                        idx.at.check_table_store(&m.table_uri)?;
+                        let format = Format::parse(&m.table_format)?;
+                        Arc::new(
+                            LakeTable::open(&m.table_uri, idx.at.options.clone(), Some(format), TablePin::default())
+                                .await?,
+                        )
+                    }
+                };
+                let (at, name, column, params) = (idx.at.clone(), m.name.clone(), m.column.clone(), m.params.clone());
+                update(at, Some(idx), &t, &name, &column, &params, limit, num_threads, parts, &CancelToken::new(), &s2)
+                    .await
+            },
+            ticker(progress, state),
+        )?;
         let out = table_of(py, u.new_rows)?;
         *self.inner.lock().unwrap_or_else(|p| p.into_inner()) = u.index;
         Ok((u.committed, out))

@@ -36,7 +36,10 @@ pub struct PyVectorIndex {
 }
 
 /// Calls `progress(phase, done, total)` (phase: "read", "build", "write") at each poll.
-fn ticker(progress: Option<Py<PyAny>>, state: Arc<Progress>) -> impl FnMut(Python<'_>) -> PyResult<()> + Send {
+pub(crate) fn ticker(
+    progress: Option<Py<PyAny>>,
+    state: Arc<Progress>,
+) -> impl FnMut(Python<'_>) -> PyResult<()> + Send {
     move |py| {
         if let Some(cb) = &progress {
             let (done, total) = (state.done.load(Ordering::Relaxed), state.total.load(Ordering::Relaxed));
