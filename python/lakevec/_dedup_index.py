@@ -17,7 +17,8 @@ from lakevec.table import Table
 
 
 class DedupIndex:
-    """A MinHash dedup index beside a lake table, at one committed version.
+    """A dedup index (MinHash near-duplicates, or exact duplicates) beside a lake table, at
+    one committed version.
 
     It holds, per row of the covered table version, the row's address (``_file``, ``_row``),
     its MinHash signature and its cluster, and follows the table: :meth:`refresh` signs only
@@ -25,7 +26,8 @@ class DedupIndex:
     rows from theirs. The clusters always equal those of one :func:`lakevec.dedup.minhash`
     run over the covered version with the same parameters (``verify="estimate"``), up to
     cluster-id naming: the connected components of the graph joining two rows that share an
-    LSH band and whose estimated Jaccard similarity is at least ``threshold``.
+    LSH band and whose estimated Jaccard similarity is at least ``threshold``
+    (``method="exact"``: those of :func:`lakevec.dedup.exact`).
 
     Cluster ids are global row numbers of the index (rows numbered in the order they were
     indexed): a cluster's id is its first row, so it stays the same across refreshes while
@@ -60,7 +62,7 @@ class DedupIndex:
     @property
     def manifest(self) -> dict:
         """The loaded version's manifest: ``version``, ``table_version``, ``column``,
-        ``params`` (``num_perm``, ``ngram``, ``shingle``, ``sketch``, ``seed``, the
+        ``params`` (``method``, ``num_perm``, ``ngram``, ``shingle``, ``sketch``, ``seed``, the
         normalisation steps, ``threshold``, ``bands``, ``rows``), ``rows`` (indexed rows, live
         or not), ``live_rows``, ``segments`` and ``commit``."""
         return json.loads(self._inner.manifest_json())
