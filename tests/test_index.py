@@ -208,6 +208,9 @@ def test_bad_tables_are_clear_errors(tmp_path):
         lakevec.build_index(str(empty), "vector", progress=False)
     with pytest.raises(E.TableNotFoundError, match="no lakevec index"):
         lakevec.open_index(str(tmp_path / "nowhere"))
+    # a table's URI where an index URI is expected: the error says what to pass
+    with pytest.raises(E.TableNotFoundError, match=r"open its index with lakevec.open_index\(lakevec.Table.open\("):
+        lakevec.open_index(str(p))
 
 
 def test_list_and_float64_columns(tmp_path):

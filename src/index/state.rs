@@ -90,7 +90,12 @@ pub async fn load_state(at: &IndexAt, version: Option<u64>) -> Result<IndexState
         Some(v) => manifest::read(&at.store, at.root(), v).await?,
         None => {
             let (m, skipped) = manifest::newest_valid(&at.store, at.root()).await?.ok_or_else(|| {
-                LakeError::NotFound(format!("no lakevec index at '{}' (no manifests/ folder)", at.uri))
+                LakeError::NotFound(format!(
+                    "no lakevec index at '{0}' (no manifests/ folder); if '{0}' is a table, open its index \
+                     with lakevec.open_index(lakevec.Table.open('{0}')) (indexes live in the table's \
+                     _lakevec_index/<name> folder), or build one with lakevec.build_index",
+                    at.uri
+                ))
             })?;
             for (v, why) in skipped {
                 log::warn!("lakevec index '{}': skipped corrupt manifest version {v} ({why})", at.uri);
