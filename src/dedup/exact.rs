@@ -6,6 +6,24 @@ use rayon::prelude::*;
 use crate::error::{LakeError, Result};
 use crate::text::{hash64, strings, Normalize};
 
+/// The 128-bit hash of one row's values (`None`: null) after `normalize`: each value is
+/// tagged null/present and ended by a separator, so no two rows of different values share
+/// the bytes hashed. Exact dedup and the dedup index's `method="exact"` both key rows by it.
+pub fn row_hash<'a>(values: impl Iterator<Item = Option<&'a str>>, normalize: Normalize) -> (u64, u64) {
+    let mut buf: Vec<u8> = Vec::new();
+    for v in values {
+        match v {
+            Some(s) => {
+                buf.push(1);
+                buf.extend_from_slice(normalize.apply(s).as_bytes());
+            }
+            None => buf.push(0),
+        }
+        buf.push(0x1f);
+    }
+    (hash64(&buf, 0x5eed_0001), hash64(&buf, 0x5eed_0002))
+}
+
 /// Exact dedup: rows whose chosen columns are equal after `normalize` (a 128-bit hash of
 /// the normalised values; nulls compare equal, as in pandas) form one cluster.
 pub fn exact_roots(columns: &[(String, ArrayRef)], normalize: Normalize) -> Result<Vec<u32>> {
@@ -19,23 +37,8 @@ pub fn exact_roots(columns: &[(String, ArrayRef)], normalize: Normalize) -> Resu
             strings(a, name)
         })
         .collect::<Result<_>>()?;
-    let hashes: Vec<(u64, u64)> = (0..n)
-        .into_par_iter()
-        .map(|i| {
-            let mut buf: Vec<u8> = Vec::new();
-            for col in &texts {
-                match col[i] {
-                    Some(s) => {
-                        buf.push(1);
-                        buf.extend_from_slice(normalize.apply(s).as_bytes());
-                    }
-                    None => buf.push(0),
-                }
-                buf.push(0x1f);
-            }
-            (hash64(&buf, 0x5eed_0001), hash64(&buf, 0x5eed_0002))
-        })
-        .collect();
+    let hashes: Vec<(u64, u64)> =
+        (0..n).into_par_iter().map(|i| row_hash(texts.iter().map(|col| col[i]), normalize)).collect();
     let mut order: Vec<u32> = (0..n as u32).collect();
     order.par_sort_unstable_by_key(|&i| (hashes[i as usize], i));
     let mut roots = vec![0u32; n];

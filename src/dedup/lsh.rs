@@ -17,26 +17,8 @@ use crate::text::strings;
 /// MinHash signatures of a text column: `FixedSizeList<uint32, num_perm>`, null for null
 /// texts and texts without shingles.
 pub fn signatures(array: &ArrayRef, column: &str, h: &MinHasher, cancel: &CancelToken) -> Result<ArrayRef> {
-    let texts = strings(array, column)?;
+    let (values, valid) = h.signatures(&strings(array, column)?, cancel)?;
     let p = h.num_perm;
-    let mut values = vec![0u32; texts.len() * p];
-    let valid: Vec<bool> = values
-        .par_chunks_mut(p)
-        .zip(texts.par_iter())
-        .map(|(sig, t)| {
-            if cancel.is_cancelled() {
-                return false;
-            }
-            match t {
-                Some(t) => h.signature(t, sig),
-                None => {
-                    sig.iter_mut().for_each(|s| *s = u32::MAX);
-                    false
-                }
-            }
-        })
-        .collect();
-    cancel.check()?;
     let field = Arc::new(Field::new("item", DataType::UInt32, false));
     let nulls = arrow::buffer::NullBuffer::from(valid);
     Ok(Arc::new(FixedSizeListArray::try_new(field, p as i32, Arc::new(UInt32Array::from(values)), Some(nulls))?))

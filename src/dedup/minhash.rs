@@ -25,8 +25,10 @@
 
 use rayon::prelude::*;
 
+use crate::dedup::exact::row_hash;
 use crate::dedup::oph::Oph;
 use crate::error::{LakeError, Result};
+use crate::runtime::CancelToken;
 use crate::text::{char_ngrams, for_each_word, hash64, hash64_ascii_lower, mix64, Normalize};
 
 /// A verified pair: (a, b, estimated Jaccard, exact Jaccard or NaN).
@@ -199,18 +201,29 @@ impl MinHasher {
 
     /// [`Sketch::Exact`]: `dedup::exact`'s 128-bit hash of one normalised value as 4 slots.
     fn exact_signature(&self, text: Option<&str>, sig: &mut [u32]) -> bool {
-        let mut buf: Vec<u8> = Vec::with_capacity(text.map_or(0, str::len) + 2);
-        match text {
-            Some(s) => {
-                buf.push(1);
-                buf.extend_from_slice(self.normalize.apply(s).as_bytes());
-            }
-            None => buf.push(0),
-        }
-        buf.push(0x1f);
-        let (h1, h2) = (hash64(&buf, 0x5eed_0001), hash64(&buf, 0x5eed_0002));
+        let (h1, h2) = row_hash(std::iter::once(text), self.normalize);
         sig.copy_from_slice(&[h1 as u32, (h1 >> 32) as u32, h2 as u32, (h2 >> 32) as u32]);
         true
+    }
+
+    /// The signatures of `texts` in parallel (on the current rayon pool): a row-major
+    /// `texts.len() x num_perm` matrix and each row's validity ([`Self::signature`], or
+    /// [`Self::null_signature`] for a null). Stops early and errors when `cancel` fires.
+    pub fn signatures(&self, texts: &[Option<&str>], cancel: &CancelToken) -> Result<(Vec<u32>, Vec<bool>)> {
+        let mut sigs = vec![0u32; texts.len() * self.num_perm];
+        let valid: Vec<bool> = sigs
+            .par_chunks_mut(self.num_perm)
+            .zip(texts.par_iter())
+            .map(|(s, t)| {
+                !cancel.is_cancelled()
+                    && match t {
+                        Some(t) => self.signature(t, s),
+                        None => self.null_signature(s),
+                    }
+            })
+            .collect();
+        cancel.check()?;
+        Ok((sigs, valid))
     }
 
     /// The signature of `text` into `sig` (`num_perm` values); false when it has no shingles.

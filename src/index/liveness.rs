@@ -12,7 +12,7 @@ use crate::lake::datafiles::{DataFileEntry, Deleted};
 
 /// Whether a file indexed with `tag` is the listed `e` (tags differ only when both are known:
 /// a Parquet file rewritten in place, even at the same size).
-fn same_version(tag: Option<&str>, e: &DataFileEntry) -> bool {
+pub(crate) fn same_version(tag: Option<&str>, e: &DataFileEntry) -> bool {
     match (tag, e.tag.as_deref()) {
         (Some(a), Some(b)) => a == b,
         _ => true,

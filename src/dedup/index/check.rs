@@ -4,12 +4,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, Float32Array, Int64Array, RecordBatch, StringArray};
+use arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
 use rayon::prelude::*;
 
 use crate::dedup::index::matching::{components, Buckets};
-use crate::dedup::index::ops::DedupIndex;
+use crate::dedup::index::ops::{best_match, matched_columns, DedupIndex};
 use crate::dedup::minhash::UnionFind;
 use crate::error::{LakeError, Result};
 use crate::runtime::CancelToken;
@@ -30,19 +30,7 @@ pub fn check(idx: &DedupIndex, texts: &ArrayRef, column: &str, cancel: &CancelTo
     if n >= u32::MAX as usize / 2 {
         return Err(LakeError::InvalidArgument(format!("{n} rows are too many for one check; pass batches")));
     }
-    let mut sigs = vec![0u32; n * p.num_perm];
-    let valid: Vec<bool> = sigs
-        .par_chunks_mut(p.num_perm)
-        .zip(t.par_iter())
-        .map(|(s, t)| {
-            !cancel.is_cancelled()
-                && match t {
-                    Some(t) => h.signature(t, s),
-                    None => h.null_signature(s),
-                }
-        })
-        .collect();
-    cancel.check()?;
+    let (sigs, valid) = h.signatures(&t, cancel)?;
     let sig = |i: usize| valid[i].then(|| &sigs[i * p.num_perm..(i + 1) * p.num_perm]);
     let local = components(&(0..n).map(sig).collect::<Vec<_>>(), p)?;
     let c = &idx.clusters;
@@ -97,30 +85,20 @@ pub fn check(idx: &DedupIndex, texts: &ArrayRef, column: &str, cancel: &CancelTo
             }
         }
     }
-    let m: Vec<Option<(&str, u64, f64)>> = hits
-        .iter()
-        .map(|hs| {
-            hs.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0))).map(|(g, est)| {
-                let (f, r) = idx.address(g);
-                (f, r, est)
-            })
-        })
-        .collect();
-    let schema = Arc::new(Schema::new(vec![
+    let matched: Vec<Option<(u64, f64)>> = hits.iter().map(|hs| best_match(hs)).collect();
+    let (mfields, mcols) = matched_columns(idx, &matched);
+    let mut fields = vec![
         Field::new("row", DataType::Int64, false),
         Field::new("duplicate_of_existing", DataType::Boolean, false),
         Field::new("cluster_id", DataType::Int64, false),
-        Field::new("matched_file", DataType::Utf8, true),
-        Field::new("matched_row", DataType::Int64, true),
-        Field::new("jaccard_estimate", DataType::Float32, true),
-    ]));
-    let cols: Vec<ArrayRef> = vec![
+    ];
+    fields.extend(mfields);
+    let mut cols: Vec<ArrayRef> = vec![
         Arc::new(Int64Array::from_iter_values(0..n as i64)),
         Arc::new(BooleanArray::from(dup)),
         Arc::new(Int64Array::from(cid)),
-        Arc::new(StringArray::from(m.iter().map(|x| x.map(|t| t.0)).collect::<Vec<_>>())),
-        Arc::new(Int64Array::from(m.iter().map(|x| x.map(|t| t.1 as i64)).collect::<Vec<_>>())),
-        Arc::new(Float32Array::from(m.iter().map(|x| x.map(|t| t.2 as f32)).collect::<Vec<_>>())),
     ];
+    cols.extend(mcols);
+    let schema = Arc::new(Schema::new(fields));
     Ok(RecordBatch::try_new(schema, cols)?)
 }

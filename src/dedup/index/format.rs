@@ -188,6 +188,9 @@ pub struct DedupSegment {
     pub bands: usize,
     pub band_keys: Arr<u64>,
     pub band_rows: Arr<u32>,
+    /// Per band, a directory of its list by a key's top bits: derived from the band lists on
+    /// first use (`matching::band_dirs`), then kept with the segment.
+    pub dirs: std::sync::OnceLock<Vec<Vec<u32>>>,
 }
 
 impl DedupSegment {
@@ -315,7 +318,18 @@ pub fn decode_segment_in(
             seen[r as usize] = b as u32;
         }
     }
-    Ok(DedupSegment { files, fstart, rows, num_perm, sigs, valid, bands, band_keys, band_rows })
+    Ok(DedupSegment {
+        files,
+        fstart,
+        rows,
+        num_perm,
+        sigs,
+        valid,
+        bands,
+        band_keys,
+        band_rows,
+        dirs: Default::default(),
+    })
 }
 
 /// Cluster state of a version: per global row its root and whether it is live.
@@ -368,6 +382,7 @@ mod tests {
             bands: 2,
             band_keys: vec![5, 9, 1, 1].into(),
             band_rows: vec![1, 0, 0, 1].into(),
+            dirs: Default::default(),
         }
     }
 

@@ -73,6 +73,7 @@ pub fn band_lists(seg: &mut DedupSegment, p: &DedupParams) {
     seg.bands = p.bands;
     seg.band_keys = per_band.iter().flat_map(|v| v.iter().map(|e| e.0)).collect::<Vec<u64>>().into();
     seg.band_rows = per_band.iter().flat_map(|v| v.iter().map(|e| e.1)).collect::<Vec<u32>>().into();
+    seg.dirs = Default::default();
 }
 
 /// The components of `n` signatures (`None` rows stay alone): local roots (smallest member).
@@ -110,7 +111,30 @@ pub struct Buckets<'a> {
     bands: usize,
     rows: usize,
     /// [segment][band]: positions of the first key with each top-16-bit value (+ the end).
-    dirs: Vec<Vec<Vec<u32>>>,
+    dirs: Vec<&'a [Vec<u32>]>,
+}
+
+/// The directories of `seg`'s band lists (see [`Buckets`]), built on first use and kept with
+/// the segment: a refresh of several parts and every `check` reuse them.
+pub fn band_dirs(seg: &DedupSegment) -> &[Vec<u32>] {
+    seg.dirs.get_or_init(|| {
+        (0..seg.bands)
+            .into_par_iter()
+            .map(|b| {
+                let keys = seg.band(b).0;
+                let mut dir = Vec::with_capacity((1 << DIR_BITS) + 1);
+                let mut at = 0usize;
+                for top in 0..(1u64 << DIR_BITS) {
+                    while at < keys.len() && keys[at] >> (64 - DIR_BITS) < top {
+                        at += 1;
+                    }
+                    dir.push(at as u32);
+                }
+                dir.push(keys.len() as u32);
+                dir
+            })
+            .collect()
+    })
 }
 
 impl<'a> Buckets<'a> {
@@ -122,26 +146,7 @@ impl<'a> Buckets<'a> {
         bands: usize,
         rows: usize,
     ) -> Self {
-        let dirs = segments
-            .par_iter()
-            .map(|seg| {
-                (0..bands)
-                    .map(|b| {
-                        let keys = seg.band(b).0;
-                        let mut dir = Vec::with_capacity((1 << DIR_BITS) + 1);
-                        let mut at = 0usize;
-                        for top in 0..(1u64 << DIR_BITS) {
-                            while at < keys.len() && keys[at] >> (64 - DIR_BITS) < top {
-                                at += 1;
-                            }
-                            dir.push(at as u32);
-                        }
-                        dir.push(keys.len() as u32);
-                        dir
-                    })
-                    .collect()
-            })
-            .collect();
+        let dirs = segments.iter().map(|seg| band_dirs(seg)).collect();
         Buckets { segments, bases, live, root, bands, rows, dirs }
     }
 
@@ -265,6 +270,7 @@ mod tests {
             bands: 0,
             band_keys: Default::default(),
             band_rows: Default::default(),
+            dirs: Default::default(),
         };
         band_lists(&mut seg, &prm);
         assert_eq!(segment_components(&seg, &prm).unwrap(), roots);

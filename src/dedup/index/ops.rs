@@ -23,12 +23,14 @@ use crate::dedup::minhash::MinHasher;
 use crate::error::{LakeError, Result};
 use crate::index::build::{Phase, Progress};
 use crate::index::container::Tag;
+use crate::index::liveness::same_version;
 use crate::index::location::{indexed_table_url, IndexAt};
 use crate::index::manifest::CommitInfo;
 use crate::index::publish::{self, get_file, manifest_path, new_id};
 use crate::index::store::{file_backing, write_sections};
 use crate::lake::datafiles::{DataFileEntry, Deleted};
-use crate::lake::table::LakeTable;
+use crate::lake::pin::TablePin;
+use crate::lake::table::{Format, LakeTable};
 use crate::read::rowaddr::AddressScan;
 use crate::runtime::{pool, run_cpu, CancelToken};
 use crate::text::strings;
@@ -89,8 +91,15 @@ impl DedupIndex {
 
     /// (segment, local row) of global row `g`.
     fn locate(&self, g: u64) -> (usize, usize) {
-        let s = self.bases.partition_point(|&b| b <= g) - 1;
-        (s, (g - self.bases[s]) as usize)
+        locate_in(&self.bases, g)
+    }
+
+    /// Open the indexed table at `pin` with this index's storage options (only in the index's
+    /// own store or an allowed one, as for the vector index).
+    pub async fn open_table(&self, pin: TablePin) -> Result<LakeTable> {
+        let m = &self.manifest;
+        self.at.check_table_store(&m.table_uri)?;
+        LakeTable::open(&m.table_uri, self.at.options.clone(), Some(Format::parse(&m.table_format)?), pin).await
     }
 
     /// The signature of global row `g` (None without shingles).
@@ -138,9 +147,44 @@ impl DedupIndex {
 
 /// The signature of global row `g` of `segments` (first rows `bases`), None without shingles.
 fn sig_in<'a>(segments: &'a [Arc<DedupSegment>], bases: &[u64], g: u64) -> Option<&'a [u32]> {
+    let (s, i) = locate_in(bases, g);
+    segments[s].valid[i].then(|| segments[s].sig(i))
+}
+
+/// (segment, local row) of global row `g` of segments whose first rows are `bases`.
+fn locate_in(bases: &[u64], g: u64) -> (usize, usize) {
     let s = bases.partition_point(|&b| b <= g) - 1;
-    let (seg, i) = (&segments[s], (g - bases[s]) as usize);
-    seg.valid[i].then(|| seg.sig(i))
+    (s, (g - bases[s]) as usize)
+}
+
+/// The most similar of a row's direct matches `(row, estimate)` (ties: the smaller row).
+pub(crate) fn best_match(hits: &[(u64, f64)]) -> Option<(u64, f64)> {
+    hits.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
+}
+
+/// The nullable `matched_file`, `matched_row`, `jaccard_estimate` fields and columns of each
+/// row's match (a global row of `idx` and its estimate), as refresh and check return them.
+pub(crate) fn matched_columns(idx: &DedupIndex, matched: &[Option<(u64, f64)>]) -> (Vec<Field>, Vec<ArrayRef>) {
+    let m: Vec<Option<(&str, u64, f64)>> = matched
+        .iter()
+        .map(|x| {
+            x.map(|(g, est)| {
+                let (f, r) = idx.address(g);
+                (f, r, est)
+            })
+        })
+        .collect();
+    let fields = vec![
+        Field::new("matched_file", DataType::Utf8, true),
+        Field::new("matched_row", DataType::Int64, true),
+        Field::new("jaccard_estimate", DataType::Float32, true),
+    ];
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(m.iter().map(|x| x.map(|t| t.0)).collect::<Vec<_>>())),
+        Arc::new(Int64Array::from(m.iter().map(|x| x.map(|t| t.1 as i64)).collect::<Vec<_>>())),
+        Arc::new(Float32Array::from(m.iter().map(|x| x.map(|t| t.2 as f32)).collect::<Vec<_>>())),
+    ];
+    (fields, cols)
 }
 
 /// Signatures of the rows of `files` (indices into the table's entries), as a segment.
@@ -173,26 +217,9 @@ pub(crate) async fn sign_files(
             cancel.check()?;
             let (texts, rows) = (b.column(0).clone(), b.column(b.num_columns() - 1).clone());
             let (h2, c2, col) = (h.clone(), cancel.clone(), column.to_string());
-            let (sigs, valid) = run_cpu(pool(num_threads)?, cancel.clone(), move || {
-                let t = strings(&texts, &col)?;
-                let mut sigs = vec![0u32; t.len() * p];
-                let valid: Vec<bool> = sigs
-                    .par_chunks_mut(p)
-                    .zip(t.par_iter())
-                    .map(|(s, t)| {
-                        if c2.is_cancelled() {
-                            return false;
-                        }
-                        match t {
-                            Some(t) => h2.signature(t, s),
-                            None => h2.null_signature(s),
-                        }
-                    })
-                    .collect();
-                c2.check()?;
-                Ok((sigs, valid))
-            })
-            .await?;
+            let (sigs, valid) =
+                run_cpu(pool(num_threads)?, cancel.clone(), move || h2.signatures(&strings(&texts, &col)?, &c2))
+                    .await?;
             progress.done.fetch_add(valid.len(), Ordering::Relaxed);
             all_sigs.extend_from_slice(&sigs);
             all_valid.extend_from_slice(&valid);
@@ -211,6 +238,7 @@ pub(crate) async fn sign_files(
         bands: 0,
         band_keys: Arr::default(),
         band_rows: Arr::default(),
+        dirs: Default::default(),
     })
 }
 
@@ -228,9 +256,8 @@ pub(crate) fn liveness(prev: Option<&DedupIndex>, entries: &[DataFileEntry]) -> 
     for seg in prev.map(|p| p.segments.as_slice()).unwrap_or_default() {
         for (f, sf) in seg.files.iter().enumerate() {
             let rows = &seg.rows[seg.fstart[f] as usize..seg.fstart[f + 1] as usize];
-            let entry = by_path
-                .get(sf.path.as_str())
-                .filter(|(_, e)| e.size == sf.size && (sf.tag.is_none() || e.tag.is_none() || sf.tag == e.tag));
+            let entry =
+                by_path.get(sf.path.as_str()).filter(|(_, e)| e.size == sf.size && same_version(sf.tag.as_deref(), e));
             match entry {
                 Some((i, e)) => {
                     held[*i] = true;
@@ -368,7 +395,7 @@ pub async fn update(
                     for &(g, _) in hs {
                         uf.union((base + i as u64) as u32, g as u32);
                     }
-                    matched.push(hs.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0))));
+                    matched.push(best_match(hs));
                 }
             }
             let len = root.len() as u64;
@@ -453,32 +480,21 @@ pub(crate) fn refs<'a>(s: &'a Sections<'_>) -> Vec<(Tag, &'a [u8])> {
 fn new_rows_batch(idx: &DedupIndex, rows: &[u64], matched: &[Option<(u64, f64)>]) -> Result<RecordBatch> {
     let c = &idx.clusters;
     let addr: Vec<(&str, u64)> = rows.iter().map(|&g| idx.address(g)).collect();
-    let m: Vec<Option<(&str, u64, f64)>> = matched
-        .iter()
-        .map(|x| {
-            x.map(|(g, est)| {
-                let (f, r) = idx.address(g);
-                (f, r, est)
-            })
-        })
-        .collect();
-    let schema = Arc::new(Schema::new(vec![
+    let (mfields, mcols) = matched_columns(idx, matched);
+    let mut fields = vec![
         Field::new("_file", DataType::Utf8, false),
         Field::new("_row", DataType::Int64, false),
         Field::new("cluster_id", DataType::Int64, false),
         Field::new("is_representative", DataType::Boolean, false),
-        Field::new("matched_file", DataType::Utf8, true),
-        Field::new("matched_row", DataType::Int64, true),
-        Field::new("jaccard_estimate", DataType::Float32, true),
-    ]));
-    let cols: Vec<ArrayRef> = vec![
+    ];
+    fields.extend(mfields);
+    let mut cols: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from(addr.iter().map(|a| a.0).collect::<Vec<_>>())),
         Arc::new(Int64Array::from_iter_values(addr.iter().map(|a| a.1 as i64))),
         Arc::new(Int64Array::from_iter_values(rows.iter().map(|&g| c.root[g as usize] as i64))),
         Arc::new(BooleanArray::from(rows.iter().map(|&g| c.root[g as usize] == g).collect::<Vec<bool>>())),
-        Arc::new(StringArray::from(m.iter().map(|x| x.map(|t| t.0)).collect::<Vec<_>>())),
-        Arc::new(Int64Array::from(m.iter().map(|x| x.map(|t| t.1 as i64)).collect::<Vec<_>>())),
-        Arc::new(Float32Array::from(m.iter().map(|x| x.map(|t| t.2 as f32)).collect::<Vec<_>>())),
     ];
+    cols.extend(mcols);
+    let schema = Arc::new(Schema::new(fields));
     Ok(RecordBatch::try_new(schema, cols)?)
 }

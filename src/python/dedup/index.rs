@@ -18,7 +18,7 @@ use crate::index::location::{default_index_uri, IndexAt};
 use crate::index::vacuum::vacuum;
 use crate::lake::pin::TablePin;
 use crate::lake::storage::StorageOptions;
-use crate::lake::table::{Format, LakeTable};
+use crate::lake::table::LakeTable;
 use crate::python::call::{cpu, wait_for_future, wait_for_future_with};
 use crate::python::dedup::minhash::PyMinHashParams;
 use crate::python::index::ticker;
@@ -163,14 +163,7 @@ impl PyDedupIndex {
                 let m = &idx.manifest;
                 let t = match given {
                     Some(t) => t,
-                    None => {
-                        idx.at.check_table_store(&m.table_uri)?;
-                        let format = Format::parse(&m.table_format)?;
-                        Arc::new(
-                            LakeTable::open(&m.table_uri, idx.at.options.clone(), Some(format), TablePin::default())
-                                .await?,
-                        )
-                    }
+                    None => Arc::new(idx.open_table(TablePin::default()).await?),
                 };
                 let (at, name, column, params) = (idx.at.clone(), m.name.clone(), m.column.clone(), m.params.clone());
                 update(at, Some(idx), &t, &name, &column, &params, limit, num_threads, parts, &CancelToken::new(), &s2)
@@ -186,12 +179,7 @@ impl PyDedupIndex {
     /// The indexed table at its latest version (opened with the index's storage options).
     fn latest_table(&self, py: Python<'_>) -> PyResult<PyLakeTable> {
         let idx = self.get();
-        let t = wait_for_future(py, async move {
-            let m = &idx.manifest;
-            idx.at.check_table_store(&m.table_uri)?;
-            let format = Format::parse(&m.table_format)?;
-            LakeTable::open(&m.table_uri, idx.at.options.clone(), Some(format), TablePin::default()).await
-        })?;
+        let t = wait_for_future(py, async move { idx.open_table(TablePin::default()).await })?;
         Ok(PyLakeTable { inner: Arc::new(t) })
     }
 
