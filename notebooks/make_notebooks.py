@@ -1,8 +1,25 @@
 """Writes the notebooks in this folder from the cell sources below (run it after editing).
 
-Notebooks are executed by tests/test_notebooks.py; outputs are not stored in git.
+    python notebooks/make_notebooks.py --execute          # write all four, execute, store outputs
+    python notebooks/make_notebooks.py --execute 01 03    # only these (by number or name)
+    python notebooks/make_notebooks.py                    # write the sources only, no outputs
+
+The notebooks are committed executed, with their outputs (text and PNG plots, kept small: modest
+figure sizes at 80 dpi, tables cut with ``.head()``; stderr, where Ray and Spark log, is not
+stored), so that they read on GitHub and on the documentation site (mkdocs-jupyter renders the
+stored outputs, it does not execute them). ``--execute`` runs each one in place with nbclient
+(kernel ``python3``, working directory ``notebooks/``, as a reader's Jupyter would) and writes it
+back with its outputs; it needs lakevec installed and ``../shared/data`` beside the repository,
+and notebook 04 starts Ray and Spark (Java 17), ~100 s. Writing without ``--execute`` leaves the
+notebooks without outputs.
+
+tests/test_notebooks.py executes every notebook again, in memory (the committed outputs do not
+change), fails on any error, and checks that the committed notebooks are the ones this script
+writes, executed.
 """
 
+import argparse
+import time
 from pathlib import Path
 
 import nbformat
@@ -58,10 +75,12 @@ nb01 = new_notebook(
             "import matplotlib.pyplot as plt\n"
             "\n"
             "%matplotlib inline\n"
+            'plt.rcParams["figure.dpi"] = 80  # small PNGs in the stored notebook\n'
             "top = per_section.head(15)\n"
-            "fig, ax = plt.subplots(figsize=(8, 4))\n"
+            "fig, ax = plt.subplots(figsize=(7, 4))\n"
             "ax.barh(top.section[::-1], top.packages[::-1])\n"
-            'ax.set_xlabel("packages")\n'
+            'ax.set_xlabel("packages (count)")\n'
+            'ax.set_ylabel("Debian section")\n'
             'ax.set_title("Debian 12 packages per section (top 15)")\n'
             "plt.tight_layout()\n"
             "plt.show()"
@@ -91,8 +110,8 @@ nb01 = new_notebook(
         new_code_cell(
             "fig, ax = plt.subplots(figsize=(6, 3))\n"
             "ax.hist(sims, bins=60)\n"
-            'ax.set_xlabel("cosine similarity to the first sentence")\n'
-            'ax.set_ylabel("sentences")\n'
+            'ax.set_xlabel("cosine similarity to the first sentence (unitless, -1 to 1)")\n'
+            'ax.set_ylabel("sentences (count)")\n'
             'ax.set_title("MiniLM embeddings streamed with Table.scan()")\n'
             "plt.tight_layout()\n"
             "plt.show()"
@@ -124,10 +143,13 @@ nb01 = new_notebook(
             "    \"WHERE state IN ('New York', 'California', 'Texas') GROUP BY date ORDER BY date\",\n"
             '    tables={"covid": covid},\n'
             ").to_pandas()\n"
+            'daily["date"] = daily["date"].astype("datetime64[ns]")  # the table stores dates as strings\n'
             "fig, ax = plt.subplots(figsize=(8, 3))\n"
-            'ax.plot(daily["date"], daily["cases"], label="cases")\n'
-            'ax.plot(daily["date"], daily["deaths"] * 50, label="deaths x 50")\n'
+            'ax.plot(daily["date"], daily["cases"] / 1e6, label="cases")\n'
+            'ax.plot(daily["date"], daily["deaths"] * 50 / 1e6, label="deaths x 50")\n'
             'ax.set_title("Cumulative COVID-19 counts, NY + CA + TX (Delta table, via lakevec.sql)")\n'
+            'ax.set_xlabel("date")\n'
+            'ax.set_ylabel("cumulative count (millions of people)")\n'
             "ax.legend()\n"
             "plt.tight_layout()\n"
             "plt.show()"
@@ -148,9 +170,10 @@ nb01 = new_notebook(
         new_code_cell(
             "fig, ax = plt.subplots(figsize=(5, 2.5))\n"
             "ax.bar(list(sizes), list(sizes.values()))\n"
-            'ax.set_xlabel("version")\n'
-            'ax.set_ylabel("rows")\n'
-            'ax.set_title("simple_table over time")\n'
+            "ax.set_xticks(list(sizes))\n"
+            'ax.set_xlabel("Delta table version")\n'
+            'ax.set_ylabel("live rows (count)")\n'
+            'ax.set_title("simple_table: rows at each version")\n'
             "plt.tight_layout()\n"
             "plt.show()"
         ),
@@ -206,7 +229,9 @@ nb01 = new_notebook(
             "        alpha=0.6,\n"
             '        label=f"{name} ({t.num_rows:,} rows)",\n'
             "    )\n"
-            'ax.set_xlabel("l_extendedprice")\n'
+            'ax.set_xlabel("l_extendedprice (TPC-H currency units)")\n'
+            'ax.set_ylabel("line items (count)")\n'
+            'ax.set_title("lineitem_iceberg: extended price, first snapshot vs current")\n'
             "ax.legend()\n"
             "plt.tight_layout()\n"
             "plt.show()"
@@ -328,20 +353,21 @@ nb02 = new_notebook(
             "    qps = len(Q) / (time.perf_counter() - t0)\n"
             "    rows.append((ef, recall(found, exact), recall(found, gt10), qps))\n"
             'curve = pd.DataFrame(rows, columns=["ef", "recall vs exact", "recall vs ground truth", "QPS"])\n'
-            "curve.round(4)"
+            'curve.round(4).astype({"QPS": int})'
         ),
         new_code_cell(
             "import matplotlib.pyplot as plt\n"
             "\n"
             "%matplotlib inline\n"
+            'plt.rcParams["figure.dpi"] = 80  # small PNGs in the stored notebook\n'
             "fig, ax = plt.subplots(figsize=(6, 3.5))\n"
             'ax.plot(curve.ef, curve["recall vs exact"], "o-", label="vs exact=True")\n'
             'ax.plot(curve.ef, curve["recall vs ground truth"], "s--", label="vs ground truth")\n'
             'ax.set_xscale("log", base=2)\n'
             "ax.set_xticks(efs, [str(e) for e in efs])\n"
-            'ax.set_xlabel("ef")\n'
-            'ax.set_ylabel("recall@10")\n'
-            'ax.set_title("MiniLM, 12k vectors, HNSW M=16")\n'
+            'ax.set_xlabel("ef (search beam width, candidates)")\n'
+            'ax.set_ylabel("recall@10 (fraction of the true top 10)")\n'
+            'ax.set_title("HNSW recall vs ef: MiniLM, 12,052 vectors, M=16")\n'
             "ax.legend()\n"
             "ax.grid(alpha=0.3)\n"
             "plt.tight_layout()\n"
@@ -471,12 +497,14 @@ nb03 = new_notebook(
             '    print("   ", t["description"][rows[0]].as_py()[:120].replace(chr(10), " "))'
         ),
         new_code_cell(
+            "%matplotlib inline\n"
+            'plt.rcParams["figure.dpi"] = 80  # small PNGs in the stored notebook\n'
             'sizes = near.filter(near["is_representative"])["cluster_size"].to_numpy()\n'
             "fig, ax = plt.subplots(figsize=(7, 3.5))\n"
             "ax.hist(sizes[sizes > 1], bins=np.arange(2, 40), log=True)\n"
             'ax.set_xlabel("cluster size (rows)")\n'
-            'ax.set_ylabel("clusters")\n'
-            'ax.set_title("near-duplicate clusters")\n'
+            'ax.set_ylabel("clusters (count, log scale)")\n'
+            'ax.set_title("MinHash near-duplicate clusters of Debian descriptions (Jaccard >= 0.8)")\n'
             "plt.tight_layout()\n"
             "plt.show()"
         ),
@@ -523,12 +551,13 @@ nb03 = new_notebook(
             "        m[top.index(a), top.index(b)] += 1\n"
             "m = m / np.maximum(m.sum(1, keepdims=True), 1)\n"
             "fig, ax = plt.subplots(figsize=(6, 5))\n"
-            'ax.imshow(m, cmap="Blues")\n'
+            'im = ax.imshow(m, cmap="Blues", vmin=0, vmax=1)\n'
             "ax.set_xticks(range(len(top)), top, rotation=90)\n"
             "ax.set_yticks(range(len(top)), top)\n"
-            'ax.set_xlabel("predicted")\n'
-            'ax.set_ylabel("true")\n'
-            'ax.set_title("kNN section tags (row-normalised)")\n'
+            'ax.set_xlabel("predicted section")\n'
+            'ax.set_ylabel("true section")\n'
+            'ax.set_title("kNN section tags: confusion (12 largest sections)")\n'
+            'fig.colorbar(im, ax=ax, label="share of the true section\'s rows (fraction)")\n'
             "plt.tight_layout()\n"
             "plt.show()"
         ),
@@ -560,6 +589,9 @@ nb04 = new_notebook(
             "\n"
             "import lakevec\n"
             "import lakevec.ray as lray\n"
+            "\n"
+            "%matplotlib inline\n"
+            'plt.rcParams["figure.dpi"] = 80  # small PNGs in the stored notebook\n'
             "\n" + FIND_SHARED + "\n"
             'DEBIAN = str(DATA / "text" / "debian_descriptions.parquet")\n'
             "ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)\n"
@@ -612,7 +644,8 @@ nb04 = new_notebook(
             ")\n"
             "fig, ax = plt.subplots(figsize=(6, 2.5))\n"
             "ax.barh(list(timings), list(timings.values()))\n"
-            'ax.set_xlabel("seconds")\n'
+            'ax.set_xlabel("wall time (s)")\n'
+            'ax.set_ylabel("stage")\n'
             'ax.set_title("distributed MinHash dedup: time per stage")\n'
             "plt.tight_layout()\n"
             "plt.show()"
@@ -704,16 +737,60 @@ nb04 = new_notebook(
 )
 
 
-def write(nb, name: str) -> None:
-    """Write ``nb`` as ``name``.ipynb, cell ids numbered (so regenerating changes only what changed)."""
+NOTEBOOKS = {
+    "01_read_lake_tables": nb01,
+    "02_vector_index": nb02,
+    "03_dedup_and_tagging": nb03,
+    "04_ray_and_spark": nb04,
+}
+
+
+def numbered(nb, name: str):
+    """``nb`` with its cell ids numbered (so regenerating changes only what changed)."""
     for i, cell in enumerate(nb.cells):
         cell.id = f"{name[:2]}-{i:02d}"
-    nbformat.write(nb, HERE / f"{name}.ipynb")
+    return nb
+
+
+def write(nb, name: str) -> None:
+    """Write ``nb`` as ``name``.ipynb."""
+    nbformat.write(numbered(nb, name), HERE / f"{name}.ipynb")
     print("wrote", HERE / f"{name}.ipynb")
 
 
+def execute(name: str, timeout: int = 900) -> None:
+    """Execute ``name``.ipynb in place (cwd notebooks/) and store its outputs; raises on a failing cell."""
+    from nbclient import NotebookClient
+
+    path = HERE / f"{name}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    t0 = time.perf_counter()
+    # record_timing=False: no per-cell timestamps, so a re-run changes only the outputs
+    NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", record_timing=False, resources={"metadata": {"path": str(HERE)}}
+    ).execute()
+    # stderr is not stored: Ray's and Spark's logs and progress bars (an error is an "error" output)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if not (o.output_type == "stream" and o.name == "stderr")]
+    nbformat.write(nb, path)
+    print(f"executed {path} in {time.perf_counter() - t0:.0f} s ({path.stat().st_size / 1024:.0f} KiB)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--execute", action="store_true", help="execute the notebooks written and store their outputs")
+    ap.add_argument("only", nargs="*", help="notebooks to write (by number, e.g. 02, or name); default: all")
+    args = ap.parse_args(argv)
+    names = [n for n in NOTEBOOKS if not args.only or any(n.startswith(o) or n == o for o in args.only)]
+    if not names:
+        ap.error(f"no notebook matches {args.only}; have {list(NOTEBOOKS)}")
+    for name in names:
+        write(NOTEBOOKS[name], name)
+    if args.execute:
+        for name in names:
+            execute(name)
+
+
 if __name__ == "__main__":
-    write(nb01, "01_read_lake_tables")
-    write(nb02, "02_vector_index")
-    write(nb03, "03_dedup_and_tagging")
-    write(nb04, "04_ray_and_spark")
+    main()

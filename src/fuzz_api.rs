@@ -34,9 +34,10 @@ pub fn dedup_segment(bytes: &[u8], rows: u64, num_perm: usize, bands: usize) -> 
     crate::dedup::index::format::decode_segment(bytes, "fuzz", rows, num_perm, bands).is_ok()
 }
 
-/// Decode a dedup index clusters file said to hold `rows` rows.
-pub fn dedup_clusters(bytes: &[u8], rows: u64) -> bool {
-    crate::dedup::index::format::decode_clusters(bytes, "fuzz", rows).is_ok()
+/// Decode a dedup index clusters file said to hold `rows` rows with `width` neighbours each
+/// (0: no neighbour lists).
+pub fn dedup_clusters(bytes: &[u8], rows: u64, width: usize) -> bool {
+    crate::dedup::index::format::decode_clusters(bytes, "fuzz", rows, width).is_ok()
 }
 
 /// Decode a dedup index manifest.

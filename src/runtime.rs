@@ -229,20 +229,33 @@ pub fn pool(num_threads: Option<usize>) -> Result<Arc<rayon::ThreadPool>> {
     Ok(p)
 }
 
-/// A cancellation flag shared between the caller (which sets it on Ctrl-C) and the work
-/// (which polls it between units of work: row groups, batches, query chunks).
+/// A call's control block shared between the caller and the work: the cancellation flag
+/// (set on Ctrl-C; the work polls it between units of work: row groups, batches, query
+/// chunks) and a count of units done that kernels advance and the caller reads for a
+/// progress bar (rows signed, queries searched).
 #[derive(Clone, Default, Debug)]
-pub struct CancelToken(Arc<AtomicBool>);
+pub struct CancelToken {
+    flag: Arc<AtomicBool>,
+    done: Arc<std::sync::atomic::AtomicUsize>,
+}
 
 impl CancelToken {
     pub fn new() -> Self {
         Self::default()
     }
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::Relaxed);
+        self.flag.store(true, Ordering::Relaxed);
     }
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.flag.load(Ordering::Relaxed)
+    }
+    /// Count `n` more units done (for progress reporting).
+    pub fn advance(&self, n: usize) {
+        self.done.fetch_add(n, Ordering::Relaxed);
+    }
+    /// Units done so far.
+    pub fn done(&self) -> usize {
+        self.done.load(Ordering::Relaxed)
     }
     /// `Err(Cancelled)` once cancelled: use with `?` inside loops.
     pub fn check(&self) -> Result<()> {

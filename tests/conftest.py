@@ -1,14 +1,11 @@
-"""Shared fixtures: paths to ../shared/data, generated tables and a moto S3 server."""
+"""Shared fixtures: paths to ../shared/data, generated data, fault-test servers. Tables and the
+moto S3 server come from lakevec's pytest plugin, lakevec.testing (lake_table, s3_lake)."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 import zlib
 from pathlib import Path
 
@@ -16,6 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
+from lakevec.testing import write_parquet
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("LAKEVEC_SHARED", ROOT.parent / "shared")).resolve()
@@ -64,13 +63,12 @@ def write_manifest(folder: Path, name: str | int, body: dict) -> None:
     (folder / "manifests" / fname).write_text(json.dumps(env, indent=2))
 
 
-def make_vector_table(
-    path: Path, rows: int, dim: int = 16, seed: int = 0, row_group_size: int | None = None
-) -> pa.Table:
-    """Write a Parquet file with id, label, text and a fixed_size_list<float32> vector."""
+def vector_data(rows: int, dim: int = 16, seed: int = 0) -> pa.Table:
+    """``rows`` rows of id (int64), label, x (float64), text and vector
+    (fixed_size_list<float32>[dim], standard normal), the same for the same arguments."""
     rng = np.random.default_rng(seed)
     vecs = rng.standard_normal((rows, dim)).astype(np.float32)
-    t = pa.table(
+    return pa.table(
         {
             "id": np.arange(rows, dtype=np.int64),
             "label": pa.array([f"l{i % 10}" for i in range(rows)]),
@@ -79,8 +77,22 @@ def make_vector_table(
             "vector": pa.FixedSizeListArray.from_arrays(pa.array(vecs.ravel()), dim),
         }
     )
-    pq.write_table(t, path, row_group_size=row_group_size)
-    return t
+
+
+def make_vector_table(
+    path: Path, rows: int, dim: int = 16, seed: int = 0, row_group_size: int | None = None
+) -> pa.Table:
+    """Write :func:`vector_data` as the Parquet file ``path`` (lakevec.testing writes it)."""
+    return write_parquet(vector_data(rows, dim, seed), path, row_group_size=row_group_size)
+
+
+def pytest_configure(config):
+    # lakevec.testing (lake_table, s3_lake) is loaded through its pytest11 entry point; an
+    # install older than that entry point gets it registered here, under the same name
+    if not config.pluginmanager.has_plugin("lakevec"):
+        import lakevec.testing
+
+        config.pluginmanager.register(lakevec.testing, "lakevec")
 
 
 @pytest.fixture
@@ -94,84 +106,6 @@ def sigint_raises():
         yield
     finally:
         signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class MotoS3:
-    """A moto S3 server on 127.0.0.1 that checks credentials (INITIAL_NO_AUTH_ACTION_COUNT)."""
-
-    def __init__(self) -> None:
-        import boto3
-
-        self.port = _free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="3")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=env,
-        )
-        deadline = time.time() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    break
-            except OSError:
-                if time.time() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError("moto server did not start") from None
-                time.sleep(0.1)
-        # The first 3 actions run unauthenticated: make a user with S3 rights and a key.
-        iam = boto3.client(
-            "iam",
-            endpoint_url=self.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="bootstrap",
-            aws_secret_access_key="bootstrap",
-        )
-        iam.create_user(UserName="lakevec")
-        iam.put_user_policy(
-            UserName="lakevec",
-            PolicyName="s3all",
-            PolicyDocument='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}',
-        )
-        key = iam.create_access_key(UserName="lakevec")["AccessKey"]
-        self.key_id = key["AccessKeyId"]
-        self.secret = key["SecretAccessKey"]
-        self.s3 = boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id=self.key_id,
-            aws_secret_access_key=self.secret,
-        )
-
-    def options(self, key_id: str | None = None, secret: str | None = None) -> dict:
-        return {
-            "aws_access_key_id": key_id or self.key_id,
-            "aws_secret_access_key": secret or self.secret,
-            "aws_endpoint": self.endpoint,
-            "aws_region": "us-east-1",
-            "aws_allow_http": "true",
-        }
-
-    def upload_dir(self, bucket: str, local: Path, prefix: str) -> None:
-        for p in sorted(local.rglob("*")):
-            if p.is_file():
-                rel = p.relative_to(local).as_posix()
-                self.s3.upload_file(str(p), bucket, f"{prefix}/{rel}".strip("/"))
-
-    def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -189,13 +123,9 @@ def segment_cache_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def moto_s3():
-    pytest.importorskip("moto")
-    server = MotoS3()
-    try:
-        yield server
-    finally:
-        server.close()
+def moto_s3(s3_lake):
+    """lakevec.testing's ``s3_lake`` under its former name (tests/test_ray.py uses it)."""
+    return s3_lake
 
 
 @pytest.fixture

@@ -275,5 +275,5 @@ def test_exact_method_follows_the_table_like_dedup_exact(tmp_path, debian):
     assert any(10 in g and 20 in g for g in got) and any(30 in g and 40 in g for g in got)
     held = pa.table({"description": [texts[40].lower(), "a text nobody wrote before, surely", None]})
     assert idx.check(held, "description").column("duplicate_of_existing").to_pylist() == [True, False, True]
-    with pytest.raises(E.InvalidArgumentError, match="method must be 'minhash' or 'exact'"):
+    with pytest.raises(E.InvalidArgumentError, match="method must be 'minhash', 'exact' or 'semantic'"):
         lakevec.dedup.build_index(uri, "description", method="fuzzy", name="x")

@@ -140,18 +140,19 @@ def test_version_on_parquet_is_an_error(shared_data):
 
 
 @pytest.fixture()
-def five_versions(tmp_path):
+def five_versions(lake_table):
     """v0 create, v1 append, v2 delete, v3 overwrite, v4 schema change (new column)."""
-    from deltalake import DeltaTable, write_deltalake
+    from deltalake import write_deltalake
 
-    uri = str(tmp_path / "tt")
-    write_deltalake(uri, pa.table({"id": pa.array(range(10), pa.int64()), "s": [f"a{i}" for i in range(10)]}))
-    time.sleep(0.05)
-    write_deltalake(
-        uri, pa.table({"id": pa.array(range(10, 15), pa.int64()), "s": [f"b{i}" for i in range(5)]}), mode="append"
+    t = lake_table(
+        pa.table({"id": pa.array(range(10), pa.int64()), "s": [f"a{i}" for i in range(10)]}),
+        "delta",
+        name="tt",
+        appends=[pa.table({"id": pa.array(range(10, 15), pa.int64()), "s": [f"b{i}" for i in range(5)]})],
+        deletes=["id % 3 = 0"],
     )
-    time.sleep(0.05)
-    DeltaTable(uri).delete("id % 3 = 0")
+    assert t.version == 2
+    uri = t.uri
     time.sleep(0.05)
     write_deltalake(uri, pa.table({"id": pa.array([100, 101], pa.int64()), "s": ["x", "y"]}), mode="overwrite")
     time.sleep(0.05)

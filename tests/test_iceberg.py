@@ -14,9 +14,9 @@ import pytest
 
 import lakevec
 from lakevec import exceptions as E
+from lakevec.testing import LakeTables, MotoS3
 
 pyiceberg = pytest.importorskip("pyiceberg")
-from pyiceberg.catalog.sql import SqlCatalog  # noqa: E402
 from pyiceberg.types import DoubleType  # noqa: E402
 
 
@@ -35,15 +35,20 @@ def _batch(ids, section) -> pa.Table:
     )
 
 
-def _history(catalog_uri: str, warehouse: str, props: dict | None = None):
+def _history(tables: LakeTables, s3: MotoS3 | None = None):
     """A table with 6 snapshots: append, append, delete, overwrite, schema change + append,
-    rename + append; returns (catalog, table, [snapshot ids])."""
-    cat = SqlCatalog("lake", uri=catalog_uri, warehouse=warehouse, **(props or {}))
-    cat.create_namespace("db")
-    t = cat.create_table("db.events", schema=_batch([0], str).schema)
-    t.append(_batch(range(0, 20), lambda i: "games" if i % 2 else "news"))
-    t.append(_batch(range(20, 30), lambda i: "sport"))
-    t.delete("id < 5")
+    rename + append (the first three by ``tables``, the factory of lakevec.testing); returns
+    (catalog, table, [snapshot ids])."""
+    tables(
+        _batch(range(0, 20), lambda i: "games" if i % 2 else "news"),
+        "iceberg",
+        name="events",
+        appends=[_batch(range(20, 30), lambda i: "sport")],
+        deletes=["id < 5"],
+        s3=s3,
+    )
+    cat = tables.iceberg_catalog
+    t = cat.load_table("db.events")
     t.overwrite(_batch(range(100, 110), lambda i: "games"), overwrite_filter="section = 'sport'")
     with t.update_schema() as u:
         u.add_column("weight", DoubleType())
@@ -69,10 +74,9 @@ def _history(catalog_uri: str, warehouse: str, props: dict | None = None):
 
 @pytest.fixture(scope="module")
 def events(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ice")
-    uri = f"sqlite:///{d}/catalog.db"
-    cat, t, snaps = _history(uri, f"file://{d}/warehouse")
-    return {"catalog_uri": uri, "table": t, "snapshots": snaps, "location": t.location()}
+    tables = LakeTables(tmp_path_factory.mktemp("ice"))
+    cat, t, snaps = _history(tables)
+    return {"catalog_uri": tables.catalog_uri, "table": t, "snapshots": snaps, "location": t.location()}
 
 
 def test_every_snapshot_reads_like_pyiceberg(events):
@@ -130,16 +134,10 @@ def test_timestamp_history_and_pickle(events):
         lakevec.Table.open(loc, snapshot_id=12345)
 
 
-def test_partitioned_table_prunes_and_matches(tmp_path):
-    cat = SqlCatalog("lake", uri=f"sqlite:///{tmp_path}/c.db", warehouse=f"file://{tmp_path}/wh")
-    cat.create_namespace("db")
-    schema = _batch([0], str).schema
-    t = cat.create_table("db.p", schema=schema)
-    with t.update_spec() as u:
-        u.add_identity("section")
-    t = cat.load_table("db.p")
-    t.append(_batch(range(60), lambda i: ["a", "b", "c"][i % 3]))
-    got = lakevec.Table.open(t.location())
+def test_partitioned_table_prunes_and_matches(lake_table):
+    got = lake_table(_batch(range(60), lambda i: ["a", "b", "c"][i % 3]), "iceberg", name="p", partition_by="section")
+    t = lake_table.iceberg_catalog.load_table("db.p")
+    assert got.uri == t.location()
     assert _rows(got.to_arrow()) == _rows(t.scan().to_arrow())
     files = got.files()
     assert files.num_rows == 3
@@ -221,12 +219,9 @@ def test_equality_deletes_never_return_deleted_rows(shared_data, name):
         t.to_arrow(with_row_address=True)
 
 
-def test_missing_manifest_names_the_file(tmp_path):
-    cat = SqlCatalog("lake", uri=f"sqlite:///{tmp_path}/c.db", warehouse=f"file://{tmp_path}/wh")
-    cat.create_namespace("db")
-    t = cat.create_table("db.m", schema=_batch([0], str).schema)
-    t.append(_batch(range(5), str))
-    t = cat.load_table("db.m")
+def test_missing_manifest_names_the_file(lake_table):
+    lake_table(_batch(range(5), str), "iceberg", name="m")
+    t = lake_table.iceberg_catalog.load_table("db.m")
     manifest_list = t.current_snapshot().manifest_list
     path = manifest_list.replace("file://", "")
     import os
@@ -238,38 +233,29 @@ def test_missing_manifest_names_the_file(tmp_path):
 
 
 @pytest.mark.s3
-def test_iceberg_on_s3(moto_s3, tmp_path):
-    bucket = "icewh"
-    moto_s3.s3.create_bucket(Bucket=bucket)
-    props = {
-        "s3.endpoint": moto_s3.endpoint,
-        "s3.access-key-id": moto_s3.key_id,
-        "s3.secret-access-key": moto_s3.secret,
-        "s3.region": "us-east-1",
-    }
-    cat, t, snaps = _history(f"sqlite:///{tmp_path}/c.db", f"s3://{bucket}/wh", props)
+def test_iceberg_on_s3(s3_lake, lake_table):
+    cat, t, snaps = _history(lake_table, s3=s3_lake)
     loc = t.location()
-    assert loc.startswith("s3://")
+    assert loc.startswith(f"s3://{s3_lake.bucket}/")
     for sid in (snaps[0], snaps[2], snaps[-1]):
-        got = lakevec.Table.open(loc, moto_s3.options(), snapshot_id=sid)
+        got = lakevec.Table.open(loc, s3_lake.options(), snapshot_id=sid)
         assert _rows(got.to_arrow()) == _rows(t.scan(snapshot_id=sid).to_arrow()), sid
-    latest = lakevec.Table.open(loc, moto_s3.options())
+    latest = lakevec.Table.open(loc, s3_lake.options())
     a = latest.to_arrow(with_row_address=True)
     assert a.num_rows == latest.num_rows
     assert latest.take(a.take([2, 0]), columns=["id"])["id"].to_pylist() == a.take([2, 0])["id"].to_pylist()
     assert latest.changes(snaps[0], snaps[1]).num_rows == 1
     with pytest.raises(E.StoragePermissionError):
-        lakevec.Table.open(loc, moto_s3.options(secret="wrong-secret")).to_arrow()
+        lakevec.Table.open(loc, s3_lake.options(secret="wrong-secret")).to_arrow()
 
 
-def test_a_promoted_key_column_keeps_the_index_usable(tmp_path):
+def test_a_promoted_key_column_keeps_the_index_usable(lake_table):
     """After the key column was promoted int -> long, refresh() committed and then every
     search and compact failed mixing Int32 and Int64 keys; keys now widen to the new type."""
     import numpy as np
     from pyiceberg.types import LongType
 
-    cat = SqlCatalog("lake", uri=f"sqlite:///{tmp_path}/c.db", warehouse=f"file://{tmp_path}/wh")
-    cat.create_namespace("db")
+    cat = lake_table.iceberg_catalog
     rng = np.random.default_rng(0)
 
     def rows(ids, dtype):
@@ -277,8 +263,8 @@ def test_a_promoted_key_column_keeps_the_index_usable(tmp_path):
         return pa.table({"id": pa.array(ids, dtype), "vector": pa.array(list(v), pa.list_(pa.float32()))}), v
 
     first, v0 = rows(range(0, 60), pa.int32())
-    t = cat.create_table("db.v", schema=first.schema)
-    t.append(first)
+    lake_table(first, "iceberg", name="v")
+    t = cat.load_table("db.v")
     idx = lakevec.build_index(t.location(), "vector", key="id", progress=False)
     with t.update_schema() as u:
         u.update_column("id", LongType())

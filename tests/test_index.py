@@ -8,6 +8,7 @@ import os
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -17,6 +18,7 @@ import pytest
 
 import lakevec
 from lakevec import exceptions as E
+from lakevec.testing import LakeTables, MotoS3, assert_index_covers, assert_recall
 
 from conftest import load_ann
 
@@ -33,7 +35,7 @@ def _recall(res: pa.Table, truth, key="id", k=10) -> float:
 @pytest.fixture(scope="module")
 def ann_sets(shared_data, tmp_path_factory):
     """MiniLM (cosine as Delta, dot as Parquet) and MNIST (L2 as Delta and as Parquet)."""
-    root = tmp_path_factory.mktemp("ann")
+    tables = LakeTables(tmp_path_factory.mktemp("ann"))
     out = {}
     for name, fmt, metric in [
         ("minilm", "delta", "cosine"),
@@ -42,15 +44,15 @@ def ann_sets(shared_data, tmp_path_factory):
         ("mnist", "parquet", "l2"),
     ]:
         base, queries, truth = load_ann(shared_data, name)
-        path = root / f"{name}_{fmt}"
         if fmt == "delta":
-            deltalake.write_deltalake(str(path), base)
+            t = tables(base, "delta", name=f"{name}_{fmt}")
         else:
-            path.mkdir()
             # Three files, to index several data files.
             n = base.num_rows
-            for i, (a, b) in enumerate([(0, n // 3), (n // 3, 2 * n // 3), (2 * n // 3, n)]):
-                pq.write_table(base.slice(a, b - a), path / f"part-{i}.parquet")
+            parts = [base.slice(a, b - a) for a, b in [(0, n // 3), (n // 3, 2 * n // 3), (2 * n // 3, n)]]
+            t = tables(parts[0], "parquet", name=f"{name}_{fmt}", appends=parts[1:])
+            assert t.files().num_rows == 3
+        path = Path(t.uri)
         idx = lakevec.build_index(str(path), "vector", metric=metric, key="id", progress=False)
         out[(name, fmt)] = (path, idx, queries, truth, base)
     return out
@@ -71,6 +73,9 @@ def test_recall_against_ground_truth(ann_sets, name, fmt):
     assert max(recalls.values()) >= 0.99, recalls
     assert min(r for r in recalls.values() if r >= 0.95) >= 0.95
     assert recalls[32] >= 0.95, recalls
+    # the same, against the index's own exact search (lakevec.testing)
+    assert assert_recall(idx, queries, k=10, at_least=0.95, ef=32) >= 0.95
+    assert_index_covers(idx, lakevec.Table.open(str(path)))
     exact = idx.search(queries, k=10, exact=True)
     assert _recall(exact, truth) == 1.0
     # distances ascend within each query
@@ -114,8 +119,7 @@ def labelled(shared_data, tmp_path_factory):
     base = base.append_column("half", pa.array(ids % 2, pa.int64()))
     base = base.append_column("tenth", pa.array(ids % 10, pa.int64()))
     base = base.append_column("hundredth", pa.array(ids % 100, pa.int64()))
-    path = tmp_path_factory.mktemp("labelled") / "t"
-    deltalake.write_deltalake(str(path), base)
+    path = Path(LakeTables(tmp_path_factory.mktemp("labelled"))(base, "delta").uri)
     idx = lakevec.build_index(str(path), "vector", metric="cosine", key="id", progress=False)
     return path, idx, queries[:200], base
 
@@ -183,10 +187,9 @@ def _vec_table(n, dim=8, seed=0, nan_rows=()):
     ), v
 
 
-def test_bad_tables_are_clear_errors(tmp_path):
+def test_bad_tables_are_clear_errors(lake_table, tmp_path):
     t, _ = _vec_table(50, nan_rows=[17])
-    p = tmp_path / "nan"
-    deltalake.write_deltalake(str(p), t)
+    p = lake_table(t, "delta", name="nan").uri
     with pytest.raises(E.VectorError, match=r"column 'vector', data file '.*\.parquet' row 17: .*NaN"):
         lakevec.build_index(str(p), "vector", progress=False)
     idx = lakevec.build_index(str(p), "vector", progress=False, on_invalid="skip", key="id")
@@ -202,10 +205,9 @@ def test_bad_tables_are_clear_errors(tmp_path):
         lakevec.build_index(str(p), "vector", metric="hamming", progress=False)
     with pytest.raises(E.InvalidArgumentError, match="m must be"):
         lakevec.build_index(str(p), "vector", m=1000, progress=False)
-    empty = tmp_path / "empty"
-    deltalake.write_deltalake(str(empty), t.slice(0, 0))
+    empty = lake_table(t.slice(0, 0), "delta", name="empty")
     with pytest.raises(E.VectorError, match="no valid vectors"):
-        lakevec.build_index(str(empty), "vector", progress=False)
+        lakevec.build_index(empty.uri, "vector", progress=False)
     with pytest.raises(E.TableNotFoundError, match="no lakevec index"):
         lakevec.open_index(str(tmp_path / "nowhere"))
     # a table's URI where an index URI is expected: the error says what to pass
@@ -304,24 +306,21 @@ def test_forked_and_spawned_children(ann_sets):
 
 
 @pytest.mark.s3
-def test_s3_index_with_columns(moto_s3, tmp_path):
+def test_s3_index_with_columns(s3_lake, lake_table):
     t, v = _vec_table(400, dim=8, seed=5)
-    local = tmp_path / "t"
-    deltalake.write_deltalake(str(local), t)
-    moto_s3.s3.create_bucket(Bucket="idx")
-    moto_s3.upload_dir("idx", local, "lake/t")
-    opts = moto_s3.options()
-    table = lakevec.Table.open("s3://idx/lake/t", opts)
+    opts = s3_lake.options()
+    table = lake_table(t, "delta", s3=s3_lake)
+    assert table.uri.startswith(f"s3://{s3_lake.bucket}/")
     idx = lakevec.build_index(table, "vector", key="id", progress=False)
-    assert idx.uri.startswith("s3://idx/lake/t/_lakevec_index/default")
-    assert moto_s3.secret not in repr(idx) and moto_s3.secret.encode() not in pickle.dumps(idx)
+    assert idx.uri.startswith(f"{table.uri}/_lakevec_index/default")
+    assert s3_lake.secret not in repr(idx) and s3_lake.secret.encode() not in pickle.dumps(idx)
     res = idx.search(v[:10], k=3, columns=["name", "vector"])
     assert res.column("id").to_pylist()[::3] == list(range(10))
     assert res.column("name").to_pylist() == table.take(res, ["name"]).column("name").to_pylist()
-    again = lakevec.open_index("s3://idx/lake/t/_lakevec_index/default", storage_options=opts)
+    again = lakevec.open_index(f"{table.uri}/_lakevec_index/default", storage_options=opts)
     assert again.search(v[:10], k=1).column("id").to_pylist() == list(range(10))
     with pytest.raises(E.StoragePermissionError):
-        lakevec.open_index(again.uri, storage_options=moto_s3.options(secret="wrong"))
+        lakevec.open_index(again.uri, storage_options=s3_lake.options(secret="wrong"))
 
 
 @pytest.fixture(scope="module")
@@ -329,91 +328,39 @@ def open_moto():
     """A moto S3 server that does not check signatures (the fault proxy rewrites the Host
     header, which would break SigV4)."""
     pytest.importorskip("moto")
-    import socket
-    import time
-
-    import boto3
-
-    from conftest import _free_port
-
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 30
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            if time.time() > deadline:
-                proc.kill()
-                raise RuntimeError("moto server did not start") from None
-            time.sleep(0.1)
-
-    class M:
-        pass
-
-    m = M()
-    m.port = port
-    m.s3 = boto3.client(
-        "s3",
-        endpoint_url=f"http://127.0.0.1:{port}",
-        region_name="us-east-1",
-        aws_access_key_id="k",
-        aws_secret_access_key="s",
-    )
-
-    def upload_dir(bucket, local, prefix):
-        for f in sorted(local.rglob("*")):
-            if f.is_file():
-                m.s3.upload_file(str(f), bucket, f"{prefix}/{f.relative_to(local).as_posix()}")
-
-    m.upload_dir = upload_dir
-    yield m
-    proc.terminate()
-    proc.wait(timeout=10)
+    with MotoS3(auth=False) as server:
+        yield server
 
 
-def _fault_proxy(moto_s3):
+def _fault_proxy(moto: MotoS3):
+    """The fault proxy of ../shared/tools in front of ``moto``; returns (proxy, its port)."""
     import importlib.util
 
-    from conftest import SHARED, _free_port
+    from conftest import SHARED
 
     spec = importlib.util.spec_from_file_location("s3_fault_proxy", SHARED / "tools" / "s3_fault_proxy.py")
     if spec is None or not (SHARED / "tools" / "s3_fault_proxy.py").exists():
         pytest.skip("../shared/tools/s3_fault_proxy.py not found")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    port = _free_port()
-    return mod.FaultProxy(upstream_port=moto_s3.port, listen_port=port).start(), port
+    proxy = mod.FaultProxy(upstream_port=moto.port, listen_port=0).start()
+    return proxy, proxy.server.server_address[1]
 
 
 @pytest.mark.parametrize("action", ["ack_then_drop", "status:409:ConditionalRequestConflict", "503_slowdown"])
 @pytest.mark.s3
-def test_ambiguous_manifest_commit_on_s3(open_moto, tmp_path, action):
+def test_ambiguous_manifest_commit_on_s3(open_moto, lake_table, action):
     """The manifest PUT lands but its answer is lost (or a 409/503 comes back): the commit
     reads the manifest back, finds its own writer id and succeeds; the index is whole."""
     t, v = _vec_table(200, dim=8, seed=6)
-    local = tmp_path / "t"
-    deltalake.write_deltalake(str(local), t)
-    moto_s3 = open_moto
+    local = lake_table(t, "delta").uri
     bucket = "amb" + str(abs(hash(action)) % 10_000)
-    moto_s3.s3.create_bucket(Bucket=bucket)
-    moto_s3.upload_dir(bucket, local, "t")
-    proxy, port = _fault_proxy(moto_s3)
+    open_moto.s3.create_bucket(Bucket=bucket)
+    open_moto.upload_dir(local, "t", bucket=bucket)
+    proxy, port = _fault_proxy(open_moto)
     try:
-        opts = {
-            # (not one-letter values: a registered secret is redacted from every later error
-            # message of the process, and "k" would hide the word k in them)
-            "aws_access_key_id": "testing-key",
-            "aws_secret_access_key": "testing-secret",
-            "aws_region": "us-east-1",
-            "aws_endpoint": f"http://127.0.0.1:{port}",
-            "aws_allow_http": "true",
-        }
+        # the server's (not checked) key, through the proxy
+        opts = dict(open_moto.options(), aws_endpoint=f"http://127.0.0.1:{port}")
         table = lakevec.Table.open(f"s3://{bucket}/t", opts)
         proxy.rules.append({"method": "PUT", "path_substr": "/manifests/", "action": action, "times": 1})
         idx = lakevec.build_index(table, "vector", key="id", progress=False)
@@ -422,8 +369,8 @@ def test_ambiguous_manifest_commit_on_s3(open_moto, tmp_path, action):
         assert again.version == idx.version == 1
         assert again.search(v[:5], k=1).column("id").to_pylist() == [0, 1, 2, 3, 4]
         # the same for a refresh commit
-        deltalake.write_deltalake(str(local), _vec_table(50, dim=8, seed=7)[0], mode="append")
-        moto_s3.upload_dir(bucket, local, "t")
+        deltalake.write_deltalake(local, _vec_table(50, dim=8, seed=7)[0], mode="append")
+        open_moto.upload_dir(local, "t", bucket=bucket)
         proxy.rules.append({"method": "PUT", "path_substr": "/manifests/", "action": action, "times": 1})
         assert again.refresh() is True
         assert lakevec.open_index(idx.uri, storage_options=opts).version == 2

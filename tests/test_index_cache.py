@@ -26,7 +26,7 @@ N, DIM = 3000, 32
 
 
 @pytest.fixture(scope="module")
-def s3_index(moto_s3, tmp_path_factory):
+def s3_index(s3_lake, tmp_path_factory):
     """A Delta table on moto S3 with two indexes ("a": HNSW, "b": flat), built from a local
     copy; returns (storage options, vectors, index URI of "a", segment file entries)."""
     v = np.random.default_rng(11).standard_normal((N, DIM)).astype(np.float32)
@@ -35,14 +35,14 @@ def s3_index(moto_s3, tmp_path_factory):
     )
     local = tmp_path_factory.mktemp("cache-lake") / "t"
     deltalake.write_deltalake(str(local), t)
-    moto_s3.s3.create_bucket(Bucket="cache")
-    moto_s3.upload_dir("cache", local, "t")
-    opts = moto_s3.options()
+    s3_lake.s3.create_bucket(Bucket="cache")
+    s3_lake.upload_dir(local, "t", bucket="cache")
+    opts = s3_lake.options()
     for name, kind in (("a", "hnsw"), ("b", "flat")):
         lakevec.build_index(
             "s3://cache/t", "vector", key="id", name=name, index_type=kind, storage_options=opts, progress=False
         )
-    segs = {n: read_manifest_s3(moto_s3, "cache", f"t/_lakevec_index/{n}")["segments"][0]["file"] for n in "ab"}
+    segs = {n: read_manifest_s3(s3_lake, "cache", f"t/_lakevec_index/{n}")["segments"][0]["file"] for n in "ab"}
     return opts, v, "s3://cache/t/_lakevec_index/{}", segs
 
 

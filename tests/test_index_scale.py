@@ -264,7 +264,7 @@ def test_vacuum_deletes_what_no_retained_version_needs(tmp_path):
 
 
 @pytest.mark.s3
-def test_a_segment_over_64_mib_goes_to_s3_by_multipart_upload(moto_s3, tmp_path):
+def test_a_segment_over_64_mib_goes_to_s3_by_multipart_upload(s3_lake, tmp_path):
     """A segment file above the single-PUT size (64 MiB) is uploaded in parts and reads back
     verified (size and CRC-32 from the manifest)."""
     n, dim = 45_000, 384  # 69 MB of float32 vectors
@@ -274,26 +274,26 @@ def test_a_segment_over_64_mib_goes_to_s3_by_multipart_upload(moto_s3, tmp_path)
     )
     local = tmp_path / "big"
     deltalake.write_deltalake(str(local), t)
-    moto_s3.s3.create_bucket(Bucket="multi")
-    moto_s3.upload_dir("multi", local, "big")
-    opts = moto_s3.options()
+    s3_lake.s3.create_bucket(Bucket="multi")
+    s3_lake.upload_dir(local, "big", bucket="multi")
+    opts = s3_lake.options()
     idx = lakevec.build_index(
         "s3://multi/big", "vector", key="id", index_type="flat", storage_options=opts, progress=False
     )
     assert idx.stats()["segments"] == 1
-    seg = read_manifest_s3(moto_s3, "multi", "big/_lakevec_index/default")["segments"][0]["file"]
+    seg = read_manifest_s3(s3_lake, "multi", "big/_lakevec_index/default")["segments"][0]["file"]
     assert seg["bytes"] > 64 * 2**20
-    head = moto_s3.s3.head_object(Bucket="multi", Key=f"big/_lakevec_index/default/{seg['path']}")
+    head = s3_lake.s3.head_object(Bucket="multi", Key=f"big/_lakevec_index/default/{seg['path']}")
     assert "-" in head["ETag"]  # a multipart upload's ETag: "<md5 of part md5s>-<parts>"
     again = lakevec.open_index("s3://multi/big/_lakevec_index/default", storage_options=opts)
     assert again.search(v[[7, 40_000]], k=1, stale="ignore").column("id").to_pylist() == [7, 40_000]
 
 
-def read_manifest_s3(moto_s3, bucket: str, prefix: str) -> dict:
+def read_manifest_s3(s3_lake, bucket: str, prefix: str) -> dict:
     import json
 
-    keys = [o["Key"] for o in moto_s3.s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/manifests/")["Contents"]]
-    body = moto_s3.s3.get_object(Bucket=bucket, Key=sorted(keys)[-1])["Body"].read()
+    keys = [o["Key"] for o in s3_lake.s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/manifests/")["Contents"]]
+    body = s3_lake.s3.get_object(Bucket=bucket, Key=sorted(keys)[-1])["Body"].read()
     return json.loads(body)["manifest"]
 
 

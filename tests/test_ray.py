@@ -552,3 +552,29 @@ def test_refresh_dedup_signs_new_files_in_tasks(cluster, shared_data, tmp_path):
     with pytest.raises(E.InvalidArgumentError, match="do not cover the table version"):
         idx._inner.refresh(latest._inner, None, None, [one])
     assert lakevec.dedup.open_index(idx.uri).version == version
+
+
+def test_refresh_dedup_of_a_semantic_index_refreshes_its_vectors_in_tasks(cluster, shared_data, tmp_path):
+    """`refresh_dedup` of a semantic dedup index encodes the new files' vectors in Ray tasks,
+    then joins the new rows; the clusters equal one `dedup.semantic` run (flat index: exact)."""
+    base = pq.read_table(shared_data / "ann" / "minilm_base.parquet", columns=["id", "vector"])
+    base = base.take(np.random.default_rng(3).permutation(base.num_rows))
+    uri = str(tmp_path / "t")
+    deltalake.write_deltalake(uri, base.slice(0, 6000))
+    vidx = lakevec.build_index(uri, "vector", metric="cosine", index_type="flat", progress=False)
+    d = lakevec.dedup.build_index(vidx, method="semantic", threshold=0.9, progress=False)
+    for start in (6000, 9000):
+        deltalake.write_deltalake(uri, base.slice(start, 3000), mode="append")
+    timings: dict = {}
+    new = lray.refresh_dedup(d, files_per_task=1, timings=timings)
+    assert new.num_rows == 6000 and set(timings) == {"vectors", "commit"}
+    v2 = d.vector_index()
+    assert v2.version == vidx.version + 1 and v2.stats()["last_commit"]["segments_added"] == 2
+
+    def partition(tab):
+        groups: dict = {}
+        for f, r, c in zip(*(tab.column(x).to_pylist() for x in ("_file", "_row", "cluster_id"))):
+            groups.setdefault(c, []).append((f, r))
+        return sorted(sorted(g) for g in groups.values())
+
+    assert partition(d.clusters()) == partition(lakevec.dedup.semantic(v2, 0.9, k=10))

@@ -1,6 +1,6 @@
 #![no_main]
 //! Dedup index files: segments and clusters (container, META counts, per-file row order,
-//! flags, roots) with the counts taken from the input's first bytes, and manifests.
+//! flags, roots, semantic neighbour lists) with the counts taken from the input's first bytes, and manifests.
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -16,7 +16,9 @@ fuzz_target!(|data: &[u8]| {
             let _ = lakevec::fuzz_api::dedup_segment(body, rows, num_perm, bands);
         }
         1 => {
-            let _ = lakevec::fuzz_api::dedup_clusters(body, rows);
+            // neighbour lists (a semantic index) in half the inputs
+            let width = if data[2] & 1 == 1 { num_perm % 16 } else { 0 };
+            let _ = lakevec::fuzz_api::dedup_clusters(body, rows, width);
         }
         _ => {
             let _ = lakevec::fuzz_api::dedup_manifest(body);

@@ -11,9 +11,17 @@ Quick start::
 Scaling out: ``lakevec.ray`` (Ray Data source, ``map_batches`` UDFs, Ray-task index builds
 and dedup) and ``lakevec.spark`` (``mapInArrow`` functions, dedup with Spark's ``groupBy``),
 imported on demand (extras ``lakevec[ray]``, ``lakevec[spark]``).
+
+Logging: the Rust core's records go to Python's ``logging`` under the ``lakevec`` logger
+(child loggers named after Rust modules, e.g. ``lakevec.index.publish``). Quiet by default
+(warnings only); ``LAKEVEC_LOG=debug`` shows I/O and commit steps (table opens, index files
+written and mapped, manifest commits) on stderr.
 """
 
 from __future__ import annotations
+
+import logging as _logging
+import os as _os
 
 from lakevec import dedup, embed, exceptions, tag
 from lakevec._lakevec import BUILD_PROFILE as _BUILD_PROFILE
@@ -22,6 +30,24 @@ from lakevec._lakevec import default_num_threads as _default_num_threads
 from lakevec.exceptions import LakevecError
 from lakevec.index import VectorIndex, build_index, open_index
 from lakevec.table import Table, read_table, sql
+
+
+def _configure_logging() -> None:
+    """With ``LAKEVEC_LOG`` set: the ``lakevec`` logger at that level, with a stderr handler
+    if it has none (the Rust side reads the same variable, see ``src/python/logging.rs``)."""
+    name = _os.environ.get("LAKEVEC_LOG", "").strip().upper()
+    level = {"TRACE": 5, "WARN": _logging.WARNING}.get(name, getattr(_logging, name, None) if name else None)
+    if not isinstance(level, int):
+        return
+    logger = _logging.getLogger("lakevec")
+    logger.setLevel(level)
+    if not logger.handlers:
+        h = _logging.StreamHandler()
+        h.setFormatter(_logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
+        logger.addHandler(h)
+
+
+_configure_logging()
 
 __all__ = [
     "Table",

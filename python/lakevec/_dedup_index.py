@@ -11,14 +11,15 @@ from typing import Any
 import pyarrow as pa
 
 from lakevec import _inputs, _lakevec, _minhash
+from lakevec._progress import run_with_progress as _run_with_progress
 from lakevec.exceptions import InvalidArgumentError
-from lakevec.index import _run_with_progress
+from lakevec.index import VectorIndex
 from lakevec.table import Table
 
 
 class DedupIndex:
-    """A dedup index (MinHash near-duplicates, or exact duplicates) beside a lake table, at
-    one committed version.
+    """A dedup index (MinHash near-duplicates, exact duplicates, or semantic duplicates
+    through a vector index) beside a lake table, at one committed version.
 
     It holds, per row of the covered table version, the row's address (``_file``, ``_row``),
     its MinHash signature and its cluster, and follows the table: :meth:`refresh` signs only
@@ -27,7 +28,8 @@ class DedupIndex:
     run over the covered version with the same parameters (``verify="estimate"``), up to
     cluster-id naming: the connected components of the graph joining two rows that share an
     LSH band and whose estimated Jaccard similarity is at least ``threshold``
-    (``method="exact"``: those of :func:`lakevec.dedup.exact`).
+    (``method="exact"``: those of :func:`lakevec.dedup.exact`; ``method="semantic"``: those
+    of :func:`lakevec.dedup.semantic` over its vector index, see :func:`build_index`).
 
     Cluster ids are global row numbers of the index (rows numbered in the order they were
     indexed): a cluster's id is its first row, so it stays the same across refreshes while
@@ -81,6 +83,12 @@ class DedupIndex:
         """The indexed table at its latest version (with the index's storage options)."""
         return Table(self._inner.latest_table())
 
+    def vector_index(self) -> VectorIndex | None:
+        """The vector index a ``method="semantic"`` index follows, at its newest version
+        (opened with this index's storage options); None for the other methods."""
+        inner = self._inner.vector_index()
+        return None if inner is None else VectorIndex(inner)
+
     def refresh(
         self,
         table: Table | None = None,
@@ -91,6 +99,12 @@ class DedupIndex:
     ) -> pa.Table:
         """Bring the index to the table's latest version (or to ``table``, a version of the
         indexed table) and return the new rows' assignments.
+
+        A ``method="semantic"`` index follows its vector index instead of the table: refresh
+        the vector index first (:meth:`lakevec.VectorIndex.refresh`); this then adds the rows
+        it gained, with their neighbours, and re-searches the stored rows whose neighbour
+        lists may have changed (see :func:`build_index`); ``table`` must be None, and the
+        match column is ``similarity`` (cosine, float32) in place of ``jaccard_estimate``.
 
         Only the data files the index does not hold are read and signed; their rows are
         matched against each other and against the stored rows' band buckets, joining or
@@ -108,7 +122,7 @@ class DedupIndex:
 
         Raises:
             CommitConflictError: another writer committed this version first (reopen, retry).
-            UnsupportedError: a data file with Iceberg equality deletes.
+            UnsupportedFeatureError: a data file with Iceberg equality deletes.
         """
         limit = _inputs.byte_size(memory_limit, "memory_limit")
         t = None if table is None else table._inner
@@ -139,6 +153,8 @@ class DedupIndex:
 
         Raises:
             SchemaError: ``column`` missing or not text.
+            UnsupportedFeatureError: a ``method="semantic"`` index (search its vector index with
+                the batch's vectors and join the hits to :meth:`clusters`).
         """
         t = _inputs.to_table(data)
         return self._inner.check(_inputs.array(t, column), column, num_threads)
@@ -165,8 +181,8 @@ class DedupIndex:
 
 
 def build_index(
-    table: Table | str,
-    column: str,
+    table: Table | str | VectorIndex,
+    column: str | None = None,
     *,
     method: str = "minhash",
     threshold: float = 0.8,
@@ -179,6 +195,8 @@ def build_index(
     bands: int | None = None,
     rows: int | None = None,
     weights: tuple[float, float] = (0.5, 0.5),
+    k: int = 10,
+    ef: int | None = None,
     name: str = "default",
     index_uri: str | None = None,
     memory_limit: int | str | None = None,
@@ -196,6 +214,20 @@ def build_index(
     nulls are equal to each other), the clusters of ``dedup.exact``; the MinHash arguments
     (``threshold``, ``num_perm``, ``ngram``, ``shingle``, ``sketch``, ``bands``, ``rows``,
     ``weights``) do not apply. The default location is ``<table>/_lakevec_index/dedup-<name>``.
+
+    ``method="semantic"``: ``table`` is a :class:`lakevec.VectorIndex` (cosine or dot metric;
+    ``column``, if given, must be its column) and the clusters are those of
+    :func:`lakevec.dedup.semantic` (``index, threshold, k=k, ef=ef``): rows joined to those of
+    their ``k`` nearest other rows with cosine similarity (``1 - distance``) >= ``threshold``.
+    The index stores every live row's neighbour list (``4 k`` bytes per row) and follows the
+    vector index's versions: :meth:`DedupIndex.refresh` searches the vector index's new rows,
+    and searches again the stored rows that a new row comes within ``threshold`` of (found by
+    a range search: each new row's nearest rows, k doubling while the farthest is still within
+    it) or whose list held a deleted row; only those can have a different list in a full run.
+    With a ``flat`` vector index the clusters equal one ``dedup.semantic`` run over the covered
+    version; with a graph index they are as approximate as that run (a stored row a new row's
+    search missed keeps its list). The texts arguments (``num_perm`` to ``weights``,
+    ``memory_limit``) do not apply.
 
     Memory: texts are read and signed one batch (8,192 rows) at a time; every row's signature
     stays resident with its address, cluster and sorted LSH band lists:
@@ -215,10 +247,17 @@ def build_index(
     Raises:
         InvalidArgumentError: bad parameters, an index at the location built with other
         parameters or another column (pass the same ones, or another ``name``), or more rows
-        than ``memory_limit`` holds.
+        than ``memory_limit`` holds; ``method="semantic"`` without a vector index, or with an
+        ``l2`` one.
         SchemaError: ``column`` missing or not text.
         TableNotFoundError: no table at ``table``.
     """
+    if method == "semantic":
+        return _build_semantic(table, column, threshold, k, ef, name, index_uri, num_threads, progress)
+    if isinstance(table, VectorIndex):
+        raise InvalidArgumentError(f"method={method!r} indexes a table's text column; a vector index is for 'semantic'")
+    if column is None:
+        raise InvalidArgumentError("column= names the text column to dedup")
     if not isinstance(table, Table):
         table = Table.open(str(table), storage_options)
     limit = _inputs.byte_size(memory_limit, "memory_limit")
@@ -233,7 +272,7 @@ def build_index(
         )
         return DedupIndex(inner)
     if method != "minhash":
-        raise InvalidArgumentError(f"method must be 'minhash' or 'exact', not {method!r}")
+        raise InvalidArgumentError(f"method must be 'minhash', 'exact' or 'semantic', not {method!r}")
     params = _minhash.minhash_params(
         num_perm=num_perm, ngram=ngram, shingle=shingle, seed=seed, normalize=normalize, sketch=sketch
     )
@@ -243,6 +282,30 @@ def build_index(
         "dedup build_index",
         lambda cb: _lakevec.DedupIndex.build(
             table._inner, column, params, float(threshold), b, r, name, index_uri, limit, num_threads, "minhash", cb
+        ),
+    )
+    return DedupIndex(inner)
+
+
+def _build_semantic(vindex, column, threshold, k, ef, name, index_uri, num_threads, progress) -> DedupIndex:
+    """:func:`build_index` with ``method="semantic"``."""
+    from lakevec.dedup import check_semantic_args
+
+    if not isinstance(vindex, VectorIndex):
+        raise InvalidArgumentError(
+            f"method='semantic' indexes a lakevec.VectorIndex (lakevec.build_index(table, column, metric='cosine')), "
+            f"not {type(vindex).__name__}"
+        )
+    if column is not None and column != vindex.column:
+        raise InvalidArgumentError(f"the vector index indexes column {vindex.column!r}, not {column!r}")
+    if not isinstance(k, int) or not 1 <= k <= 1000:
+        raise InvalidArgumentError(f"k must be an int in 1..1000, got {k!r}")
+    check_semantic_args(threshold, "first", vindex)
+    inner, _committed, _new = _run_with_progress(
+        progress,
+        "dedup build_index",
+        lambda cb: _lakevec.DedupIndex.build_semantic(
+            vindex._inner, float(threshold), k, ef, name, index_uri, num_threads, cb
         ),
     )
     return DedupIndex(inner)

@@ -29,6 +29,7 @@ from lakevec._dedup_index import open_index as open_index
 from lakevec._minhash import NormalizeArg as NormalizeArg
 from lakevec._minhash import keep_scores as keep_scores
 from lakevec._minhash import lsh_params as lsh_params
+from lakevec._progress import run_with_progress
 from lakevec.exceptions import InvalidArgumentError
 
 __all__ = [
@@ -183,6 +184,7 @@ def minhash(
     pairs: bool = False,
     num_threads: int | None = None,
     storage_options=None,
+    progress: Any = None,
 ):
     """Near-duplicates by MinHash-LSH (see :func:`minhash_signatures` for shingles, the hash
     family and ``sketch``, :func:`lsh_params` for the banding).
@@ -193,6 +195,10 @@ def minhash(
     false positives; combine with ``weights=(0.1, 0.9)`` to also miss fewer pairs). Clusters
     are the connected components of the kept pairs (union-find). Null and empty texts are
     never duplicates.
+
+    ``progress``: a tqdm bar of the rows signed (``None``, the default: when a person is
+    watching, in Jupyter or a terminal, not in Ray/Spark workers), ``True``/``False``, or a
+    callable ``(phase, done, total)`` called about every 100 ms.
 
     Returns:
         Row ids + ``cluster_id``, ``cluster_size``, ``is_representative``; with
@@ -213,7 +219,9 @@ def minhash(
     )
     inp = _inputs.load(data, args.columns, storage_options)
     texts = _inputs.array(inp.data, column)
-    sig = _lakevec.minhash_signatures(texts, column, args.params, num_threads)
+    sig = run_with_progress(
+        progress, "dedup.minhash", lambda cb: _lakevec.minhash_signatures(texts, column, args.params, num_threads, cb)
+    )
     score = _minhash.score_list(inp.data, keep, [column])
     exact = verify == "exact"
     clusters, pair_table = _lakevec.minhash_clusters(
@@ -240,6 +248,7 @@ def semantic(
     ef: int | None = None,
     num_threads: int | None = None,
     storage_options=None,
+    progress: Any = None,
 ):
     """Semantic (embedding) duplicates: rows whose vectors have cosine similarity >=
     ``threshold`` with one of their ``k`` nearest neighbours, joined into clusters
@@ -253,6 +262,9 @@ def semantic(
     Args:
         keep: ``"first"`` (smallest position) or ``"closest_to_centroid"`` (the member
             whose vector is most similar to its cluster's mean direction).
+        progress: a tqdm bar of the rows searched (``None``, the default: when a person is
+            watching, see :func:`minhash`), ``True``/``False``, or a callable
+            ``(phase, done, total)``.
 
     Returns:
         Row ids (``_file``/``_row`` for an index or table, else ``row``) + ``cluster_id``,
@@ -270,13 +282,17 @@ def semantic(
     is_index = isinstance(index_or_data, VectorIndex)
     check_semantic_args(threshold, keep, index_or_data if is_index else None)
     if is_index:
-        g = index_or_data.knn_graph(k=k, ef=ef, num_threads=num_threads)
+        g = index_or_data.knn_graph(k=k, ef=ef, num_threads=num_threads, progress=progress)
         return semantic_from_graph(index_or_data, *graph_parts(g, threshold), keep)
     if column is None:
         raise InvalidArgumentError("column= names the vector column of the data")
     inp = _inputs.load(index_or_data, [column], storage_options)
     vec = _inputs.array(inp.data, column)
-    fi, fd = _lakevec.knn_arrays(vec, None, int(k), "cosine", num_threads, column)
+    fi, fd = run_with_progress(
+        progress,
+        "dedup.semantic",
+        lambda cb: _lakevec.knn_arrays(vec, None, int(k), "cosine", num_threads, column, "exemplars", cb),
+    )
     n = inp.data.num_rows
     fi = np.asarray(fi, np.int64).reshape(n, -1) if n else np.zeros((0, k), np.int64)
     fd = np.asarray(fd, np.float64).reshape(n, -1) if n else np.zeros((0, k))

@@ -14,48 +14,10 @@ import pyarrow as pa
 
 from lakevec import _inputs, _lakevec
 from lakevec._cache import ProcessCache
+from lakevec._progress import run_with_progress as _run_with_progress
 from lakevec.table import Table
 
 __all__ = ["VectorIndex", "build_index", "open_index"]
-
-
-def _tqdm_progress(desc: str):
-    """A progress callback drawing a tqdm bar, or None when tqdm is not installed."""
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - optional extra
-        return None, lambda: None
-    bars: dict[str, Any] = {}
-
-    def cb(phase: str, done: int, total: int) -> None:
-        bar = bars.get(phase)
-        if bar is None:
-            for b in bars.values():
-                b.close()
-            bar = bars[phase] = tqdm(total=total or None, desc=f"{desc}: {phase}", unit="rows", leave=False)
-        if total and bar.total != total:
-            bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    def close() -> None:
-        for b in bars.values():
-            b.close()
-
-    return cb, close
-
-
-def _run_with_progress(progress: Any, desc: str, fn):
-    if progress is True:
-        cb, close = _tqdm_progress(desc)
-    elif callable(progress):
-        cb, close = progress, (lambda: None)
-    else:
-        cb, close = None, (lambda: None)
-    try:
-        return fn(cb)
-    finally:
-        close()
 
 
 class VectorIndex:
@@ -276,6 +238,7 @@ class VectorIndex:
         *,
         num_threads: int | None = None,
         rows: tuple[int, int] | None = None,
+        progress: Any = None,
     ) -> pa.Table:
         """The k-nearest-neighbour graph of every live indexed row (as of the index's table
         version): ``src_file``, ``src_row``, ``dst_file``, ``dst_row``, ``distance``
@@ -287,13 +250,18 @@ class VectorIndex:
             rows: ``(start, end)``: only the sources numbered ``start`` to ``end - 1`` in
                 index order (``0 .. stats()["rows"]``), to split the work across processes;
                 the parts concatenated in order equal the whole graph.
+            progress: a tqdm bar of the rows searched (``None``, the default: when a person
+                is watching, in Jupyter or a terminal, not in Ray/Spark workers),
+                ``True``/``False``, or a callable ``(phase, done, total)``.
 
         Raises:
             InvalidArgumentError: ``k`` or ``ef`` outside 1..100000; ``rows`` outside the
             live rows.
         """
         part = (int(rows[0]), int(rows[1])) if rows is not None else None
-        return self._inner.knn_graph(int(k), ef, num_threads, part)
+        return _run_with_progress(
+            progress, "knn_graph", lambda cb: self._inner.knn_graph(int(k), ef, num_threads, part, cb)
+        )
 
     # --------------------------------------------------------------- maintain
     def refresh(
@@ -399,6 +367,13 @@ class VectorIndex:
             f"VectorIndex(uri='{self.uri}', column='{self.column}', metric='{self.metric}', "
             f"dim={self.dim}, version={self.version}, table_version={self.table_version})"
         )
+
+    def _repr_html_(self) -> str:
+        """Jupyter display: kind, metric, rows, segments, versions and a coverage bar of the
+        table's latest version (its metadata is read)."""
+        from lakevec._html import index_html
+
+        return index_html(self)
 
     def __reduce__(self):
         return (reopen_index, self._handle())

@@ -335,6 +335,12 @@ class Table:
     def __repr__(self) -> str:
         return repr(self._inner)
 
+    def _repr_html_(self) -> str:
+        """Jupyter display: URI, format, version, rows, files and bytes, schema (metadata only)."""
+        from lakevec._html import table_html
+
+        return table_html(self)
+
     def __len__(self) -> int:
         return self.num_rows
 

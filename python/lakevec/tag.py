@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from lakevec import _inputs, _lakevec
+from lakevec._progress import run_with_progress
 from lakevec.exceptions import InvalidArgumentError, SchemaError
 
 __all__ = ["rules", "knn", "concepts"]
@@ -38,6 +39,7 @@ def rules(
     case_sensitive: bool = False,
     num_threads: int | None = None,
     storage_options=None,
+    progress: Any = None,
 ):
     """Tag texts by regular expressions and keyword lists, all in one pass per batch.
 
@@ -49,6 +51,9 @@ def rules(
     Args:
         regex: tag -> pattern or list of patterns.
         keywords: tag -> list of literal words.
+        progress: a tqdm bar of the rows tagged (``None``, the default: when a person is
+            watching, in Jupyter or a terminal, not in Ray/Spark workers), ``True``/``False``,
+            or a callable ``(phase, done, total)`` called about every 100 ms.
 
     Returns:
         Row ids + ``tags`` (list<string>: the tags that matched, in the order the tags were
@@ -60,8 +65,13 @@ def rules(
         keyword. SchemaError: a missing or non-text column.
     """
     inp = _inputs.load(data, [column], storage_options)
-    tags, matches = _lakevec.rule_tags(
-        _inputs.array(inp.data, column), column, _rule_map(regex), _rule_map(keywords), case_sensitive, num_threads
+    texts = _inputs.array(inp.data, column)
+    tags, matches = run_with_progress(
+        progress,
+        "tag.rules",
+        lambda cb: _lakevec.rule_tags(
+            texts, column, _rule_map(regex), _rule_map(keywords), case_sensitive, num_threads, cb
+        ),
     )
     return _inputs.finish(inp, pa.table({"tags": tags, "matches": matches}))
 
@@ -86,8 +96,12 @@ def knn(
     min_confidence: float = 0.0,
     num_threads: int | None = None,
     storage_options=None,
+    progress: Any = None,
 ):
     """Label each row by its ``k`` nearest labelled exemplars.
+
+    ``progress``: a tqdm bar of the rows searched against in-memory exemplars (``None``, the
+    default: when a person is watching; see :func:`rules`).
 
     ``weights="uniform"`` is a majority vote; ``"distance"`` weights each neighbour by
     ``1 / distance`` (Euclidean for ``l2``; an exemplar at distance 0 takes all the weight),
@@ -146,8 +160,12 @@ def knn(
         ex_vec = _vectors(ex, exemplar_column or column)
         # float32 candidates (k + 8) from the Rust scan, re-ranked by float64 distances
         kk = k + 8
-        flat_i, _ = _lakevec.knn_arrays(
-            queries, ex_vec, int(kk), metric, num_threads, column, f"exemplars.{exemplar_column or column}"
+        flat_i, _ = run_with_progress(
+            progress,
+            "tag.knn",
+            lambda cb: _lakevec.knn_arrays(
+                queries, ex_vec, int(kk), metric, num_threads, column, f"exemplars.{exemplar_column or column}", cb
+            ),
         )
         cand = np.asarray(flat_i, np.int64).reshape(n, -1) if n else np.zeros((0, kk), np.int64)
         idx, d = _rerank(queries, ex_vec, cand, k, metric)
@@ -228,6 +246,7 @@ def concepts(
     ef: int | None = None,
     num_threads: int | None = None,
     storage_options=None,
+    progress: Any = None,
 ):
     """Tag rows whose vector lies within ``threshold`` (a distance in the metric: ``1 - cos``
     for cosine, squared L2 for l2) of a concept vector.
@@ -239,7 +258,8 @@ def concepts(
     rows can match; the result lists the matched rows only (``_file``, ``_row``, ``tags``).
     Over in-memory data or a table (``column`` names the vector column) every row is
     compared exactly (a parallel range search that keeps only the matches) and every row is
-    returned with its (possibly empty) ``tags``.
+    returned with its (possibly empty) ``tags``; ``progress`` (``None``, the default: a tqdm
+    bar when a person is watching, see :func:`rules`) counts its (concept, row) comparisons.
 
     Raises:
         InvalidArgumentError: empty ``concepts``, no ``column`` for data. VectorError: a
@@ -299,7 +319,11 @@ def concepts(
     arr = _vectors(inp.data, column)
     n = inp.data.num_rows
     qarr = pa.FixedSizeListArray.from_arrays(pa.array(q.ravel()), q.shape[1])
-    qis, rows, _ = _lakevec.within_arrays(qarr, arr, float(threshold), metric, num_threads, "concepts", column)
+    qis, rows, _ = run_with_progress(
+        progress,
+        "tag.concepts",
+        lambda cb: _lakevec.within_arrays(qarr, arr, float(threshold), metric, num_threads, "concepts", column, cb),
+    )
     tags: list[set] = [set() for _ in range(n)]
     for qi, r in zip(qis, rows):
         tags[r].add(names[qi])

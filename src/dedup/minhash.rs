@@ -215,6 +215,7 @@ impl MinHasher {
             .par_chunks_mut(self.num_perm)
             .zip(texts.par_iter())
             .map(|(s, t)| {
+                cancel.advance(1);
                 !cancel.is_cancelled()
                     && match t {
                         Some(t) => self.signature(t, s),

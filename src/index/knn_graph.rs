@@ -12,8 +12,48 @@ use crate::index::handle::VectorIndex;
 use crate::index::merge::SourceHit;
 use crate::index::query::{check_k_ef, check_result_size, SearchParams, Stale};
 use crate::index::search::{search_sources, Mode};
-use crate::index::sources::{candidates, sources};
+use crate::index::sources::{candidates, sources, SearchSource};
 use crate::runtime::{pool, run_cpu, CancelToken};
+use crate::vector::distance::Metric;
+
+/// The sources a kNN graph searches (every segment of the index as stored, deleted rows
+/// left out), the metric, and the `ef` its searches use (`ef`, by default
+/// [`DEFAULT_EF`], at least `k + 1`).
+pub(crate) async fn graph_sources(
+    idx: &VectorIndex,
+    k: usize,
+    ef: Option<usize>,
+    threads: Option<usize>,
+    cancel: &CancelToken,
+) -> Result<(Arc<Vec<SearchSource>>, Metric, usize)> {
+    check_k_ef(k, ef)?;
+    let st = idx.state();
+    let p = SearchParams {
+        k,
+        ef,
+        filter: None,
+        exact: false,
+        version: None,
+        stale: Stale::Ignore,
+        columns: None,
+        num_threads: threads,
+        max_distance: None,
+        rerank: None,
+    };
+    let srcs = Arc::new(sources(&idx.at, &st, None, &p, cancel).await?);
+    Ok((srcs, st.manifest.metric, ef.unwrap_or(DEFAULT_EF.max(k + 1)).max(k + 1)))
+}
+
+/// Every live row of `srcs` as (source, node), in source order.
+pub(crate) fn live_nodes(srcs: &[SearchSource]) -> Vec<(usize, u32)> {
+    srcs.iter()
+        .enumerate()
+        .flat_map(|(si, s)| {
+            let n = s.segment.seg().len();
+            (0..n as u32).filter(move |&i| s.allowed.as_ref().is_none_or(|a| a.get(i as usize))).map(move |i| (si, i))
+        })
+        .collect()
+}
 
 /// The k-nearest-neighbour graph of every live indexed row (as stored): for each row its
 /// `k` nearest other rows. Columns `src_file`, `src_row`, `dst_file`, `dst_row`,
@@ -26,39 +66,8 @@ pub async fn knn_graph(
     rows: Option<std::ops::Range<usize>>,
     cancel: &CancelToken,
 ) -> Result<RecordBatch> {
-    check_k_ef(k, ef)?;
-    let st = idx.state();
-    let srcs = Arc::new(
-        sources(
-            &idx.at,
-            &st,
-            None,
-            &SearchParams {
-                k,
-                ef,
-                filter: None,
-                exact: false,
-                version: None,
-                stale: Stale::Ignore,
-                columns: None,
-                num_threads: threads,
-                max_distance: None,
-                rerank: None,
-            },
-            cancel,
-        )
-        .await?,
-    );
-    let metric = st.manifest.metric;
-    let ef = ef.unwrap_or(DEFAULT_EF.max(k + 1)).max(k + 1);
-    let nodes: Vec<(usize, u32)> = srcs
-        .iter()
-        .enumerate()
-        .flat_map(|(si, s)| {
-            let n = s.segment.seg().len();
-            (0..n as u32).filter(move |&i| s.allowed.as_ref().is_none_or(|a| a.get(i as usize))).map(move |i| (si, i))
-        })
-        .collect();
+    let (srcs, metric, ef) = graph_sources(idx, k, ef, threads, cancel).await?;
+    let nodes = live_nodes(&srcs);
     let nodes = match rows {
         Some(r) if r.start > r.end || r.end > nodes.len() => {
             return Err(LakeError::InvalidArgument(format!(
@@ -79,6 +88,7 @@ pub async fn knn_graph(
         n2.par_iter()
             .map(|&(si, i)| {
                 c.check()?;
+                c.advance(1);
                 let q = s2[si].segment.seg().vector_cow(i as usize);
                 let all = search_sources(&s2, metric, &q, k, ef, Mode::Graph(None, None), Some((si, i)));
                 Ok(all)

@@ -323,12 +323,24 @@ pub async fn commit<M: Doc>(
     // Whether an earlier attempt may have landed (its answer was lost or ambiguous).
     let mut maybe_landed = false;
     let mut last_err = None;
-    for _ in 0..ATTEMPTS {
+    for attempt in 0..ATTEMPTS {
         let put = put_if_absent(store, &path, payload.clone(), local.clone()).await;
         let exists =
             matches!(put, Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }));
+        log::debug!(
+            "commit '{path}' (writer {}, attempt {}): put-if-absent {}",
+            m.writer_id(),
+            attempt + 1,
+            match &put {
+                Ok(_) => "ok".to_string(),
+                Err(e) => format!("failed: {e}"),
+            }
+        );
         match read::<M>(store, root, m.version()).await {
-            Ok(found) if found.writer_id() == m.writer_id() => return Ok(()),
+            Ok(found) if found.writer_id() == m.writer_id() => {
+                log::info!("committed '{path}' ({} bytes; read back, writer id matches)", payload.len());
+                return Ok(());
+            }
             Ok(found) => {
                 return Err(LakeError::CommitConflict(format!(
                     "index version {} at '{path}' was committed by another writer ({}); reopen the index and retry",

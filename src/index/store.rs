@@ -63,6 +63,7 @@ pub(crate) async fn file_backing(at: &IndexAt, f: &FileRef) -> Result<Arc<Backin
         if buf.len() as u64 != want_len || crc32fast::hash(&buf) != want_crc {
             return Err(LakeError::CorruptIndex(format!("index file '{object}' is corrupt: checksum mismatch")));
         }
+        log::debug!("mapped index file '{object}' ({len} bytes, checksum verified)");
         Ok(Arc::new(buf))
     })
     .await
@@ -147,6 +148,14 @@ pub(crate) async fn write_sections(at: &IndexAt, rel: &str, sections: &[(contain
     };
     drop(pieces);
     sync_local(at, rel).await?;
+    let how = if at.local_file(&object).is_some() {
+        "local, synced"
+    } else if total <= SINGLE_PUT_MAX {
+        "one PUT"
+    } else {
+        "multipart"
+    };
+    log::debug!("wrote index file '{object}' ({bytes} bytes, {} sections, {how})", sections.len());
     Ok(FileRef { path: rel.to_string(), bytes, crc32 })
 }
 

@@ -198,6 +198,11 @@ impl LakeTable {
                 (Source::Iceberg(Arc::new(i)), n)
             }
         };
+        log::debug!(
+            "opened {} table '{}' ({num_rows} rows, pinned to {pin:?})",
+            format.as_str(),
+            crate::lake::storage::without_credentials(&location.display)
+        );
         Ok(LakeTable {
             uri: location.display.clone(),
             location,

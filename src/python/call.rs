@@ -142,6 +142,26 @@ pub fn cpu<T: Send + 'static>(
     })
 }
 
+/// [`cpu`] that reports progress: every poll (100 ms) calls `progress(phase, done, total)`
+/// with the units of work `f` counted on its token ([`CancelToken::advance`]).
+/// `progress=None`: plain [`cpu`].
+pub fn cpu_progress<T: Send + 'static>(
+    py: Python<'_>,
+    num_threads: Option<usize>,
+    progress: Option<Py<PyAny>>,
+    phase: &'static str,
+    total: usize,
+    f: impl FnOnce(CancelToken) -> Result<T> + Send + 'static,
+) -> PyResult<T> {
+    let Some(cb) = progress else { return cpu(py, num_threads, f) };
+    let cancel = CancelToken::new();
+    let (c, c2) = (cancel.clone(), cancel.clone());
+    let out = wait_for_future_with(py, async move { run_cpu(pool(num_threads)?, cancel, move || f(c)).await }, |py| {
+        cb.call1(py, (phase, c2.done().min(total), total)).map(|_| ())
+    })?;
+    Ok(out)
+}
+
 /// Run a short synchronous core call, turning a panic into `InternalError`.
 #[allow(dead_code)]
 pub fn guarded<T>(f: impl FnOnce() -> Result<T>) -> PyResult<T> {

@@ -7,6 +7,7 @@ pub mod dedup;
 pub mod errors;
 pub mod index;
 pub mod lake;
+pub mod logging;
 pub mod out;
 pub mod runtime;
 pub mod tag;

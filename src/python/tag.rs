@@ -4,7 +4,7 @@ use pyo3::prelude::*;
 use pyo3_arrow::PyArray;
 
 use crate::error::LakeError;
-use crate::python::call::cpu;
+use crate::python::call::{cpu, cpu_progress};
 use crate::python::out::array as array_to_pyarrow;
 use crate::tag::embed::{hashing, Analyzer, HashingParams, Norm};
 use crate::tag::rules::Rules;
@@ -14,7 +14,8 @@ use crate::vector::distance::Metric;
 
 /// (`tags`, `matches`) arrays for a text array.
 #[pyfunction]
-#[pyo3(signature = (texts, column, regex, keywords, case_sensitive=false, num_threads=None))]
+#[pyo3(signature = (texts, column, regex, keywords, case_sensitive=false, num_threads=None, progress=None))]
+#[allow(clippy::too_many_arguments)]
 pub fn rule_tags<'py>(
     py: Python<'py>,
     texts: PyArray,
@@ -23,10 +24,12 @@ pub fn rule_tags<'py>(
     keywords: Vec<(String, Vec<String>)>,
     case_sensitive: bool,
     num_threads: Option<usize>,
+    progress: Option<Py<PyAny>>,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
     let rules = Rules::new(&regex, &keywords, case_sensitive)?;
     let a = texts.array().clone();
-    let (tags, matches) = cpu(py, num_threads, move |c| {
+    let total = a.len();
+    let (tags, matches) = cpu_progress(py, num_threads, progress, "tag", total, move |c| {
         let t = strings(&a, &column)?;
         rules.tag(&t, &c)
     })?;
@@ -37,7 +40,7 @@ pub fn rule_tags<'py>(
 /// flat int64 / float32 numpy-ready lists of `n * k`. `base=None`: queries against
 /// themselves, a row not its own neighbour.
 #[pyfunction]
-#[pyo3(signature = (queries, base, k, metric, num_threads=None, query_name="vectors".to_string(), base_name="exemplars".to_string()))]
+#[pyo3(signature = (queries, base, k, metric, num_threads=None, query_name="vectors".to_string(), base_name="exemplars".to_string(), progress=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn knn_arrays(
     py: Python<'_>,
@@ -48,6 +51,7 @@ pub fn knn_arrays(
     num_threads: Option<usize>,
     query_name: String,
     base_name: String,
+    progress: Option<Py<PyAny>>,
 ) -> PyResult<(Vec<i64>, Vec<f32>)> {
     let metric = Metric::parse(metric)?;
     if k == 0 || k > crate::index::query::MAX_K {
@@ -59,7 +63,8 @@ pub fn knn_arrays(
     }
     let q = queries.array().clone();
     let b = base.map(|b| b.array().clone());
-    cpu(py, num_threads, move |c| {
+    let total = q.len();
+    cpu_progress(py, num_threads, progress, "search", total, move |c| {
         let (qv, bv, dim) = prepared_pair(&q, b.as_ref(), &query_name, &base_name, metric)?;
         if dim == 0 {
             return Ok((Vec::new(), Vec::new()));
@@ -95,7 +100,7 @@ fn prepared_pair(
 /// (query index, row index, distance), ordered by query then distance; `base=None` compares
 /// the queries with each other.
 #[pyfunction]
-#[pyo3(signature = (queries, base, radius, metric, num_threads=None, query_name=String::from("queries"), base_name=String::from("data")))]
+#[pyo3(signature = (queries, base, radius, metric, num_threads=None, query_name=String::from("queries"), base_name=String::from("data"), progress=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn within_arrays(
     py: Python<'_>,
@@ -106,6 +111,7 @@ pub fn within_arrays(
     num_threads: Option<usize>,
     query_name: String,
     base_name: String,
+    progress: Option<Py<PyAny>>,
 ) -> PyResult<(Vec<i64>, Vec<i64>, Vec<f32>)> {
     let metric = Metric::parse(metric)?;
     if radius.is_nan() {
@@ -113,7 +119,9 @@ pub fn within_arrays(
     }
     let q = queries.array().clone();
     let b = base.map(|b| b.array().clone());
-    cpu(py, num_threads, move |c| {
+    // progress counts (query, row) comparisons
+    let total = q.len().saturating_mul(b.as_ref().map_or(q.len(), |b| b.len()));
+    cpu_progress(py, num_threads, progress, "compare", total, move |c| {
         let (qv, bv, dim) = prepared_pair(&q, b.as_ref(), &query_name, &base_name, metric)?;
         if dim == 0 {
             return Ok((Vec::new(), Vec::new(), Vec::new()));

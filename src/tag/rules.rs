@@ -133,7 +133,13 @@ impl Rules {
     pub fn tag(&self, texts: &[Option<&str>], cancel: &CancelToken) -> Result<(ArrayRef, ArrayRef)> {
         let per_row: Vec<Vec<Match<'_>>> = texts
             .par_iter()
-            .map(|t| if cancel.is_cancelled() { Vec::new() } else { t.map(|t| self.matches(t)).unwrap_or_default() })
+            .map(|t| {
+                if cancel.is_cancelled() {
+                    return Vec::new();
+                }
+                cancel.advance(1);
+                t.map(|t| self.matches(t)).unwrap_or_default()
+            })
             .collect();
         cancel.check()?;
         let mut tags_b = ListBuilder::new(StringBuilder::new());

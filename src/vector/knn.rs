@@ -27,6 +27,7 @@ pub fn knn(
     let mut dist = vec![f32::INFINITY; nq * k];
     idx.par_chunks_mut(k).zip(dist.par_chunks_mut(k)).enumerate().try_for_each(|(qi, (ix, ds))| {
         cancel.check()?;
+        cancel.advance(1);
         let q = &queries[qi * dim..(qi + 1) * dim];
         let want = if skip_self { k + 1 } else { k };
         let hits = exact(base, dim, metric, q, want, None);
@@ -70,6 +71,7 @@ pub fn within_all(
             cancel.check()?;
             let (qi, b) = (t / blocks, t % blocks);
             let (lo, hi) = (b * WITHIN_BLOCK, ((b + 1) * WITHIN_BLOCK).min(n));
+            cancel.advance(hi - lo); // progress: (query, row) comparisons
             let q = &queries[qi * dim..(qi + 1) * dim];
             let hits = within(&base[lo * dim..hi * dim], dim, metric, q, radius, None);
             Ok(hits.into_iter().map(|h| (qi as i64, (lo + h.1 as usize) as i64, h.0)).collect())

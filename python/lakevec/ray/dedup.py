@@ -52,11 +52,16 @@ def refresh_dedup(
     the table version's new files), clusters them with the stored rows and commits one
     version. The clusters equal a single-process refresh (and one ``dedup.minhash`` run).
 
+    A ``method="semantic"`` index: its vector index is refreshed on Ray first
+    (:func:`lakevec.ray.refresh`: the new files' vectors read and encoded in tasks), then the
+    new rows' neighbour searches run on the driver (:meth:`~lakevec.dedup.DedupIndex.refresh`).
+
     Args:
         index: the dedup index (updated in place to the new version).
         memory_limit: the driver's budget, as in :func:`lakevec.dedup.build_index`.
         timings: if a dict, receives ``sign`` (seconds of the tasks, wall), ``sign_task_seconds``
-            and ``commit``.
+            and ``commit`` (a semantic index: ``vectors``, the vector index refresh, and
+            ``commit``).
 
     Returns:
         The new rows' assignments, as :meth:`~lakevec.dedup.DedupIndex.refresh`.
@@ -67,6 +72,19 @@ def refresh_dedup(
     """
     if files_per_task is not None and files_per_task < 1:
         raise InvalidArgumentError(f"files_per_task must be >= 1, got {files_per_task}")
+    vindex = index.vector_index()
+    if vindex is not None:
+        from lakevec.ray.index import refresh as refresh_vectors
+
+        t0 = time.perf_counter()
+        refresh_vectors(
+            vindex, files_per_task=files_per_task, num_cpus_per_task=num_cpus_per_task, memory_limit=memory_limit
+        )
+        t1 = time.perf_counter()
+        out = index.refresh()
+        if timings is not None:
+            timings.update(vectors=t1 - t0, commit=time.perf_counter() - t1)
+        return out
     t = index.table()
     pending = index._inner.pending_files(t._inner)
     if files_per_task is None:

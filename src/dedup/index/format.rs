@@ -16,7 +16,15 @@
 //!                                                  segments in manifest order), the smallest
 //!                                                  live member
 //!                       LIVE   u8 x rows           1: the row is in the covered table version
+//!                       NBR    u32 x rows x k      method "semantic" only: each live row's
+//!                                                  neighbours at similarity >= threshold among
+//!                                                  its k nearest (global rows, nearest first,
+//!                                                  u32::MAX after the last)
 //! ```
+//!
+//! A semantic index (`method="semantic"`, `num_perm` holding `k`) stores no signatures or
+//! band lists in its segments (zero-width SIG, no bands): its rows' neighbour lists change
+//! when rows are added or deleted, so they live in the clusters file of each version.
 //!
 //! Loading checks every count against the others before use: FSTART starts at 0, never
 //! decreases and ends at `rows`; rows within a file are strictly increasing; VALID and LIVE
@@ -46,13 +54,15 @@ const BKEY: Tag = *b"BKEY\0\0\0\0";
 const BROW: Tag = *b"BROW\0\0\0\0";
 const ROOT: Tag = *b"ROOT\0\0\0\0";
 const LIVE: Tag = *b"LIVE\0\0\0\0";
+const NBR: Tag = *b"NBR\0\0\0\0\0";
 
 /// How rows become signatures and which pairs are duplicates; fixed for the index's life
 /// (a refresh with other parameters is refused).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct DedupParams {
-    /// "minhash" (near-duplicates) or "exact" (equal after normalisation: the 128-bit hash of
-    /// `dedup.exact` in 4 slots, one band, threshold 1).
+    /// "minhash" (near-duplicates), "exact" (equal after normalisation: the 128-bit hash of
+    /// `dedup.exact` in 4 slots, one band, threshold 1) or "semantic" (vector neighbours from a
+    /// vector index: `num_perm` holds k, `threshold` the similarity, no bands).
     pub method: String,
     pub num_perm: usize,
     pub ngram: usize,
@@ -65,9 +75,50 @@ pub struct DedupParams {
     pub threshold: f64,
     pub bands: usize,
     pub rows: usize,
+    /// Semantic: the `ef` of the neighbour searches (None: the vector index's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ef: Option<usize>,
 }
 
 impl DedupParams {
+    /// A semantic index's parameters: `k` neighbours per row at similarity >= `threshold`,
+    /// searched with `ef`.
+    pub fn semantic(k: usize, threshold: f64, ef: Option<usize>) -> Self {
+        DedupParams {
+            method: "semantic".into(),
+            num_perm: k,
+            ngram: 1,
+            shingle: "word".into(),
+            sketch: "classic".into(),
+            seed: 0,
+            nfkc: false,
+            lowercase: false,
+            whitespace: false,
+            threshold,
+            bands: 0,
+            rows: 0,
+            ef,
+        }
+    }
+
+    /// Values per row in a segment's SIG section (0 for a semantic index).
+    pub fn sig_width(&self) -> usize {
+        if self.method == "semantic" {
+            0
+        } else {
+            self.num_perm
+        }
+    }
+
+    /// Neighbours per row in a clusters file's NBR section (k for a semantic index, else 0).
+    pub fn nbr_width(&self) -> usize {
+        if self.method == "semantic" {
+            self.num_perm
+        } else {
+            0
+        }
+    }
+
     /// The signature hasher of these parameters (validates them).
     pub fn hasher(&self) -> Result<MinHasher> {
         let norm = Normalize { nfkc: self.nfkc, lowercase: self.lowercase, whitespace: self.whitespace };
@@ -89,6 +140,20 @@ impl DedupParams {
         let method_ok = match self.method.as_str() {
             "minhash" => true,
             "exact" => self.num_perm == 4 && self.bands == 1 && self.rows == 4 && self.threshold == 1.0,
+            "semantic" => {
+                let ef_ok = self.ef.is_none_or(|e| (1..=100_000).contains(&e));
+                return if (1..=1000).contains(&self.num_perm)
+                    && self.bands == 0
+                    && self.rows == 0
+                    && self.threshold > 0.0
+                    && self.threshold <= 1.0
+                    && ef_ok
+                {
+                    Ok(())
+                } else {
+                    Err(format!("parameters out of range: {self:?}"))
+                };
+            }
             _ => false,
         };
         let ok = method_ok
@@ -136,6 +201,9 @@ pub struct DedupManifest {
     pub table_version: Option<i64>,
     pub column: String,
     pub params: DedupParams,
+    /// Semantic: the URI of the vector index whose neighbours the index follows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector_index: Option<String>,
     pub segments: Vec<DedupSegmentRef>,
     pub clusters: FileRef,
     /// Rows in all segments (live or not), and the live ones.
@@ -162,6 +230,9 @@ impl Doc for DedupManifest {
     }
     fn check(&self) -> std::result::Result<(), String> {
         self.params.check()?;
+        if (self.params.method == "semantic") != self.vector_index.is_some() {
+            return Err("a semantic index names its vector index, and only a semantic one".into());
+        }
         let total = self.segments.iter().try_fold(0u64, |a, s| a.checked_add(s.rows));
         if total != Some(self.rows) || self.live_rows > self.rows {
             return Err(format!(
@@ -332,22 +403,38 @@ pub fn decode_segment_in(
     })
 }
 
-/// Cluster state of a version: per global row its root and whether it is live.
-#[derive(Clone, Debug, PartialEq)]
+/// Cluster state of a version: per global row its root and whether it is live, and for a
+/// semantic index each row's neighbour list (`width` per row, u32::MAX after the last).
+#[derive(Clone, Debug, PartialEq, Default)]
 pub struct Clusters {
     pub root: Vec<u64>,
     pub live: Vec<bool>,
+    pub width: usize,
+    pub nbr: Vec<u32>,
+}
+
+impl Clusters {
+    /// Minhash and exact indexes: roots and liveness only.
+    pub fn plain(root: Vec<u64>, live: Vec<bool>) -> Self {
+        Clusters { root, live, width: 0, nbr: Vec::new() }
+    }
 }
 
 /// The sections of a clusters file.
 pub fn clusters_sections(c: &Clusters) -> Sections<'_> {
     let meta = serde_json::to_vec(&serde_json::json!({"rows": c.root.len()})).expect("JSON of plain values");
     let live: Vec<u8> = c.live.iter().map(|&v| v as u8).collect();
-    vec![(META, Cow::Owned(meta)), (ROOT, le_bytes(&c.root)), (LIVE, Cow::Owned(live))]
+    let mut out = vec![(META, Cow::Owned(meta)), (ROOT, le_bytes(&c.root)), (LIVE, Cow::Owned(live))];
+    if c.width > 0 {
+        out.push((NBR, le_bytes(&c.nbr)));
+    }
+    out
 }
 
-/// Decode and check the clusters file of `expect_rows` rows.
-pub fn decode_clusters(bytes: &[u8], name: &str, expect_rows: u64) -> Result<Clusters> {
+/// Decode and check the clusters file of `expect_rows` rows and `width` neighbours per row
+/// (0: no NBR section). A semantic row's neighbours are live rows other than itself, listed
+/// once, in its cluster; a deleted row has none.
+pub fn decode_clusters(bytes: &[u8], name: &str, expect_rows: u64, width: usize) -> Result<Clusters> {
     let bad = |why: String| LakeError::CorruptIndex(format!("index file '{name}' is corrupt: {why}"));
     let c = Container::open(bytes, name)?;
     let n = meta_u64(&meta(&c, name)?, "rows", name)?;
@@ -364,7 +451,30 @@ pub fn decode_clusters(bytes: &[u8], name: &str, expect_rows: u64) -> Result<Clu
             return Err(bad(format!("row {i} has root {r}, not a live row at or before it that is its own root")));
         }
     }
-    Ok(Clusters { root, live })
+    let mut nbr = Vec::new();
+    if width > 0 {
+        let count = n.checked_mul(width).ok_or_else(|| bad("size overflows".into()))?;
+        nbr = u32s(c.section(&NBR)?, count, "NBR")?;
+        for i in 0..n {
+            let list = &nbr[i * width..(i + 1) * width];
+            let len = list.iter().take_while(|&&x| x != u32::MAX).count();
+            let ok = list[len..].iter().all(|&x| x == u32::MAX)
+                && (live[i] || len == 0)
+                && list[..len].iter().enumerate().all(|(j, &x)| {
+                    (x as usize) < n
+                        && x as usize != i
+                        && live[x as usize]
+                        && root[x as usize] == root[i]
+                        && !list[..j].contains(&x)
+                });
+            if !ok {
+                return Err(bad(format!(
+                    "row {i}'s neighbours are not distinct live rows of its cluster followed by padding"
+                )));
+            }
+        }
+    }
+    Ok(Clusters { root, live, width, nbr })
 }
 
 #[cfg(test)]
@@ -412,13 +522,28 @@ mod tests {
             assert!(decode_segment(&c, "s", 3, 2, 2).is_err(), "flipped byte {i} went unnoticed");
             assert!(decode_segment(&b[..i], "s", 3, 2, 2).is_err(), "truncated at {i}");
         }
-        let cl = Clusters { root: vec![0, 0, 2], live: vec![true, true, true] };
+        let cl = Clusters::plain(vec![0, 0, 2], vec![true, true, true]);
         let b = container_bytes(&clusters_sections(&cl));
-        assert_eq!(decode_clusters(&b, "c", 3).unwrap(), cl);
+        assert_eq!(decode_clusters(&b, "c", 3, 0).unwrap(), cl);
         // a root after its row, a dead root, a non-root root: all refused
         for bad in [vec![1, 1, 2], vec![0, 0, 0]] {
-            let c = Clusters { root: bad, live: vec![true, true, false] };
-            assert!(decode_clusters(&container_bytes(&clusters_sections(&c)), "c", 3).is_err());
+            let c = Clusters::plain(bad, vec![true, true, false]);
+            assert!(decode_clusters(&container_bytes(&clusters_sections(&c)), "c", 3, 0).is_err());
+        }
+        // semantic neighbour lists: in the cluster, live, distinct, padded at the end
+        let m = u32::MAX;
+        let ok = Clusters { width: 2, nbr: vec![1, m, 0, m, m, m], ..cl.clone() };
+        let b = container_bytes(&clusters_sections(&ok));
+        assert_eq!(decode_clusters(&b, "c", 3, 2).unwrap(), ok);
+        assert!(decode_clusters(&b, "c", 3, 0).is_ok() && decode_clusters(&b, "c", 3, 3).is_err());
+        for bad in [vec![2, m, 0, m, m, m], vec![1, 1, 0, m, m, m], vec![m, 1, 0, m, m, m], vec![0, m, 0, m, m, m]] {
+            let c = Clusters { nbr: bad.clone(), ..ok.clone() };
+            assert!(decode_clusters(&container_bytes(&clusters_sections(&c)), "c", 3, 2).is_err(), "{bad:?}");
+        }
+        for i in 0..b.len() {
+            let mut c = b.clone();
+            c[i] ^= 0x10;
+            assert!(decode_clusters(&c, "c", 3, 2).is_err(), "flipped byte {i} went unnoticed");
         }
     }
 }

@@ -257,6 +257,7 @@ mod tests {
             threshold: 0.85,
             bands: 16,
             rows: 1,
+            ef: None,
         };
         let roots = components(&all, &prm).unwrap();
         assert_eq!(roots, vec![0, 0, 0, 3]);

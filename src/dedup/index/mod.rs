@@ -7,11 +7,15 @@
 //! - [`format`]: the manifest, segment and clusters files, and their checks;
 //! - [`matching`]: components, band buckets of stored rows, re-clustering after deletes;
 //! - [`ops`]: open, build/refresh ([`ops::update`]), the cluster table;
+//! - [`commit`]: writing a version's files and manifest;
 //! - [`check`]: rows not yet written against the stored clusters;
-//! - [`parts`]: segments signed by Ray tasks for one refresh.
+//! - [`parts`]: segments signed by Ray tasks for one refresh;
+//! - [`semantic`]: the clusters of `dedup.semantic` following a vector index.
 
 pub mod check;
+pub mod commit;
 pub mod format;
 pub mod matching;
 pub mod ops;
 pub mod parts;
+pub mod semantic;

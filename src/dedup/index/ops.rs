@@ -13,9 +13,10 @@ use arrow::array::{ArrayRef, AsArray, BooleanArray, Float32Array, Int64Array, Re
 use arrow::datatypes::{DataType, Field, Schema};
 use rayon::prelude::*;
 
+use crate::dedup::index::commit::{commit_version, Target};
 use crate::dedup::index::format::{
-    clusters_sections, decode_clusters, decode_segment_in, segment_sections, Clusters, DedupManifest, DedupParams,
-    DedupSegment, DedupSegmentRef, Sections, SegFile, FORMAT, FORMAT_VERSION,
+    decode_clusters, decode_segment_in, Clusters, DedupManifest, DedupParams, DedupSegment, DedupSegmentRef, Sections,
+    SegFile,
 };
 use crate::dedup::index::matching::{after_deletes, band_lists, seeded, segment_components, Buckets};
 use crate::dedup::index::parts::{load_parts, PartRef};
@@ -24,10 +25,9 @@ use crate::error::{LakeError, Result};
 use crate::index::build::{Phase, Progress};
 use crate::index::container::Tag;
 use crate::index::liveness::same_version;
-use crate::index::location::{indexed_table_url, IndexAt};
-use crate::index::manifest::CommitInfo;
-use crate::index::publish::{self, get_file, manifest_path, new_id};
-use crate::index::store::{file_backing, write_sections};
+use crate::index::location::IndexAt;
+use crate::index::publish::{self, get_file};
+use crate::index::store::file_backing;
 use crate::lake::datafiles::{DataFileEntry, Deleted};
 use crate::lake::pin::TablePin;
 use crate::lake::table::{Format, LakeTable};
@@ -72,13 +72,13 @@ impl DedupIndex {
         let mut base = 0u64;
         for s in &m.segments {
             let buf = file_backing(&at, &s.file).await?;
-            let seg = decode_segment_in(&buf, &s.file.path, s.rows, m.params.num_perm, m.params.bands)?;
+            let seg = decode_segment_in(&buf, &s.file.path, s.rows, m.params.sig_width(), m.params.bands)?;
             segments.push(Arc::new(seg));
             bases.push(base);
             base += s.rows;
         }
         let bytes = get_file(&at.store, at.root(), &m.clusters).await?;
-        let clusters = decode_clusters(&bytes, &m.clusters.path, m.rows)?;
+        let clusters = decode_clusters(&bytes, &m.clusters.path, m.rows, m.params.nbr_width())?;
         let live = clusters.live.iter().filter(|&&l| l).count() as u64;
         if live != m.live_rows {
             return Err(LakeError::CorruptIndex(format!(
@@ -162,8 +162,9 @@ pub(crate) fn best_match(hits: &[(u64, f64)]) -> Option<(u64, f64)> {
     hits.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
 }
 
-/// The nullable `matched_file`, `matched_row`, `jaccard_estimate` fields and columns of each
-/// row's match (a global row of `idx` and its estimate), as refresh and check return them.
+/// The nullable `matched_file`, `matched_row`, `jaccard_estimate` (a semantic index:
+/// `similarity`) fields and columns of each row's match (a global row of `idx` and its
+/// estimate), as refresh and check return them.
 pub(crate) fn matched_columns(idx: &DedupIndex, matched: &[Option<(u64, f64)>]) -> (Vec<Field>, Vec<ArrayRef>) {
     let m: Vec<Option<(&str, u64, f64)>> = matched
         .iter()
@@ -177,7 +178,11 @@ pub(crate) fn matched_columns(idx: &DedupIndex, matched: &[Option<(u64, f64)>]) 
     let fields = vec![
         Field::new("matched_file", DataType::Utf8, true),
         Field::new("matched_row", DataType::Int64, true),
-        Field::new("jaccard_estimate", DataType::Float32, true),
+        Field::new(
+            if idx.manifest.params.method == "semantic" { "similarity" } else { "jaccard_estimate" },
+            DataType::Float32,
+            true,
+        ),
     ];
     let cols: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from(m.iter().map(|x| x.map(|t| t.0)).collect::<Vec<_>>())),
@@ -408,61 +413,9 @@ pub async fn update(
     .await?;
     progress.done.store(n_new, Ordering::Relaxed);
     progress.set_phase(Phase::Write);
-    // Write the immutable files, then the manifest.
-    let mut segments = prev.as_ref().map(|p| p.manifest.segments.clone()).unwrap_or_default();
-    let mut all_segments = prev.as_ref().map(|p| p.segments.clone()).unwrap_or_default();
-    let mut bases = prev.as_ref().map(|p| p.bases.clone()).unwrap_or_default();
-    let mut base = old_rows;
-    for (seg, written) in new_segs.iter().zip(new_refs) {
-        let r = match written {
-            Some(r) => r,
-            None => {
-                let id = new_id();
-                let file = write_sections(&at, &format!("segments/{id}.lkv"), &refs(&segment_sections(seg))).await?;
-                DedupSegmentRef { id, file, rows: seg.len() as u64 }
-            }
-        };
-        segments.push(r);
-        bases.push(base);
-        base += seg.len() as u64;
-        all_segments.push(seg.clone());
-    }
-    let clusters = Clusters { root, live };
-    let cpath = format!("clusters/{}.lkv", new_id());
-    let cfile = write_sections(&at, &cpath, &refs(&clusters_sections(&clusters))).await?;
-    let version = match prev.as_ref() {
-        Some(p) => publish::next_version(p.manifest.version)?,
-        None => 1,
-    };
-    let live_rows = clusters.live.iter().filter(|&&l| l).count() as u64;
-    let m = DedupManifest {
-        format: FORMAT.into(),
-        format_version: FORMAT_VERSION,
-        version,
-        writer_id: new_id(),
-        name: name.to_string(),
-        table_uri: indexed_table_url(table),
-        table_format: table.format.as_str().to_string(),
-        table_version: table.version(),
-        column: column.to_string(),
-        params: params.clone(),
-        segments,
-        clusters: cfile,
-        rows: total,
-        live_rows,
-        commit: CommitInfo {
-            operation: if prev.is_some() { "refresh" } else { "build" }.into(),
-            timestamp_ms: chrono::Utc::now().timestamp_millis(),
-            files_encoded: missing.len() as u64,
-            rows_encoded: n_new as u64,
-            rows_skipped: 0,
-            segments_added: new_segs.len() as u64,
-            segments_removed: 0,
-        },
-    };
-    let local = at.local_file(&manifest_path(at.root(), version));
-    publish::commit(&at.store, at.root(), &m, local).await?;
-    let index = Arc::new(DedupIndex { at, manifest: m, segments: all_segments, bases, clusters });
+    let target = Target { table, name, column, params, vector_index: None };
+    let clusters = Clusters::plain(root, live);
+    let index = commit_version(at, prev.as_deref(), &target, new_segs, new_refs, clusters, missing.len()).await?;
     let news: Vec<u64> = (old_rows..total).collect();
     let new_rows = new_rows_batch(&index, &news, &matched)?;
     Ok(Update { index, new_rows, committed: true })
@@ -477,7 +430,7 @@ pub(crate) fn refs<'a>(s: &'a Sections<'_>) -> Vec<(Tag, &'a [u8])> {
 /// `matched_file`, `matched_row`, `jaccard_estimate` (a row stored before that it matched
 /// directly: of the rows found, one per stored cluster it joins, the most similar; null when
 /// none).
-fn new_rows_batch(idx: &DedupIndex, rows: &[u64], matched: &[Option<(u64, f64)>]) -> Result<RecordBatch> {
+pub(crate) fn new_rows_batch(idx: &DedupIndex, rows: &[u64], matched: &[Option<(u64, f64)>]) -> Result<RecordBatch> {
     let c = &idx.clusters;
     let addr: Vec<(&str, u64)> = rows.iter().map(|&g| idx.address(g)).collect();
     let (mfields, mcols) = matched_columns(idx, matched);

@@ -11,9 +11,11 @@ use crate::dedup::index::check::check;
 use crate::dedup::index::format::{DedupManifest, DedupParams};
 use crate::dedup::index::ops::{update, DedupIndex};
 use crate::dedup::index::parts::{pending, sign_part, PartRef};
+use crate::dedup::index::semantic::semantic_update;
 use crate::error::{LakeError, Result};
 use crate::index::budget::Budget;
 use crate::index::build::Progress;
+use crate::index::handle::VectorIndex;
 use crate::index::location::{default_index_uri, IndexAt};
 use crate::index::vacuum::vacuum;
 use crate::lake::pin::TablePin;
@@ -21,7 +23,7 @@ use crate::lake::storage::StorageOptions;
 use crate::lake::table::LakeTable;
 use crate::python::call::{cpu, wait_for_future, wait_for_future_with};
 use crate::python::dedup::minhash::PyMinHashParams;
-use crate::python::index::ticker;
+use crate::python::index::{ticker, PyVectorIndex};
 use crate::python::lake::table::PyLakeTable;
 use crate::python::out::table as table_of;
 use crate::runtime::CancelToken;
@@ -83,19 +85,53 @@ impl PyDedupIndex {
         let u = wait_for_future_with(
             py,
             async move {
-                let prev = match DedupIndex::open(at.clone()).await {
-                    Ok(i) => Some(Arc::new(i)),
-                    Err(LakeError::NotFound(_)) => None,
-                    Err(e) => return Err(e),
-                };
+                let prev = open_prev(&at).await?;
                 if let Some(why) = prev.as_deref().and_then(|o| differs(o, &column, &p)) {
-                    return Err(LakeError::InvalidArgument(format!(
-                        "the dedup index at '{}' cannot be refreshed with these parameters: {why}; pass the same \
-                     parameters, or another name= for a second index",
-                        at.uri
-                    )));
+                    return Err(cannot_refresh(&at, &why));
                 }
                 update(at, prev, &t, &name, &column, &p, limit, num_threads, None, &CancelToken::new(), &s2).await
+            },
+            ticker(progress, state),
+        )?;
+        let out = table_of(py, u.new_rows)?;
+        Ok((PyDedupIndex { inner: Mutex::new(u.index) }, u.committed, out))
+    }
+
+    /// Build the semantic dedup index of vector index `vindex` (a cosine or dot index) at
+    /// `index_uri` (default: beside its table, named `dedup-<name>`), or bring the one there
+    /// to the vector index's version when its parameters are the same; returns (index,
+    /// committed, new rows' assignments).
+    #[staticmethod]
+    #[pyo3(signature = (vindex, threshold, k, ef, name, index_uri=None, num_threads=None, progress=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn build_semantic<'py>(
+        py: Python<'py>,
+        vindex: &PyVectorIndex,
+        threshold: f64,
+        k: usize,
+        ef: Option<usize>,
+        name: String,
+        index_uri: Option<String>,
+        num_threads: Option<usize>,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<(Self, bool, Bound<'py, PyAny>)> {
+        let state = Arc::new(Progress::default());
+        let s2 = state.clone();
+        let v = vindex.inner.clone();
+        let p = DedupParams::semantic(k, threshold, ef);
+        p.check().map_err(|why| LakeError::InvalidArgument(format!("semantic dedup index: {why}")))?;
+        let u = wait_for_future_with(
+            py,
+            async move {
+                let t = v.table_at(v.state().manifest.table_version).await?;
+                let uri = index_uri.unwrap_or_else(|| default_index_uri(&t, &format!("dedup-{name}")));
+                let at = IndexAt::new(&uri, t.options.clone())?.with_cache(None);
+                let prev = open_prev(&at).await?;
+                let column = v.state().manifest.column.clone();
+                if let Some(why) = prev.as_deref().and_then(|o| differs(o, &column, &p)) {
+                    return Err(cannot_refresh(&at, &why));
+                }
+                semantic_update(at, prev, &v, &name, &p, num_threads, &CancelToken::new(), &s2).await
             },
             ticker(progress, state),
         )?;
@@ -161,6 +197,20 @@ impl PyDedupIndex {
             py,
             async move {
                 let m = &idx.manifest;
+                if let Some(vuri) = m.vector_index.clone() {
+                    if given.is_some() || parts.is_some() {
+                        return Err(LakeError::InvalidArgument(
+                            "a semantic dedup index follows its vector index: refresh() takes no table or parts \
+                             (refresh the vector index first)"
+                                .into(),
+                        ));
+                    }
+                    idx.at.check_table_store(&vuri)?;
+                    let v = VectorIndex::open(IndexAt::new(&vuri, idx.at.options.clone())?).await?;
+                    let (at, name, params) = (idx.at.clone(), m.name.clone(), m.params.clone());
+                    return semantic_update(at, Some(idx), &v, &name, &params, num_threads, &CancelToken::new(), &s2)
+                        .await;
+                }
                 let t = match given {
                     Some(t) => t,
                     None => Arc::new(idx.open_table(TablePin::default()).await?),
@@ -174,6 +224,18 @@ impl PyDedupIndex {
         let out = table_of(py, u.new_rows)?;
         *self.inner.lock().unwrap_or_else(|p| p.into_inner()) = u.index;
         Ok((u.committed, out))
+    }
+
+    /// The vector index a semantic index follows, at its newest version (opened with the
+    /// index's storage options); None for other methods.
+    fn vector_index(&self, py: Python<'_>) -> PyResult<Option<PyVectorIndex>> {
+        let idx = self.get();
+        let Some(vuri) = idx.manifest.vector_index.clone() else { return Ok(None) };
+        let v = wait_for_future(py, async move {
+            idx.at.check_table_store(&vuri)?;
+            VectorIndex::open(IndexAt::new(&vuri, idx.at.options.clone())?).await
+        })?;
+        Ok(Some(PyVectorIndex { inner: Arc::new(v) }))
     }
 
     /// The indexed table at its latest version (opened with the index's storage options).
@@ -229,6 +291,14 @@ impl PyDedupIndex {
         num_threads: Option<usize>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let idx = self.get();
+        if idx.manifest.params.method == "semantic" {
+            return Err(LakeError::Unsupported(
+                "check() of a semantic dedup index: search the vector index (VectorIndex.search) with the new \
+                 rows' vectors and join the hits to clusters()"
+                    .into(),
+            )
+            .into());
+        }
         let a = texts.array().clone();
         let batch = cpu(py, num_threads, move |c| check(&idx, &a, &column, &c))?;
         table_of(py, batch)
@@ -269,6 +339,23 @@ impl PyDedupIndex {
             i.at.uri, m.version, m.rows, m.live_rows
         )
     }
+}
+
+/// The index at `at`, None when there is none yet.
+async fn open_prev(at: &IndexAt) -> Result<Option<Arc<DedupIndex>>> {
+    match DedupIndex::open(at.clone()).await {
+        Ok(i) => Ok(Some(Arc::new(i))),
+        Err(LakeError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn cannot_refresh(at: &IndexAt, why: &str) -> LakeError {
+    LakeError::InvalidArgument(format!(
+        "the dedup index at '{}' cannot be refreshed with these parameters: {why}; pass the same parameters, or \
+         another name= for a second index",
+        at.uri
+    ))
 }
 
 /// `column` exists in `t` and holds text.

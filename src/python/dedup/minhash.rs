@@ -10,7 +10,7 @@ use crate::dedup::clusters::{cluster_batch, pairs_batch};
 use crate::dedup::lsh::{minhash_roots, signatures};
 use crate::dedup::minhash::{lsh_params, MinHasher, Shingle, Sketch};
 use crate::error::{LakeError, Result};
-use crate::python::call::cpu;
+use crate::python::call::{cpu, cpu_progress};
 use crate::python::out::{array as array_to_pyarrow, table};
 use crate::text::Normalize;
 
@@ -63,6 +63,7 @@ impl PyMinHashParams {
             threshold,
             bands,
             rows,
+            ef: None,
         }
     }
 
@@ -128,17 +129,19 @@ impl PyMinHashParams {
 
 /// MinHash signatures of a text array (FixedSizeList<uint32, num_perm>; null = no shingles).
 #[pyfunction]
-#[pyo3(signature = (array, column, params, num_threads=None))]
+#[pyo3(signature = (array, column, params, num_threads=None, progress=None))]
 pub fn minhash_signatures<'py>(
     py: Python<'py>,
     array: PyArray,
     column: String,
     params: PyRef<'py, PyMinHashParams>,
     num_threads: Option<usize>,
+    progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let h = params.hasher()?;
     let a = array.array().clone();
-    let out = cpu(py, num_threads, move |c| signatures(&a, &column, &h, &c))?;
+    let total = a.len();
+    let out = cpu_progress(py, num_threads, progress, "sign", total, move |c| signatures(&a, &column, &h, &c))?;
     array_to_pyarrow(py, out)
 }
 

@@ -32,7 +32,7 @@ use spec::PyBuildSpec;
 /// An opened vector index (native). Use `lakevec.VectorIndex` from Python.
 #[pyclass(frozen, module = "lakevec._lakevec", name = "VectorIndex")]
 pub struct PyVectorIndex {
-    inner: Arc<VectorIndex>,
+    pub(crate) inner: Arc<VectorIndex>,
 }
 
 /// Calls `progress(phase, done, total)` (phase: "read", "build", "write") at each poll.
@@ -229,7 +229,7 @@ impl PyVectorIndex {
 
     /// The k-nearest-neighbour graph of the indexed rows (of live rows `rows` = (start, end)
     /// in index order, when given).
-    #[pyo3(signature = (k=10, ef=None, num_threads=None, rows=None))]
+    #[pyo3(signature = (k=10, ef=None, num_threads=None, rows=None, progress=None))]
     fn knn_graph<'py>(
         &self,
         py: Python<'py>,
@@ -237,11 +237,18 @@ impl PyVectorIndex {
         ef: Option<usize>,
         num_threads: Option<usize>,
         rows: Option<(usize, usize)>,
+        progress: Option<Py<PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let idx = self.inner.clone();
+        let total = rows.map_or(idx.state().live_rows(), |(a, b)| b.saturating_sub(a));
         let rows = rows.map(|(a, b)| a..b);
-        let batch =
-            wait_for_future(py, async move { knn_graph(&idx, k, ef, num_threads, rows, &CancelToken::new()).await })?;
+        let cancel = CancelToken::new();
+        let c2 = cancel.clone();
+        let fut = async move { knn_graph(&idx, k, ef, num_threads, rows, &cancel).await };
+        let batch = wait_for_future_with(py, fut, move |py| match &progress {
+            Some(cb) => cb.call1(py, ("search", c2.done().min(total), total)).map(|_| ()),
+            None => Ok(()),
+        })?;
         table_of(py, batch)
     }
 
