@@ -96,6 +96,15 @@ impl Space {
     }
 }
 
+/// The vector index a semantic index follows (its newest version, opened with the index's
+/// storage options and only in a store the caller configured, as for the table); None for
+/// the other methods.
+pub async fn followed_index(idx: &DedupIndex) -> Result<Option<VectorIndex>> {
+    let Some(uri) = idx.manifest.vector_index.as_deref() else { return Ok(None) };
+    idx.at.check_table_store(uri)?;
+    Ok(Some(VectorIndex::open(IndexAt::new(uri, idx.at.options.clone())?).await?))
+}
+
 /// Build (`prev` None) or bring `prev` to the vector index `vidx`'s version: the rows of the
 /// data files it holds that the dedup index does not are added with their neighbour lists,
 /// deleted rows leave, stored rows whose lists may have changed are searched again, and the

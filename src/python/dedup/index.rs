@@ -11,11 +11,10 @@ use crate::dedup::index::check::check;
 use crate::dedup::index::format::{DedupManifest, DedupParams};
 use crate::dedup::index::ops::{update, DedupIndex};
 use crate::dedup::index::parts::{pending, sign_part, PartRef};
-use crate::dedup::index::semantic::semantic_update;
+use crate::dedup::index::semantic::{followed_index, semantic_update};
 use crate::error::{LakeError, Result};
 use crate::index::budget::Budget;
 use crate::index::build::Progress;
-use crate::index::handle::VectorIndex;
 use crate::index::location::{default_index_uri, IndexAt};
 use crate::index::vacuum::vacuum;
 use crate::lake::pin::TablePin;
@@ -197,7 +196,7 @@ impl PyDedupIndex {
             py,
             async move {
                 let m = &idx.manifest;
-                if let Some(vuri) = m.vector_index.clone() {
+                if let Some(v) = followed_index(&idx).await? {
                     if given.is_some() || parts.is_some() {
                         return Err(LakeError::InvalidArgument(
                             "a semantic dedup index follows its vector index: refresh() takes no table or parts \
@@ -205,8 +204,6 @@ impl PyDedupIndex {
                                 .into(),
                         ));
                     }
-                    idx.at.check_table_store(&vuri)?;
-                    let v = VectorIndex::open(IndexAt::new(&vuri, idx.at.options.clone())?).await?;
                     let (at, name, params) = (idx.at.clone(), m.name.clone(), m.params.clone());
                     return semantic_update(at, Some(idx), &v, &name, &params, num_threads, &CancelToken::new(), &s2)
                         .await;
@@ -230,12 +227,8 @@ impl PyDedupIndex {
     /// index's storage options); None for other methods.
     fn vector_index(&self, py: Python<'_>) -> PyResult<Option<PyVectorIndex>> {
         let idx = self.get();
-        let Some(vuri) = idx.manifest.vector_index.clone() else { return Ok(None) };
-        let v = wait_for_future(py, async move {
-            idx.at.check_table_store(&vuri)?;
-            VectorIndex::open(IndexAt::new(&vuri, idx.at.options.clone())?).await
-        })?;
-        Ok(Some(PyVectorIndex { inner: Arc::new(v) }))
+        let v = wait_for_future(py, async move { followed_index(&idx).await })?;
+        Ok(v.map(|v| PyVectorIndex { inner: Arc::new(v) }))
     }
 
     /// The indexed table at its latest version (opened with the index's storage options).
