@@ -132,7 +132,7 @@ def test_check_flags_exactly_what_a_single_run_joins_to_stored_rows(tmp_path, de
     assert len(blob) < 500 and pickle.loads(blob).check(held.slice(0, 50), "description").equals(chk.slice(0, 50))
 
 
-def test_overwrite_and_iceberg_append_delete(tmp_path, debian):
+def test_overwrite_and_iceberg_append_delete(tmp_path, debian, lake_table):
     uri = str(tmp_path / "deb")
     deltalake.write_deltalake(uri, debian.slice(0, 4000))
     idx = lakevec.dedup.build_index(uri, "description", **KW)
@@ -141,13 +141,9 @@ def test_overwrite_and_iceberg_append_delete(tmp_path, debian):
     assert new.num_rows == 3000 and idx.manifest["live_rows"] == 3000
     assert partition(with_ids(uri, idx.clusters())) == single_run(uri, **KW)
 
-    pytest.importorskip("pyiceberg")
-    from pyiceberg.catalog.sql import SqlCatalog
-
-    cat = SqlCatalog("lake", uri=f"sqlite:///{tmp_path}/cat.db", warehouse=f"file://{tmp_path}/wh")
-    cat.create_namespace("db")
-    it = cat.create_table("db.deb", schema=debian.schema)
-    it.append(debian.slice(0, 5000))
+    lake_table(debian.slice(0, 5000), "iceberg", name="deb")
+    cat = lake_table.iceberg_catalog
+    it = cat.load_table("db.deb")
     table = lakevec.Table.open(it.metadata_location)
     ix = lakevec.dedup.build_index(table, "description", **KW)
     it.append(debian.slice(5000, 3000))

@@ -160,17 +160,13 @@ def test_deleted_rows_become_tombstones_and_compact(tmp_path):
     assert idx.search(v3[:3], k=1).column("id").to_pylist() == [900, 901, 902]
 
 
-def test_iceberg_append_delete_overwrite(tmp_path):
-    pytest.importorskip("pyiceberg")
-    from pyiceberg.catalog.sql import SqlCatalog
-
-    cat = SqlCatalog("lake", uri=f"sqlite:///{tmp_path}/cat.db", warehouse=f"file://{tmp_path}/wh")
-    cat.create_namespace("db")
+def test_iceberg_append_delete_overwrite(lake_table):
     t0, v0 = _batch(range(0, 600), 0)
     # Iceberg has no fixed-size lists: pyiceberg stores list<float>
     t0 = t0.set_column(2, "vector", t0.column("vector").cast(pa.list_(pa.float32())))
-    it = cat.create_table("db.vecs", schema=t0.schema)
-    it.append(t0)
+    lake_table(t0, "iceberg", name="vecs")
+    cat = lake_table.iceberg_catalog
+    it = cat.load_table("db.vecs")
     loc = it.metadata_location
     table = lakevec.Table.open(loc)
     idx = lakevec.build_index(table, "vector", key="id", progress=False)
