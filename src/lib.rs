@@ -34,7 +34,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[cfg(feature = "python")]
 #[pymodule]
 fn _lakevec(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    python::logging::install(m.py())?;
+    m.add("_LOG_LEVEL", python::logging::install(m.py())?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("BUILD_PROFILE", if cfg!(debug_assertions) { "debug" } else { "release" })?;
     m.add_class::<python::lake::table::PyLakeTable>()?;

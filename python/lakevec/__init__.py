@@ -21,11 +21,10 @@ written and mapped, manifest commits) on stderr.
 from __future__ import annotations
 
 import logging as _logging
-import os as _os
 
 from lakevec import dedup, embed, exceptions, tag
+from lakevec._lakevec import _LOG_LEVEL, __version__
 from lakevec._lakevec import BUILD_PROFILE as _BUILD_PROFILE
-from lakevec._lakevec import __version__
 from lakevec._lakevec import default_num_threads as _default_num_threads
 from lakevec.exceptions import LakevecError
 from lakevec.index import VectorIndex, build_index, open_index
@@ -33,14 +32,13 @@ from lakevec.table import Table, read_table, sql
 
 
 def _configure_logging() -> None:
-    """With ``LAKEVEC_LOG`` set: the ``lakevec`` logger at that level, with a stderr handler
-    if it has none (the Rust side reads the same variable, see ``src/python/logging.rs``)."""
-    name = _os.environ.get("LAKEVEC_LOG", "").strip().upper()
-    level = {"TRACE": 5, "WARN": _logging.WARNING}.get(name, getattr(_logging, name, None) if name else None)
-    if not isinstance(level, int):
+    """With ``LAKEVEC_LOG`` naming a level: the ``lakevec`` logger at it, with a stderr handler
+    if it has none (the variable is parsed once, by the Rust side: ``_LOG_LEVEL``, see
+    ``src/python/logging.rs``)."""
+    if _LOG_LEVEL is None:
         return
     logger = _logging.getLogger("lakevec")
-    logger.setLevel(level)
+    logger.setLevel(_LOG_LEVEL)
     if not logger.handlers:
         h = _logging.StreamHandler()
         h.setFormatter(_logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))

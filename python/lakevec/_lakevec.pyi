@@ -13,6 +13,7 @@ from typing_extensions import Buffer
 __all__ = [
     "__version__",
     "BUILD_PROFILE",
+    "_LOG_LEVEL",
     "Table",
     "sql",
     "default_num_threads",
@@ -57,6 +58,8 @@ _StrPath: TypeAlias = str | os.PathLike[str]
 
 __version__: str
 BUILD_PROFILE: str
+# The Python logging level LAKEVEC_LOG names (None: unset, unknown or "off").
+_LOG_LEVEL: int | None
 
 @final
 class Table:

@@ -44,6 +44,20 @@ pub(crate) async fn graph_sources(
     Ok((srcs, st.manifest.metric, ef.unwrap_or(DEFAULT_EF.max(k + 1)).max(k + 1)))
 }
 
+/// The `k` nearest other rows of row `node` (source, node) of `srcs`, by a graph search with
+/// beam `ef` (at least `k + 1`): one source row of a kNN graph, also what the semantic dedup
+/// index searches per row (`dedup::index::semantic`), so both give the same lists.
+pub(crate) fn node_knn(
+    srcs: &[SearchSource],
+    metric: Metric,
+    node: (usize, u32),
+    k: usize,
+    ef: usize,
+) -> Vec<SourceHit> {
+    let q = srcs[node.0].segment.seg().vector_cow(node.1 as usize);
+    search_sources(srcs, metric, &q, k, ef.max(k + 1), Mode::Graph(None, None), Some(node))
+}
+
 /// Every live row of `srcs` as (source, node), in source order.
 pub(crate) fn live_nodes(srcs: &[SearchSource]) -> Vec<(usize, u32)> {
     srcs.iter()
@@ -89,9 +103,7 @@ pub async fn knn_graph(
             .map(|&(si, i)| {
                 c.check()?;
                 c.advance(1);
-                let q = s2[si].segment.seg().vector_cow(i as usize);
-                let all = search_sources(&s2, metric, &q, k, ef, Mode::Graph(None, None), Some((si, i)));
-                Ok(all)
+                Ok(node_knn(&s2, metric, (si, i), k, ef))
             })
             .collect::<Result<Vec<_>>>()
     })

@@ -134,27 +134,21 @@ pub(crate) async fn write_sections(at: &IndexAt, rel: &str, sections: &[(contain
     let object = manifest::child(at.root(), rel);
     let pieces = container::pieces(sections);
     let total: usize = pieces.iter().map(|p| p.len()).sum();
-    let (bytes, crc32) = if let Some(local) = at.local_file(&object) {
+    let ((bytes, crc32), how) = if let Some(local) = at.local_file(&object) {
         // Blocking file I/O on this runtime worker, announced to tokio.
-        tokio::task::block_in_place(|| write_local(&local, &pieces))
-            .map_err(|e| LakeError::Storage(format!("writing index file '{object}': {e}")))?
+        let written = tokio::task::block_in_place(|| write_local(&local, &pieces))
+            .map_err(|e| LakeError::Storage(format!("writing index file '{object}': {e}")))?;
+        (written, "local, synced")
     } else if total <= SINGLE_PUT_MAX {
         let mut all = Vec::with_capacity(total);
         pieces.iter().for_each(|p| all.extend_from_slice(p));
         let f = manifest::put_file(&at.store, at.root(), rel, all).await?;
-        (f.bytes, f.crc32)
+        ((f.bytes, f.crc32), "one PUT")
     } else {
-        upload_multipart(at, &object, &pieces).await?
+        (upload_multipart(at, &object, &pieces).await?, "multipart")
     };
     drop(pieces);
     sync_local(at, rel).await?;
-    let how = if at.local_file(&object).is_some() {
-        "local, synced"
-    } else if total <= SINGLE_PUT_MAX {
-        "one PUT"
-    } else {
-        "multipart"
-    };
     log::debug!("wrote index file '{object}' ({bytes} bytes, {} sections, {how})", sections.len());
     Ok(FileRef { path: rel.to_string(), bytes, crc32 })
 }

@@ -142,9 +142,22 @@ pub fn cpu<T: Send + 'static>(
     })
 }
 
+/// A [`wait_for_future_with`] tick that calls `progress(phase, done, total)` with the units of
+/// work counted on `token` ([`CancelToken::advance`]); nothing without `progress`.
+pub fn counting_ticker(
+    progress: Option<Py<PyAny>>,
+    phase: &'static str,
+    total: usize,
+    token: CancelToken,
+) -> impl FnMut(Python<'_>) -> PyResult<()> + Send {
+    move |py| match &progress {
+        Some(cb) => cb.call1(py, (phase, token.done().min(total), total)).map(|_| ()),
+        None => Ok(()),
+    }
+}
+
 /// [`cpu`] that reports progress: every poll (100 ms) calls `progress(phase, done, total)`
-/// with the units of work `f` counted on its token ([`CancelToken::advance`]).
-/// `progress=None`: plain [`cpu`].
+/// with the units of work `f` counted on its token ([`counting_ticker`]).
 pub fn cpu_progress<T: Send + 'static>(
     py: Python<'_>,
     num_threads: Option<usize>,
@@ -153,13 +166,9 @@ pub fn cpu_progress<T: Send + 'static>(
     total: usize,
     f: impl FnOnce(CancelToken) -> Result<T> + Send + 'static,
 ) -> PyResult<T> {
-    let Some(cb) = progress else { return cpu(py, num_threads, f) };
     let cancel = CancelToken::new();
-    let (c, c2) = (cancel.clone(), cancel.clone());
-    let out = wait_for_future_with(py, async move { run_cpu(pool(num_threads)?, cancel, move || f(c)).await }, |py| {
-        cb.call1(py, (phase, c2.done().min(total), total)).map(|_| ())
-    })?;
-    Ok(out)
+    let (c, tick) = (cancel.clone(), counting_ticker(progress, phase, total, cancel.clone()));
+    wait_for_future_with(py, async move { run_cpu(pool(num_threads)?, cancel, move || f(c)).await }, tick)
 }
 
 /// Run a short synchronous core call, turning a panic into `InternalError`.

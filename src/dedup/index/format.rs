@@ -137,23 +137,12 @@ impl DedupParams {
 
     /// Checks of the values a manifest may hold (the reason when implausible).
     pub fn check(&self) -> std::result::Result<(), String> {
+        let semantic = self.method == "semantic";
         let method_ok = match self.method.as_str() {
             "minhash" => true,
             "exact" => self.num_perm == 4 && self.bands == 1 && self.rows == 4 && self.threshold == 1.0,
-            "semantic" => {
-                let ef_ok = self.ef.is_none_or(|e| (1..=100_000).contains(&e));
-                return if (1..=1000).contains(&self.num_perm)
-                    && self.bands == 0
-                    && self.rows == 0
-                    && self.threshold > 0.0
-                    && self.threshold <= 1.0
-                    && ef_ok
-                {
-                    Ok(())
-                } else {
-                    Err(format!("parameters out of range: {self:?}"))
-                };
-            }
+            // k neighbours per row in `num_perm`, no bands
+            "semantic" => self.num_perm <= 1000 && self.bands == 0 && self.rows == 0,
             _ => false,
         };
         let ok = method_ok
@@ -161,9 +150,9 @@ impl DedupParams {
             && (1..=64).contains(&self.ngram)
             && self.threshold > 0.0
             && self.threshold <= 1.0
-            && self.bands >= 1
-            && self.rows >= 1
-            && self.bands.checked_mul(self.rows).is_some_and(|x| x <= self.num_perm);
+            && (semantic || (self.bands >= 1 && self.rows >= 1))
+            && self.bands.checked_mul(self.rows).is_some_and(|x| x <= self.num_perm)
+            && self.ef.is_none_or(|e| (1..=100_000).contains(&e));
         if ok {
             Ok(())
         } else {

@@ -247,7 +247,7 @@ pub(crate) async fn sign_files(
     })
 }
 
-fn too_many() -> LakeError {
+pub(crate) fn too_many() -> LakeError {
     LakeError::Unsupported("a dedup index holds at most 4,294,967,294 rows".into())
 }
 

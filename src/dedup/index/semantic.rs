@@ -32,14 +32,13 @@ use rayon::prelude::*;
 
 use crate::dedup::index::commit::{commit_version, Target};
 use crate::dedup::index::format::{Clusters, DedupParams, DedupSegment, SegFile};
-use crate::dedup::index::ops::{best_match, liveness, new_rows_batch, DedupIndex, Update};
+use crate::dedup::index::ops::{best_match, liveness, new_rows_batch, too_many, DedupIndex, Update};
 use crate::dedup::minhash::UnionFind;
 use crate::error::{LakeError, Result};
 use crate::index::build::{Phase, Progress};
 use crate::index::handle::VectorIndex;
-use crate::index::knn_graph::{graph_sources, live_nodes};
+use crate::index::knn_graph::{graph_sources, live_nodes, node_knn};
 use crate::index::location::IndexAt;
-use crate::index::search::{search_sources, Mode};
 use crate::index::sources::SearchSource;
 use crate::runtime::{pool, run_cpu, CancelToken};
 use crate::vector::distance::Metric;
@@ -66,11 +65,9 @@ impl Space {
     /// Hits of global row `g`'s vector: its `kk` nearest other rows, as index rows with
     /// their similarity (live rows only).
     fn search(&self, g: u64, kk: usize) -> Vec<Nbr> {
-        let Some((si, i)) = self.node_of[g as usize] else { return vec![] };
-        let q = self.srcs[si].segment.seg().vector_cow(i as usize);
-        let ef = self.ef.max(kk + 1);
-        let hits = search_sources(&self.srcs, self.metric, &q, kk, ef, Mode::Graph(None, None), Some((si, i)));
-        hits.into_iter()
+        let Some(node) = self.node_of[g as usize] else { return vec![] };
+        node_knn(&self.srcs, self.metric, node, kk, self.ef)
+            .into_iter()
             .filter_map(|(d, sj, j)| {
                 let r = self.row_of[sj][j as usize];
                 (r != u32::MAX && self.live[r as usize]).then_some((r as u64, 1.0 - d as f64))
@@ -150,7 +147,7 @@ pub async fn semantic_update(
         rows.extend(list.iter().map(|x| x.0));
         new_nodes.extend(list.iter().map(|x| (x.1, x.2)));
         files.push(SegFile { path: e.path.clone(), size: e.size, tag: e.tag.clone() });
-        fstart.push(u32::try_from(rows.len()).map_err(|_| LakeError::Unsupported("too many rows".into()))?);
+        fstart.push(u32::try_from(rows.len()).map_err(|_| too_many())?);
     }
     let old_rows = now_live.len() as u64;
     let n_new = rows.len();
@@ -161,7 +158,7 @@ pub async fn semantic_update(
     }
     let total = old_rows + n_new as u64;
     if total >= u32::MAX as u64 {
-        return Err(LakeError::Unsupported("a dedup index holds at most 4,294,967,294 rows".into()));
+        return Err(too_many());
     }
     let seg = Arc::new(DedupSegment {
         valid: vec![true; n_new],

@@ -23,7 +23,7 @@ use crate::index::query::{prepare_queries, SearchParams, Stale};
 use crate::index::search::search_index;
 use crate::lake::pin::TablePin;
 use crate::lake::storage::{redact, StorageOptions};
-use crate::python::call::{wait_for_future, wait_for_future_with};
+use crate::python::call::{counting_ticker, wait_for_future, wait_for_future_with};
 use crate::python::lake::table::PyLakeTable;
 use crate::python::out::table as table_of;
 use crate::runtime::CancelToken;
@@ -243,12 +243,9 @@ impl PyVectorIndex {
         let total = rows.map_or(idx.state().live_rows(), |(a, b)| b.saturating_sub(a));
         let rows = rows.map(|(a, b)| a..b);
         let cancel = CancelToken::new();
-        let c2 = cancel.clone();
+        let tick = counting_ticker(progress, "search", total, cancel.clone());
         let fut = async move { knn_graph(&idx, k, ef, num_threads, rows, &cancel).await };
-        let batch = wait_for_future_with(py, fut, move |py| match &progress {
-            Some(cb) => cb.call1(py, ("search", c2.done().min(total), total)).map(|_| ()),
-            None => Ok(()),
-        })?;
+        let batch = wait_for_future_with(py, fut, tick)?;
         table_of(py, batch)
     }
 
