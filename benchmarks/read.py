@@ -13,6 +13,11 @@ Rows (--only picks some; data is generated once under --data-dir by benchmarks/_
   open10k      Table.open vs deltalake.DeltaTable() of a Delta table of 10,000 commits (one
                tiny file added each) with a checkpoint at the last one
 
+Below the table: lakevec's streaming scan of the vector file, and "polars as Arrow" (polars'
+read followed by `to_arrow()`) on the Debian and COVID rows: polars keeps strings as views
+into its buffers, while lakevec and pyarrow return contiguous `string` arrays; that line is
+polars' time when its result must be such an Arrow table.
+
 Each reader runs in its own subprocess, so its peak RSS (VmHWM) is its own; imports and
 connection setup are not timed; the best of --repeat runs is reported. Readers use --threads
 (lakevec num_threads, pyarrow set_cpu_count, POLARS_MAX_THREADS, duckdb SET threads).
@@ -138,6 +143,13 @@ def duckdb_delta() -> str | None:
     return err.strip().removeprefix("_duckdb.").removeprefix("IOException: ")[:160]
 
 
+def as_arrow(read: str) -> dict[str, Reader]:
+    """polars' read handed over as a pyarrow Table (`to_arrow()`: string columns become
+    contiguous `large_string`, as lakevec and pyarrow return `string`), reported below the
+    table: what polars costs when the result must be Arrow strings, not its string views."""
+    return {"polars as Arrow": Reader(f"t = {read}.to_arrow()")}
+
+
 def build_rows(args, only: list[str], duck_delta: bool) -> list[Row]:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -165,7 +177,7 @@ def build_rows(args, only: list[str], duck_delta: bool) -> list[Row]:
             args.rows,
             parquet_readers(),
         )
-        row.extra["lakevec scan"] = Reader(
+        row.extra["lakevec scan (streaming batches)"] = Reader(
             "t = 0\nfor b in lakevec.Table.open(PATH).scan(num_threads=THREADS): t += b.num_rows", rows="t"
         )
         rows.append(row)
@@ -174,12 +186,12 @@ def build_rows(args, only: list[str], duck_delta: bool) -> list[Row]:
         n10 = pq.ParquetFile(x10).metadata.num_rows
     if "debian10" in only:
         label = f"(1) Debian x10: {n10:,} rows, text, 1 Parquet file, {mb(x10)}"
-        rows.append(Row("debian10", label, x10, n10, parquet_readers()))
+        rows.append(Row("debian10", label, x10, n10, parquet_readers(), extra=as_arrow("pl.read_parquet(PATH)")))
     if only & {"delta", "delta-games"}:
         delta = need(data / "debian_x10.delta", gen.debian_delta, x10)
     if "delta" in only:
         label = f"(2) Debian x10 as Delta: {n10:,} rows, 4 files, {mb(delta)}"
-        rows.append(Row("delta", label, delta, n10, delta_readers(duck_delta)))
+        rows.append(Row("delta", label, delta, n10, delta_readers(duck_delta), extra=as_arrow("pl.read_delta(PATH)")))
     if "delta-games" in only:
         games = pc.sum(pc.equal(pq.read_table(x10, columns=["section"])["section"], "games")).as_py()
         label = f"(3) Delta, columns=[package], section = 'games' ({games:,} rows)"
@@ -192,7 +204,8 @@ def build_rows(args, only: list[str], duck_delta: bool) -> list[Row]:
             f"t = con.sql(\"SELECT * FROM read_parquet('{gen.COVID}/*.parquet')\").to_arrow_table()"
         )
         label = f"(4) COVID-19_NYT Delta: {n:,} rows, {len(files)} files, {mb(gen.COVID)}"
-        rows.append(Row("covid", label, gen.COVID, n, readers, notes={"duckdb": "†"}))
+        extra = as_arrow("pl.read_delta(PATH)")
+        rows.append(Row("covid", label, gen.COVID, n, readers, notes={"duckdb": "†"}, extra=extra))
     if "open10k" in only:
         log = data / "log10k.delta"
         if not log.exists():
@@ -308,7 +321,7 @@ def main() -> None:
         for name, r in results[row.name].items():
             if name in row.extra and "error" not in r:
                 mb = r["peak_rss_mb"]
-                print(f"{row.name}, {name} (streaming batches): {r['seconds']:.3f} s, peak RSS {mb:.0f} MB")
+                print(f"{row.name}, {name}: {secs(r['seconds'])} s, peak RSS {mb:.0f} MB")
     if "covid" in results:
         print("† duckdb reads the COVID table's Parquet files by glob, without its Delta log (a 'no log' reference).")
     if "open10k" in results:

@@ -196,6 +196,25 @@ def test_pickle_pins_the_version(five_versions):
     assert back.version == 1 and back.num_rows == 15
 
 
+def test_reads_reuse_the_opened_snapshot(five_versions, tmp_path):
+    """A Table replays the log once, at open: later reads (whole, filtered, SQL) use that
+    snapshot, so they neither see newer commits nor need the log any more."""
+    from deltalake import write_deltalake
+
+    t = lakevec.Table.open(five_versions, version=3)
+    first = t.to_arrow()
+    newer = pa.table({"id": pa.array([500], pa.int64()), "s": ["n"], "extra": [2.5]})
+    write_deltalake(five_versions, newer, mode="append")
+    log = Path(five_versions) / "_delta_log"
+    log.rename(tmp_path / "moved_log")
+    assert sorted(first["id"].to_pylist()) == [100, 101]
+    assert _rows(t.to_arrow()) == _rows(first)
+    assert t.to_arrow(["id"], "id > 100")["id"].to_pylist() == [101]
+    assert lakevec.sql("SELECT count(*) AS n FROM t", {"t": t})["n"].to_pylist() == [2]
+    with pytest.raises(E.LakevecError):
+        lakevec.Table.open(five_versions, format="delta")
+
+
 def test_filter_and_sql_on_delta(shared_data):
     path = shared_data / "tables" / "delta" / "COVID-19_NYT"
     t = lakevec.Table.open(str(path))

@@ -66,6 +66,11 @@ class Table:
     ``format="parquet"`` reads any table's data files as plain Parquet, ignoring its log.
     A pickled table carries the version it was opened at.
 
+    What a table keeps resident: the snapshot it opened (Delta: the log replayed once, at
+    open; later reads use it and never replay the log again, so they do not see newer
+    commits until the table is opened again) and the Parquet footers and page indexes its
+    reads decoded (an LRU cache of at most 32 MiB per table, so repeated reads skip them).
+
     Every row has an address (``_file``, ``_row``): its data file's ``path`` as listed by
     :meth:`files` and its 0-based position in that file (the position deletion vectors and
     position deletes use). ``to_arrow(with_row_address=True)`` adds those columns and

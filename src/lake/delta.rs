@@ -15,6 +15,7 @@ use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::TableProvider;
 use deltalake::errors::DeltaTableError;
+use deltalake::kernel::DeletionVectorDescriptor;
 use deltalake::logstore::{
     default_logstore, logstore_factories, LogStore, LogStoreFactory, ObjectStoreRef, StorageConfig,
 };
@@ -30,7 +31,7 @@ use crate::error::{LakeError, Result};
 use crate::lake::datafiles::{DataFileEntry, Deleted};
 use crate::lake::deletion_vector::{deleted_rows, DvSource};
 use crate::lake::pin::TablePin;
-use crate::lake::session::new_session;
+use crate::lake::session::provider_state;
 use crate::lake::storage::{
     parse_object_uri, percent_decode, store_for, without_credentials, Location, StorageOptions,
 };
@@ -45,6 +46,9 @@ pub struct DeltaSource {
     /// Rows deleted by each data file's deletion vector (by log path), read and checked at
     /// open so that no scan sizes anything by an unchecked vector.
     deleted: HashMap<String, Deleted>,
+    /// Live rows from the log (records minus deletion-vector cardinalities), `None` when a
+    /// file has no record count.
+    rows_from_log: Option<u64>,
 }
 
 struct PlainLogStore;
@@ -187,22 +191,60 @@ async fn footer_rows(store: Arc<dyn ObjectStore>, object: Path, size: u64, file:
     Ok(md.file_metadata().num_rows().max(0) as u64)
 }
 
+/// A data file with a deletion vector: log path, descriptor, file size in bytes.
+type DvFile = (String, DeletionVectorDescriptor, i64);
+
+/// What one pass over the log's files gathers at open: files with a deletion vector (log
+/// path, descriptor, size) and the live row count.
+struct LogScan {
+    with_dv: Vec<DvFile>,
+    rows: Option<u64>,
+}
+
+/// One pass over the loaded files: absolute data paths outside the table's store are refused
+/// (before delta-rs plans a scan), files with deletion vectors are listed, live rows counted.
+/// ~0.2 us a file (delta-rs builds a view per file; the three passes this replaces took 1 us).
+fn scan_log(
+    table: &DeltaTable,
+    loc: &Location,
+    store: &Arc<dyn ObjectStore>,
+    options: &StorageOptions,
+) -> Result<LogScan> {
+    let display = loc.display.as_str();
+    let state = table.snapshot().map_err(|e| map_delta_error(e, display))?;
+    let mut out = LogScan { with_dv: Vec::new(), rows: Some(0) };
+    let mut rows: i64 = 0;
+    for f in state.log_data() {
+        let dv = f.deletion_vector_descriptor();
+        let path = f.path();
+        if path.contains("://") {
+            data_object(&path, loc, store, options, display)?;
+        }
+        match f.num_records() {
+            Some(r) if out.rows.is_some() => rows += r as i64 - dv.as_ref().map(|d| d.cardinality).unwrap_or(0),
+            _ => out.rows = None,
+        }
+        if let Some(dv) = dv {
+            out.with_dv.push((path.into_owned(), dv, f.size()));
+        }
+    }
+    out.rows = out.rows.map(|_| rows.max(0) as u64);
+    Ok(out)
+}
+
 /// The deleted positions of every data file that has a deletion vector, by log path, each
 /// checked against its file's footer row count (`deletion_vector.rs`). Keeps the
 /// positions of all deleted rows resident (8 bytes each).
 async fn deletion_vectors(
-    table: &DeltaTable,
+    with_dv: Vec<DvFile>,
     loc: &Location,
     store: &Arc<dyn ObjectStore>,
     options: &StorageOptions,
 ) -> Result<HashMap<String, Deleted>> {
     use futures::{StreamExt, TryStreamExt};
     let display = loc.display.as_str();
-    let state = table.snapshot().map_err(|e| map_delta_error(e, display))?;
-    let jobs: Vec<_> = state
-        .log_data()
+    let jobs: Vec<_> = with_dv
         .into_iter()
-        .filter_map(|f| Some((f.path().to_string(), f.deletion_vector_descriptor()?, f.size())))
         .map(|(rel, dv, size)| async move {
             let (fstore, object) = data_object(&rel, loc, store, options, display)?;
             let file = format!("{display}/{rel}");
@@ -248,26 +290,28 @@ impl DeltaSource {
                 });
             }
         };
-        // Data files named outside the table's store are refused before delta-rs plans a scan.
-        if let Ok(snap) = table.snapshot() {
-            for f in snap.log_data() {
-                data_object(&f.path(), loc, &store_for_log, options, display)?;
-            }
-        }
+        // Every table gets the per-file pass, whatever its protocol says: delta-rs applies a
+        // file's deletion vector even when the deletionVectors feature is not declared.
+        let log = scan_log(&table, loc, &store_for_log, options)?;
         let provider: Arc<dyn TableProvider> = if crate::lake::delta_kernel::needs_kernel_scan(&table) {
             crate::lake::delta_kernel::kernel_provider(&table, display).await?
         } else {
-            let state = new_session(1, None)?.state();
             let scan = table
                 .table_provider()
-                .with_session(Arc::new(state))
+                .with_session(provider_state()?)
                 .build()
                 .await
                 .map_err(|e| unsupported_or(LakeError::from(e), display))?;
             Arc::new(scan)
         };
-        let deleted = deletion_vectors(&table, loc, &store_for_log, options).await?;
-        Ok(DeltaSource { table, provider, deleted })
+        let deleted = deletion_vectors(log.with_dv, loc, &store_for_log, options).await?;
+        Ok(DeltaSource { table, provider, deleted, rows_from_log: log.rows })
+    }
+
+    /// Whether some data file has a deletion vector (its scan must keep files whole, see
+    /// `session::keep_files_whole`).
+    pub fn has_deletion_vectors(&self) -> bool {
+        !self.deleted.is_empty()
     }
 
     /// The loaded version.
@@ -352,15 +396,9 @@ impl DeltaSource {
     }
 
     /// Live rows from the log, when every file has a record count: records minus the
-    /// cardinality of each file's deletion vector.
-    pub fn num_rows_from_log(&self) -> Result<Option<u64>> {
-        let state = self.table.snapshot().map_err(|e| map_delta_error(e, "table"))?;
-        let mut n: i64 = 0;
-        for f in state.log_data() {
-            let Some(r) = f.num_records() else { return Ok(None) };
-            n += r as i64 - f.deletion_vector_descriptor().map(|d| d.cardinality).unwrap_or(0);
-        }
-        Ok(Some(n.max(0) as u64))
+    /// cardinality of each file's deletion vector (counted at open).
+    pub fn num_rows_from_log(&self) -> Option<u64> {
+        self.rows_from_log
     }
 
     /// The commit history, newest first: `version`, `timestamp` (ms since the epoch),

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::datasource::TableProvider;
+use datafusion::execution::cache::cache_manager::FileMetadataCache;
+use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt};
 
@@ -68,10 +70,27 @@ pub struct LakeTable {
     pub source: Source,
     num_rows: u64,
     entries: Arc<tokio::sync::OnceCell<Arc<Vec<DataFileEntry>>>>,
+    /// Parquet footers and page indexes decoded by earlier reads of this table.
+    footers: FooterCache,
+}
+
+/// A table's footer cache (`session::new_footer_cache`), shared by its clones.
+#[derive(Clone)]
+struct FooterCache(Arc<dyn FileMetadataCache>);
+
+impl std::fmt::Debug for FooterCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FooterCache({} entries)", self.0.len())
+    }
 }
 
 async fn has_child(store: &Arc<dyn ObjectStore>, loc: &Location, child: &str) -> Result<bool> {
     let p = loc.path.clone().join(child);
+    if loc.is_local() {
+        // A local folder is one stat away; listing it would read (and stat) every entry.
+        let dir = format!("/{}", crate::lake::storage::percent_decode(p.as_ref()));
+        return Ok(std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(false));
+    }
     let mut s = store.list(Some(&p));
     match s.next().await {
         Some(Ok(_)) => Ok(true),
@@ -182,7 +201,7 @@ impl LakeTable {
             }
             Format::Delta => {
                 let d = DeltaSource::open(&location, store.clone(), &options, &pin).await?;
-                let n = match d.num_rows_from_log()? {
+                let n = match d.num_rows_from_log() {
                     Some(n) => n,
                     None => count_rows(d.provider.clone(), &location, store.clone()).await?,
                 };
@@ -212,6 +231,7 @@ impl LakeTable {
             source,
             num_rows,
             entries: Default::default(),
+            footers: FooterCache(crate::lake::session::new_footer_cache()),
         })
     }
 
@@ -287,9 +307,27 @@ impl LakeTable {
         }
     }
 
-    /// Register this table's store in a DataFusion session.
-    pub fn register_store(&self, ctx: &datafusion::prelude::SessionContext) {
-        crate::lake::session::register_store(ctx, &self.location.store_url, self.store.clone());
+    /// Files whose Parquet footer this table's reads have cached.
+    pub fn cached_footers(&self) -> usize {
+        self.footers.0.len()
+    }
+
+    /// A DataFusion session to read `tables`: their stores registered, whole files per
+    /// partition when a Delta table has deletion vectors, and, over one table, that table's
+    /// footer cache (a read does not decode the footers and page indexes again).
+    pub fn session(tables: &[&LakeTable], num_threads: usize, batch_size: Option<usize>) -> Result<SessionContext> {
+        let footers = match tables {
+            [t] => Some(t.footers.0.clone()),
+            _ => None,
+        };
+        let ctx = crate::lake::session::new_session_with(num_threads, batch_size, footers)?;
+        for t in tables {
+            crate::lake::session::register_store(&ctx, &t.location.store_url, t.store.clone());
+            if matches!(&t.source, Source::Delta(d) if d.has_deletion_vectors()) {
+                crate::lake::session::keep_files_whole(&ctx);
+            }
+        }
+        Ok(ctx)
     }
 
     /// Average decoded bytes per row of `columns` (default: all), from Parquet footers; a

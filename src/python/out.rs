@@ -64,18 +64,39 @@ fn pyarrow_schema<'py>(py: Python<'py>, pa: &Bound<'py, PyAny>, schema: &SchemaR
 /// call, against ~20 us to import the batch as a C stream, schema included (which a
 /// single-vector search paid on every call).
 pub fn table(py: Python<'_>, batch: RecordBatch) -> PyResult<Bound<'_, PyAny>> {
+    let schema = batch.schema();
+    tables(py, vec![batch], &schema)
+}
+
+/// Batches of `schema` as one `pyarrow.Table`, each imported as in [`table`]. Not
+/// `pyarrow.table(stream)`: that first asks whether its argument is a pandas DataFrame,
+/// importing pandas (~150 ms) on a process's first read.
+pub fn tables<'py>(py: Python<'py>, batches: Vec<RecordBatch>, schema: &SchemaRef) -> PyResult<Bound<'py, PyAny>> {
     let pa = pyarrow(py)?;
-    let schema = pyarrow_schema(py, &pa, batch.schema_ref())?;
-    let data = StructArray::from(batch).into_data();
-    let ptr = Box::into_raw(Box::new(FFI_ArrowArray::new(&data)));
-    let rb =
-        pa.getattr(intern!(py, "RecordBatch"))?.call_method1(intern!(py, "_import_from_c"), (ptr as usize, schema));
-    // SAFETY: `ptr` came from `Box::into_raw` above and is taken back once. pyarrow's import
-    // moves the array out of it and marks it released (its `release` callback null), so the
-    // drop below frees only the box; if the import failed before moving it, the drop releases
-    // the exported array (FFI_ArrowArray's Drop calls `release` only when it is set).
-    drop(unsafe { Box::from_raw(ptr) });
-    pa.getattr(intern!(py, "Table"))?.call_method1(intern!(py, "from_batches"), (vec![rb?],))
+    let pa_schema = pyarrow_schema(py, &pa, schema)?;
+    let import = pa.getattr(intern!(py, "RecordBatch"))?.getattr(intern!(py, "_import_from_c"))?;
+    let mut out = Vec::with_capacity(batches.len());
+    // The import reads the buffers as `schema` says: a batch of other types is refused.
+    let same_types = |s: &arrow::datatypes::Schema| {
+        s.fields().len() == schema.fields().len()
+            && s.fields().iter().zip(schema.fields()).all(|(a, b)| a.data_type() == b.data_type())
+    };
+    for batch in batches {
+        if !same_types(batch.schema_ref()) {
+            let msg = format!("result batch schema {:?} differs from {:?}", batch.schema(), schema);
+            return Err(crate::error::LakeError::Internal(msg).into());
+        }
+        let data = StructArray::from(batch).into_data();
+        let ptr = Box::into_raw(Box::new(FFI_ArrowArray::new(&data)));
+        let rb = import.call1((ptr as usize, &pa_schema));
+        // SAFETY: `ptr` came from `Box::into_raw` above and is taken back once. pyarrow's import
+        // moves the array out of it and marks it released (its `release` callback null), so the
+        // drop below frees only the box; if the import failed before moving it, the drop
+        // releases the exported array (FFI_ArrowArray's Drop calls `release` only when it is set).
+        drop(unsafe { Box::from_raw(ptr) });
+        out.push(rb?);
+    }
+    pa.getattr(intern!(py, "Table"))?.call_method1(intern!(py, "from_batches"), (out, pa_schema))
 }
 
 /// An array as a `pyarrow.Array` (through the Arrow PyCapsule interface).

@@ -20,7 +20,6 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::error::{LakeError, Result};
-use crate::lake::session::new_session;
 use crate::lake::table::LakeTable;
 use crate::read::columns::{batch_size_for, check_projection, parse_filter};
 use crate::runtime::{resolve_threads, runtime};
@@ -56,8 +55,7 @@ pub async fn plan(
         return Err(LakeError::InvalidArgument("batch_size must be positive".into()));
     }
     let batch_size = opts.batch_size.unwrap_or_else(|| batch_size_for(table.row_bytes(opts.columns.as_deref())));
-    let ctx = new_session(threads * partitions_per_thread.max(1), Some(batch_size))?;
-    table.register_store(&ctx);
+    let ctx = LakeTable::session(&[table], threads * partitions_per_thread.max(1), Some(batch_size))?;
     let mut df = ctx.read_table(table.provider())?;
     if let Some(cols) = &opts.columns {
         check_projection(&table.schema(), cols, &format!("table '{}'", table.uri))?;
@@ -281,9 +279,8 @@ pub async fn sql(
     num_threads: Option<usize>,
 ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     let threads = resolve_threads(num_threads)?;
-    let ctx = new_session(threads, None)?;
+    let ctx = LakeTable::session(&tables.iter().map(|(_, t)| t).collect::<Vec<_>>(), threads, None)?;
     for (name, t) in tables {
-        t.register_store(&ctx);
         ctx.register_table(name.as_str(), t.provider())
             .map_err(|e| LakeError::InvalidArgument(format!("cannot register table '{name}': {e}")))?;
     }
@@ -361,6 +358,7 @@ mod tests {
         let opts = ScanOptions { num_threads: Some(3), batch_size: Some(700), ..Default::default() };
         let (_, batches) = rt.block_on(collect(&t, &opts)).unwrap();
         assert_eq!(ids(&batches), (0..15000).collect::<Vec<_>>());
+        assert_eq!(t.cached_footers(), 3, "the read left its 3 footers in the table's cache");
         let reader = rt.block_on(OrderedReader::start(&t, &opts)).unwrap();
         let streamed: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
         assert!(streamed.iter().all(|b| b.num_rows() <= 700));

@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3_arrow::PyTable;
 
 use crate::error::LakeError;
-use crate::lake::session::new_session;
+use crate::lake::table::LakeTable;
 use crate::python::call::wait_for_future;
 use crate::python::lake::table::PyLakeTable;
 use crate::read::scan::collect_df;
@@ -23,8 +23,7 @@ pub fn sql<'py>(
     arrow_tables: Vec<(String, PyTable)>,
     num_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let lake: Vec<(String, crate::lake::table::LakeTable)> =
-        tables.into_iter().map(|(n, t)| (n, t.inner.as_ref().clone())).collect();
+    let lake: Vec<(String, LakeTable)> = tables.into_iter().map(|(n, t)| (n, t.inner.as_ref().clone())).collect();
     let mem: Vec<(String, Arc<MemTable>)> = arrow_tables
         .into_iter()
         .map(|(n, t)| {
@@ -39,9 +38,8 @@ pub fn sql<'py>(
             return crate::read::scan::sql(&query, &lake, num_threads).await;
         }
         let threads = crate::runtime::resolve_threads(num_threads)?;
-        let ctx = new_session(threads, None)?;
+        let ctx = LakeTable::session(&lake.iter().map(|(_, t)| t).collect::<Vec<_>>(), threads, None)?;
         for (name, t) in &lake {
-            t.register_store(&ctx);
             ctx.register_table(name.as_str(), t.provider())?;
         }
         for (name, m) in mem {
@@ -50,5 +48,5 @@ pub fn sql<'py>(
         let df = ctx.sql(&query).await.map_err(|e| LakeError::Sql(format!("SQL error in query: {e}")))?;
         collect_df(&ctx, df).await
     })?;
-    PyTable::try_new(batches, schema)?.into_pyarrow(py)
+    crate::python::out::tables(py, batches, &schema)
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::types::PyCapsule;
-use pyo3_arrow::{PyRecordBatchReader, PySchema, PyTable};
+use pyo3_arrow::{PyRecordBatchReader, PySchema};
 
 use crate::lake::pin::TablePin;
 use crate::lake::storage::StorageOptions;
@@ -75,8 +75,7 @@ impl PyLakeTable {
     fn history<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let t = self.inner.clone();
         let batch = wait_for_future(py, async move { t.history().await })?;
-        let schema = batch.schema();
-        PyTable::try_new(vec![batch], schema)?.into_pyarrow(py)
+        crate::python::out::table(py, batch)
     }
 
     /// Storage options without credentials (what a pickle may carry).
@@ -93,8 +92,7 @@ impl PyLakeTable {
     fn files<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let t = self.inner.clone();
         let batch = wait_for_future(py, async move { t.files().await })?;
-        let schema = batch.schema();
-        PyTable::try_new(vec![batch], schema)?.into_pyarrow(py)
+        crate::python::out::table(py, batch)
     }
 
     /// Read into a `pyarrow.Table` (GIL released, interruptible).
@@ -113,7 +111,7 @@ impl PyLakeTable {
         let t = self.inner.clone();
         let opts = scan_options(columns, filter, batch_size, num_threads, limit, with_row_address);
         let (schema, batches) = wait_for_future(py, async move { collect(&t, &opts).await })?;
-        PyTable::try_new(batches, schema)?.into_pyarrow(py)
+        crate::python::out::tables(py, batches, &schema)
     }
 
     /// Start a streaming read; returns a `pyarrow.RecordBatchReader`.
@@ -167,7 +165,7 @@ impl PyLakeTable {
             let threads = crate::runtime::resolve_threads(num_threads)?;
             read_parts(&t, &parts, columns.as_deref(), filter.as_deref(), batch_size, threads * 2).await
         })?;
-        PyTable::try_new(batches, schema)?.into_pyarrow(py)
+        crate::python::out::tables(py, batches, &schema)
     }
 
     /// Rows at (`files[i]`, `rows[i]`) as a `pyarrow.Table`, in input order.
@@ -181,11 +179,11 @@ impl PyLakeTable {
         num_threads: Option<usize>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let t = self.inner.clone();
-        let (schema, batch) = wait_for_future(py, async move {
+        let (_schema, batch) = wait_for_future(py, async move {
             let threads = crate::runtime::resolve_threads(num_threads)?;
             crate::read::rowaddr::take(&t, &files, &rows, columns.as_deref(), threads * 2).await
         })?;
-        PyTable::try_new(vec![batch], schema)?.into_pyarrow(py)
+        crate::python::out::table(py, batch)
     }
 
     /// The same table (same storage options, credentials included) at another version.
@@ -201,8 +199,7 @@ impl PyLakeTable {
     fn changes_since<'py>(&self, py: Python<'py>, other: &PyLakeTable) -> PyResult<Bound<'py, PyAny>> {
         let (new, old) = (self.inner.clone(), other.inner.clone());
         let batch = wait_for_future(py, async move { crate::lake::changes::changes(&old, &new).await })?;
-        let schema = batch.schema();
-        PyTable::try_new(vec![batch], schema)?.into_pyarrow(py)
+        crate::python::out::table(py, batch)
     }
 
     fn __repr__(&self) -> String {
