@@ -101,7 +101,7 @@ async fn rerank_group(
     if files.is_empty() {
         return Ok(());
     }
-    let (_, batch) = take(table, &files, &rows, Some(&[column.to_string()]), concurrency).await?;
+    let batch = take(table, &files, &rows, Some(&[column.to_string()]), concurrency).await?;
     let array = batch
         .column_by_name(column)
         .ok_or_else(|| LakeError::Internal(format!("the rows read back from the lake lack column '{column}'")))?;

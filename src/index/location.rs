@@ -68,9 +68,7 @@ impl IndexAt {
 
     /// The local file of index object `object` (`None` for remote stores).
     pub fn local_file(&self, object: &Path) -> Option<std::path::PathBuf> {
-        // Object paths are percent-encoded (non-ASCII and `%#~|^{}<>"`); the file is not.
-        let decoded = crate::lake::storage::percent_decode(object.as_ref());
-        self.loc.is_local().then(|| std::path::PathBuf::from(format!("/{decoded}")))
+        self.loc.local_path(object)
     }
 }
 

@@ -90,7 +90,7 @@ pub(crate) async fn assemble(
         if !wanted.is_empty() {
             let concurrency = resolve_threads(threads)? * 2;
             let file_strings: Vec<String> = file_array.iter().map(|s| s.unwrap_or_default().to_string()).collect();
-            let (_, fetched) = take(table, &file_strings, row_array.values(), Some(&wanted), concurrency).await?;
+            let fetched = take(table, &file_strings, row_array.values(), Some(&wanted), concurrency).await?;
             for c in &wanted {
                 let i = fetched.schema().index_of(c)?;
                 fields.push(fetched.schema().field(i).clone());

@@ -203,7 +203,7 @@ struct LogScan {
 
 /// One pass over the loaded files: absolute data paths outside the table's store are refused
 /// (before delta-rs plans a scan), files with deletion vectors are listed, live rows counted.
-/// ~0.2 us a file (delta-rs builds a view per file; the three passes this replaces took 1 us).
+/// ~0.2 us a file (delta-rs builds a view, a batch clone, per file).
 fn scan_log(
     table: &DeltaTable,
     loc: &Location,
@@ -212,24 +212,21 @@ fn scan_log(
 ) -> Result<LogScan> {
     let display = loc.display.as_str();
     let state = table.snapshot().map_err(|e| map_delta_error(e, display))?;
-    let mut out = LogScan { with_dv: Vec::new(), rows: Some(0) };
-    let mut rows: i64 = 0;
+    let mut with_dv = Vec::new();
+    let mut rows: Option<i64> = Some(0);
     for f in state.log_data() {
         let dv = f.deletion_vector_descriptor();
         let path = f.path();
         if path.contains("://") {
             data_object(&path, loc, store, options, display)?;
         }
-        match f.num_records() {
-            Some(r) if out.rows.is_some() => rows += r as i64 - dv.as_ref().map(|d| d.cardinality).unwrap_or(0),
-            _ => out.rows = None,
-        }
+        let deleted = dv.as_ref().map_or(0, |d| d.cardinality);
+        rows = rows.zip(f.num_records()).map(|(n, r)| n + r as i64 - deleted);
         if let Some(dv) = dv {
-            out.with_dv.push((path.into_owned(), dv, f.size()));
+            with_dv.push((path.into_owned(), dv, f.size()));
         }
     }
-    out.rows = out.rows.map(|_| rows.max(0) as u64);
-    Ok(out)
+    Ok(LogScan { with_dv, rows: rows.map(|n| n.max(0) as u64) })
 }
 
 /// The deleted positions of every data file that has a deletion vector, by log path, each

@@ -219,6 +219,11 @@ impl Location {
     pub fn is_local(&self) -> bool {
         self.scheme() == "file"
     }
+    /// The local file or folder of `object` in this location's store (`None` for remote
+    /// stores). Object paths are percent-encoded (non-ASCII and `%#~|^{}<>"`); the file is not.
+    pub fn local_path(&self, object: &Path) -> Option<std::path::PathBuf> {
+        self.is_local().then(|| std::path::PathBuf::from(format!("/{}", percent_decode(object.as_ref()))))
+    }
 }
 
 fn has_glob(s: &str) -> bool {

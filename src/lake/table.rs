@@ -86,9 +86,8 @@ impl std::fmt::Debug for FooterCache {
 
 async fn has_child(store: &Arc<dyn ObjectStore>, loc: &Location, child: &str) -> Result<bool> {
     let p = loc.path.clone().join(child);
-    if loc.is_local() {
+    if let Some(dir) = loc.local_path(&p) {
         // A local folder is one stat away; listing it would read (and stat) every entry.
-        let dir = format!("/{}", crate::lake::storage::percent_decode(p.as_ref()));
         return Ok(std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(false));
     }
     let mut s = store.list(Some(&p));

@@ -5,8 +5,9 @@
 //! Quiet by default: records below WARNING are dropped in Rust before they cost a call into
 //! Python. `LAKEVEC_LOG=debug` (or `trace`, `info`, `warn`, `error`, `off`) sets the level read
 //! at import, parsed here only: the module exports the matching Python level as `_LOG_LEVEL`,
-//! which `lakevec/__init__.py` gives the `lakevec` logger (with a stderr handler if it has none). Records from worker threads take the GIL to be emitted, which is
-//! safe because every long call releases it (`python::call`).
+//! which `lakevec/__init__.py` gives the `lakevec` logger (with a stderr handler if it has
+//! none). Records from worker threads take the GIL to be emitted, which is safe because every
+//! long call releases it (`python::call`).
 
 use pyo3::prelude::*;
 

@@ -361,7 +361,7 @@ pub async fn take(
     rows: &[i64],
     columns: Option<&[String]>,
     concurrency: usize,
-) -> Result<(SchemaRef, RecordBatch)> {
+) -> Result<RecordBatch> {
     if files.len() != rows.len() {
         return Err(LakeError::InvalidArgument(format!(
             "take: {} files but {} rows; pass one (_file, _row) pair per row",
@@ -449,14 +449,14 @@ pub async fn take(
         );
     }
     if picks.is_empty() {
-        return Ok((schema.clone(), RecordBatch::new_empty(schema)));
+        return Ok(RecordBatch::new_empty(schema));
     }
     let mut out_cols = Vec::with_capacity(schema.fields().len());
     for c in 0..schema.fields().len() {
         let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
         out_cols.push(arrow::compute::interleave(&arrays, &picks)?);
     }
-    Ok((schema.clone(), RecordBatch::try_new(schema, out_cols)?))
+    Ok(RecordBatch::try_new(schema, out_cols)?)
 }
 
 #[cfg(test)]

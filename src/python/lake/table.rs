@@ -179,7 +179,7 @@ impl PyLakeTable {
         num_threads: Option<usize>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let t = self.inner.clone();
-        let (_schema, batch) = wait_for_future(py, async move {
+        let batch = wait_for_future(py, async move {
             let threads = crate::runtime::resolve_threads(num_threads)?;
             crate::read::rowaddr::take(&t, &files, &rows, columns.as_deref(), threads * 2).await
         })?;
