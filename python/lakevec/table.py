@@ -66,10 +66,17 @@ class Table:
     ``format="parquet"`` reads any table's data files as plain Parquet, ignoring its log.
     A pickled table carries the version it was opened at.
 
+    Opening a Delta table replays its log and nothing more. The checks of its data files
+    (every path in the table's store, every deletion vector read and checked against its
+    file's footer) and the live row count run once, on the first call that needs them: a
+    read, a scan, :meth:`files`, :attr:`num_rows`, SQL or an index build. A bad file fails
+    that call, with its name in the error.
+
     What a table keeps resident: the snapshot it opened (Delta: the log replayed once, at
     open; later reads use it and never replay the log again, so they do not see newer
-    commits until the table is opened again) and the Parquet footers and page indexes its
-    reads decoded (an LRU cache of at most 32 MiB per table, so repeated reads skip them).
+    commits until the table is opened again), a Delta table's deleted row positions once
+    checked (8 bytes a row), and the Parquet footers and page indexes its reads decoded (an
+    LRU cache of at most 32 MiB per table, so repeated reads skip them).
 
     Every row has an address (``_file``, ``_row``): its data file's ``path`` as listed by
     :meth:`files` and its 0-based position in that file (the position deletion vectors and
@@ -163,7 +170,8 @@ class Table:
     @property
     def num_rows(self) -> int:
         """Live rows in the table, from metadata (Parquet footers; the Delta log's record
-        counts minus deletion-vector cardinalities); no data is read."""
+        counts minus deletion-vector cardinalities, counted on first access with the data
+        file checks, or by a scan when a file has no count)."""
         return self._inner.num_rows
 
     @property

@@ -250,7 +250,7 @@ impl VectorIndex {
     ) -> Result<Self> {
         let mut dim = check_buildable(table, &spec)?;
         let entries = table.entries().await?;
-        progress.total.store(table.num_rows() as usize, Ordering::Relaxed);
+        progress.total.store(table.num_rows().await? as usize, Ordering::Relaxed);
         let all: Vec<usize> = (0..entries.len()).collect();
         let mut groups = budget.plan(&entries, &all, dim, &spec.kind).into_iter();
         let mut refs = Vec::new();

@@ -42,13 +42,29 @@ pub struct DeltaSource {
     pub table: DeltaTable,
     /// delta-rs's `DeltaScan`, or for tables it refuses but its kernel reads
     /// (`v2Checkpoint`), the kernel's scan (`delta_kernel.rs`).
+    /// Scans must go through `LakeTable::provider`, which runs the checks first.
     pub provider: Arc<dyn TableProvider>,
-    /// Rows deleted by each data file's deletion vector (by log path), read and checked at
-    /// open so that no scan sizes anything by an unchecked vector.
+    /// The per-file checks, run once by the first call that needs them (`checked`).
+    checked: tokio::sync::OnceCell<Checked>,
+}
+
+/// What the per-file pass over the log found, every deletion vector read and checked.
+#[derive(Debug)]
+pub struct Checked {
+    /// Rows deleted by each data file's deletion vector (by log path), checked against the
+    /// file's footer so that no scan sizes anything by an unchecked vector.
     deleted: HashMap<String, Deleted>,
     /// Live rows from the log (records minus deletion-vector cardinalities), `None` when a
     /// file has no record count.
-    rows_from_log: Option<u64>,
+    pub rows_from_log: Option<u64>,
+}
+
+impl Checked {
+    /// Whether some data file has a deletion vector (its scan must keep files whole, see
+    /// `session::keep_files_whole`).
+    pub fn has_deletion_vectors(&self) -> bool {
+        !self.deleted.is_empty()
+    }
 }
 
 struct PlainLogStore;
@@ -255,13 +271,10 @@ async fn deletion_vectors(
 }
 
 impl DeltaSource {
-    /// Open the Delta table at `loc` (store root `store`), pinned by `pin`.
-    pub async fn open(
-        loc: &Location,
-        store: Arc<dyn ObjectStore>,
-        options: &StorageOptions,
-        pin: &TablePin,
-    ) -> Result<Self> {
+    /// Open the Delta table at `loc` (store root `store`), pinned by `pin`: the log replayed
+    /// (delta-rs) and the scan built. Nothing is read per data file: the checks run later,
+    /// once, through [`DeltaSource::checked`].
+    pub async fn open(loc: &Location, store: Arc<dyn ObjectStore>, pin: &TablePin) -> Result<Self> {
         register_log_stores();
         let url = delta_root_url(loc)?;
         let display = loc.display.as_str();
@@ -287,9 +300,6 @@ impl DeltaSource {
                 });
             }
         };
-        // Every table gets the per-file pass, whatever its protocol says: delta-rs applies a
-        // file's deletion vector even when the deletionVectors feature is not declared.
-        let log = scan_log(&table, loc, &store_for_log, options)?;
         let provider: Arc<dyn TableProvider> = if crate::lake::delta_kernel::needs_kernel_scan(&table) {
             crate::lake::delta_kernel::kernel_provider(&table, display).await?
         } else {
@@ -301,14 +311,30 @@ impl DeltaSource {
                 .map_err(|e| unsupported_or(LakeError::from(e), display))?;
             Arc::new(scan)
         };
-        let deleted = deletion_vectors(log.with_dv, loc, &store_for_log, options).await?;
-        Ok(DeltaSource { table, provider, deleted, rows_from_log: log.rows })
+        Ok(DeltaSource { table, provider, checked: tokio::sync::OnceCell::new() })
     }
 
-    /// Whether some data file has a deletion vector (its scan must keep files whole, see
-    /// `session::keep_files_whole`).
-    pub fn has_deletion_vectors(&self) -> bool {
-        !self.deleted.is_empty()
+    /// The per-file checks, run on the first call and kept: every data path named absolutely
+    /// lies in the table's store, every deletion vector is read and checked against its
+    /// file's footer, live rows are counted from the log. Every table gets them, whatever
+    /// its protocol says: delta-rs applies a file's deletion vector even when the
+    /// deletionVectors feature is not declared. Keeps the deleted positions resident.
+    ///
+    /// Errors: `PermissionDenied` (a data file outside the store), `CorruptFile` (a vector
+    /// that does not fit its file, or counts that disagree with the log).
+    pub async fn checked(
+        &self,
+        loc: &Location,
+        store: &Arc<dyn ObjectStore>,
+        options: &StorageOptions,
+    ) -> Result<&Checked> {
+        self.checked
+            .get_or_try_init(|| async {
+                let log = scan_log(&self.table, loc, store, options)?;
+                let deleted = deletion_vectors(log.with_dv, loc, store, options).await?;
+                Ok(Checked { deleted, rows_from_log: log.rows })
+            })
+            .await
     }
 
     /// The loaded version.
@@ -324,6 +350,7 @@ impl DeltaSource {
         options: &StorageOptions,
     ) -> Result<Vec<DataFileEntry>> {
         let display = loc.display.as_str();
+        let checked = self.checked(loc, store, options).await?;
         let state = self.table.snapshot().map_err(|e| map_delta_error(e, display))?;
         let root = self.table.table_url().clone();
         let files: Vec<_> = state.log_data().into_iter().collect();
@@ -353,7 +380,7 @@ impl DeltaSource {
                 })
                 .collect();
             let deleted = match f.deletion_vector_descriptor() {
-                Some(_) => self.deleted.get(&rel).cloned().ok_or_else(|| {
+                Some(_) => checked.deleted.get(&rel).cloned().ok_or_else(|| {
                     LakeError::Internal(format!("no deletion vector read for '{url}' of '{display}'"))
                 })?,
                 None => Deleted::None,
@@ -390,12 +417,6 @@ impl DeltaSource {
 
     pub fn num_files(&self) -> usize {
         self.table.snapshot().map(|s| s.log_data().num_files()).unwrap_or(0)
-    }
-
-    /// Live rows from the log, when every file has a record count: records minus the
-    /// cardinality of each file's deletion vector (counted at open).
-    pub fn num_rows_from_log(&self) -> Option<u64> {
-        self.rows_from_log
     }
 
     /// The commit history, newest first: `version`, `timestamp` (ms since the epoch),

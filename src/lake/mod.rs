@@ -10,6 +10,7 @@ pub mod delta_kernel;
 pub mod iceberg;
 pub mod iceberg_io;
 pub mod listing;
+pub mod local_store;
 pub mod parquet;
 pub mod pin;
 pub mod session;

@@ -454,7 +454,7 @@ fn build_store(loc: &Location, opts: &StorageOptions) -> Result<Arc<dyn ObjectSt
     register_env_secrets();
     let url = loc.store_url.as_str();
     let store: Arc<dyn ObjectStore> = match loc.scheme() {
-        "file" => Arc::new(object_store::local::LocalFileSystem::new()),
+        "file" => Arc::new(crate::lake::local_store::LocalStore::new()),
         "memory" => Arc::new(object_store::memory::InMemory::new()),
         "s3" => {
             use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey as K};

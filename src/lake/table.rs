@@ -68,7 +68,8 @@ pub struct LakeTable {
     pub format: Format,
     pub store: Arc<dyn ObjectStore>,
     pub source: Source,
-    num_rows: u64,
+    /// Live rows: known at open for Parquet and Iceberg, counted on first use for Delta.
+    num_rows: Arc<tokio::sync::OnceCell<u64>>,
     entries: Arc<tokio::sync::OnceCell<Arc<Vec<DataFileEntry>>>>,
     /// Parquet footers and page indexes decoded by earlier reads of this table.
     footers: FooterCache,
@@ -196,16 +197,9 @@ impl LakeTable {
             Format::Parquet => {
                 let t = ParquetTable::open(location.clone(), store.clone()).await?;
                 let n = t.num_rows();
-                (Source::Parquet(Arc::new(t)), n)
+                (Source::Parquet(Arc::new(t)), Some(n))
             }
-            Format::Delta => {
-                let d = DeltaSource::open(&location, store.clone(), &options, &pin).await?;
-                let n = match d.num_rows_from_log() {
-                    Some(n) => n,
-                    None => count_rows(d.provider.clone(), &location, store.clone()).await?,
-                };
-                (Source::Delta(Arc::new(d)), n)
-            }
+            Format::Delta => (Source::Delta(Arc::new(DeltaSource::open(&location, store.clone(), &pin).await?)), None),
             Format::Iceberg => {
                 let i = IcebergSource::open(&location, store.clone(), &options, pin.version, pin.timestamp.as_deref())
                     .await?;
@@ -213,11 +207,11 @@ impl LakeTable {
                     Some(n) => n,
                     None => count_rows(i.provider.clone(), &location, store.clone()).await?,
                 };
-                (Source::Iceberg(Arc::new(i)), n)
+                (Source::Iceberg(Arc::new(i)), Some(n))
             }
         };
         log::debug!(
-            "opened {} table '{}' ({num_rows} rows, pinned to {pin:?})",
+            "opened {} table '{}' (pinned to {pin:?})",
             format.as_str(),
             crate::lake::storage::without_credentials(&location.display)
         );
@@ -228,10 +222,19 @@ impl LakeTable {
             format,
             store,
             source,
-            num_rows,
+            num_rows: Arc::new(tokio::sync::OnceCell::new_with(num_rows)),
             entries: Default::default(),
             footers: FooterCache(crate::lake::session::new_footer_cache()),
         })
+    }
+
+    /// A Delta table's per-file checks (`DeltaSource::checked`), run once; `None` for other
+    /// formats. Every scan, file listing and row count goes through them first.
+    async fn delta_checked(&self) -> Result<Option<&crate::lake::delta::Checked>> {
+        match &self.source {
+            Source::Delta(d) => Ok(Some(d.checked(&self.location, &self.store, &self.options).await?)),
+            _ => Ok(None),
+        }
     }
 
     pub fn schema(&self) -> SchemaRef {
@@ -242,9 +245,22 @@ impl LakeTable {
         }
     }
 
-    /// Live rows (for Delta: after deletion vectors).
-    pub fn num_rows(&self) -> u64 {
+    /// Live rows (for Delta: after deletion vectors). Parquet and Iceberg know it from
+    /// open; a Delta table counts it on the first call, from the log's record counts (the
+    /// per-file checks), or by a scan when a file has none.
+    pub async fn num_rows(&self) -> Result<u64> {
         self.num_rows
+            .get_or_try_init(|| async {
+                match self.delta_checked().await?.and_then(|c| c.rows_from_log) {
+                    Some(n) => Ok(n),
+                    None => {
+                        let ctx = LakeTable::session(&[self], crate::runtime::default_num_threads(), None).await?;
+                        Ok(ctx.read_table(self.provider().await?)?.count().await? as u64)
+                    }
+                }
+            })
+            .await
+            .copied()
     }
 
     pub fn num_files(&self) -> usize {
@@ -297,13 +313,14 @@ impl LakeTable {
         }
     }
 
-    /// The DataFusion provider for this table.
-    pub fn provider(&self) -> Arc<dyn TableProvider> {
-        match &self.source {
+    /// The DataFusion provider for this table (for Delta, after the per-file checks).
+    pub async fn provider(&self) -> Result<Arc<dyn TableProvider>> {
+        self.delta_checked().await?;
+        Ok(match &self.source {
             Source::Parquet(p) => Arc::new(ParquetProvider::new(p.clone())),
             Source::Delta(d) => d.provider.clone(),
             Source::Iceberg(i) => i.provider.clone(),
-        }
+        })
     }
 
     /// Files whose Parquet footer this table's reads have cached.
@@ -313,8 +330,13 @@ impl LakeTable {
 
     /// A DataFusion session to read `tables`: their stores registered, whole files per
     /// partition when a Delta table has deletion vectors, and, over one table, that table's
-    /// footer cache (a read does not decode the footers and page indexes again).
-    pub fn session(tables: &[&LakeTable], num_threads: usize, batch_size: Option<usize>) -> Result<SessionContext> {
+    /// footer cache (a read does not decode the footers and page indexes again). Runs a
+    /// Delta table's per-file checks (once) to know whether it has deletion vectors.
+    pub async fn session(
+        tables: &[&LakeTable],
+        num_threads: usize,
+        batch_size: Option<usize>,
+    ) -> Result<SessionContext> {
         let footers = match tables {
             [t] => Some(t.footers.0.clone()),
             _ => None,
@@ -322,7 +344,7 @@ impl LakeTable {
         let ctx = crate::lake::session::new_session_with(num_threads, batch_size, footers)?;
         for t in tables {
             crate::lake::session::register_store(&ctx, &t.location.store_url, t.store.clone());
-            if matches!(&t.source, Source::Delta(d) if d.has_deletion_vectors()) {
+            if t.delta_checked().await?.is_some_and(|c| c.has_deletion_vectors()) {
                 crate::lake::session::keep_files_whole(&ctx);
             }
         }

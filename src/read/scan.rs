@@ -55,8 +55,8 @@ pub async fn plan(
         return Err(LakeError::InvalidArgument("batch_size must be positive".into()));
     }
     let batch_size = opts.batch_size.unwrap_or_else(|| batch_size_for(table.row_bytes(opts.columns.as_deref())));
-    let ctx = LakeTable::session(&[table], threads * partitions_per_thread.max(1), Some(batch_size))?;
-    let mut df = ctx.read_table(table.provider())?;
+    let ctx = LakeTable::session(&[table], threads * partitions_per_thread.max(1), Some(batch_size)).await?;
+    let mut df = ctx.read_table(table.provider().await?)?;
     if let Some(cols) = &opts.columns {
         check_projection(&table.schema(), cols, &format!("table '{}'", table.uri))?;
     }
@@ -279,9 +279,9 @@ pub async fn sql(
     num_threads: Option<usize>,
 ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     let threads = resolve_threads(num_threads)?;
-    let ctx = LakeTable::session(&tables.iter().map(|(_, t)| t).collect::<Vec<_>>(), threads, None)?;
+    let ctx = LakeTable::session(&tables.iter().map(|(_, t)| t).collect::<Vec<_>>(), threads, None).await?;
     for (name, t) in tables {
-        ctx.register_table(name.as_str(), t.provider())
+        ctx.register_table(name.as_str(), t.provider().await?)
             .map_err(|e| LakeError::InvalidArgument(format!("cannot register table '{name}': {e}")))?;
     }
     let df = ctx.sql(query).await.map_err(|e| match LakeError::from(e) {
@@ -352,9 +352,9 @@ mod tests {
     #[test]
     fn reads_in_file_order_with_partitions() {
         let (_d, t) = make_table();
-        assert_eq!(t.num_rows(), 15000);
-        assert_eq!(t.schema().field(3).name(), "p");
         let rt = runtime().unwrap();
+        assert_eq!(rt.block_on(t.num_rows()).unwrap(), 15000);
+        assert_eq!(t.schema().field(3).name(), "p");
         let opts = ScanOptions { num_threads: Some(3), batch_size: Some(700), ..Default::default() };
         let (_, batches) = rt.block_on(collect(&t, &opts)).unwrap();
         assert_eq!(ids(&batches), (0..15000).collect::<Vec<_>>());

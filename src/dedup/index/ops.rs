@@ -331,7 +331,11 @@ pub async fn update(
     let (now_live, missing) = liveness(prev.as_deref(), &entries)?;
     let new_rows: Option<u64> = missing.iter().map(|&i| entries[i].live_rows()).sum();
     let stored = prev.as_ref().map_or(0, |p| p.manifest.rows);
-    check_budget(params, stored + new_rows.unwrap_or_else(|| table.num_rows()), memory_limit)?;
+    let adding = match new_rows {
+        Some(n) => n,
+        None => table.num_rows().await?,
+    };
+    check_budget(params, stored + adding, memory_limit)?;
     let unchanged = prev.as_ref().is_some_and(|p| p.clusters.live == now_live && missing.is_empty());
     if let Some(p) = prev.as_ref().filter(|p| unchanged && p.manifest.table_version == table.version()) {
         return Ok(Update { index: p.clone(), new_rows: new_rows_batch(p, &[], &[])?, committed: false });

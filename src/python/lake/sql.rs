@@ -38,9 +38,9 @@ pub fn sql<'py>(
             return crate::read::scan::sql(&query, &lake, num_threads).await;
         }
         let threads = crate::runtime::resolve_threads(num_threads)?;
-        let ctx = LakeTable::session(&lake.iter().map(|(_, t)| t).collect::<Vec<_>>(), threads, None)?;
+        let ctx = LakeTable::session(&lake.iter().map(|(_, t)| t).collect::<Vec<_>>(), threads, None).await?;
         for (name, t) in &lake {
-            ctx.register_table(name.as_str(), t.provider())?;
+            ctx.register_table(name.as_str(), t.provider().await?)?;
         }
         for (name, m) in mem {
             ctx.register_table(name.as_str(), m)?;

@@ -61,9 +61,11 @@ impl PyLakeTable {
         self.inner.format.as_str()
     }
 
+    /// Live rows (GIL released: a Delta table counts them on the first call).
     #[getter]
-    fn num_rows(&self) -> u64 {
-        self.inner.num_rows()
+    fn num_rows(&self, py: Python<'_>) -> PyResult<u64> {
+        let t = self.inner.clone();
+        wait_for_future(py, async move { t.num_rows().await })
     }
 
     #[getter]
@@ -202,13 +204,14 @@ impl PyLakeTable {
         crate::python::out::table(py, batch)
     }
 
-    fn __repr__(&self) -> String {
+    /// Shows the row count, counting it if need be (`?` when that fails: see `num_rows`).
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let rows = self.num_rows(py).map_or_else(|_| "?".to_string(), |n| n.to_string());
         format!(
-            "Table(uri='{}', format='{}', files={}, rows={}{})",
+            "Table(uri='{}', format='{}', files={}, rows={rows}{})",
             crate::lake::storage::redact(&self.inner.uri),
             self.inner.format.as_str(),
             self.inner.num_files(),
-            self.inner.num_rows(),
             self.inner.version().map(|v| format!(", version={v}")).unwrap_or_default()
         )
     }
