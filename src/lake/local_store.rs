@@ -60,11 +60,22 @@ fn in_progress(path: &Path) -> bool {
 }
 
 /// The files under `dir` (recursively, following links, as `LocalFileSystem::list` does)
-/// whose object path sorts after `offset`.
+/// whose object path sorts after `offset`. A link to a folder that contains it is an error,
+/// as in `LocalFileSystem` (walkdir's loop check).
 fn files_after(dir: std::path::PathBuf, offset: &Path) -> Result<Vec<Path>> {
+    use std::os::unix::fs::MetadataExt;
     let mut out = Vec::new();
-    let mut stack = vec![dir];
-    while let Some(dir) = stack.pop() {
+    // Each folder to walk with the (device, inode) of the folders above it.
+    let mut stack = vec![(dir, Vec::new())];
+    while let Some((dir, mut above)) = stack.pop() {
+        match std::fs::metadata(&dir) {
+            Ok(m) if above.contains(&(m.dev(), m.ino())) => {
+                return Err(generic(format!("file system loop found: {} links to a folder above it", dir.display())));
+            }
+            Ok(m) => above.push((m.dev(), m.ino())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(generic(e)),
+        }
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -83,7 +94,7 @@ fn files_after(dir: std::path::PathBuf, offset: &Path) -> Result<Vec<Path>> {
                 kind.is_dir()
             };
             if is_dir {
-                stack.push(full);
+                stack.push((full, above.clone()));
                 continue;
             }
             let rel = s.trim_start_matches('/');
@@ -206,6 +217,12 @@ mod tests {
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(&p, b"{}").unwrap();
         }
+        // Two links to one folder outside: listed under both names, as LocalFileSystem does.
+        std::fs::create_dir_all(root.join("shared")).unwrap();
+        std::fs::write(root.join("shared/f.json"), b"{}").unwrap();
+        for l in ["l1", "l2"] {
+            std::os::unix::fs::symlink(root.join("shared"), root.join("_delta_log").join(l)).unwrap();
+        }
         let base = Path::from_absolute_path(root.join("_delta_log")).unwrap();
         let ours = LocalStore::new();
         let theirs = LocalFileSystem::new();
@@ -217,7 +234,14 @@ mod tests {
             a.sort_by(|x, y| x.location.cmp(&y.location));
             b.sort_by(|x, y| x.location.cmp(&y.location));
             assert_eq!(a, b, "offset {offset:?}");
+            if offset.is_empty() {
+                assert_eq!(a.len(), 9);
+            }
         }
+        std::os::unix::fs::symlink(root.join("_delta_log"), root.join("_delta_log/sub/back")).unwrap();
+        let looped = ours.list_with_offset(Some(&base), &base).try_collect::<Vec<_>>().await;
+        assert!(looped.unwrap_err().to_string().contains("file system loop"));
+        assert!(theirs.list_with_offset(Some(&base), &base).try_collect::<Vec<_>>().await.is_err());
         let gone = Path::from_absolute_path(root.join("none")).unwrap();
         assert_eq!(ours.list_with_offset(Some(&gone), &base).try_collect::<Vec<_>>().await.unwrap(), vec![]);
     }
