@@ -210,8 +210,8 @@ async fn footer_rows(store: Arc<dyn ObjectStore>, object: Path, size: u64, file:
 /// A data file with a deletion vector: log path, descriptor, file size in bytes.
 type DvFile = (String, DeletionVectorDescriptor, i64);
 
-/// What one pass over the log's files gathers at open: files with a deletion vector (log
-/// path, descriptor, size) and the live row count.
+/// What one pass over the log's files gathers (`DeltaSource::checked`): files with a
+/// deletion vector (log path, descriptor, size) and the live row count.
 struct LogScan {
     with_dv: Vec<DvFile>,
     rows: Option<u64>,

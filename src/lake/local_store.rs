@@ -152,10 +152,11 @@ impl ObjectStore for LocalStore {
     /// metadata read (`head`), as `LocalFileSystem` reports it. A file deleted between the
     /// two is left out, as a listing taken a moment later would.
     fn list_with_offset(&self, prefix: Option<&Path>, offset: &Path) -> BoxStream<'static, Result<ObjectMeta>> {
-        let dir = std::path::PathBuf::from(format!("/{}", prefix.map(|p| p.as_ref()).unwrap_or("")));
-        if !plain(prefix.map(|p| p.as_ref()).unwrap_or("")) {
+        let under = prefix.map_or("", |p| p.as_ref());
+        if !plain(under) {
             return self.inner.list_with_offset(prefix, offset);
         }
+        let dir = std::path::PathBuf::from(format!("/{under}"));
         let (inner, offset) = (self.inner.clone(), offset.clone());
         futures::stream::once(async move {
             let paths = tokio::task::spawn_blocking(move || files_after(dir, &offset))

@@ -68,7 +68,8 @@ pub struct LakeTable {
     pub format: Format,
     pub store: Arc<dyn ObjectStore>,
     pub source: Source,
-    /// Live rows: known at open for Parquet and Iceberg, counted on first use for Delta.
+    /// Live rows: from metadata at open (Parquet; Iceberg without equality deletes), else
+    /// counted on first use (Delta: from the checked log).
     num_rows: Arc<tokio::sync::OnceCell<u64>>,
     entries: Arc<tokio::sync::OnceCell<Arc<Vec<DataFileEntry>>>>,
     /// Parquet footers and page indexes decoded by earlier reads of this table.
@@ -169,13 +170,6 @@ pub async fn detect_format(store: &Arc<dyn ObjectStore>, loc: &Location) -> Resu
     Ok(Format::Parquet)
 }
 
-/// Count a provider's rows with DataFusion (used when metadata has no counts).
-async fn count_rows(provider: Arc<dyn TableProvider>, location: &Location, store: Arc<dyn ObjectStore>) -> Result<u64> {
-    let ctx = crate::lake::session::new_session(crate::runtime::default_num_threads(), None)?;
-    crate::lake::session::register_store(&ctx, &location.store_url, store);
-    Ok(ctx.read_table(provider)?.count().await? as u64)
-}
-
 impl LakeTable {
     /// Open `uri` with `options`; `format` overrides detection; `pin` selects a Delta version
     /// or an Iceberg snapshot.
@@ -203,11 +197,8 @@ impl LakeTable {
             Format::Iceberg => {
                 let i = IcebergSource::open(&location, store.clone(), &options, pin.version, pin.timestamp.as_deref())
                     .await?;
-                let n = match i.num_rows() {
-                    Some(n) => n,
-                    None => count_rows(i.provider.clone(), &location, store.clone()).await?,
-                };
-                (Source::Iceberg(Arc::new(i)), Some(n))
+                let n = i.num_rows();
+                (Source::Iceberg(Arc::new(i)), n)
             }
         };
         log::debug!(
@@ -245,9 +236,10 @@ impl LakeTable {
         }
     }
 
-    /// Live rows (for Delta: after deletion vectors). Parquet and Iceberg know it from
-    /// open; a Delta table counts it on the first call, from the log's record counts (the
-    /// per-file checks), or by a scan when a file has none.
+    /// Live rows (after deletes). Parquet, and Iceberg without equality deletes, know it from
+    /// open; otherwise it is counted on the first call: a Delta table from the log's record
+    /// counts (the per-file checks), or, when some file has no count (or for equality
+    /// deletes), by a scan.
     pub async fn num_rows(&self) -> Result<u64> {
         self.num_rows
             .get_or_try_init(|| async {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use arrow::record_batch::{RecordBatch, RecordBatchReader};
+use datafusion::datasource::TableProvider;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::{execute_stream_partitioned, ExecutionPlan};
 use datafusion::prelude::{DataFrame, SessionContext};
@@ -125,7 +126,7 @@ async fn address_scan(
 }
 
 /// Collect a DataFrame's partitions in parallel, concatenated in partition order.
-pub async fn collect_df(ctx: &SessionContext, df: DataFrame) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+async fn collect_df(ctx: &SessionContext, df: DataFrame) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     let (schema, streams) = partition_streams(ctx, df).await?;
     let mut set = JoinSet::new();
     for (i, mut s) in streams.into_iter().enumerate() {
@@ -272,16 +273,22 @@ impl RecordBatchReader for OrderedReader {
     }
 }
 
-/// Run a SQL query over named tables; returns the result batches.
+/// Run a SQL query over named lake tables and other named providers (in-memory Arrow data);
+/// returns the result batches.
 pub async fn sql(
     query: &str,
     tables: &[(String, LakeTable)],
+    others: Vec<(String, Arc<dyn TableProvider>)>,
     num_threads: Option<usize>,
 ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     let threads = resolve_threads(num_threads)?;
     let ctx = LakeTable::session(&tables.iter().map(|(_, t)| t).collect::<Vec<_>>(), threads, None).await?;
+    let mut providers = Vec::with_capacity(tables.len() + others.len());
     for (name, t) in tables {
-        ctx.register_table(name.as_str(), t.provider().await?)
+        providers.push((name.clone(), t.provider().await?));
+    }
+    for (name, p) in providers.into_iter().chain(others) {
+        ctx.register_table(name.as_str(), p)
             .map_err(|e| LakeError::InvalidArgument(format!("cannot register table '{name}': {e}")))?;
     }
     let df = ctx.sql(query).await.map_err(|e| match LakeError::from(e) {
@@ -405,8 +412,9 @@ mod tests {
     fn sql_over_tables() {
         let (_d, t) = make_table();
         let rt = runtime().unwrap();
-        let (_, b) =
-            rt.block_on(sql("SELECT p, count(*) AS n FROM t GROUP BY p ORDER BY p", &[("t".into(), t)], None)).unwrap();
+        let (_, b) = rt
+            .block_on(sql("SELECT p, count(*) AS n FROM t GROUP BY p ORDER BY p", &[("t".into(), t)], vec![], None))
+            .unwrap();
         let n: Vec<i64> = b
             .iter()
             .flat_map(|b| b.column(1).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())

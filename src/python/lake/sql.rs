@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use datafusion::datasource::MemTable;
+use datafusion::datasource::{MemTable, TableProvider};
 use pyo3::prelude::*;
 use pyo3_arrow::PyTable;
 
@@ -10,7 +10,6 @@ use crate::error::LakeError;
 use crate::lake::table::LakeTable;
 use crate::python::call::wait_for_future;
 use crate::python::lake::table::PyLakeTable;
-use crate::read::scan::collect_df;
 
 /// Run `query` over `tables` (name -> native Table) and `arrow_tables` (name -> any Arrow
 /// stream); returns a `pyarrow.Table`.
@@ -24,29 +23,16 @@ pub fn sql<'py>(
     num_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let lake: Vec<(String, LakeTable)> = tables.into_iter().map(|(n, t)| (n, t.inner.as_ref().clone())).collect();
-    let mem: Vec<(String, Arc<MemTable>)> = arrow_tables
+    let mem: Vec<(String, Arc<dyn TableProvider>)> = arrow_tables
         .into_iter()
         .map(|(n, t)| {
             let (batches, schema) = t.into_inner();
             let m = MemTable::try_new(schema, vec![batches])
                 .map_err(|e| PyErr::from(LakeError::from(e).context(format!("table '{n}'"))))?;
-            Ok((n, Arc::new(m)))
+            Ok((n, Arc::new(m) as Arc<dyn TableProvider>))
         })
         .collect::<PyResult<_>>()?;
-    let (schema, batches) = wait_for_future(py, async move {
-        if mem.is_empty() {
-            return crate::read::scan::sql(&query, &lake, num_threads).await;
-        }
-        let threads = crate::runtime::resolve_threads(num_threads)?;
-        let ctx = LakeTable::session(&lake.iter().map(|(_, t)| t).collect::<Vec<_>>(), threads, None).await?;
-        for (name, t) in &lake {
-            ctx.register_table(name.as_str(), t.provider().await?)?;
-        }
-        for (name, m) in mem {
-            ctx.register_table(name.as_str(), m)?;
-        }
-        let df = ctx.sql(&query).await.map_err(|e| LakeError::Sql(format!("SQL error in query: {e}")))?;
-        collect_df(&ctx, df).await
-    })?;
+    let (schema, batches) =
+        wait_for_future(py, async move { crate::read::scan::sql(&query, &lake, mem, num_threads).await })?;
     crate::python::out::tables(py, batches, &schema)
 }
