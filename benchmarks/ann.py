@@ -23,7 +23,9 @@ Two sets from ../shared/data/ann: MiniLM sentence embeddings (12,052 x 384, cosi
   QPS;
 * single-query latency at that ef: ``idx.search(one_vector)`` (stale="ignore"; and the
   default stale="exact" on an index opened with consistency_interval=60 and 0) against
-  hnswlib's ``knn_query`` of one vector, and the same query's share of a batch call.
+  hnswlib's ``knn_query`` of one vector, and the same query's share of a batch call (the
+  one-vector calls take turns in rounds, after every build, so all are timed in the same
+  minutes).
 
 hnswlib and faiss are optional (pip install hnswlib faiss-cpu); a missing one is skipped with
 a note.
@@ -244,26 +246,42 @@ def single_us(call, Q) -> float:
     return float(np.median(times) * 1e6)
 
 
-def single_calls(lib, ef: int, uri: str, Q) -> dict:
-    """{call name: (ef, median us)} of one-vector calls to ``lib`` at ``ef``."""
+SINGLE_ROUNDS = 7
+
+
+def single_rounds(calls: dict, Q) -> dict:
+    """{call name: (ef, us)}: the median over ``SINGLE_ROUNDS`` rounds of each call's
+    :func:`single_us`, the calls taking turns within each round (the starting call rotates),
+    so every library is timed in the same minutes: this VM's speed drifts by tens of percent
+    over minutes, which skewed ratios of calls timed at different moments."""
+    names = list(calls)
+    rounds: dict = {n: [] for n in names}
+    for r in range(SINGLE_ROUNDS):
+        for n in names[r % len(names) :] + names[: r % len(names)]:
+            rounds[n].append(single_us(calls[n][1], Q))
+    return {n: (calls[n][0], float(np.median(rounds[n]))) for n in names}
+
+
+def single_calls(lib, ef: int, uri: str) -> dict:
+    """{call name: (ef, one-vector call)} of ``lib`` at ``ef`` (timed by :func:`single_rounds`)."""
     if isinstance(lib, Lakevec):
         reopened = lakevec.open_index(lakevec.Table.open(uri), consistency_interval=60)
         strict = lakevec.open_index(lakevec.Table.open(uri))
         return {
-            "lakevec": (ef, single_us(lambda v: lib.idx.search(v, k=K, ef=ef, stale="ignore", num_threads=1), Q)),
+            "lakevec": (ef, lambda v: lib.idx.search(v, k=K, ef=ef, stale="ignore", num_threads=1)),
             "lakevec (stale='exact', consistency_interval=60)": (
                 ef,
-                single_us(lambda v: reopened.search(v, k=K, ef=ef, num_threads=1), Q),
+                lambda v: reopened.search(v, k=K, ef=ef, num_threads=1),
             ),
             "lakevec (stale='exact', consistency_interval=0)": (
                 ef,
-                single_us(lambda v: strict.search(v, k=K, ef=ef, num_threads=1), Q),
+                lambda v: strict.search(v, k=K, ef=ef, num_threads=1),
             ),
         }
     if isinstance(lib, Hnswlib):
         lib.p.set_ef(ef)
         lib.p.set_num_threads(1)
-        return {"hnswlib": (ef, single_us(lambda v: lib.p.knn_query(v, k=K), Q))}
+        return {"hnswlib": (ef, lambda v: lib.p.knn_query(v, k=K))}
     return {}
 
 
@@ -314,10 +332,11 @@ def run_set(data: Path, name: str, metric: str, repeat: int, only: set[str] | No
                     rows.append((vname, ef, r, len(Q) / s1, len(Q) / sn))
                     one_thread.setdefault(vname, []).append((ef, r, len(Q) / s1))
             ef95 = next((ef for ef, r, _ in one_thread.get(cls.name, []) if r >= 0.95), EFS[-1])
-            single.update(single_calls(lib, ef95, uri, Q))
+            single.update(single_calls(lib, ef95, uri))
             if cls is Lakevec:
                 batch_share[cls.name] = 1e6 / dict((e, q) for e, _, q in one_thread[cls.name])[ef95]
             del lib
+        single = single_rounds(single, Q)  # (inside the folder: the strict call reads the table)
     print(f"(1-min load average after the runs: {os.getloadavg()[0]:.2f}; other processes skew QPS)")
     print("\n| library | ef | recall@10 | QPS 1 thread | QPS batch |")
     print("|---|---:|---:|---:|---:|")
@@ -328,8 +347,8 @@ def run_set(data: Path, name: str, metric: str, repeat: int, only: set[str] | No
     def at95(lib):
         return next(((ef, q) for ef, r, q in one_thread.get(lib, []) if r >= 0.95), None)
 
-    print("\nSingle-query latency (one vector per call, 1 thread, median of 1,000 calls, at each library's ef")
-    print("reaching recall@10 >= 0.95):\n")
+    print("\nSingle-query latency (one vector per call, 1 thread, at each library's ef reaching recall@10 >= 0.95;")
+    print(f"median over {SINGLE_ROUNDS} rounds, the calls taking turns, of each call's median over 1,000 queries):\n")
     print("| call | ef | median us | vs hnswlib |")
     print("|---|---:|---:|---:|")
     h = single.get("hnswlib", (None, None))[1]

@@ -173,6 +173,25 @@ def test_bad_queries_are_clear_errors(ann_sets):
         idx.search(queries[:1], stale="sometimes")
 
 
+def test_every_query_form_gives_the_same_hits(ann_sets):
+    """A native float32 vector is read in place by the core; every other form (big-endian,
+    float64, 2-D, Arrow) is converted first: all give the same hits."""
+    path, idx, queries, truth, base = ann_sets[("minilm", "delta")]
+    q = np.ascontiguousarray(queries[7], dtype=np.float32)
+    want = idx.search(q, k=10, ef=32, stale="ignore", num_threads=1)
+    forms = {
+        "big-endian": q.astype(">f4"),
+        "float64": q.astype(np.float64),
+        "2-D": q[None, :],
+        "strided": np.repeat(q, 2)[::2],
+        "arrow": pa.FixedSizeListArray.from_arrays(pa.array(q), 384),
+    }
+    for name, form in forms.items():
+        got = idx.search(form, k=10, ef=32, stale="ignore", num_threads=1)
+        assert got.column("_row").to_pylist() == want.column("_row").to_pylist(), name
+        assert np.allclose(got.column("distance").to_numpy(), want.column("distance").to_numpy(), atol=1e-6), name
+
+
 def _vec_table(n, dim=8, seed=0, nan_rows=()):
     rng = np.random.default_rng(seed)
     v = rng.standard_normal((n, dim)).astype(np.float32)

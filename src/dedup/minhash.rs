@@ -333,8 +333,8 @@ pub fn lsh_params(
     match (bands, rows) {
         (None, None) => Ok(optimal_bands(threshold, num_perm, weights)),
         (Some(b), Some(r)) if b > 0 && r > 0 && b.checked_mul(r).is_some_and(|x| x <= num_perm) => Ok((b, r)),
-        (Some(b), None) if b > 0 && num_perm % b == 0 => Ok((b, num_perm / b)),
-        (None, Some(r)) if r > 0 && num_perm % r == 0 => Ok((num_perm / r, r)),
+        (Some(b), None) if b > 0 && num_perm.is_multiple_of(b) => Ok((b, num_perm / b)),
+        (None, Some(r)) if r > 0 && num_perm.is_multiple_of(r) => Ok((num_perm / r, r)),
         (b, r) => Err(LakeError::InvalidArgument(format!(
             "bands={b:?} and rows={r:?} do not fit num_perm={num_perm}: bands * rows must be <= num_perm, \
              and a single one given must divide num_perm"

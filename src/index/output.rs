@@ -1,10 +1,10 @@
 //! The result table of a search: `query`, `rank`, `distance`, `_file`, `_row`, the key
 //! column, and requested table columns fetched from the lake by row address.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use arrow::array::{Array, ArrayRef, Float32Array, Int32Array, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::{DataType, Field, FieldRef, Schema};
 
 use crate::error::{LakeError, Result};
 use crate::index::manifest::Manifest;
@@ -17,6 +17,24 @@ use crate::runtime::resolve_threads;
 /// Field metadata on `distance` when some distances are a quantized kind's estimates (codes
 /// without re-ranking), not exact distances to the stored vectors.
 pub const ESTIMATED_KEY: &str = "lakevec.distance";
+
+/// The first fields of every result (`distance` without, then with [`ESTIMATED_KEY`]), built
+/// once: results share them, so comparing two results' schemas (pyarrow schema cache in
+/// `python::out`) stops at pointer equality.
+static HIT_FIELDS: LazyLock<[Vec<FieldRef>; 2]> = LazyLock::new(|| {
+    let fields = |distance: Field| {
+        vec![
+            Arc::new(Field::new("query", DataType::Int64, false)),
+            Arc::new(Field::new("rank", DataType::Int32, false)),
+            Arc::new(distance),
+            Arc::new(Field::new("_file", DataType::Utf8, false)),
+            Arc::new(Field::new("_row", DataType::Int64, false)),
+        ]
+    };
+    let distance = Field::new("distance", DataType::Float32, false);
+    let estimated = distance.clone().with_metadata([(ESTIMATED_KEY.to_string(), "estimated".to_string())].into());
+    [fields(distance), fields(estimated)]
+});
 
 /// Build the result batch of `hits` (per query, merged) over `srcs`; `estimated`: some
 /// distances are estimates (`distance` then carries [`ESTIMATED_KEY`] = "estimated").
@@ -50,17 +68,7 @@ pub(crate) async fn assemble(
             key_ix.push((si, node as usize));
         }
     }
-    let mut fields = vec![
-        Field::new("query", DataType::Int64, false),
-        Field::new("rank", DataType::Int32, false),
-        match estimated {
-            true => Field::new("distance", DataType::Float32, false)
-                .with_metadata([(ESTIMATED_KEY.to_string(), "estimated".to_string())].into()),
-            false => Field::new("distance", DataType::Float32, false),
-        },
-        Field::new("_file", DataType::Utf8, false),
-        Field::new("_row", DataType::Int64, false),
-    ];
+    let mut fields: Vec<FieldRef> = HIT_FIELDS[usize::from(estimated)].to_vec();
     let file_array = StringArray::from(files);
     let row_array = Int64Array::from(rows);
     let mut cols: Vec<ArrayRef> = vec![
@@ -82,7 +90,7 @@ pub(crate) async fn assemble(
             })
             .collect::<Result<_>>()?;
         let k = crate::index::segment::interleave_keys(&arrays, &key_ix)?;
-        fields.push(Field::new(key, k.data_type().clone(), true));
+        fields.push(Arc::new(Field::new(key, k.data_type().clone(), true)));
         cols.push(k);
     }
     if let (Some(columns), Some(table)) = (columns, table) {
@@ -93,7 +101,7 @@ pub(crate) async fn assemble(
             let fetched = take(table, &file_strings, row_array.values(), Some(&wanted), concurrency).await?;
             for c in &wanted {
                 let i = fetched.schema().index_of(c)?;
-                fields.push(fetched.schema().field(i).clone());
+                fields.push(fetched.schema().fields()[i].clone());
                 cols.push(fetched.column(i).clone());
             }
         }

@@ -3,7 +3,7 @@
 use arrow::array::ArrayRef;
 
 use crate::error::{LakeError, Result};
-use crate::vector::column::prepared_rows;
+use crate::vector::column::{prepared_flat, prepared_rows};
 use crate::vector::distance::Metric;
 
 /// Largest `k` and `ef` accepted (a result of k rows per query is materialised).
@@ -102,6 +102,13 @@ pub struct SearchParams {
 /// Parse query vectors (a list array) into prepared rows of `dim`: `(rows, count)`.
 pub fn prepare_queries(array: &ArrayRef, dim: usize, metric: Metric) -> Result<(Vec<f32>, usize)> {
     let (data, _) = prepared_rows(array, "queries", Some(dim), metric, &|i| format!("query {i}"))?;
+    let n = data.len() / dim;
+    Ok((data, n))
+}
+
+/// [`prepare_queries`] of a flat row-major matrix of `width` values per row (a numpy array).
+pub fn prepare_flat_queries(values: &[f32], width: usize, dim: usize, metric: Metric) -> Result<(Vec<f32>, usize)> {
+    let (data, _) = prepared_flat(values, width, "queries", Some(dim), metric, &|i| format!("query {i}"))?;
     let n = data.len() / dim;
     Ok((data, n))
 }

@@ -275,6 +275,11 @@ pub fn interleave_keys(arrays: &[&dyn arrow::array::Array], ix: &[(usize, usize)
         Some(a) => a.data_type().clone(),
         None => return Ok(arrow::array::new_empty_array(&T::Null)),
     };
+    if let [one] = arrays {
+        // one source (a single-segment search): a take, without interleave's per-call set-up
+        let rows = arrow::array::UInt32Array::from_iter_values(ix.iter().map(|&(_, j)| j as u32));
+        return Ok(arrow::compute::take(*one, &rows, None)?);
+    }
     if arrays.iter().all(|a| a.data_type() == &first) {
         return Ok(arrow::compute::interleave(arrays, ix)?);
     }

@@ -58,6 +58,10 @@ impl IndexState {
     /// Every segment, loading (mapping and verifying) those not loaded yet. Concurrent callers
     /// share one load per segment.
     pub async fn segments(&self, at: &IndexAt) -> Result<Vec<Arc<LoadedSegment>>> {
+        // all loaded (every search after the first): no futures to set up
+        if let Some(all) = self.slots.iter().map(|s| s.get().cloned()).collect::<Option<Vec<_>>>() {
+            return Ok(all);
+        }
         let m = &self.manifest;
         futures::future::try_join_all(self.slots.iter().zip(&m.segments).map(|(slot, r)| async move {
             slot.get_or_try_init(|| async {

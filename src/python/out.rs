@@ -33,9 +33,25 @@ fn pyarrow<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
     }
 }
 
-/// The `pyarrow.Schema` of `schema`, from [`SCHEMAS`] or imported (Arrow C schema capsule)
-/// with `pa`, the `pyarrow` module.
-fn pyarrow_schema<'py>(py: Python<'py>, pa: &Bound<'py, PyAny>, schema: &SchemaRef) -> PyResult<Bound<'py, PyAny>> {
+/// `pyarrow.RecordBatch._import_from_c` and `pyarrow.Table.from_batches`, looked up on first
+/// use (filled and read with the GIL held, never across a Python call).
+static PA_CALLS: Mutex<Option<(Py<PyAny>, Py<PyAny>)>> = Mutex::new(None);
+
+/// `(RecordBatch._import_from_c, Table.from_batches)` of pyarrow (see [`PA_CALLS`]).
+fn pyarrow_calls(py: Python<'_>) -> PyResult<(Bound<'_, PyAny>, Bound<'_, PyAny>)> {
+    let lock = || PA_CALLS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((import, from_batches)) = lock().as_ref() {
+        return Ok((import.bind(py).clone(), from_batches.bind(py).clone()));
+    }
+    let pa = pyarrow(py)?;
+    let import = pa.getattr(intern!(py, "RecordBatch"))?.getattr(intern!(py, "_import_from_c"))?;
+    let from_batches = pa.getattr(intern!(py, "Table"))?.getattr(intern!(py, "from_batches"))?;
+    *lock() = Some((import.clone().unbind(), from_batches.clone().unbind()));
+    Ok((import, from_batches))
+}
+
+/// The `pyarrow.Schema` of `schema`, from [`SCHEMAS`] or imported (Arrow C schema capsule).
+fn pyarrow_schema<'py>(py: Python<'py>, schema: &SchemaRef) -> PyResult<Bound<'py, PyAny>> {
     let lock = || SCHEMAS.lock().unwrap_or_else(|p| p.into_inner());
     {
         let mut kept = lock();
@@ -48,7 +64,8 @@ fn pyarrow_schema<'py>(py: Python<'py>, pa: &Bound<'py, PyAny>, schema: &SchemaR
     // (Python runs without the lock held: code that releases the GIL could otherwise meet
     // another thread waiting for the lock while holding the GIL.)
     let capsule = pyo3_arrow::ffi::to_schema_pycapsule(py, schema.as_ref())?;
-    let obj = pa.getattr(intern!(py, "Schema"))?.call_method1(intern!(py, "_import_from_c_capsule"), (capsule,))?;
+    let obj =
+        pyarrow(py)?.getattr(intern!(py, "Schema"))?.call_method1(intern!(py, "_import_from_c_capsule"), (capsule,))?;
     let mut kept = lock();
     kept.insert(0, (schema.clone(), obj.clone().unbind()));
     let keep = kept.len().min(SCHEMAS_KEPT);
@@ -72,9 +89,8 @@ pub fn table(py: Python<'_>, batch: RecordBatch) -> PyResult<Bound<'_, PyAny>> {
 /// `pyarrow.table(stream)`: that first asks whether its argument is a pandas DataFrame,
 /// importing pandas (~150 ms) on a process's first read.
 pub fn tables<'py>(py: Python<'py>, batches: Vec<RecordBatch>, schema: &SchemaRef) -> PyResult<Bound<'py, PyAny>> {
-    let pa = pyarrow(py)?;
-    let pa_schema = pyarrow_schema(py, &pa, schema)?;
-    let import = pa.getattr(intern!(py, "RecordBatch"))?.getattr(intern!(py, "_import_from_c"))?;
+    let pa_schema = pyarrow_schema(py, schema)?;
+    let (import, from_batches) = pyarrow_calls(py)?;
     let mut out = Vec::with_capacity(batches.len());
     // The import reads the buffers as `schema` says: a batch of other types is refused.
     let same_types = |s: &arrow::datatypes::Schema| {
@@ -96,7 +112,7 @@ pub fn tables<'py>(py: Python<'py>, batches: Vec<RecordBatch>, schema: &SchemaRe
         drop(unsafe { Box::from_raw(ptr) });
         out.push(rb?);
     }
-    pa.getattr(intern!(py, "Table"))?.call_method1(intern!(py, "from_batches"), (out, pa_schema))
+    from_batches.call1((out, pa_schema))
 }
 
 /// An array as a `pyarrow.Array` (through the Arrow PyCapsule interface).

@@ -153,31 +153,10 @@ impl<'a> VectorSink<'a> {
                 Some("is null".to_string())
             } else {
                 let (start, len) = bounds(i);
-                let dim = *self.dim.get_or_insert(len);
-                if len > MAX_DIM {
-                    Some(format!("has dimension {len}, more than the {MAX_DIM} lakevec supports"))
-                } else if len != dim {
-                    Some(format!("has dimension {len}, expected {dim}"))
-                } else if len == 0 {
-                    Some("is empty".to_string())
-                } else if values.null_count() > 0 && (start..start + len).any(|j| values.is_null(j)) {
-                    Some("holds null values".to_string())
+                if values.null_count() > 0 && (start..start + len).any(|j| values.is_null(j)) {
+                    self.check_len(len).or_else(|| Some("holds null values".to_string()))
                 } else {
-                    let row = &raw[start..start + len];
-                    match row.iter().position(|x| !x.is_finite()) {
-                        Some(j) => Some(format!("holds {} at position {j}", row[j])),
-                        None if squared_norm(row) > MAX_SQUARED_NORM => Some(format!(
-                            "is too large: its squared norm exceeds {MAX_SQUARED_NORM:e}, so distances \
-                             would overflow float32 (scale the vectors)"
-                        )),
-                        None if self.zero_invalid && row.iter().all(|x| *x == 0.0) => {
-                            Some("is all zeros (no direction for the cosine metric)".to_string())
-                        }
-                        None => {
-                            self.data.extend_from_slice(row);
-                            None
-                        }
-                    }
+                    self.push_row(&raw[start..start + len])
                 }
             };
             match problem {
@@ -198,6 +177,61 @@ impl<'a> VectorSink<'a> {
         }
         Ok(kept)
     }
+
+    /// Append the rows of a flat row-major matrix of `width` values per row (a numpy array
+    /// handed over as a buffer): the checks and errors of [`append`](Self::append).
+    pub fn append_flat(&mut self, values: &[f32], width: usize, where_row: &dyn Fn(usize) -> String) -> Result<()> {
+        let rows = values.len().checked_div(width).unwrap_or(usize::from(!values.is_empty()));
+        self.data.reserve(values.len());
+        for i in 0..rows {
+            let row = values.get(i * width..(i + 1) * width).unwrap_or(values);
+            if let Some(p) = self.push_row(row) {
+                return Err(LakeError::Vector(format!(
+                    "column '{}', {}: the vector {p}{}",
+                    self.column,
+                    where_row(i),
+                    self.hint
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// What is wrong with a row of `len` values against the dimension (learnt from the first
+    /// row when not given).
+    fn check_len(&mut self, len: usize) -> Option<String> {
+        let dim = *self.dim.get_or_insert(len);
+        if len > MAX_DIM {
+            Some(format!("has dimension {len}, more than the {MAX_DIM} lakevec supports"))
+        } else if len != dim {
+            Some(format!("has dimension {len}, expected {dim}"))
+        } else if len == 0 {
+            Some("is empty".to_string())
+        } else {
+            None
+        }
+    }
+
+    /// Append `row` when it is valid; else what is wrong with it.
+    fn push_row(&mut self, row: &[f32]) -> Option<String> {
+        if let Some(p) = self.check_len(row.len()) {
+            return Some(p);
+        }
+        match row.iter().position(|x| !x.is_finite()) {
+            Some(j) => Some(format!("holds {} at position {j}", row[j])),
+            None if squared_norm(row) > MAX_SQUARED_NORM => Some(format!(
+                "is too large: its squared norm exceeds {MAX_SQUARED_NORM:e}, so distances \
+                 would overflow float32 (scale the vectors)"
+            )),
+            None if self.zero_invalid && row.iter().all(|x| *x == 0.0) => {
+                Some("is all zeros (no direction for the cosine metric)".to_string())
+            }
+            None => {
+                self.data.extend_from_slice(row);
+                None
+            }
+        }
+    }
 }
 
 /// Vectors of a list array (queries, in-memory data) as flat rows prepared for `metric`
@@ -214,6 +248,32 @@ pub fn prepared_rows(
     sink.zero_invalid = metric == crate::vector::distance::Metric::Cosine;
     sink.hint = "";
     sink.append(array, name_row)?;
+    prepare_sink(sink, metric, column, name_row)
+}
+
+/// [`prepared_rows`] of a flat row-major matrix of `width` values per row (a numpy array).
+pub fn prepared_flat(
+    values: &[f32],
+    width: usize,
+    column: &str,
+    dim: Option<usize>,
+    metric: crate::vector::distance::Metric,
+    name_row: &dyn Fn(usize) -> String,
+) -> Result<(Vec<f32>, usize)> {
+    let mut sink = VectorSink::new(column, dim, OnInvalid::Error);
+    sink.zero_invalid = metric == crate::vector::distance::Metric::Cosine;
+    sink.hint = "";
+    sink.append_flat(values, width, name_row)?;
+    prepare_sink(sink, metric, column, name_row)
+}
+
+/// The sink's rows prepared for `metric` and their dimension.
+fn prepare_sink(
+    sink: VectorSink<'_>,
+    metric: crate::vector::distance::Metric,
+    column: &str,
+    name_row: &dyn Fn(usize) -> String,
+) -> Result<(Vec<f32>, usize)> {
     let d = sink.dim.unwrap_or(0);
     let mut data = sink.data;
     if d > 0 {

@@ -11,8 +11,11 @@
 //! negative distance would break the graph's ordering (hnsw_rs's `DistDot` asserts on it).
 //! NaN never comes out: it is mapped to `f32::MAX` (only reachable with overflowing input).
 //!
-//! The kernels use AVX2+FMA when the CPU has them (detected once at run time), else a
-//! portable loop over 8 independent accumulators that compilers auto-vectorise.
+//! The kernels use AVX-512F when the CPU has it, else AVX2+FMA (detected once at run time),
+//! else a portable loop over 8 independent accumulators that compilers auto-vectorise.
+//! hnswlib and faiss pick the same instruction sets when built for the machine
+//! (`-march=native`); the AVX-512 kernels cut a 384-d MiniLM single-query walk's distance time
+//! (measured on this project's machine: 1-thread batch search of MiniLM went from ~1.0x to 0.82-0.92x hnswlib's time per query, hnswlib being built with -march=native).
 
 use std::sync::OnceLock;
 
@@ -82,31 +85,37 @@ impl Metric {
 type Kernel = fn(&[f32], &[f32]) -> f32;
 
 struct Kernels {
+    name: &'static str,
     dot: Kernel,
     l2: Kernel,
 }
 
-fn kernels() -> &'static Kernels {
-    static K: OnceLock<Kernels> = OnceLock::new();
-    K.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                return Kernels { dot: avx::dot_safe, l2: avx::l2_safe };
-            }
+/// Every kernel set this CPU runs, fastest first (the first is the one in use).
+fn available() -> Vec<Kernels> {
+    #[allow(unused_mut)]
+    let mut found = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            found.push(Kernels { name: "avx512f", dot: avx512::dot_safe, l2: avx512::l2_safe });
         }
-        Kernels { dot: dot_portable, l2: l2_portable }
-    })
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            found.push(Kernels { name: "avx2+fma", dot: avx::dot_safe, l2: avx::l2_safe });
+        }
+    }
+    found.push(Kernels { name: "portable", dot: dot_portable, l2: l2_portable });
+    found
 }
 
-/// Name of the kernel set in use ("avx2+fma" or "portable"), for benchmarks and stats.
+fn kernels() -> &'static Kernels {
+    static K: OnceLock<Kernels> = OnceLock::new();
+    K.get_or_init(|| available().swap_remove(0))
+}
+
+/// Name of the kernel set in use ("avx512f", "avx2+fma" or "portable"), for benchmarks and
+/// stats.
 pub fn kernel_name() -> &'static str {
-    let k = kernels();
-    if k.dot as usize == dot_portable as Kernel as usize {
-        "portable"
-    } else {
-        "avx2+fma"
-    }
+    kernels().name
 }
 
 pub fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
@@ -146,6 +155,10 @@ pub fn l2_portable(a: &[f32], b: &[f32]) -> f32 {
     }
     s
 }
+
+#[cfg(target_arch = "x86_64")]
+#[path = "distance_avx512.rs"]
+mod avx512;
 
 #[cfg(target_arch = "x86_64")]
 mod avx {
@@ -238,14 +251,14 @@ mod avx {
         s
     }
 
-    // Safe wrappers, visible to the parent module only: `kernels()` installs them after it
+    // Safe wrappers, visible to the parent module only: `available()` lists them after it
     // detected AVX2 and FMA at run time, and nothing else calls them.
     pub(super) fn dot_safe(a: &[f32], b: &[f32]) -> f32 {
-        // SAFETY: only reachable through `kernels()`, which checked AVX2 and FMA; bounds: see `dot`.
+        // SAFETY: only reachable through `available()`, which checked AVX2 and FMA; bounds: see `dot`.
         unsafe { dot(a, b) }
     }
     pub(super) fn l2_safe(a: &[f32], b: &[f32]) -> f32 {
-        // SAFETY: only reachable through `kernels()`, which checked AVX2 and FMA; bounds: see `l2`.
+        // SAFETY: only reachable through `available()`, which checked AVX2 and FMA; bounds: see `l2`.
         unsafe { l2(a, b) }
     }
 }
@@ -256,14 +269,28 @@ mod tests {
 
     #[test]
     fn kernels_agree_with_scalar() {
-        for n in [1usize, 7, 8, 15, 16, 17, 31, 32, 33, 40, 63, 384, 784] {
-            let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
-            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
-            let dot: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-            let l2: f32 = a.iter().zip(&b).map(|(x, y)| (x - y) * (x - y)).sum();
-            assert!((Metric::Dot.distance(&a, &b) - (1.0 - dot)).abs() < 1e-3, "n={n}");
-            assert!((Metric::L2.distance(&a, &b) - l2).abs() < 1e-3 * l2.max(1.0), "n={n}");
+        let sets = available();
+        assert_eq!(sets[0].name, kernel_name());
+        for k in &sets {
+            for n in [0usize, 1, 7, 8, 15, 16, 17, 31, 32, 33, 40, 63, 64, 65, 79, 80, 127, 384, 784] {
+                let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+                let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
+                let dot: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+                let l2: f32 = a.iter().zip(&b).map(|(x, y)| (x - y) * (x - y)).sum();
+                assert!(((k.dot)(&a, &b) - dot).abs() < 1e-3 * dot.abs().max(1.0), "{} n={n}", k.name);
+                assert!(((k.l2)(&a, &b) - l2).abs() < 1e-3 * l2.max(1.0), "{} n={n}", k.name);
+                // lengths differ: the shorter one counts, nothing past it is read
+                if n > 1 {
+                    let short = &a[..n - 1];
+                    let d: f32 = short.iter().zip(&b).map(|(x, y)| x * y).sum();
+                    assert!(((k.dot)(short, &b) - d).abs() < 1e-3 * d.abs().max(1.0), "{} n={n}", k.name);
+                }
+            }
         }
+        let a: Vec<f32> = (0..384).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..384).map(|i| (i as f32 * 0.11).cos()).collect();
+        let dot: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        assert!((Metric::Dot.distance(&a, &b) - (1.0 - dot)).abs() < 1e-3);
     }
 
     #[test]

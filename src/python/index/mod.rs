@@ -19,7 +19,7 @@ use crate::index::handle::VectorIndex;
 use crate::index::info::{coverage, stats};
 use crate::index::knn_graph::knn_graph;
 use crate::index::location::{default_index_uri, IndexAt};
-use crate::index::query::{prepare_queries, SearchParams, Stale};
+use crate::index::query::{prepare_flat_queries, prepare_queries, SearchParams, Stale};
 use crate::index::search::search_index;
 use crate::lake::pin::TablePin;
 use crate::lake::storage::{redact, StorageOptions};
@@ -27,6 +27,7 @@ use crate::python::call::{counting_ticker, wait_for_future, wait_for_future_with
 use crate::python::lake::table::PyLakeTable;
 use crate::python::out::table as table_of;
 use crate::runtime::CancelToken;
+use crate::vector::distance::Metric;
 use spec::PyBuildSpec;
 
 /// An opened vector index (native). Use `lakevec.VectorIndex` from Python.
@@ -219,7 +220,7 @@ impl PyVectorIndex {
         let k = k.unwrap_or(crate::index::query::UNBOUNDED_K);
         let idx = self.inner.clone();
         let st = idx.state();
-        let (q, nq) = prepare_queries(&query_array(queries)?, st.manifest.dim, st.manifest.metric)?;
+        let (q, nq) = prepared_queries(queries, st.manifest.dim, st.manifest.metric)?;
         let stale = Stale::parse(stale)?;
         let p = SearchParams { k, ef, filter, exact, version, stale, columns, num_threads, max_distance, rerank };
         let batch =
@@ -429,21 +430,19 @@ fn segment_cache(dir: Option<std::path::PathBuf>, bytes: Option<u64>) -> Option<
     (bytes != Some(0)).then(|| SegmentCache::new(dir, bytes))
 }
 
-/// Query vectors given to a search: a C-contiguous float32 buffer of one vector (1-D) or of
-/// one per row (2-D), copied into a fixed-size list array (a single query then costs no
-/// pyarrow call); otherwise an Arrow array (PyCapsule interface).
-fn query_array(queries: &Bound<'_, PyAny>) -> PyResult<arrow::array::ArrayRef> {
-    use arrow::array::{FixedSizeListArray, Float32Array};
+/// Query vectors given to a search, prepared for `metric` (`(rows, count)`): a C-contiguous
+/// float32 buffer of one vector (1-D) or of one per row (2-D) is read as it is (a single
+/// query then costs no pyarrow call and no Arrow array); otherwise an Arrow array (PyCapsule
+/// interface).
+fn prepared_queries(queries: &Bound<'_, PyAny>, dim: usize, metric: Metric) -> PyResult<(Vec<f32>, usize)> {
     if let Ok(buf) = pyo3::buffer::PyBuffer::<f32>::get(queries) {
         let shape = buf.shape();
-        if buf.is_c_contiguous() && matches!(shape.len(), 1 | 2) {
-            let width = i32::try_from(shape[shape.len() - 1])
-                .map_err(|_| crate::error::LakeError::Vector("queries are wider than 2^31 values".into()))?;
-            let values = Arc::new(Float32Array::from(buf.to_vec(queries.py())?));
-            let item = Arc::new(arrow::datatypes::Field::new("item", arrow::datatypes::DataType::Float32, true));
-            let a = FixedSizeListArray::try_new(item, width, values, None).map_err(crate::error::LakeError::from)?;
-            return Ok(Arc::new(a));
+        // native-order float32 only: pyo3 also takes a big-endian '>f' buffer as f32
+        let native = matches!(buf.format().to_bytes(), b"f" | b"@f" | b"=f" | b"<f");
+        if native && buf.is_c_contiguous() && matches!(shape.len(), 1 | 2) {
+            let width = shape[shape.len() - 1];
+            return Ok(prepare_flat_queries(&buf.to_vec(queries.py())?, width, dim, metric)?);
         }
     }
-    Ok(queries.extract::<PyArray>()?.array().clone())
+    Ok(prepare_queries(queries.extract::<PyArray>()?.array(), dim, metric)?)
 }
